@@ -1,0 +1,64 @@
+"""Shared fixtures. Real-server fixtures live in tests/servers.py (BIND, unbound, moto, SMTP)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tlsarotate import pki
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(extra)
+    return env
+
+
+def run_cli(*args: str | os.PathLike[str], env: dict[str, str] | None = None,
+            input: str | None = None, timeout: float = 120,
+            cwd: str | os.PathLike[str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m tlsarotate ARGS`` from this checkout as a real subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", "tlsarotate", *map(str, args)],
+        capture_output=True, text=True, env=env or cli_env(), input=input, timeout=timeout,
+        cwd=cwd,
+    )
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
+    """Bad input: non-zero exit, exactly one line on stderr, no traceback, naming the culprit."""
+    assert proc.returncode != 0, proc.stdout
+    err = proc.stderr.strip()
+    assert "Traceback" not in err, err
+    assert len(err.splitlines()) == 1, err
+    for n in needles:
+        assert n in err, f"{n!r} not in {err!r}"
+
+
+@pytest.fixture(scope="session")
+def ca() -> pki.Issued:
+    return pki.make_ca()
+
+
+@pytest.fixture
+def write_pair(tmp_path: Path, ca: pki.Issued) -> Callable[..., tuple[Path, Path, pki.Issued]]:
+    """write_pair(name, kind=...) -> (fullchain path, key path, Issued)."""
+
+    def make(name: str = "leaf", kind: str = "ecdsa-p256", host: str = "mx.example.test",
+             key: pki.PrivateKey | None = None) -> tuple[Path, Path, pki.Issued]:
+        leaf = pki.make_leaf(ca, [host], kind, key=key)
+        c, k = tmp_path / f"{name}.crt", tmp_path / f"{name}.key"
+        c.write_bytes(pki.fullchain_pem(leaf, ca))
+        k.write_bytes(leaf.key_pem)
+        k.chmod(0o600)
+        return c, k, leaf
+
+    return make

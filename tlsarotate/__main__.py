@@ -1,0 +1,3 @@
+from tlsarotate.cli import main
+
+raise SystemExit(main())

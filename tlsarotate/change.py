@@ -1,0 +1,98 @@
+"""What a provider reads and writes: TLSA RRsets per owner and one zone's change set.
+
+Modelled on octoDNS's Plan/Change: a :class:`ZoneChange` carries, for every owner it touches,
+the RRset we read (``old``, used as a prerequisite so a concurrent change is detected, never
+clobbered) and the RRset we want (``new``; ``None`` deletes it). A provider applies one
+ZoneChange as exactly one write (one UPDATE, one change batch, one batch request).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import dns.name
+from dns.rdtypes.ANY.TLSA import TLSA
+
+from tlsarotate import records
+
+
+@dataclass(frozen=True)
+class TlsaRRset:
+    ttl: int
+    records: frozenset[TLSA]
+
+    @classmethod
+    def of(cls, ttl: int, rds: Iterable[TLSA]) -> TlsaRRset:
+        return cls(int(ttl), frozenset(rds))
+
+    def sorted(self) -> list[TLSA]:
+        return sorted(self.records, key=records.sort_key)
+
+    def texts(self) -> list[str]:
+        return [records.to_text(rd) for rd in self.sorted()]
+
+    def same_records(self, other: TlsaRRset | None) -> bool:
+        return other is not None and self.records == other.records
+
+
+Published = Mapping[dns.name.Name, TlsaRRset]
+"""Owner -> RRset; an owner that is absent has no TLSA RRset."""
+
+
+@dataclass(frozen=True)
+class OwnerChange:
+    owner: dns.name.Name
+    old: TlsaRRset | None
+    new: TlsaRRset | None
+
+    @property
+    def removed(self) -> list[TLSA]:
+        old = self.old.records if self.old else frozenset()
+        new = self.new.records if self.new else frozenset()
+        return sorted(old - new, key=records.sort_key)
+
+    @property
+    def added(self) -> list[TLSA]:
+        old = self.old.records if self.old else frozenset()
+        new = self.new.records if self.new else frozenset()
+        return sorted(new - old, key=records.sort_key)
+
+    @property
+    def ttl_changed(self) -> bool:
+        return bool(self.old and self.new and self.old.ttl != self.new.ttl)
+
+
+@dataclass(frozen=True)
+class ZoneChange:
+    zone: dns.name.Name
+    changes: tuple[OwnerChange, ...]
+
+    def __bool__(self) -> bool:
+        return bool(self.changes)
+
+    def diff_lines(self) -> list[str]:
+        """``- owner ttl IN TLSA ...`` then ``+ ...`` (deletes before creates)."""
+        out: list[str] = []
+        for ch in self.changes:
+            if ch.old:
+                out += [f"- {records.zone_line(ch.owner, ch.old.ttl, rd)}" for rd in ch.removed]
+        for ch in self.changes:
+            if ch.new:
+                out += [f"+ {records.zone_line(ch.owner, ch.new.ttl, rd)}" for rd in ch.added]
+        return out
+
+
+def digest(published: Published, owners: Iterable[dns.name.Name]) -> str:
+    """A stable hash of what is published at these owners (records and TTLs)."""
+    h = hashlib.sha256()
+    for owner in sorted(owners):
+        rr = published.get(owner)
+        h.update(owner.to_text().encode() + b"\0")
+        if rr is not None:
+            h.update(str(rr.ttl).encode() + b"\0")
+            for t in rr.texts():
+                h.update(t.encode() + b"\0")
+        h.update(b"\1")
+    return h.hexdigest()

@@ -1,0 +1,263 @@
+"""The ``tlsarotate`` command line. Thin: parse arguments, call the module that does the work,
+turn :class:`~tlsarotate.errors.TlsarotateError` into one line on stderr and an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from tlsarotate import __version__, material, records
+from tlsarotate.errors import NotImplementedYet, RecordError, TlsarotateError
+
+EXIT_CODES = """exit codes:
+  0  ok, nothing to do
+  1  error (one line on stderr, nothing half-applied)
+  2  changes pending, or a rollover is still waiting (plan, apply)
+  check uses the Nagios codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN
+"""
+
+log = logging.getLogger("tlsarotate")
+
+Handler = Callable[[argparse.Namespace], int]
+
+# command -> "module:function"; each function takes the parsed arguments and returns the exit code
+COMMANDS: dict[str, str] = {
+    "records": "tlsarotate.cli:cmd_records",
+    "validate": "tlsarotate.cli:cmd_validate",
+    "plan": "tlsarotate.commands:cmd_plan",
+    "apply": "tlsarotate.commands:cmd_apply",
+    "status": "tlsarotate.commands:cmd_status",
+    "check": "tlsarotate.check:cmd_check",
+    "probe": "tlsarotate.probe:cmd_probe",
+    "demo": "tlsarotate.demo:cmd_demo",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tlsarotate",
+        description="Keep DANE TLSA records in step with TLS certificates (RFC 6698/7671/7672).",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--version", action="version", version=f"tlsarotate {__version__}")
+    p.add_argument(
+        "-c",
+        "--config",
+        metavar="FILE",
+        help="config file (default: $TLSAROTATE_CONFIG or /etc/tlsarotate/config.yaml)",
+    )
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    p.add_argument("-q", "--quiet", action="store_true", help="only errors")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    def add(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name,
+            help=help,
+            description=help,
+            epilog=EXIT_CODES,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+
+    r = add("records", "print TLSA records for certificates, chains, keys, CSRs or lineages")
+    r.add_argument("files", nargs="+", metavar="FILE")
+    r.add_argument(
+        "--params",
+        action="append",
+        metavar='"U S M"',
+        help='usage selector mtype, repeatable (default: "3 1 1" and "3 0 1")',
+    )
+    r.add_argument("--host", help="owner host name (with --port and --proto)")
+    r.add_argument("--port", type=int, default=25, help="port for the owner name (default 25)")
+    r.add_argument("--proto", default="tcp", choices=["tcp", "udp", "sctp"])
+    r.add_argument("--name", metavar="OWNER", help="full owner name, e.g. _25._tcp.mx.example.com")
+    r.add_argument("--ttl", type=int, default=3600, help="TTL for zone-file lines (default 3600)")
+    r.add_argument(
+        "--ta-depth",
+        type=int,
+        default=1,
+        metavar="N",
+        help="usage 2: chain position of the trust anchor (1 = the leaf's issuer, default)",
+    )
+    r.add_argument("--output", choices=["text", "json"], default="text")
+
+    v = add("validate", "check the config and the files it names, without touching DNS")
+    v.add_argument("--output", choices=["text", "json"], default="text")
+
+    pl = add("plan", "show what the next rollover step would change, and when; never writes")
+    pl.add_argument("--service", metavar="NAME")
+    pl.add_argument("--output", choices=["text", "json"], default="text")
+
+    a = add("apply", "perform every rollover step that is safe now")
+    a.add_argument("--service", metavar="NAME")
+    a.add_argument("--wait", action="store_true", help="keep going until every service is idle")
+    a.add_argument(
+        "--lock-timeout",
+        type=float,
+        metavar="S",
+        help="seconds to wait for a service lock held by another run",
+    )
+    a.add_argument(
+        "--lineage",
+        metavar="DIR",
+        help="only services whose next certificate is this certbot lineage (deploy hooks)",
+    )
+    a.add_argument("--output", choices=["text", "json"], default="text")
+
+    s = add("status", "phase, published records, certificates and timestamps per service")
+    s.add_argument("--service", metavar="NAME")
+    s.add_argument("--output", choices=["text", "json"], default="text")
+
+    c = add("check", "verify DNS and live endpoints against the certificates (Nagios codes)")
+    c.add_argument("--service", metavar="NAME")
+    c.add_argument("--next", metavar="CERT", help="certificate about to be deployed (CI gate)")
+    c.add_argument("--no-live", action="store_true", help="do not connect to the endpoints")
+    c.add_argument("--output", choices=["text", "json", "nagios"], default="text")
+    c.add_argument("--prometheus", metavar="FILE", help="write a node-exporter textfile")
+    c.add_argument("--timeout", type=float, default=10.0, help="per-connection timeout")
+
+    pr = add("probe", "what a TLS endpoint serves, matched against its published TLSA records")
+    pr.add_argument("host")
+    pr.add_argument("--port", type=int, default=25)
+    pr.add_argument("--starttls", choices=["smtp", "imap", "pop3", "none", "auto"], default="auto")
+    pr.add_argument("--tlsa-from", default="dns", metavar="dns|FILE")
+    pr.add_argument("--resolver", metavar="ADDR", help="validating resolver to ask as well")
+    pr.add_argument(
+        "--nameserver",
+        action="append",
+        metavar="ADDR[:PORT]",
+        help="authoritative server to query instead of the zone's NS set (repeatable)",
+    )
+    pr.add_argument("--save-chain", metavar="DIR")
+    pr.add_argument("--timeout", type=float, default=10.0)
+    pr.add_argument("--output", choices=["text", "json"], default="text")
+
+    d = add("demo", "run a complete local rollover: throwaway CA, zone file, short TTL")
+    d.add_argument("--dir", metavar="DIR", help="keep the demo files here (default: temp dir)")
+    d.add_argument("--ttl", type=int, default=3, help="TTL of the demo records (default 3)")
+    return p
+
+
+def _load_handler(command: str) -> Handler:
+    mod_name, _, func = COMMANDS[command].partition(":")
+    try:
+        mod = importlib.import_module(mod_name)
+    except ModuleNotFoundError as e:
+        if e.name == mod_name:
+            raise NotImplementedYet(f"'{command}' is not implemented yet in this build") from None
+        raise
+    handler: Handler = getattr(mod, func)
+    return handler
+
+
+def cmd_records(args: argparse.Namespace) -> int:
+    explicit = args.params is not None
+    params = [records.parse_params(t) for t in (args.params or records.DEFAULT_PARAMS)]
+    owner = None
+    if args.name and args.host:
+        raise RecordError("give either --name or --host, not both")
+    if args.name:
+        import dns.name
+
+        try:
+            owner = dns.name.from_text(args.name.rstrip(".") + ".")
+        except Exception as e:
+            raise RecordError(f"invalid owner name {args.name!r}: {e}") from None
+    elif args.host:
+        if not 1 <= args.port <= 65535:
+            raise RecordError(f"--port {args.port} out of range 1-65535")
+        owner = records.owner_name(args.host, args.port, args.proto)
+    if not 0 <= args.ttl <= 2147483647:
+        raise RecordError(f"--ttl {args.ttl} out of range")
+    out: list[str] = []
+    js: list[dict[str, object]] = []
+    many = len(args.files) > 1
+    for f in args.files:
+        m = material.load(f)
+        rds = []
+        for prm in params:
+            try:
+                rds.append(records.build(m, prm, args.ta_depth))
+            except RecordError:
+                if explicit:
+                    raise
+        if not rds:
+            raise RecordError(f"{f}: none of the default parameters apply; use --params")
+        if args.output == "json":
+            js.extend(
+                {
+                    "file": f,
+                    "owner": owner.to_text() if owner else None,
+                    "ttl": args.ttl,
+                    "usage": rd.usage,
+                    "selector": rd.selector,
+                    "mtype": rd.mtype,
+                    "data": rd.cert.hex(),
+                    "text": records.to_text(rd),
+                }
+                for rd in rds
+            )
+            continue
+        if many:
+            out.append(f"; {f}")
+        if owner is not None:
+            out.extend(records.zone_line(owner, args.ttl, rd) for rd in rds)
+        else:
+            out.extend(records.to_text(rd) for rd in rds)
+    if args.output == "json":
+        sys.stdout.write(json.dumps(js, indent=2) + "\n")
+    else:
+        sys.stdout.write("\n".join(out) + "\n")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from tlsarotate import config
+
+    cfg = config.load(args.config)
+    lines = config.check_files(cfg)
+    if args.output == "json":
+        print(json.dumps({"config": str(cfg.path), "ok": True, "slots": lines}, indent=2))
+    else:
+        print(f"{cfg.path}: ok ({len(cfg.services)} service(s), {len(cfg.providers)} provider(s))")
+        for line in lines:
+            print(f"  {line}")
+    return 0
+
+
+def setup_logging(verbose: int, quiet: bool) -> None:
+    level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    if verbose == 0 and not quiet:
+        level = logging.WARNING
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("tlsarotate: %(message)s"))
+    root = logging.getLogger("tlsarotate")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose, args.quiet)
+    try:
+        return _load_handler(args.command)(args)
+    except TlsarotateError as e:
+        print(f"tlsarotate: error: {e}", file=sys.stderr)
+        return e.exit_code if args.command != "check" else 3
+    except KeyboardInterrupt:
+        print("tlsarotate: interrupted; state is consistent, run again to resume", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,604 @@
+"""The configuration file: YAML in, validated frozen dataclasses out.
+
+Every error names the file, the YAML line and the key path (``services[0].ports[1]``). Unknown
+keys are errors, secrets are never inline (``*_file`` / ``*_env`` only), relative paths are
+resolved against the config file's directory.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import dns.name
+import yaml
+
+from tlsarotate import material, records
+from tlsarotate.errors import ConfigError, RecordError, TlsarotateError
+
+DEFAULT_PATH = Path("/etc/tlsarotate/config.yaml")
+SECRET_WORDS = ("secret", "password", "token", "api_key", "access_key", "private_key")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class CertPaths:
+    """Where a certificate lives: ``cert`` + ``key``, one ``combined`` key+chain file, or a
+    certbot ``lineage`` directory (only for ``next``)."""
+
+    cert: Path | None = None
+    key: Path | None = None
+    combined: Path | None = None
+    lineage: Path | None = None
+
+    def describe(self) -> str:
+        if self.lineage:
+            return str(self.lineage)
+        if self.combined:
+            return str(self.combined)
+        return str(self.cert)
+
+
+@dataclass(frozen=True)
+class Verify:
+    starttls: str = "none"
+    host: str | None = None
+    port: int | None = None
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class CertSlot:
+    name: str
+    deployed: CertPaths
+    next: CertPaths | None
+    reload: tuple[str, ...] = ()
+    verify: Verify | None = None
+
+
+@dataclass(frozen=True)
+class Nameserver:
+    address: str
+    port: int = 53
+
+    def __str__(self) -> str:
+        return (
+            f"[{self.address}]:{self.port}"
+            if ":" in self.address
+            else f"{self.address}:{self.port}"
+        )
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    zone: dns.name.Name
+    provider: str
+    hosts: tuple[str, ...]
+    ports: tuple[int, ...]
+    protocol: str
+    ttl: int
+    params: tuple[records.Params, ...]
+    certificates: tuple[CertSlot, ...]
+    allow_unsigned: bool = False
+    observe: str = "dns"
+    nameservers: tuple[Nameserver, ...] = ()
+
+    @property
+    def owners(self) -> list[dns.name.Name]:
+        return [records.owner_name(h, p, self.protocol) for h in self.hosts for p in self.ports]
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    name: str
+    type: str
+    options: Mapping[str, Any]
+    where: str = ""
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    state_dir: Path
+    safety_margin: int
+    providers: Mapping[str, ProviderConfig]
+    services: tuple[Service, ...]
+    lock_timeout: float = 600.0
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def service(self, name: str) -> Service:
+        for s in self.services:
+            if s.name == name:
+                return s
+        known = ", ".join(s.name for s in self.services) or "none"
+        raise ConfigError(f"{self.path}: no service named {name!r} (configured: {known})")
+
+    def select(self, name: str | None) -> tuple[Service, ...]:
+        return self.services if name is None else (self.service(name),)
+
+
+class _Ctx:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.base = path.parent
+
+    def err(self, node: yaml.Node | None, keypath: str, msg: str) -> ConfigError:
+        line = f":{node.start_mark.line + 1}" if node is not None else ""
+        where = f"{keypath}: " if keypath else ""
+        return ConfigError(f"{self.path}{line}: {where}{msg}")
+
+
+def _kind(node: yaml.Node) -> str:
+    if isinstance(node, yaml.MappingNode):
+        return "a mapping"
+    if isinstance(node, yaml.SequenceNode):
+        return "a list"
+    return f"{node.value!r}" if isinstance(node, yaml.ScalarNode) else "something else"
+
+
+def _mapping(
+    ctx: _Ctx, node: yaml.Node, kp: str, allowed: Mapping[str, bool]
+) -> dict[str, tuple[yaml.Node, yaml.Node]]:
+    """key -> (key node, value node); checks unknown, duplicate and required keys."""
+    if not isinstance(node, yaml.MappingNode):
+        raise ctx.err(node, kp, f"expected a mapping, got {_kind(node)}")
+    out: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+    for knode, vnode in node.value:
+        key = knode.value if isinstance(knode, yaml.ScalarNode) else None
+        sub = f"{kp}.{key}" if kp else str(key)
+        if not isinstance(key, str):
+            raise ctx.err(knode, kp, "keys must be strings")
+        if key in out:
+            raise ctx.err(knode, sub, "duplicate key")
+        if key not in allowed:
+            close = [k for k in allowed if k.replace("_", "") == key.replace("_", "").lower()]
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ctx.err(knode, sub, f"unknown key{hint}; allowed: {', '.join(allowed)}")
+        out[key] = (knode, vnode)
+    for key, required in allowed.items():
+        if required and key not in out:
+            raise ctx.err(node, f"{kp}.{key}" if kp else key, "required key is missing")
+    return out
+
+
+def _scalar(ctx: _Ctx, node: yaml.Node, kp: str) -> Any:
+    if not isinstance(node, yaml.ScalarNode):
+        raise ctx.err(node, kp, f"expected a single value, got {_kind(node)}")
+    return _construct(node)
+
+
+def _construct(node: yaml.ScalarNode) -> Any:
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_object(node, deep=True)
+    finally:
+        loader.dispose()
+
+
+def _str(ctx: _Ctx, node: yaml.Node, kp: str) -> str:
+    v = _scalar(ctx, node, kp)
+    if not isinstance(v, str) or not v.strip():
+        raise ctx.err(node, kp, f"expected a non-empty string, got {_kind(node)}")
+    return v
+
+
+def _int(ctx: _Ctx, node: yaml.Node, kp: str, lo: int, hi: int, what: str = "value") -> int:
+    v = _scalar(ctx, node, kp)
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ctx.err(node, kp, f"expected a whole number, got {_kind(node)}")
+    if not lo <= v <= hi:
+        raise ctx.err(node, kp, f"{what} {v} out of range {lo}-{hi}")
+    return v
+
+
+def _bool(ctx: _Ctx, node: yaml.Node, kp: str) -> bool:
+    v = _scalar(ctx, node, kp)
+    if not isinstance(v, bool):
+        raise ctx.err(node, kp, f"expected true or false, got {_kind(node)}")
+    return v
+
+
+def _list(
+    ctx: _Ctx, node: yaml.Node, kp: str, item: Callable[[yaml.Node, str], T], nonempty: bool = True
+) -> tuple[T, ...]:
+    if not isinstance(node, yaml.SequenceNode):
+        raise ctx.err(node, kp, f"expected a list, got {_kind(node)}")
+    if nonempty and not node.value:
+        raise ctx.err(node, kp, "must not be empty")
+    return tuple(item(n, f"{kp}[{i}]") for i, n in enumerate(node.value))
+
+
+def _path(ctx: _Ctx, node: yaml.Node, kp: str) -> Path:
+    p = Path(os.path.expanduser(_str(ctx, node, kp)))
+    return p if p.is_absolute() else ctx.base / p
+
+
+def _fqdn(ctx: _Ctx, node: yaml.Node, kp: str) -> dns.name.Name:
+    text = _str(ctx, node, kp)
+    try:
+        name = dns.name.from_text(text.rstrip(".") + ".")
+    except Exception as e:  # dnspython raises several types
+        raise ctx.err(node, kp, f"invalid DNS name {text!r}: {e}") from None
+    if len(name.labels) < 2:
+        raise ctx.err(node, kp, f"invalid DNS name {text!r}")
+    return name
+
+
+def _cert_paths(ctx: _Ctx, node: yaml.Node, kp: str, lineage_ok: bool) -> CertPaths:
+    allowed = {"cert": False, "key": False, "combined": False}
+    if lineage_ok:
+        allowed["lineage"] = False
+    m = _mapping(ctx, node, kp, allowed)
+    got = {k: _path(ctx, v, f"{kp}.{k}") for k, (_, v) in m.items()}
+    forms = [bool(got.get("cert") or got.get("key")), "combined" in got, "lineage" in got]
+    if sum(forms) != 1:
+        options = "cert + key, combined" + (" or lineage" if lineage_ok else "")
+        raise ctx.err(node, kp, f"give exactly one of: {options}")
+    if forms[0] and not ("cert" in got and "key" in got):
+        missing = "key" if "cert" in got else "cert"
+        raise ctx.err(
+            node, f"{kp}.{missing}", "required with " + ("cert" if missing == "key" else "key")
+        )
+    return CertPaths(**got)
+
+
+STARTTLS = ("smtp", "imap", "pop3", "none", "auto")
+
+
+def _verify(ctx: _Ctx, node: yaml.Node, kp: str) -> Verify:
+    m = _mapping(ctx, node, kp, {"starttls": False, "host": False, "port": False, "timeout": False})
+    v: dict[str, Any] = {}
+    if "starttls" in m:
+        s = _str(ctx, m["starttls"][1], f"{kp}.starttls")
+        if s not in STARTTLS:
+            raise ctx.err(
+                m["starttls"][1], f"{kp}.starttls", f"must be one of {', '.join(STARTTLS)}"
+            )
+        v["starttls"] = s
+    if "host" in m:
+        v["host"] = _str(ctx, m["host"][1], f"{kp}.host")
+    if "port" in m:
+        v["port"] = _int(ctx, m["port"][1], f"{kp}.port", 1, 65535, "port")
+    if "timeout" in m:
+        v["timeout"] = float(_int(ctx, m["timeout"][1], f"{kp}.timeout", 1, 600, "timeout"))
+    return Verify(**v)
+
+
+def _slot(ctx: _Ctx, node: yaml.Node, kp: str, default_name: str) -> CertSlot:
+    m = _mapping(
+        ctx,
+        node,
+        kp,
+        {"name": False, "deployed": True, "next": False, "reload": False, "verify": False},
+    )
+    name = _str(ctx, m["name"][1], f"{kp}.name") if "name" in m else default_name
+    deployed = _cert_paths(ctx, m["deployed"][1], f"{kp}.deployed", lineage_ok=False)
+    nxt = _cert_paths(ctx, m["next"][1], f"{kp}.next", lineage_ok=True) if "next" in m else None
+    reload: tuple[str, ...] = ()
+    if "reload" in m:
+        reload = _list(ctx, m["reload"][1], f"{kp}.reload", lambda n, k: _str(ctx, n, k))
+    verify = _verify(ctx, m["verify"][1], f"{kp}.verify") if "verify" in m else None
+    return CertSlot(name, deployed, nxt, reload, verify)
+
+
+def _nameserver(ctx: _Ctx, node: yaml.Node, kp: str) -> Nameserver:
+    text = str(_scalar(ctx, node, kp)).strip()
+    addr, port = text, 53
+    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\](?::(\d+))?", text) or re.fullmatch(
+        r"([0-9.]+)(?::(\d+))?", text
+    )
+    if m:
+        addr, port = m.group(1), int(m.group(2) or 53)
+    try:
+        ipaddress.ip_address(addr)
+    except ValueError:
+        raise ctx.err(
+            node,
+            kp,
+            f"{text!r} is not an IP address (forms: 192.0.2.1, "
+            "192.0.2.1:5353, 2001:db8::1, [2001:db8::1]:5353)",
+        ) from None
+    if not 1 <= port <= 65535:
+        raise ctx.err(node, kp, f"port {port} out of range 1-65535")
+    return Nameserver(addr, port)
+
+
+SERVICE_KEYS = {
+    "name": True,
+    "zone": True,
+    "provider": True,
+    "hosts": True,
+    "ports": False,
+    "protocol": False,
+    "ttl": False,
+    "records": False,
+    "certificate": False,
+    "certificates": False,
+    "allow_unsigned": False,
+    "observe": False,
+    "nameservers": False,
+}
+
+
+def _service(
+    ctx: _Ctx, node: yaml.Node, kp: str, providers: Mapping[str, ProviderConfig]
+) -> Service:
+    m = _mapping(ctx, node, kp, SERVICE_KEYS)
+    name = _str(ctx, m["name"][1], f"{kp}.name")
+    if not _NAME_RE.match(name):
+        raise ctx.err(m["name"][1], f"{kp}.name", "use letters, digits, '.', '_' and '-' only")
+    zone = _fqdn(ctx, m["zone"][1], f"{kp}.zone")
+    prov = _str(ctx, m["provider"][1], f"{kp}.provider")
+    if prov not in providers:
+        known = ", ".join(providers) or "none defined"
+        raise ctx.err(
+            m["provider"][1], f"{kp}.provider", f"unknown provider {prov!r} (providers: {known})"
+        )
+
+    def host(n: yaml.Node, k: str) -> str:
+        h = _fqdn(ctx, n, k)
+        if not h.is_subdomain(zone):
+            raise ctx.err(n, k, f"host {h.to_text()} is not inside zone {zone.to_text()}")
+        return h.to_text()
+
+    hosts = _list(ctx, m["hosts"][1], f"{kp}.hosts", host)
+    ports: tuple[int, ...] = (25,)
+    if "ports" in m:
+        ports = _list(
+            ctx, m["ports"][1], f"{kp}.ports", lambda n, k: _int(ctx, n, k, 1, 65535, "port")
+        )
+    proto = "tcp"
+    if "protocol" in m:
+        proto = _str(ctx, m["protocol"][1], f"{kp}.protocol")
+        if proto not in ("tcp", "udp", "sctp"):
+            raise ctx.err(m["protocol"][1], f"{kp}.protocol", "must be tcp, udp or sctp")
+    ttl = _int(ctx, m["ttl"][1], f"{kp}.ttl", 1, 2147483647, "ttl") if "ttl" in m else 3600
+
+    def param(n: yaml.Node, k: str) -> records.Params:
+        try:
+            return records.parse_params(str(_scalar(ctx, n, k)))
+        except RecordError as e:
+            raise ctx.err(n, k, str(e)) from None
+
+    params = tuple(records.parse_params(p) for p in records.DEFAULT_PARAMS)
+    if "records" in m:
+        params = _list(ctx, m["records"][1], f"{kp}.records", param)
+        seen: set[records.Params] = set()
+        for i, p in enumerate(params):
+            if p in seen:
+                raise ctx.err(m["records"][1].value[i], f"{kp}.records[{i}]", f"duplicate {p}")
+            seen.add(p)
+    if ("certificate" in m) == ("certificates" in m):
+        raise ctx.err(node, kp, "give exactly one of certificate (one) or certificates (a list)")
+    if "certificate" in m:
+        slots: tuple[CertSlot, ...] = (
+            _slot(ctx, m["certificate"][1], f"{kp}.certificate", "default"),
+        )
+    else:
+        slots = _list(
+            ctx,
+            m["certificates"][1],
+            f"{kp}.certificates",
+            lambda n, k: _slot(ctx, n, k, k.rsplit("[", 1)[1].rstrip("]")),
+        )
+        names = [s.name for s in slots]
+        if len(set(names)) != len(names):
+            raise ctx.err(
+                m["certificates"][1], f"{kp}.certificates", "certificate names must be unique"
+            )
+    allow_unsigned = (
+        _bool(ctx, m["allow_unsigned"][1], f"{kp}.allow_unsigned")
+        if "allow_unsigned" in m
+        else False
+    )
+    observe = "dns"
+    if "observe" in m:
+        observe = _str(ctx, m["observe"][1], f"{kp}.observe")
+        if observe not in ("dns", "provider"):
+            raise ctx.err(m["observe"][1], f"{kp}.observe", "must be dns or provider")
+    ns: tuple[Nameserver, ...] = ()
+    if "nameservers" in m:
+        ns = _list(
+            ctx, m["nameservers"][1], f"{kp}.nameservers", lambda n, k: _nameserver(ctx, n, k)
+        )
+    return Service(
+        name, zone, prov, hosts, ports, proto, ttl, params, slots, allow_unsigned, observe, ns
+    )
+
+
+def _provider(ctx: _Ctx, name: str, knode: yaml.Node, node: yaml.Node) -> ProviderConfig:
+    from tlsarotate import providers as registry
+
+    kp = f"providers.{name}"
+    if not _NAME_RE.match(name):
+        raise ctx.err(knode, kp, "use letters, digits, '.', '_' and '-' only")
+    if not isinstance(node, yaml.MappingNode):
+        raise ctx.err(node, kp, f"expected a mapping, got {_kind(node)}")
+    raw = {k.value: (k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode)}
+    if "type" not in raw:
+        raise ctx.err(node, f"{kp}.type", "required key is missing")
+    ptype = _str(ctx, raw["type"][1], f"{kp}.type")
+    try:
+        cls = registry.get_class(ptype)
+    except ConfigError as e:
+        raise ctx.err(raw["type"][1], f"{kp}.type", str(e)) from None
+    allowed = {"type": True, **{k: o.required for k, o in cls.options.items()}}
+    for key, (kn, _) in raw.items():
+        if (
+            key not in allowed
+            and any(w in key.lower() for w in SECRET_WORDS)
+            and not key.endswith(("_file", "_env"))
+        ):
+            raise ctx.err(
+                kn,
+                f"{kp}.{key}",
+                "secrets are never written inline; use "
+                f"{key}_file (a file holding it) or {key}_env (an environment variable)",
+            )
+    m = _mapping(ctx, node, kp, allowed)
+    opts: dict[str, Any] = {}
+    for key, opt in cls.options.items():
+        if key not in m:
+            if opt.default is not None:
+                opts[key] = opt.default
+            continue
+        vnode = m[key][1]
+        sub = f"{kp}.{key}"
+        value: Any
+        if opt.kind is list or opt.kind == (list,):
+            value = list(_list(ctx, vnode, sub, lambda n, k: _scalar(ctx, n, k), nonempty=False))
+        elif opt.kind is dict:
+            if not isinstance(vnode, yaml.MappingNode):
+                raise ctx.err(vnode, sub, f"expected a mapping, got {_kind(vnode)}")
+            value = {k.value: _scalar(ctx, v, f"{sub}.{k.value}") for k, v in vnode.value}
+        else:
+            value = _scalar(ctx, vnode, sub)
+            kinds = opt.kind if isinstance(opt.kind, tuple) else (opt.kind,)
+            if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+                want = " or ".join(k.__name__ for k in kinds)
+                raise ctx.err(vnode, sub, f"expected {want}, got {_kind(vnode)}")
+        if opt.choices and value not in opt.choices:
+            raise ctx.err(vnode, sub, f"must be one of {', '.join(map(str, opt.choices))}")
+        if opt.path:
+            value = _path(ctx, vnode, sub)
+        opts[key] = value
+    where = f"{ctx.path}:{node.start_mark.line + 1}"
+    return ProviderConfig(name, ptype, opts, where)
+
+
+TOP_KEYS = {
+    "state_dir": False,
+    "safety_margin": False,
+    "lock_timeout": False,
+    "providers": True,
+    "services": True,
+}
+
+
+def parse(text: str, path: Path) -> Config:
+    ctx = _Ctx(path)
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{path}{line}: not valid YAML: {problem}") from None
+    if root is None:
+        raise ConfigError(f"{path}: the config file is empty")
+    m = _mapping(ctx, root, "", TOP_KEYS)
+    state_dir = (
+        _path(ctx, m["state_dir"][1], "state_dir")
+        if "state_dir" in m
+        else Path("/var/lib/tlsarotate")
+    )
+    margin = (
+        _int(ctx, m["safety_margin"][1], "safety_margin", 0, 86400 * 7, "safety_margin")
+        if "safety_margin" in m
+        else 60
+    )
+    lock_timeout = (
+        float(_int(ctx, m["lock_timeout"][1], "lock_timeout", 0, 86400, "lock_timeout"))
+        if "lock_timeout" in m
+        else 600.0
+    )
+    pnode = m["providers"][1]
+    if not isinstance(pnode, yaml.MappingNode):
+        raise ctx.err(
+            pnode, "providers", f"expected a mapping of provider names, got {_kind(pnode)}"
+        )
+    provs: dict[str, ProviderConfig] = {}
+    for kn, vn in pnode.value:
+        name = str(kn.value)
+        if name in provs:
+            raise ctx.err(kn, f"providers.{name}", "duplicate provider name")
+        provs[name] = _provider(ctx, name, kn, vn)
+    services = _list(ctx, m["services"][1], "services", lambda n, k: _service(ctx, n, k, provs))
+    seen_names: dict[str, int] = {}
+    owners: dict[dns.name.Name, str] = {}
+    for i, s in enumerate(services):
+        snode = m["services"][1].value[i]
+        if s.name in seen_names:
+            raise ctx.err(
+                snode,
+                f"services[{i}].name",
+                f"service name {s.name!r} is already used by services[{seen_names[s.name]}]",
+            )
+        seen_names[s.name] = i
+        for o in s.owners:
+            if o in owners and owners[o] != s.name:
+                raise ctx.err(
+                    snode,
+                    f"services[{i}]",
+                    f"owner {o.to_text()} is already managed by service {owners[o]!r}",
+                )
+            if o in owners:
+                raise ctx.err(snode, f"services[{i}]", f"owner {o.to_text()} is listed twice")
+            owners[o] = s.name
+    return Config(path, state_dir, margin, provs, services, lock_timeout)
+
+
+def load(path: str | os.PathLike[str] | None = None) -> Config:
+    p = Path(path) if path is not None else Path(os.environ.get("TLSAROTATE_CONFIG", DEFAULT_PATH))
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{p}: config file not found (use -c FILE or TLSAROTATE_CONFIG)"
+        ) from None
+    except IsADirectoryError:
+        raise ConfigError(f"{p}: is a directory, expected a config file") from None
+    except PermissionError:
+        raise ConfigError(f"{p}: permission denied reading the config file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not a UTF-8 text file") from None
+    return parse(text, p.absolute())
+
+
+def check_files(cfg: Config) -> list[str]:
+    """Load every certificate and key the config names and every provider file; return one
+    line per service slot describing what was found. Raises on the first problem."""
+    from tlsarotate import providers as registry
+
+    lines: list[str] = []
+    for pc in cfg.providers.values():
+        try:
+            registry.get_class(pc.type).check_files(pc.name, pc.options)
+        except ConfigError as e:
+            raise ConfigError(f"{cfg.path}: providers.{pc.name}: {e}") from None
+    for s in cfg.services:
+        for slot in s.certificates:
+            where = f"service {s.name!r} certificate {slot.name!r}"
+            try:
+                dep = load_cert(slot.deployed)
+                nxt = load_cert(slot.next) if slot.next else None
+                for p in s.params:
+                    records.build(dep, p)
+                    if nxt is not None:
+                        records.build(nxt, p)
+            except TlsarotateError as e:
+                raise ConfigError(f"{cfg.path}: {where}: {e}") from None
+            lines.append(
+                f"{s.name}/{slot.name}: deployed {dep.spki_sha256[:16]}… "
+                + (f"next {nxt.spki_sha256[:16]}…" if nxt else "no next certificate")
+            )
+    return lines
+
+
+def load_cert(paths: CertPaths) -> material.Material:
+    """Load the Material behind CertPaths, checking that key and certificate belong together."""
+    if paths.lineage:
+        return material.load_lineage(paths.lineage)
+    if paths.combined:
+        return material.load_combined(paths.combined)
+    assert paths.cert is not None and paths.key is not None
+    return material.load_pair(paths.cert, paths.key)

@@ -1,0 +1,294 @@
+"""Reading key material: certificates, chains, public and private keys, CSRs, certbot lineages.
+
+Everything is reduced to a :class:`Material`: the chain as served (leaf first) and the leaf's
+SubjectPublicKeyInfo. Private keys are parsed only to derive their public half; the private
+key object is dropped before returning and never printed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+
+from tlsarotate.errors import MaterialError
+
+_PEM_RE = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", re.DOTALL)
+_SPKI_DER = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+@dataclass(frozen=True)
+class Material:
+    """What a TLSA record can be built from.
+
+    ``chain`` holds the certificates leaf first (empty for a bare key or CSR); ``chain_der`` their
+    DER encodings; ``spki`` the DER SubjectPublicKeyInfo of the leaf (or of the key/CSR).
+    """
+
+    source: str
+    kind: str  # "certificate" | "chain" | "public key" | "private key" | "csr" | "lineage"
+    spki: bytes
+    chain: tuple[x509.Certificate, ...] = ()
+    chain_der: tuple[bytes, ...] = field(default=(), repr=False)
+
+    @property
+    def leaf(self) -> x509.Certificate | None:
+        return self.chain[0] if self.chain else None
+
+    @property
+    def spki_sha256(self) -> str:
+        return hashlib.sha256(self.spki).hexdigest()
+
+    @property
+    def fingerprint(self) -> str:
+        """A stable identity: the leaf certificate's SHA-256, or the SPKI's for a bare key."""
+        if self.chain_der:
+            return hashlib.sha256(self.chain_der[0]).hexdigest()
+        return "spki:" + self.spki_sha256
+
+    def same_as(self, other: Material) -> bool:
+        return self.fingerprint == other.fingerprint
+
+
+def _spki_of_public(key: object) -> bytes:
+    if not isinstance(
+        key,
+        (
+            rsa.RSAPublicKey,
+            ec.EllipticCurvePublicKey,
+            ed25519.Ed25519PublicKey,
+            ed448.Ed448PublicKey,
+            dsa.DSAPublicKey,
+        ),
+    ):
+        raise TypeError(f"unsupported key type {type(key).__name__}")
+    return key.public_bytes(*_SPKI_DER)
+
+
+def _read_bytes(path: Path, what: str) -> bytes:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise MaterialError(f"{path}: {what} not found") from None
+    except IsADirectoryError:
+        raise MaterialError(f"{path}: is a directory, expected a {what} file") from None
+    except PermissionError:
+        raise MaterialError(f"{path}: permission denied reading {what}") from None
+    except OSError as e:
+        raise MaterialError(f"{path}: cannot read {what}: {e.strerror}") from None
+    if not data.strip():
+        raise MaterialError(f"{path}: empty file, expected a {what}")
+    return data
+
+
+def _private_spki(data: bytes, path: Path, pem: bool) -> bytes:
+    try:
+        if pem:
+            key = serialization.load_pem_private_key(data, password=None)
+        else:
+            key = serialization.load_der_private_key(data, password=None)
+    except TypeError:
+        raise MaterialError(
+            f"{path}: the private key is encrypted; tlsarotate needs an unencrypted key "
+            "(only its public half is used)"
+        ) from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise MaterialError(f"{path}: unreadable private key") from None
+    try:
+        return _spki_of_public(key.public_key())
+    except TypeError as e:
+        raise MaterialError(f"{path}: {e}") from None
+    finally:
+        del key
+
+
+def _check_chain_order(certs: list[x509.Certificate], path: Path) -> None:
+    if len(certs) < 2:
+        return
+    first, second = certs[0], certs[1]
+    if _is_ca(first) and not all(_is_ca(c) for c in certs[1:]):
+        raise MaterialError(
+            f"{path}: the first certificate is a CA certificate, not the leaf; "
+            "a chain file must list the leaf first, then its issuers"
+        )
+    if first.issuer != second.subject:
+        if second.issuer == first.subject:
+            raise MaterialError(
+                f"{path}: the chain is in reverse order; the first certificate must be the leaf"
+            )
+        raise MaterialError(
+            f"{path}: the second certificate ({second.subject.rfc4514_string()}) did not issue "
+            f"the first ({first.subject.rfc4514_string()}); the chain must be leaf first"
+        )
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        return False
+    return bool(bc.ca)
+
+
+def _material_from_certs(certs: list[x509.Certificate], ders: list[bytes], path: Path) -> Material:
+    _check_chain_order(certs, path)
+    try:
+        spki = _spki_of_public(certs[0].public_key())
+    except (TypeError, ValueError, UnsupportedAlgorithm) as e:
+        raise MaterialError(f"{path}: unsupported public key in certificate: {e}") from None
+    return Material(
+        source=str(path),
+        kind="chain" if len(certs) > 1 else "certificate",
+        spki=spki,
+        chain=tuple(certs),
+        chain_der=tuple(ders),
+    )
+
+
+def _parse_pem(data: bytes, path: Path) -> Material:
+    blocks = _PEM_RE.findall(data)
+    if not blocks:
+        raise MaterialError(f"{path}: not a PEM or DER certificate, key or CSR")
+    certs: list[x509.Certificate] = []
+    ders: list[bytes] = []
+    others: list[tuple[str, bytes]] = []
+    for label_b, body in blocks:
+        label = label_b.decode("ascii")
+        if b"Proc-Type: 4,ENCRYPTED" in body or label == "ENCRYPTED PRIVATE KEY":
+            raise MaterialError(
+                f"{path}: the private key is encrypted; tlsarotate needs an unencrypted key "
+                "(only its public half is used)"
+            )
+        try:
+            der = base64.b64decode(b"".join(body.split()), validate=True)
+        except (binascii.Error, ValueError):
+            raise MaterialError(f"{path}: corrupt PEM block {label!r}") from None
+        if label in ("CERTIFICATE", "X509 CERTIFICATE", "TRUSTED CERTIFICATE"):
+            try:
+                certs.append(x509.load_der_x509_certificate(der))
+            except ValueError:
+                raise MaterialError(
+                    f"{path}: corrupt certificate (PEM block {len(certs) + 1})"
+                ) from None
+            ders.append(der)
+        else:
+            others.append((label, der))
+    if certs:
+        return _material_from_certs(certs, ders, path)
+    label, der = others[0]
+    if label == "PUBLIC KEY":
+        try:
+            key = serialization.load_der_public_key(der)
+            return Material(str(path), "public key", _spki_of_public(key))
+        except (ValueError, TypeError, UnsupportedAlgorithm):
+            raise MaterialError(f"{path}: unreadable public key") from None
+    if label.endswith("PRIVATE KEY"):
+        pem = f"-----BEGIN {label}-----\n".encode() + base64.encodebytes(der)
+        pem += f"-----END {label}-----\n".encode()
+        return Material(str(path), "private key", _private_spki(pem, path, pem=True))
+    if label in ("CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST"):
+        return _from_csr(der, path)
+    raise MaterialError(f"{path}: unsupported PEM block {label!r}")
+
+
+def _from_csr(der: bytes, path: Path) -> Material:
+    try:
+        csr = x509.load_der_x509_csr(der)
+        return Material(str(path), "csr", _spki_of_public(csr.public_key()))
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise MaterialError(f"{path}: unreadable certificate signing request") from None
+
+
+def _parse_der(data: bytes, path: Path) -> Material:
+    try:
+        cert = x509.load_der_x509_certificate(data)
+    except ValueError:
+        pass
+    else:
+        return _material_from_certs([cert], [data], path)
+    try:
+        pub = serialization.load_der_public_key(data)
+    except (ValueError, UnsupportedAlgorithm):
+        pass
+    else:
+        try:
+            return Material(str(path), "public key", _spki_of_public(pub))
+        except TypeError as e:
+            raise MaterialError(f"{path}: {e}") from None
+    try:
+        return _from_csr(data, path)
+    except MaterialError:
+        pass
+    try:
+        return Material(str(path), "private key", _private_spki(data, path, pem=False))
+    except MaterialError as e:
+        if "encrypted" in str(e):
+            raise
+    raise MaterialError(f"{path}: not a PEM or DER certificate, key or CSR")
+
+
+def parse(data: bytes, source: str | os.PathLike[str]) -> Material:
+    """Parse bytes already read from ``source`` (used for messages only)."""
+    path = Path(source)
+    if b"-----BEGIN " in data:
+        return _parse_pem(data, path)
+    return _parse_der(data, path)
+
+
+def load(path: str | os.PathLike[str]) -> Material:
+    """Load any supported file, or a certbot lineage directory (``live/NAME``)."""
+    p = Path(path)
+    if p.is_dir():
+        return load_lineage(p)
+    return parse(_read_bytes(p, "certificate or key"), p)
+
+
+def load_pair(cert_path: str | os.PathLike[str], key_path: str | os.PathLike[str]) -> Material:
+    """Load a certificate chain and check that the private key belongs to its leaf."""
+    cert = parse(_read_bytes(Path(cert_path), "certificate"), cert_path)
+    if not cert.chain:
+        raise MaterialError(f"{cert_path}: expected a certificate, found a {cert.kind}")
+    key = parse(_read_bytes(Path(key_path), "private key"), key_path)
+    if key.kind != "private key":
+        raise MaterialError(f"{key_path}: expected a private key, found a {key.kind}")
+    if key.spki != cert.spki:
+        raise MaterialError(
+            f"{key_path}: the private key does not belong to the certificate {cert_path}"
+        )
+    return cert
+
+
+def load_combined(path: str | os.PathLike[str]) -> Material:
+    """Load one file holding a private key and its full chain (Postfix smtpd_tls_chain_files)."""
+    p = Path(path)
+    data = _read_bytes(p, "key and certificate chain")
+    cert = parse(data, p)
+    if not cert.chain:
+        raise MaterialError(f"{p}: no certificate found in the combined key+chain file")
+    blocks = [b for b in _PEM_RE.finditer(data) if b.group(1).endswith(b"PRIVATE KEY")]
+    if not blocks:
+        raise MaterialError(f"{p}: no private key found in the combined key+chain file")
+    if _private_spki(blocks[0].group(0), p, pem=True) != cert.spki:
+        raise MaterialError(f"{p}: the private key does not belong to the leaf certificate")
+    return cert
+
+
+def load_lineage(path: str | os.PathLike[str]) -> Material:
+    """A certbot lineage: ``fullchain.pem`` (leaf first) and ``privkey.pem``."""
+    p = Path(path)
+    if not p.is_dir():
+        raise MaterialError(f"{p}: certbot lineage directory not found")
+    full, key = p / "fullchain.pem", p / "privkey.pem"
+    if not full.exists():
+        raise MaterialError(f"{p}: not a certbot lineage (no fullchain.pem)")
+    m = load_pair(full, key) if key.exists() else load(full)
+    return Material(str(p), "lineage", m.spki, m.chain, m.chain_der)

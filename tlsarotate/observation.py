@@ -1,0 +1,107 @@
+"""What the authoritative servers were seen to serve: the observer's result type.
+
+The observer (:mod:`tlsarotate.observer`, DNS queries to every authoritative address) and the
+trivial :class:`ProviderObserver` (trust the provider's own read, for a zone file with no
+servers) both return an :class:`Observation`. The planner only ever looks at Observations, so it
+stays free of I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import dns.name
+
+from tlsarotate.change import TlsaRRset
+
+
+@dataclass(frozen=True)
+class ServerAnswer:
+    """One authoritative address's answer for every managed owner of a zone."""
+
+    label: str  # "ns2.example.com 192.0.2.2" or "127.0.0.1:5300"
+    address: str
+    port: int = 53
+    error: str | None = None  # the server did not answer usefully (timeout, REFUSED, ...)
+    rrsets: Mapping[dns.name.Name, TlsaRRset | None] = field(default_factory=dict)
+    serial: int | None = None
+    # per owner: True when the answer (RRset or its denial of existence) carried RRSIGs that
+    # validate against the zone's DNSKEY; False when missing or invalid; None when not checked
+    signed: Mapping[dns.name.Name, bool | None] = field(default_factory=dict)
+    sig_problem: str | None = None  # first signature problem, in words
+    min_rrsig_expiry: float | None = None  # earliest RRSIG expiration seen (epoch seconds)
+
+    def serves(
+        self, expected: Mapping[dns.name.Name, TlsaRRset | None], require_signed: bool
+    ) -> str | None:
+        """None if this server serves ``expected`` (records only; TTL ignored), else why not."""
+        if self.error:
+            return f"{self.label}: {self.error}"
+        serial = f"serial {self.serial}, " if self.serial is not None else ""
+        for owner, want in expected.items():
+            got = self.rrsets.get(owner)
+            got_recs = got.records if got else frozenset()
+            want_recs = want.records if want else frozenset()
+            if got_recs != want_recs:
+                return f"{self.label}: {serial}still serving a different RRset at {owner}"
+            if require_signed and self.signed.get(owner) is False:
+                why = f" ({self.sig_problem})" if self.sig_problem else ""
+                return f"{self.label}: {serial}no valid RRSIG at {owner}{why}"
+        return None
+
+
+@dataclass(frozen=True)
+class Observation:
+    zone: dns.name.Name
+    servers: tuple[ServerAnswer, ...]
+    zone_signed: bool | None = None  # the zone has a DNSKEY RRset (None: not checked)
+    source: str = "dns"  # "dns" or "provider"
+
+    def lagging(
+        self, expected: Mapping[dns.name.Name, TlsaRRset | None], require_signed: bool
+    ) -> list[str]:
+        """One line per server that does not (yet) serve ``expected``; empty when all do."""
+        if not self.servers:
+            return [f"no authoritative servers found for {self.zone}"]
+        out = []
+        for s in self.servers:
+            why = s.serves(expected, require_signed)
+            if why:
+                out.append(why)
+        return out
+
+    def max_ttl(self, owners: Sequence[dns.name.Name] | None = None) -> int:
+        """The largest TTL any server returned for these owners (0 if none)."""
+        best = 0
+        for s in self.servers:
+            for owner, rr in s.rrsets.items():
+                if rr is not None and (owners is None or owner in owners):
+                    best = max(best, rr.ttl)
+        return best
+
+
+class Observer(Protocol):
+    def observe(self, zone: dns.name.Name, owners: Sequence[dns.name.Name]) -> Observation:
+        """Ask every authoritative server of ``zone`` for the TLSA RRsets of ``owners``."""
+
+
+class ProviderObserver:
+    """For backends with no servers to ask (a local zone file, the demo): what the provider
+    reads back after a successful write is what is served."""
+
+    def __init__(self, provider: object, label: str) -> None:
+        self.provider = provider
+        self.label = label
+
+    def observe(self, zone: dns.name.Name, owners: Sequence[dns.name.Name]) -> Observation:
+        rrsets = self.provider.read(zone, owners)  # type: ignore[attr-defined]
+        answer = ServerAnswer(
+            label=f"provider {self.label}",
+            address="",
+            port=0,
+            rrsets={o: rrsets.get(o) for o in owners},
+            signed={o: None for o in owners},
+        )
+        return Observation(zone, (answer,), zone_signed=None, source="provider")

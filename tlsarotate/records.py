@@ -1,0 +1,208 @@
+"""TLSA records (RFC 6698 §2.1): build them from :class:`Material`, match them against a chain.
+
+The one record type used throughout tlsarotate is dnspython's TLSA rdata. Text form is
+``"3 1 1 <lowercase hex>"``, never chunked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple
+
+import dns.exception
+import dns.name
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+from dns.rdtypes.ANY.TLSA import TLSA
+
+from tlsarotate.errors import RecordError
+from tlsarotate.material import Material
+
+USAGES = {0: "PKIX-TA", 1: "PKIX-EE", 2: "DANE-TA", 3: "DANE-EE"}
+SELECTORS = {0: "Cert", 1: "SPKI"}
+MTYPES = {0: "Full", 1: "SHA2-256", 2: "SHA2-512"}
+DEFAULT_PARAMS = ("3 1 1", "3 0 1")
+
+
+class Params(NamedTuple):
+    usage: int
+    selector: int
+    mtype: int
+
+    def __str__(self) -> str:
+        return f"{self.usage} {self.selector} {self.mtype}"
+
+
+def parse_params(text: str) -> Params:
+    """``"3 1 1"`` -> Params(3, 1, 1); mnemonics like ``"DANE-EE SPKI SHA2-256"`` also work."""
+    parts = str(text).replace(",", " ").split()
+    if len(parts) != 3:
+        raise RecordError(f"invalid TLSA parameters {text!r}: expected 'usage selector mtype'")
+    tables = (USAGES, SELECTORS, MTYPES)
+    names = ("usage", "selector", "matching type")
+    values: list[int] = []
+    for part, table, name in zip(parts, tables, names, strict=True):
+        if part.isdigit():
+            v = int(part)
+        else:
+            rev = {n.upper(): k for k, n in table.items()}
+            if part.upper() not in rev:
+                raise RecordError(f"invalid TLSA parameters {text!r}: unknown {name} {part!r}")
+            v = rev[part.upper()]
+        if v not in table:
+            allowed = ", ".join(str(k) for k in table)
+            raise RecordError(f"invalid TLSA parameters {text!r}: {name} must be one of {allowed}")
+        values.append(v)
+    return Params(*values)
+
+
+def params_of(rd: TLSA) -> Params:
+    return Params(rd.usage, rd.selector, rd.mtype)
+
+
+def _digest(mtype: int, data: bytes) -> bytes:
+    if mtype == 0:
+        return data
+    if mtype == 1:
+        return hashlib.sha256(data).digest()
+    return hashlib.sha512(data).digest()
+
+
+def make(params: Params, data: bytes) -> TLSA:
+    """A TLSA rdata over ``data`` (the selected DER) with the given parameters."""
+    return TLSA(
+        dns.rdataclass.IN,
+        dns.rdatatype.TLSA,
+        params.usage,
+        params.selector,
+        params.mtype,
+        _digest(params.mtype, data),
+    )
+
+
+def _selected(material: Material, params: Params, ta_depth: int) -> bytes:
+    if params.usage in (1, 3):
+        if params.selector == 1:
+            return material.spki
+        if not material.chain_der:
+            raise RecordError(
+                f"{material.source}: selector 0 (whole certificate) needs a certificate, "
+                f"not a {material.kind}"
+            )
+        return material.chain_der[0]
+    # usage 0/2: a CA certificate above the leaf
+    if len(material.chain_der) <= ta_depth:
+        raise RecordError(
+            f"{material.source}: usage {params.usage} needs the CA certificate above the leaf "
+            f"(chain position {ta_depth}); the {material.kind} holds {len(material.chain_der)} "
+            "certificate(s)"
+        )
+    cert = material.chain[ta_depth]
+    if params.selector == 0:
+        return material.chain_der[ta_depth]
+    from cryptography.hazmat.primitives import serialization
+
+    return cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def build(material: Material, params: Params, ta_depth: int = 1) -> TLSA:
+    """One record. Usage 2 (and 0) use the CA certificate at ``ta_depth`` (1 = leaf's issuer)."""
+    return make(params, _selected(material, params, ta_depth))
+
+
+def build_all(material: Material, params: Iterable[Params], ta_depth: int = 1) -> list[TLSA]:
+    return [build(material, p, ta_depth) for p in params]
+
+
+def to_text(rd: TLSA) -> str:
+    return f"{rd.usage} {rd.selector} {rd.mtype} {rd.cert.hex()}"
+
+
+def from_text(text: str) -> TLSA:
+    """Parse ``"3 1 1 <hex>"`` (hex in any case, optionally chunked)."""
+    try:
+        rd = dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.TLSA, text)
+    except (dns.exception.DNSException, ValueError) as e:
+        raise RecordError(f"invalid TLSA record {text!r}: {e}") from None
+    assert isinstance(rd, TLSA)
+    expected = {1: 32, 2: 64}.get(rd.mtype)
+    if expected is not None and len(rd.cert) != expected:
+        raise RecordError(
+            f"invalid TLSA record {text!r}: matching type {rd.mtype} needs {expected} bytes, "
+            f"got {len(rd.cert)}"
+        )
+    return rd
+
+
+def owner_name(host: str, port: int, proto: str = "tcp") -> dns.name.Name:
+    """``_25._tcp.mx.example.com.``"""
+    return dns.name.from_text(f"_{port}._{proto}.{host.rstrip('.')}.")
+
+
+def zone_line(owner: dns.name.Name, ttl: int, rd: TLSA) -> str:
+    return f"{owner.to_text()} {ttl} IN TLSA {to_text(rd)}"
+
+
+def matches(rd: TLSA, chain_der: Sequence[bytes]) -> bool:
+    """Does this record match the served chain (leaf first)?
+
+    Usage 3/1 match the leaf only; usage 2/0 match any certificate above the leaf (a trust
+    anchor the server sends). Names and expiry are not checked here (RFC 7672 §3.1.1).
+    """
+    if not chain_der:
+        return False
+    if rd.usage in (1, 3):
+        candidates: Sequence[bytes] = chain_der[:1]
+    else:
+        candidates = chain_der[1:]
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    for der in candidates:
+        if rd.selector == 0:
+            data = der
+        else:
+            data = (
+                x509.load_der_x509_certificate(der)
+                .public_key()
+                .public_bytes(
+                    serialization.Encoding.DER,
+                    serialization.PublicFormat.SubjectPublicKeyInfo,
+                )
+            )
+        if _digest(rd.mtype, data) == rd.cert:
+            return True
+    return False
+
+
+def matches_material(rd: TLSA, material: Material) -> bool:
+    """Like :func:`matches`, but also for bare keys (usage 3, selector 1 only)."""
+    if material.chain_der:
+        return matches(rd, material.chain_der)
+    return rd.usage in (1, 3) and rd.selector == 1 and _digest(rd.mtype, material.spki) == rd.cert
+
+
+def accepts(rrset: Iterable[TLSA], chain_der: Sequence[bytes]) -> bool:
+    """RFC 7671 §9 digest agility, made strict: every usage/selector/mtype combination present
+    in the RRset must have at least one record that matches the chain on its own."""
+    combos: dict[Params, bool] = {}
+    for rd in rrset:
+        p = params_of(rd)
+        combos[p] = combos.get(p, False) or matches(rd, chain_der)
+    return all(combos.values())
+
+
+def unmatched_combos(rrset: Iterable[TLSA], chain_der: Sequence[bytes]) -> list[Params]:
+    combos: dict[Params, bool] = {}
+    for rd in rrset:
+        p = params_of(rd)
+        combos[p] = combos.get(p, False) or matches(rd, chain_der)
+    return sorted(p for p, ok in combos.items() if not ok)
+
+
+def sort_key(rd: TLSA) -> tuple[int, int, int, bytes]:
+    return (rd.usage, rd.selector, rd.mtype, rd.cert)

@@ -1,0 +1,153 @@
+"""Per-service rollover state: one JSON file per service, written atomically, guarded by an
+exclusive lock. No secrets are ever stored here.
+
+State is a cache of what tlsarotate observed, never the source of truth: certificates are read
+from disk and records from DNS on every run. When the state is missing or corrupt it is rebuilt
+and the safe path taken (the published RRset is treated as visible only from now).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from tlsarotate.errors import LockTimeout, StateError
+from tlsarotate.fsutil import atomic_write
+
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class SwapJournal:
+    """Written before a swap starts, cleared after it finished: a crash in between is redone."""
+
+    slot: str
+    fingerprint: str  # the next certificate being installed
+    started: float
+
+
+@dataclass(frozen=True)
+class State:
+    service: str
+    digest: str | None = None  # what was published when last looked at (change.digest)
+    visible_since: float | None = None  # when every authoritative server served ``digest``
+    hold_ttl: int = 0  # the longest TTL caches may still hold from before ``digest``
+    ttl_seen: int = 0  # the largest TTL seen for ``digest``
+    swap: SwapJournal | None = None
+    deployed: dict[str, str] = field(default_factory=dict)  # slot -> fingerprint at last run
+    previous: dict[str, str] = field(default_factory=dict)  # slot -> fingerprint before swap
+    last_step: str = ""
+    updated: float = 0.0
+    rebuilt: str = ""  # why the state was rebuilt, if it was
+
+    def with_(self, **kw: Any) -> State:
+        return replace(self, **kw)
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["version"] = VERSION
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> State:
+        if d.get("version") != VERSION:
+            raise ValueError(f"unsupported state version {d.get('version')!r}")
+        d = {k: v for k, v in d.items() if k != "version"}
+        swap = d.pop("swap", None)
+        st = cls(**d)
+        if swap is not None:
+            st = replace(st, swap=SwapJournal(**swap))
+        if not isinstance(st.service, str) or not isinstance(st.hold_ttl, int):
+            raise ValueError("malformed state")
+        return st
+
+
+_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class StateStore:
+    """Files ``<dir>/<service>.json`` and ``<dir>/<service>.lock``."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.dir = Path(directory)
+
+    def _path(self, service: str, ext: str) -> Path:
+        if not _SAFE.match(service):
+            raise StateError(f"invalid service name for a state file: {service!r}")
+        return self.dir / f"{service}.{ext}"
+
+    def _ensure_dir(self) -> None:
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as e:
+            raise StateError(f"{self.dir}: cannot create state directory: {e.strerror}") from None
+
+    def load(self, service: str) -> State:
+        """The stored state, or a fresh one whose ``rebuilt`` says why."""
+        p = self._path(service, "json")
+        try:
+            raw = p.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return State(service, rebuilt="no state file yet")
+        except OSError as e:
+            raise StateError(f"{p}: cannot read state: {e.strerror}") from None
+        try:
+            st = State.from_json(json.loads(raw))
+        except (ValueError, TypeError, KeyError) as e:
+            return State(service, rebuilt=f"state file {p} was corrupt ({e}); rebuilt from DNS")
+        if st.service != service:
+            return State(service, rebuilt=f"state file {p} belongs to {st.service!r}; rebuilt")
+        return st
+
+    def save(self, st: State) -> None:
+        self._ensure_dir()
+        data = json.dumps(st.with_(rebuilt="").to_json(), indent=2, sort_keys=True) + "\n"
+        try:
+            atomic_write(self._path(st.service, "json"), data.encode(), mode=0o600)
+        except OSError as e:
+            raise StateError(f"{self.dir}: cannot write state: {e.strerror}") from None
+
+    @contextlib.contextmanager
+    def lock(self, service: str, timeout: float) -> Iterator[None]:
+        """Exclusive per-service lock (flock); waits up to ``timeout`` seconds."""
+        self._ensure_dir()
+        p = self._path(service, "lock")
+        fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError as e:
+                    if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                        raise StateError(f"{p}: cannot lock: {e.strerror}") from None
+                    if time.monotonic() >= deadline:
+                        holder = _read_holder(fd)
+                        raise LockTimeout(
+                            f"service {service!r} is locked by another tlsarotate{holder} "
+                            f"({p}); gave up after {timeout:g}s (--lock-timeout)"
+                        ) from None
+                    time.sleep(min(0.2, max(0.01, deadline - time.monotonic())))
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            yield
+        finally:
+            os.close(fd)
+
+
+def _read_holder(fd: int) -> str:
+    try:
+        pid = os.pread(fd, 32, 0).decode().strip()
+    except OSError:
+        return ""
+    return f" (pid {pid})" if pid.isdigit() else ""
