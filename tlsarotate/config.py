@@ -54,12 +54,33 @@ class Verify:
 
 
 @dataclass(frozen=True)
+class NextKey:
+    """Keep-ahead: a pre-generated next private key whose records are published early."""
+
+    path: Path
+    type: str = "ecdsa-p256"
+
+
+@dataclass(frozen=True)
 class CertSlot:
     name: str
     deployed: CertPaths
     next: CertPaths | None
     reload: tuple[str, ...] = ()
     verify: Verify | None = None
+    next_key: NextKey | None = None
+
+
+@dataclass(frozen=True)
+class StateBackend:
+    """Where rollover state lives: ``file`` (state_dir) or ``s3`` (ephemeral CI runners)."""
+
+    backend: str = "file"
+    bucket: str | None = None
+    prefix: str = "tlsarotate/"
+    region: str | None = None
+    endpoint_url: str | None = None
+    profile: str | None = None
 
 
 @dataclass(frozen=True)
@@ -111,7 +132,7 @@ class Config:
     providers: Mapping[str, ProviderConfig]
     services: tuple[Service, ...]
     lock_timeout: float = 600.0
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    state: StateBackend = field(default_factory=StateBackend)
 
     def service(self, name: str) -> Service:
         for s in self.services:
@@ -285,7 +306,20 @@ def _slot(ctx: _Ctx, node: yaml.Node, kp: str, default_name: str) -> CertSlot:
     if "reload" in m:
         reload = _list(ctx, m["reload"][1], f"{kp}.reload", lambda n, k: _str(ctx, n, k))
     verify = _verify(ctx, m["verify"][1], f"{kp}.verify") if "verify" in m else None
-    return CertSlot(name, deployed, nxt, reload, verify)
+    next_key = None
+    if "next_key" in m:
+        nk = _mapping(ctx, m["next_key"][1], f"{kp}.next_key", {"path": True, "type": False})
+        ktype = "ecdsa-p256"
+        if "type" in nk:
+            from tlsarotate.pki import KEY_TYPES
+
+            ktype = _str(ctx, nk["type"][1], f"{kp}.next_key.type")
+            if ktype not in KEY_TYPES:
+                raise ctx.err(
+                    nk["type"][1], f"{kp}.next_key.type", f"must be one of {', '.join(KEY_TYPES)}"
+                )
+        next_key = NextKey(_path(ctx, nk["path"][1], f"{kp}.next_key.path"), ktype)
+    return CertSlot(name, deployed, nxt, reload, verify, next_key)
 
 
 def _nameserver(ctx: _Ctx, node: yaml.Node, kp: str) -> Nameserver:
@@ -477,11 +511,33 @@ def _provider(ctx: _Ctx, name: str, knode: yaml.Node, node: yaml.Node) -> Provid
 
 TOP_KEYS = {
     "state_dir": False,
+    "state": False,
     "safety_margin": False,
     "lock_timeout": False,
     "providers": True,
     "services": True,
 }
+
+
+def _state_backend(ctx: _Ctx, node: yaml.Node) -> StateBackend:
+    keys = {
+        "backend": True,
+        "bucket": False,
+        "prefix": False,
+        "region": False,
+        "endpoint_url": False,
+        "profile": False,
+    }
+    m = _mapping(ctx, node, "state", keys)
+    vals = {k: _str(ctx, v, f"state.{k}") for k, (_, v) in m.items()}
+    if vals["backend"] not in ("file", "s3"):
+        raise ctx.err(m["backend"][1], "state.backend", "must be file or s3")
+    if vals["backend"] == "s3" and "bucket" not in vals:
+        raise ctx.err(node, "state.bucket", "required when backend is s3")
+    if vals["backend"] == "file" and len(vals) > 1:
+        extra = sorted(set(vals) - {"backend"})[0]
+        raise ctx.err(m[extra][0], f"state.{extra}", "only used with backend: s3")
+    return StateBackend(**vals)
 
 
 def parse(text: str, path: Path) -> Config:
@@ -544,7 +600,8 @@ def parse(text: str, path: Path) -> Config:
             if o in owners:
                 raise ctx.err(snode, f"services[{i}]", f"owner {o.to_text()} is listed twice")
             owners[o] = s.name
-    return Config(path, state_dir, margin, provs, services, lock_timeout)
+    backend = _state_backend(ctx, m["state"][1]) if "state" in m else StateBackend()
+    return Config(path, state_dir, margin, provs, services, lock_timeout, backend)
 
 
 def load(path: str | os.PathLike[str] | None = None) -> Config:

@@ -36,7 +36,7 @@ def new_key(kind: str = "ecdsa-p256") -> PrivateKey:
     raise ValueError(f"unknown key type {kind!r}; one of {', '.join(KEY_TYPES)}")
 
 
-def _hash_for(key: PrivateKey) -> hashes.HashAlgorithm | None:
+def _hash_for(key: PrivateKey) -> hashes.SHA256 | None:
     if isinstance(key, (ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)):
         return None
     return hashes.SHA256()

@@ -72,7 +72,7 @@ def _digest(mtype: int, data: bytes) -> bytes:
 
 def make(params: Params, data: bytes) -> TLSA:
     """A TLSA rdata over ``data`` (the selected DER) with the given parameters."""
-    return TLSA(
+    return TLSA(  # type: ignore[no-untyped-call]
         dns.rdataclass.IN,
         dns.rdatatype.TLSA,
         params.usage,
