@@ -73,9 +73,10 @@ def _targets(deployed: CertPaths, bundle: Bundle) -> list[tuple[Path, bytes, int
     return [(deployed.key, bundle.key_pem, 0o600), (deployed.cert, bundle.chain_pem, 0o644)]
 
 
-def _backup(paths: Sequence[Path]) -> dict[Path, bytes]:
+def _backup(targets: Sequence[tuple[Path, bytes, int]]) -> dict[Path, bytes]:
+    """Copy each deployed file to ``*.prev``; key files (mode 0600 targets) stay 0600."""
     saved: dict[Path, bytes] = {}
-    for p in paths:
+    for p, _, target_mode in targets:
         try:
             data = p.read_bytes()
         except FileNotFoundError:
@@ -83,7 +84,7 @@ def _backup(paths: Sequence[Path]) -> dict[Path, bytes]:
         except OSError as e:
             raise SwapError(f"cannot read the deployed file {p}: {e.strerror}") from None
         saved[p] = data
-        mode = p.stat().st_mode & 0o7777
+        mode = 0o600 if target_mode == 0o600 else p.stat().st_mode & 0o7777
         atomic_write(p.with_name(p.name + ".prev"), data, mode=mode)
     return saved
 
@@ -125,7 +126,7 @@ def install(
         )
     bundle = read_bundle(slot.next)
     targets = _targets(slot.deployed, bundle)
-    saved = _backup([t[0] for t in targets])
+    saved = _backup(targets)
     for path, data, mode in targets:
         try:
             atomic_write(path, data, mode=mode)
