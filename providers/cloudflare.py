@@ -56,6 +56,20 @@ DEFAULT_API = "https://api.cloudflare.com/client/v4"
 PER_PAGE = 500
 
 
+class CloudflareApiError(ProviderError):
+    """An API answer with ``success: false``; ``codes`` holds Cloudflare's error codes."""
+
+    def __init__(self, message: str, status: int, codes: Sequence[int]) -> None:
+        super().__init__(message)
+        self.status = status
+        self.codes = tuple(codes)
+
+
+# Batch errors that mean another writer got there between our read and our batch:
+# 81044 "Record does not exist." (a delete/patch by id), 81058 "An identical record already exists."
+CONFLICT_CODES = frozenset({81044, 81058})
+
+
 def _one_line(text: object) -> str:
     return " ".join(str(text).split())
 
@@ -242,7 +256,12 @@ class CloudflareProvider(Provider):
                 detail = errors or (
                     f"unexpected answer {_short(resp.text)!r}" if data is None else ""
                 )
-                raise self._err(f"{what} failed: HTTP {status}{': ' + detail if detail else ''}")
+                raise CloudflareApiError(
+                    f"provider {self.name!r} (cloudflare): {what} failed: HTTP {status}"
+                    f"{': ' + detail if detail else ''}",
+                    status,
+                    _codes(data),
+                )
             return data
 
     # -- zone -------------------------------------------------------------------------------
@@ -390,10 +409,16 @@ class CloudflareProvider(Provider):
             try:
                 self.request("POST", f"/zones/{zid}/dns_records/batch", body=body)
             except ProviderError as e:
+                msg = str(e)
                 if i:
-                    raise type(e)(
-                        f"{e} (batch {i + 1}; the {i} batch(es) before it were applied)"
+                    msg += f" (batch {i + 1}; the {i} batch(es) before it were applied)"
+                if isinstance(e, CloudflareApiError) and CONFLICT_CODES & set(e.codes):
+                    raise ConcurrentChangeError(
+                        f"{msg}; the TLSA records changed while we wrote"
+                        + ("" if i else ", nothing was written")
                     ) from None
+                if i:
+                    raise type(e)(msg) from None
                 raise
         return WriteResult(token=len(batches) or None)
 
@@ -407,6 +432,18 @@ def _describe(rr: TlsaRRset | None) -> str:
 def _short(e: object, n: int = 200) -> str:
     s = _one_line(e)
     return s if len(s) <= n else s[: n - 1] + "…"
+
+
+def _codes(data: Any) -> list[int]:
+    if not isinstance(data, dict):
+        return []
+    out = []
+    for err in data.get("errors") or []:
+        if isinstance(err, dict):
+            code = err.get("code")
+            if isinstance(code, int) or (isinstance(code, str) and code.isdigit()):
+                out.append(int(code))
+    return out
 
 
 def _errors(data: Any) -> str:

@@ -54,7 +54,8 @@ class FakeCloudflare:
     records: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     log: list[Logged] = field(default_factory=list)
     _throttle: int = 0
-    _retry_after: str = "1"
+    _retry_after: str | None = "1"
+    _status: int = 429
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
@@ -89,9 +90,10 @@ class FakeCloudflare:
         with self._lock:
             return copy.deepcopy(list(self.records[zone_id].values()))
 
-    def throttle(self, times: int, retry_after: str = "1") -> None:
+    def throttle(self, times: int, retry_after: str | None = "1", status: int = 429) -> None:
+        """The next ``times`` requests answer ``status`` (429 or a 5xx) with ``Retry-After``."""
         with self._lock:
-            self._throttle, self._retry_after = times, retry_after
+            self._throttle, self._retry_after, self._status = times, retry_after, status
 
     def writes(self) -> int:
         return sum(1 for entry in self.log if entry.method != "GET")
@@ -189,18 +191,15 @@ class FakeCloudflare:
             self.log.append(Logged(method, path, query, copy.deepcopy(body)))
             if self._throttle > 0:
                 self._throttle -= 1
-                return (
-                    429,
-                    {"Retry-After": self._retry_after},
-                    self.envelope(
-                        errors=[
-                            {
-                                "code": 971,
-                                "message": "Please wait and consider throttling your request speed",
-                            }
-                        ]
-                    ),
-                )
+                headers = {"Retry-After": self._retry_after} if self._retry_after else {}
+                if self._status == 429:
+                    err = {
+                        "code": 971,
+                        "message": "Please wait and consider throttling your request speed",
+                    }
+                else:
+                    err = {"code": 10001, "message": "service temporarily unavailable"}
+                return self._status, headers, self.envelope(errors=[err])
             scheme, _, token = auth.partition(" ")
             if scheme != "Bearer" or token not in self.tokens:
                 return (

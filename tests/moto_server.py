@@ -18,6 +18,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -105,3 +106,25 @@ def raw_client(url: str) -> object:
         aws_access_key_id=DUMMY_KEY_ID,
         aws_secret_access_key=DUMMY_SECRET,
     )
+
+
+class CountingClient:
+    """Wraps a boto3 client: every call passes through, ChangeResourceRecordSets is counted."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.calls: list[str] = []
+        self.batches: list[list[dict[str, Any]]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.inner, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self.calls.append(name)
+            if name == "change_resource_record_sets":
+                self.batches.append(kwargs["ChangeBatch"]["Changes"])
+            return attr(*args, **kwargs)
+
+        return call

@@ -41,19 +41,17 @@ import dns.name
 import pytest
 from dns.rdtypes.ANY.TLSA import TLSA
 
+from tests import moto_server
 from tests.fake_cloudflare import FakeCloudflare
-from tests.moto_server import (  # noqa: F401 - fixtures
-    DUMMY_KEY_ID,
-    DUMMY_SECRET,
-    moto_post,
-    moto_url,
-    raw_client,
-    route53_env,
-)
+from tests.moto_server import DUMMY_SECRET, CountingClient, moto_post, raw_client
 from tlsarotate import records
 from tlsarotate.change import OwnerChange, TlsaRRset, ZoneChange
 from tlsarotate.errors import ConcurrentChangeError, ProviderError
 from tlsarotate.providers import Provider
+
+# fixtures from tests/moto_server.py (a real moto_server over HTTP)
+moto_url = moto_server.moto_url
+route53_env = moto_server.route53_env
 
 ZONE = dns.name.from_text("example.test.")
 
@@ -90,28 +88,6 @@ class Case:
 Factory = Callable[[pytest.FixtureRequest], AbstractContextManager[Case]]
 
 # ---------------------------------------------------------------------------------- factories
-
-
-class CountingClient:
-    """Wraps a boto3 client: every call passes through, ChangeResourceRecordSets is counted."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.calls: list[str] = []
-        self.batches: list[list[dict[str, Any]]] = []
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self.inner, name)
-        if not callable(attr):
-            return attr
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            self.calls.append(name)
-            if name == "change_resource_record_sets":
-                self.batches.append(kwargs["ChangeBatch"]["Changes"])
-            return attr(*args, **kwargs)
-
-        return call
 
 
 def route53_expected_writes(change: ZoneChange) -> int:
