@@ -24,10 +24,13 @@ import copy
 import json
 import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+import pytest
 
 API_PREFIX = "/client/v4"
 
@@ -362,3 +365,13 @@ class FakeCloudflare:
             self.records[zid] = saved  # all-or-nothing
             raise
         return copy.deepcopy(result)
+
+
+@pytest.fixture(scope="session")
+def cf_server() -> Iterator[FakeCloudflare]:
+    """The fake API on 127.0.0.1 for the whole session; tests call ``reset()`` first."""
+    fake = FakeCloudflare().start()
+    try:
+        yield fake
+    finally:
+        fake.stop()

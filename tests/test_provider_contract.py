@@ -41,7 +41,7 @@ import dns.name
 import pytest
 from dns.rdtypes.ANY.TLSA import TLSA
 
-from tests import moto_server
+from tests import fake_cloudflare, moto_server
 from tests.fake_cloudflare import FakeCloudflare
 from tests.moto_server import DUMMY_SECRET, CountingClient, moto_post, raw_client
 from tlsarotate import records
@@ -52,6 +52,7 @@ from tlsarotate.providers import Provider
 # fixtures from tests/moto_server.py (a real moto_server over HTTP)
 moto_url = moto_server.moto_url
 route53_env = moto_server.route53_env
+cf_server = fake_cloudflare.cf_server  # the fake Cloudflare API (session scope)
 
 ZONE = dns.name.from_text("example.test.")
 
@@ -156,15 +157,6 @@ def route53_case(request: pytest.FixtureRequest) -> Iterator[Case]:
             secrets=(DUMMY_SECRET,),
         ),
     )
-
-
-@pytest.fixture(scope="session")
-def cf_server() -> Iterator[FakeCloudflare]:
-    fake = FakeCloudflare().start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
 
 
 CF_TOKEN = "cf-contract-token-5e4d3c2b1a"
