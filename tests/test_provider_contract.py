@@ -41,7 +41,7 @@ import dns.name
 import pytest
 from dns.rdtypes.ANY.TLSA import TLSA
 
-from tests import fake_cloudflare, moto_server
+from tests import fake_cloudflare, moto_server, plugins
 from tests.fake_cloudflare import FakeCloudflare
 from tests.moto_server import DUMMY_SECRET, CountingClient, moto_post, raw_client
 from tlsarotate import records
@@ -53,6 +53,8 @@ from tlsarotate.providers import Provider
 moto_url = moto_server.moto_url
 route53_env = moto_server.route53_env
 cf_server = fake_cloudflare.cf_server  # the fake Cloudflare API (session scope)
+plugin_dir = plugins.plugin_dir  # tests/plugin_example installed in a temporary directory
+plugin_installed = plugins.plugin_installed
 
 ZONE = dns.name.from_text("example.test.")
 
@@ -222,7 +224,41 @@ def cloudflare_case(request: pytest.FixtureRequest) -> Iterator[Case]:
     )
 
 
+@contextlib.contextmanager
+def plugin_case(request: pytest.FixtureRequest) -> Iterator[Case]:
+    """The third-party example provider (tests/plugin_example), loaded by its entry point."""
+    import json
+
+    from tlsarotate.providers import ProviderContext, get_class
+
+    request.getfixturevalue("plugin_installed")
+    tmp = request.getfixturevalue("tmp_path")
+    store = tmp / "zones.json"
+    store.write_text(json.dumps({"zones": {"example.test.": {}}}))
+    prov: Any = get_class("example")("ex", {"path": "zones.json"}, ProviderContext(base_dir=tmp))
+
+    def second_writer(o: dns.name.Name, new: TlsaRRset | None) -> None:
+        data = json.loads(store.read_text())
+        zone = data["zones"]["example.test."]
+        zone.pop(o.to_text(), None)
+        if new is not None:
+            zone[o.to_text()] = {"ttl": new.ttl, "records": new.texts()}
+        store.write_text(json.dumps(data))
+
+    yield Case(
+        prov,
+        ZONE,
+        Helpers(
+            writes=lambda: int(prov.writes),
+            second_writer=second_writer,
+            bad_auth=None,
+            missing_zone=dns.name.from_text("missing.test."),
+        ),
+    )
+
+
 PROVIDER_FACTORIES: dict[str, Factory] = {
+    "plugin-example": plugin_case,
     "route53": route53_case,
     "cloudflare": cloudflare_case,
 }
