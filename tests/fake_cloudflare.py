@@ -68,8 +68,8 @@ class FakeCloudflare:
     @property
     def url(self) -> str:
         assert self._server is not None
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}{API_PREFIX}"
+        port = self._server.server_address[1]
+        return f"http://127.0.0.1:{port}{API_PREFIX}"
 
     def add_zone(self, name: str) -> str:
         zid = uuid.uuid4().hex

@@ -26,7 +26,7 @@ def _pyproject(path: Path) -> tuple[str, str, dict[str, str]]:
     """(name, version, entry points of group tlsarotate.providers)."""
     text = path.read_text(encoding="utf-8")
     try:
-        import tomllib
+        import tomllib  # type: ignore[import-not-found,unused-ignore]
     except ModuleNotFoundError:  # Python 3.10: the few keys we need, by hand
         name = re.search(r'(?m)^name\s*=\s*"([^"]+)"', text)
         version = re.search(r'(?m)^version\s*=\s*"([^"]+)"', text)

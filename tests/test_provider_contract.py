@@ -32,7 +32,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
@@ -273,7 +273,7 @@ def case(request: pytest.FixtureRequest) -> Iterator[Case]:
 # ------------------------------------------------------------------------------------ helpers
 
 
-def change_to(case: Case, desired: dict[dns.name.Name, TlsaRRset | None]) -> ZoneChange:
+def change_to(case: Case, desired: Mapping[dns.name.Name, TlsaRRset | None]) -> ZoneChange:
     """The ZoneChange from what the provider reads now to ``desired``."""
     current = case.provider.read(case.zone, list(desired))
     return ZoneChange(
@@ -281,7 +281,7 @@ def change_to(case: Case, desired: dict[dns.name.Name, TlsaRRset | None]) -> Zon
     )
 
 
-def apply_to(case: Case, desired: dict[dns.name.Name, TlsaRRset | None]) -> None:
+def apply_to(case: Case, desired: Mapping[dns.name.Name, TlsaRRset | None]) -> None:
     """Apply ``desired``, asserting the number of write calls the provider documents."""
     change = change_to(case, desired)
     before = case.helpers.writes()
