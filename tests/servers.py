@@ -4,7 +4,7 @@ NOTIFY/AXFR propagation) and a validating unbound resolver.
 Usage from a test module (the fixtures are plain pytest fixtures; import them by name)::
 
     # ruff: noqa: F811
-    from tests.servers import BindServers, BindZone, bind, bind_servers, unbound  # noqa: F401
+    from tests.servers import BindServers, bind, bind_servers, unbound  # noqa: F401
 
     def test_something(bind: BindServers) -> None:
         opts = bind.provider_options()           # options for the rfc2136 provider
@@ -16,8 +16,8 @@ Fixtures
     A started :class:`BindServers` with the zones in :data:`DEFAULT_ZONES`:
     ``example.test.`` (signed, ``allow-update { key K; }``), ``unsigned.test.`` (no DNSSEC) and
     ``policy.test.`` (signed; ``update-policy`` that denies ``_25._tcp.denied.policy.test.``).
-    Override per module by defining your own ``bind_zones`` fixture (module scope) returning a
-    list of :class:`BindZone`.
+    A test module may set ``BIND_ZONES = [BindZone(...), ...]`` and ``BIND_SETTINGS = {...}``
+    (keyword arguments for :class:`BindServers`, e.g. ``{"notify_delay": 0}``) at module level.
 ``bind`` (function scope)
     The same servers after :meth:`BindServers.reset`: every TLSA RRset deleted, the secondary
     running and in sync. Use this in tests.
@@ -32,6 +32,7 @@ A missing ``named``/``unbound`` binary fails the test (never a skip).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import signal
@@ -247,10 +248,15 @@ class BindServers:
         *,
         key_name: str = KEY_NAME,
         notify_delay: int = 1,
-        max_ttl: int | None = None,
+        with_secondary: bool = True,
     ) -> None:
         self.dir = Path(workdir)
-        self.zones = {z.origin: z for z in zones}
+        # without a secondary every zone is served by the primary alone (NS ns1 only)
+        self.with_secondary = with_secondary
+        self.zones = {
+            z.origin: z if with_secondary else dataclasses.replace(z, secondary=False)
+            for z in zones
+        }
         self.key_name = key_name
         self.notify_delay = notify_delay
         self.port = free_port()
@@ -274,8 +280,9 @@ class BindServers:
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
-        """``[(addr, port), ...]`` of both servers, primary first."""
-        return [self.primary, self.secondary]
+        """``[(addr, port), ...]`` of both servers, primary first (primary only when
+        ``with_secondary`` is False)."""
+        return [self.primary, self.secondary] if self.with_secondary else [self.primary]
 
     @property
     def nameservers(self) -> tuple[Nameserver, ...]:
@@ -393,7 +400,7 @@ controls {{ }};
     def start_secondary(self) -> None:
         """(Re)start the secondary on the same port; waits until it serves every zone
         (signed where the primary signs) at the primary's serial."""
-        if self._secondary.running:
+        if self._secondary.running or not self.with_secondary:
             return
         self._secondary.start()
         for z in self.zones.values():
@@ -497,7 +504,7 @@ controls {{ }};
     def reset(self) -> None:
         """Delete every TLSA RRset in every zone (one UPDATE per zone), make sure the secondary
         runs, and wait until it has caught up."""
-        if not self._secondary.running:
+        if self.with_secondary and not self._secondary.running:
             self.start_secondary()
         changed = False
         for z in self.zones.values():
@@ -629,15 +636,13 @@ remote-control:
 
 
 @pytest.fixture(scope="module")
-def bind_zones() -> Sequence[BindZone]:
-    """Override in a test module to serve other zones."""
-    return DEFAULT_ZONES
-
-
-@pytest.fixture(scope="module")
-def bind_servers(bind_zones: Sequence[BindZone]) -> Iterator[BindServers]:
+def bind_servers(request: pytest.FixtureRequest) -> Iterator[BindServers]:
+    """The module's BIND pair. A test module may set ``BIND_ZONES`` (a list of
+    :class:`BindZone`) and ``BIND_SETTINGS`` (keyword arguments for :class:`BindServers`)."""
+    zones = getattr(request.module, "BIND_ZONES", DEFAULT_ZONES)
+    settings = getattr(request.module, "BIND_SETTINGS", {})
     with tempfile.TemporaryDirectory(prefix="tlsarotate-bind-") as d:
-        servers = BindServers(d, bind_zones)
+        servers = BindServers(d, zones, **settings)
         try:
             servers.start()
             yield servers

@@ -8,7 +8,7 @@ import dns.rcode
 import dns.rdatatype
 import dns.resolver
 
-from tests.servers import BindServers, Unbound, bind, bind_servers, bind_zones, query, unbound  # noqa: F401
+from tests.servers import BindServers, Unbound, bind, bind_servers, query, unbound  # noqa: F401
 
 TLSA = "3 1 1 " + "ab" * 32
 
