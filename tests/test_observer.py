@@ -95,8 +95,8 @@ def test_both_servers_serve_after_update_and_lag_is_seen(bind: BindServers) -> N
     for s in after.servers:
         assert s.rrsets[MX] == rrset(1, 2, ttl=120) and s.rrsets[MX2] is None
         assert s.signed[MX] is True and s.sig_problem is None
-    assert after.servers[0].serial == after.servers[1].serial
-    assert after.servers[0].serial != before.servers[0].serial
+    for s, b in zip(after.servers, before.servers, strict=True):
+        assert s.serial is not None and b.serial is not None and s.serial > b.serial
 
 
 def test_stopped_secondary_is_reported_and_lagging(bind: BindServers) -> None:
