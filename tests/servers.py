@@ -402,6 +402,12 @@ controls {{ }};
         (signed where the primary signs) at the primary's serial."""
         if self._secondary.running or not self.with_secondary:
             return
+        # a restarted secondary would serve its old copy until its SOA refresh timer fires;
+        # start it empty so it transfers the zone at once (what an operator's `rndc retransfer`
+        # does), keeping the tests fast and deterministic
+        for z in self.zones.values():
+            for stale in (self.secondary_dir / z.file, self.secondary_dir / f"{z.file}.jnl"):
+                stale.unlink(missing_ok=True)
         self._secondary.start()
         for z in self.zones.values():
             if z.secondary:

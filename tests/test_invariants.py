@@ -101,7 +101,8 @@ class Rollover(RuleBasedStateMachine):
         w = self.world
         w.crash_at, w.fail_reload = None, 0
         w.observer.down = [False, False]
-        plans = w.engine().run([w.service], wait=True)
+        start = w.clock.now()
+        plans = w.engine().run([w.service], wait=True, deadline=start + 100 * TTL)
         w.check()
         assert [p.phase for p in plans] == [planner.IDLE], [p.summary for p in plans]
         assert w.deployed().same_as(w.next())

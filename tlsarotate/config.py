@@ -297,7 +297,14 @@ def _slot(ctx: _Ctx, node: yaml.Node, kp: str, default_name: str) -> CertSlot:
         ctx,
         node,
         kp,
-        {"name": False, "deployed": True, "next": False, "reload": False, "verify": False},
+        {
+            "name": False,
+            "deployed": True,
+            "next": False,
+            "reload": False,
+            "verify": False,
+            "next_key": False,
+        },
     )
     name = _str(ctx, m["name"][1], f"{kp}.name") if "name" in m else default_name
     deployed = _cert_paths(ctx, m["deployed"][1], f"{kp}.deployed", lineage_ok=False)

@@ -84,6 +84,7 @@ class Engine:
     on_plan: Callable[[Plan], None] | None = None  # called with every plan made (for output)
     on_event: Callable[[str], None] | None = None  # called with every action taken, in words
     _observers: dict[str, Observer] = field(default_factory=dict)
+    _propagation_polls: int = 0
 
     # -- inputs --------------------------------------------------------------------------------
 
@@ -269,10 +270,14 @@ class Engine:
 
     # -- the loop ------------------------------------------------------------------------------
 
-    def run(self, services: Iterable[Service], wait: bool) -> list[Plan]:
-        """Perform every step that is safe now; with ``wait``, until every service is idle."""
+    def run(
+        self, services: Iterable[Service], wait: bool, deadline: float | None = None
+    ) -> list[Plan]:
+        """Perform every step that is safe now; with ``wait``, until every service is idle (or
+        the clock passes ``deadline``)."""
         svcs = list(services)
         replans = steps = 0
+        self._propagation_polls = 0
         for svc in svcs:
             self.recover(svc)
         while True:
@@ -296,6 +301,8 @@ class Engine:
             steps = 0
             if not wait or all(p.phase in (planner.IDLE, planner.BLOCKED) for p in plans):
                 return plans
+            if deadline is not None and self.clock.now() >= deadline:
+                return plans
             self.clock.sleep(self._sleep_for(plans))
 
     def _sleep_for(self, plans: list[Plan]) -> float:
@@ -303,8 +310,11 @@ class Engine:
         times = [
             p.ready_at - now for p in plans if p.ready_at is not None and p.phase != planner.IDLE
         ]
-        propagating = any(p.phase == planner.WAIT_PROPAGATION for p in plans)
         best = min(times) if times else MAX_POLL
-        if propagating:
-            best = min(best, 1.0)
+        if any(p.phase == planner.WAIT_PROPAGATION for p in plans):
+            # poll the servers often at first, then back off: 1 s, 2 s, 4 s ... 30 s
+            best = min(best, 2.0**self._propagation_polls)
+            self._propagation_polls += 1
+        else:
+            self._propagation_polls = 0
         return max(0.05, min(best, MAX_POLL))
