@@ -473,6 +473,20 @@ CASES: list[tuple[str, Callable[[str], str], str, Marker, tuple[str, ...]]] = [
         ("must be one of smtp, imap, pop3, none, auto",),
     ),
     (
+        "verify-timeout-not-a-number",
+        insert_after("        key: certs/mail-next.key\n", "      verify: {timeout: soon}\n"),
+        "services[0].certificate.verify.timeout",
+        "verify: {timeout: soon}",
+        ("expected a number of seconds", "'soon'"),
+    ),
+    (
+        "lock-timeout-negative",
+        insert_after("safety_margin: 60\n", "lock_timeout: -1\n"),
+        "lock_timeout",
+        "lock_timeout: -1",
+        ("lock_timeout -1 out of range 0-86400",),
+    ),
+    (
         "allow-unsigned-not-bool",
         insert_after("    ttl: 300\n", "    allow_unsigned: maybe\n"),
         "services[0].allow_unsigned",
@@ -623,7 +637,7 @@ def test_ok_variants(capsys: pytest.CaptureFixture[str], confdir: Path) -> None:
     """Forms that are valid and must stay valid."""
     slot_extra = (
         "      next_key: {path: keys/next.key, type: ed25519}\n"
-        "      verify: {starttls: smtp, timeout: 5}\n"
+        "      verify: {starttls: smtp, timeout: 2.5}\n"
         "      reload: [postfix reload]\n"
     )
     text = (
@@ -651,6 +665,7 @@ def test_ok_variants(capsys: pytest.CaptureFixture[str], confdir: Path) -> None:
     assert slot.next_key is not None and slot.next_key.type == "ed25519"
     assert slot.next_key.path == confdir / "keys" / "next.key"
     assert slot.verify is not None and slot.verify.starttls == "smtp"
+    assert slot.verify.timeout == 2.5
     assert slot.reload == ("postfix reload",)
     assert c.state.backend == "s3" and c.state.bucket == "b"
     assert c.providers["primary"].options["timeout"] == 3.0

@@ -231,6 +231,15 @@ def _int(ctx: _Ctx, node: yaml.Node, kp: str, lo: int, hi: int, what: str = "val
     return v
 
 
+def _number(ctx: _Ctx, node: yaml.Node, kp: str, lo: float, hi: float, what: str) -> float:
+    v = _scalar(ctx, node, kp)
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ctx.err(node, kp, f"expected a number of seconds, got {_kind(node)}")
+    if not lo <= v <= hi:
+        raise ctx.err(node, kp, f"{what} {v} out of range {lo:g}-{hi:g}")
+    return float(v)
+
+
 def _bool(ctx: _Ctx, node: yaml.Node, kp: str) -> bool:
     v = _scalar(ctx, node, kp)
     if not isinstance(v, bool):
@@ -327,7 +336,7 @@ def _verify(ctx: _Ctx, node: yaml.Node, kp: str) -> Verify:
     if "port" in m:
         v["port"] = _int(ctx, m["port"][1], f"{kp}.port", 1, 65535, "port")
     if "timeout" in m:
-        v["timeout"] = float(_int(ctx, m["timeout"][1], f"{kp}.timeout", 1, 600, "timeout"))
+        v["timeout"] = _number(ctx, m["timeout"][1], f"{kp}.timeout", 0.1, 600, "timeout")
     return Verify(**v)
 
 
@@ -600,7 +609,7 @@ def parse(text: str, path: Path) -> Config:
         else 60
     )
     lock_timeout = (
-        float(_int(ctx, m["lock_timeout"][1], "lock_timeout", 0, 86400, "lock_timeout"))
+        _number(ctx, m["lock_timeout"][1], "lock_timeout", 0, 86400, "lock_timeout")
         if "lock_timeout" in m
         else 600.0
     )
