@@ -7,6 +7,7 @@ resolved against the config file's directory.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import re
@@ -24,6 +25,8 @@ from tlsarotate.errors import ConfigError, RecordError, TlsarotateError
 DEFAULT_PATH = Path("/etc/tlsarotate/config.yaml")
 SECRET_WORDS = ("secret", "password", "token", "api_key", "access_key", "private_key")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# a host name label (LDH, plus "_" which some operators use); IDNs arrive here as xn--
+_LABEL_RE = re.compile(rb"^(?:[A-Za-z0-9_]|[A-Za-z0-9_][A-Za-z0-9_-]*[A-Za-z0-9_])$")
 T = TypeVar("T")
 
 
@@ -121,7 +124,8 @@ class ProviderConfig:
     name: str
     type: str
     options: Mapping[str, Any]
-    where: str = ""
+    where: str = ""  # "config.yaml:LINE" of the provider's mapping
+    lines: Mapping[str, int] = field(default_factory=dict)  # option key -> YAML line
 
 
 @dataclass(frozen=True)
@@ -161,7 +165,11 @@ def _kind(node: yaml.Node) -> str:
         return "a mapping"
     if isinstance(node, yaml.SequenceNode):
         return "a list"
-    return f"{node.value!r}" if isinstance(node, yaml.ScalarNode) else "something else"
+    if isinstance(node, yaml.ScalarNode):
+        if node.tag == "tag:yaml.org,2002:null" or (node.value == "" and not node.style):
+            return "nothing (an empty value)"
+        return f"{node.value!r}"
+    return "something else"
 
 
 def _mapping(
@@ -180,6 +188,7 @@ def _mapping(
             raise ctx.err(knode, sub, "duplicate key")
         if key not in allowed:
             close = [k for k in allowed if k.replace("_", "") == key.replace("_", "").lower()]
+            close = close or difflib.get_close_matches(key.lower(), list(allowed), 1, 0.75)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ctx.err(knode, sub, f"unknown key{hint}; allowed: {', '.join(allowed)}")
         out[key] = (knode, vnode)
@@ -192,7 +201,10 @@ def _mapping(
 def _scalar(ctx: _Ctx, node: yaml.Node, kp: str) -> Any:
     if not isinstance(node, yaml.ScalarNode):
         raise ctx.err(node, kp, f"expected a single value, got {_kind(node)}")
-    return _construct(node)
+    try:
+        return _construct(node)
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError):
+        raise ctx.err(node, kp, f"cannot read the value (YAML tag {node.tag})") from None
 
 
 def _construct(node: yaml.ScalarNode) -> Any:
@@ -217,6 +229,15 @@ def _int(ctx: _Ctx, node: yaml.Node, kp: str, lo: int, hi: int, what: str = "val
     if not lo <= v <= hi:
         raise ctx.err(node, kp, f"{what} {v} out of range {lo}-{hi}")
     return v
+
+
+def _number(ctx: _Ctx, node: yaml.Node, kp: str, lo: float, hi: float, what: str) -> float:
+    v = _scalar(ctx, node, kp)
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ctx.err(node, kp, f"expected a number of seconds, got {_kind(node)}")
+    if not lo <= v <= hi:
+        raise ctx.err(node, kp, f"{what} {v} out of range {lo:g}-{hi:g}")
+    return float(v)
 
 
 def _bool(ctx: _Ctx, node: yaml.Node, kp: str) -> bool:
@@ -249,14 +270,29 @@ def _fqdn(ctx: _Ctx, node: yaml.Node, kp: str) -> dns.name.Name:
         raise ctx.err(node, kp, f"invalid DNS name {text!r}: {e}") from None
     if len(name.labels) < 2:
         raise ctx.err(node, kp, f"invalid DNS name {text!r}")
+    for label in name.labels[:-1]:
+        if not _LABEL_RE.match(label) or len(label) > 63:
+            raise ctx.err(
+                node,
+                kp,
+                f"invalid DNS name {text!r}: label {label.decode('ascii', 'replace')!r} "
+                "(use letters, digits, '-' and '_'; no '-' at either end)",
+            )
     return name
 
 
+CERT_PATH_KEYS = {"cert": False, "key": False, "combined": False, "lineage": False}
+
+
 def _cert_paths(ctx: _Ctx, node: yaml.Node, kp: str, lineage_ok: bool) -> CertPaths:
-    allowed = {"cert": False, "key": False, "combined": False}
-    if lineage_ok:
-        allowed["lineage"] = False
-    m = _mapping(ctx, node, kp, allowed)
+    m = _mapping(ctx, node, kp, CERT_PATH_KEYS)
+    if "lineage" in m and not lineage_ok:
+        raise ctx.err(
+            m["lineage"][0],
+            f"{kp}.lineage",
+            "a certbot lineage is only allowed for next (certbot renews it in place); "
+            "give the deployed certificate as cert + key or combined",
+        )
     got = {k: _path(ctx, v, f"{kp}.{k}") for k, (_, v) in m.items()}
     forms = [bool(got.get("cert") or got.get("key")), "combined" in got, "lineage" in got]
     if sum(forms) != 1:
@@ -273,8 +309,20 @@ def _cert_paths(ctx: _Ctx, node: yaml.Node, kp: str, lineage_ok: bool) -> CertPa
 STARTTLS = ("smtp", "imap", "pop3", "none", "auto")
 
 
+VERIFY_KEYS = {"starttls": False, "host": False, "port": False, "timeout": False}
+SLOT_KEYS = {
+    "name": False,
+    "deployed": True,
+    "next": False,
+    "reload": False,
+    "verify": False,
+    "next_key": False,
+}
+NEXT_KEY_KEYS = {"path": True, "type": False}
+
+
 def _verify(ctx: _Ctx, node: yaml.Node, kp: str) -> Verify:
-    m = _mapping(ctx, node, kp, {"starttls": False, "host": False, "port": False, "timeout": False})
+    m = _mapping(ctx, node, kp, VERIFY_KEYS)
     v: dict[str, Any] = {}
     if "starttls" in m:
         s = _str(ctx, m["starttls"][1], f"{kp}.starttls")
@@ -288,24 +336,12 @@ def _verify(ctx: _Ctx, node: yaml.Node, kp: str) -> Verify:
     if "port" in m:
         v["port"] = _int(ctx, m["port"][1], f"{kp}.port", 1, 65535, "port")
     if "timeout" in m:
-        v["timeout"] = float(_int(ctx, m["timeout"][1], f"{kp}.timeout", 1, 600, "timeout"))
+        v["timeout"] = _number(ctx, m["timeout"][1], f"{kp}.timeout", 0.1, 600, "timeout")
     return Verify(**v)
 
 
 def _slot(ctx: _Ctx, node: yaml.Node, kp: str, default_name: str) -> CertSlot:
-    m = _mapping(
-        ctx,
-        node,
-        kp,
-        {
-            "name": False,
-            "deployed": True,
-            "next": False,
-            "reload": False,
-            "verify": False,
-            "next_key": False,
-        },
-    )
+    m = _mapping(ctx, node, kp, SLOT_KEYS)
     name = _str(ctx, m["name"][1], f"{kp}.name") if "name" in m else default_name
     deployed = _cert_paths(ctx, m["deployed"][1], f"{kp}.deployed", lineage_ok=False)
     nxt = _cert_paths(ctx, m["next"][1], f"{kp}.next", lineage_ok=True) if "next" in m else None
@@ -315,7 +351,7 @@ def _slot(ctx: _Ctx, node: yaml.Node, kp: str, default_name: str) -> CertSlot:
     verify = _verify(ctx, m["verify"][1], f"{kp}.verify") if "verify" in m else None
     next_key = None
     if "next_key" in m:
-        nk = _mapping(ctx, m["next_key"][1], f"{kp}.next_key", {"path": True, "type": False})
+        nk = _mapping(ctx, m["next_key"][1], f"{kp}.next_key", NEXT_KEY_KEYS)
         ktype = "ecdsa-p256"
         if "type" in nk:
             from tlsarotate.pki import KEY_TYPES
@@ -513,7 +549,8 @@ def _provider(ctx: _Ctx, name: str, knode: yaml.Node, node: yaml.Node) -> Provid
             value = _path(ctx, vnode, sub)
         opts[key] = value
     where = f"{ctx.path}:{node.start_mark.line + 1}"
-    return ProviderConfig(name, ptype, opts, where)
+    lines = {k: vn.start_mark.line + 1 for k, (_, vn) in m.items()}
+    return ProviderConfig(name, ptype, opts, where, lines)
 
 
 TOP_KEYS = {
@@ -526,16 +563,18 @@ TOP_KEYS = {
 }
 
 
+STATE_KEYS = {
+    "backend": True,
+    "bucket": False,
+    "prefix": False,
+    "region": False,
+    "endpoint_url": False,
+    "profile": False,
+}
+
+
 def _state_backend(ctx: _Ctx, node: yaml.Node) -> StateBackend:
-    keys = {
-        "backend": True,
-        "bucket": False,
-        "prefix": False,
-        "region": False,
-        "endpoint_url": False,
-        "profile": False,
-    }
-    m = _mapping(ctx, node, "state", keys)
+    m = _mapping(ctx, node, "state", STATE_KEYS)
     vals = {k: _str(ctx, v, f"state.{k}") for k, (_, v) in m.items()}
     if vals["backend"] not in ("file", "s3"):
         raise ctx.err(m["backend"][1], "state.backend", "must be file or s3")
@@ -570,7 +609,7 @@ def parse(text: str, path: Path) -> Config:
         else 60
     )
     lock_timeout = (
-        float(_int(ctx, m["lock_timeout"][1], "lock_timeout", 0, 86400, "lock_timeout"))
+        _number(ctx, m["lock_timeout"][1], "lock_timeout", 0, 86400, "lock_timeout")
         if "lock_timeout" in m
         else 600.0
     )
@@ -625,6 +664,8 @@ def load(path: str | os.PathLike[str] | None = None) -> Config:
         raise ConfigError(f"{p}: permission denied reading the config file") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{p}: not a UTF-8 text file") from None
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read the config file: {e.strerror}") from None
     return parse(text, p.absolute())
 
 
@@ -637,8 +678,16 @@ def check_files(cfg: Config) -> list[str]:
     for pc in cfg.providers.values():
         try:
             registry.get_class(pc.type).check_files(pc.name, pc.options)
-        except ConfigError as e:
-            raise ConfigError(f"{cfg.path}: providers.{pc.name}: {e}") from None
+        except TlsarotateError as e:
+            # Convention: a provider names the option first ("path: ... not found"); the
+            # message then gets that option's key path and line.
+            msg = str(e)
+            key, sep, rest = msg.partition(": ")
+            if sep and key in pc.lines:
+                raise ConfigError(
+                    f"{cfg.path}:{pc.lines[key]}: providers.{pc.name}.{key}: {rest}"
+                ) from None
+            raise ConfigError(f"{pc.where or cfg.path}: providers.{pc.name}: {msg}") from None
     for s in cfg.services:
         for slot in s.certificates:
             where = f"service {s.name!r} certificate {slot.name!r}"
@@ -649,6 +698,15 @@ def check_files(cfg: Config) -> list[str]:
                     records.build(dep, p)
                     if nxt is not None:
                         records.build(nxt, p)
+                if slot.next_key is not None and (
+                    slot.next_key.path.exists() or slot.next_key.path.is_symlink()
+                ):
+                    nk = material.load(slot.next_key.path)
+                    if nk.kind != "private key":
+                        raise ConfigError(
+                            f"{slot.next_key.path}: next_key must be a private key, "
+                            f"found a {nk.kind}"
+                        )
             except TlsarotateError as e:
                 raise ConfigError(f"{cfg.path}: {where}: {e}") from None
             lines.append(

@@ -78,6 +78,10 @@ def _read_bytes(path: Path, what: str) -> bytes:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
+        if path.is_symlink():
+            raise MaterialError(
+                f"{path}: broken symbolic link to {os.readlink(path)}, expected a {what}"
+            ) from None
         raise MaterialError(f"{path}: {what} not found") from None
     except IsADirectoryError:
         raise MaterialError(f"{path}: is a directory, expected a {what} file") from None
@@ -115,20 +119,23 @@ def _check_chain_order(certs: list[x509.Certificate], path: Path) -> None:
     if len(certs) < 2:
         return
     first, second = certs[0], certs[1]
+    if first.issuer == second.subject:
+        return  # leaf first (or a chain of CA certificates, issuer after subject)
+    if second.issuer == first.subject:
+        raise MaterialError(
+            f"{path}: the chain is in reverse order (the first certificate, "
+            f"{first.subject.rfc4514_string()}, is a CA); a chain file must list the leaf "
+            "first, then its issuers"
+        )
     if _is_ca(first) and not all(_is_ca(c) for c in certs[1:]):
         raise MaterialError(
-            f"{path}: the first certificate is a CA certificate, not the leaf; "
-            "a chain file must list the leaf first, then its issuers"
+            f"{path}: the first certificate ({first.subject.rfc4514_string()}) is a CA "
+            "certificate, not the leaf; a chain file must list the leaf first, then its issuers"
         )
-    if first.issuer != second.subject:
-        if second.issuer == first.subject:
-            raise MaterialError(
-                f"{path}: the chain is in reverse order; the first certificate must be the leaf"
-            )
-        raise MaterialError(
-            f"{path}: the second certificate ({second.subject.rfc4514_string()}) did not issue "
-            f"the first ({first.subject.rfc4514_string()}); the chain must be leaf first"
-        )
+    raise MaterialError(
+        f"{path}: the second certificate ({second.subject.rfc4514_string()}) did not issue "
+        f"the first ({first.subject.rfc4514_string()}); the chain must be leaf first"
+    )
 
 
 def _is_ca(cert: x509.Certificate) -> bool:
@@ -184,20 +191,34 @@ def _parse_pem(data: bytes, path: Path) -> Material:
             others.append((label, der))
     if certs:
         return _material_from_certs(certs, ders, path)
-    label, der = others[0]
-    if label == "PUBLIC KEY":
+    # "EC PARAMETERS" (openssl ecparam -genkey) and the like carry no key: skip them.
+    keyish = [(lb, d) for lb, d in others if not lb.endswith("PARAMETERS")]
+    if not keyish:
+        raise MaterialError(
+            f"{path}: holds only PEM block(s) {', '.join(repr(lb) for lb, _ in others)}; "
+            "expected a certificate, key or CSR"
+        )
+    label, der = keyish[0]
+    if label in ("PUBLIC KEY", "RSA PUBLIC KEY"):
         try:
-            key = serialization.load_der_public_key(der)
+            if label == "PUBLIC KEY":
+                key = serialization.load_der_public_key(der)
+            else:
+                key = serialization.load_pem_public_key(_pem(label, der))
             return Material(str(path), "public key", _spki_of_public(key))
         except (ValueError, TypeError, UnsupportedAlgorithm):
             raise MaterialError(f"{path}: unreadable public key") from None
     if label.endswith("PRIVATE KEY"):
-        pem = f"-----BEGIN {label}-----\n".encode() + base64.encodebytes(der)
-        pem += f"-----END {label}-----\n".encode()
-        return Material(str(path), "private key", _private_spki(pem, path, pem=True))
+        return Material(str(path), "private key", _private_spki(_pem(label, der), path, pem=True))
     if label in ("CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST"):
         return _from_csr(der, path)
     raise MaterialError(f"{path}: unsupported PEM block {label!r}")
+
+
+def _pem(label: str, der: bytes) -> bytes:
+    """Re-wrap a decoded block, so cryptography sees exactly one clean PEM block."""
+    body = base64.encodebytes(der)
+    return f"-----BEGIN {label}-----\n".encode() + body + f"-----END {label}-----\n".encode()
 
 
 def _from_csr(der: bytes, path: Path) -> Material:
@@ -248,7 +269,7 @@ def load(path: str | os.PathLike[str]) -> Material:
     """Load any supported file, or a certbot lineage directory (``live/NAME``)."""
     p = Path(path)
     if p.is_dir():
-        return load_lineage(p)
+        return load_lineage(p, require_key=False)
     return parse(_read_bytes(p, "certificate or key"), p)
 
 
@@ -282,13 +303,24 @@ def load_combined(path: str | os.PathLike[str]) -> Material:
     return cert
 
 
-def load_lineage(path: str | os.PathLike[str]) -> Material:
-    """A certbot lineage: ``fullchain.pem`` (leaf first) and ``privkey.pem``."""
+def load_lineage(path: str | os.PathLike[str], require_key: bool = True) -> Material:
+    """A certbot lineage: ``fullchain.pem`` (leaf first) and ``privkey.pem``, usually relative
+    symlinks into ``archive/``. The key must belong to the leaf. ``require_key=False`` (for
+    printing records) accepts a lineage whose ``privkey.pem`` is absent."""
     p = Path(path)
     if not p.is_dir():
+        if p.exists() or p.is_symlink():
+            raise MaterialError(f"{p}: not a directory, expected a certbot lineage (live/NAME)")
         raise MaterialError(f"{p}: certbot lineage directory not found")
     full, key = p / "fullchain.pem", p / "privkey.pem"
-    if not full.exists():
-        raise MaterialError(f"{p}: not a certbot lineage (no fullchain.pem)")
-    m = load_pair(full, key) if key.exists() else load(full)
+    if not full.exists() and not full.is_symlink():
+        raise MaterialError(f"{p}: is a directory but not a certbot lineage (no fullchain.pem)")
+    if key.exists() or key.is_symlink():
+        m = load_pair(full, key)
+    elif require_key:
+        raise MaterialError(f"{p}: incomplete certbot lineage (no privkey.pem)")
+    else:
+        m = parse(_read_bytes(full, "certificate chain"), full)
+        if not m.chain:
+            raise MaterialError(f"{full}: expected a certificate chain, found a {m.kind}")
     return Material(str(p), "lineage", m.spki, m.chain, m.chain_der)

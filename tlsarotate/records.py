@@ -15,6 +15,9 @@ import dns.name
 import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
 from dns.rdtypes.ANY.TLSA import TLSA
 
 from tlsarotate.errors import RecordError
@@ -83,6 +86,8 @@ def make(params: Params, data: bytes) -> TLSA:
 
 
 def _selected(material: Material, params: Params, ta_depth: int) -> bytes:
+    if params.usage not in USAGES or params.selector not in SELECTORS or params.mtype not in MTYPES:
+        raise RecordError(f"invalid TLSA parameters {params}")
     if params.usage in (1, 3):
         if params.selector == 1:
             return material.spki
@@ -93,19 +98,23 @@ def _selected(material: Material, params: Params, ta_depth: int) -> bytes:
             )
         return material.chain_der[0]
     # usage 0/2: a CA certificate above the leaf
+    if ta_depth < 1:
+        raise RecordError(
+            f"trust-anchor depth {ta_depth} is not above the leaf; use 1 (the leaf's issuer) "
+            "or more"
+        )
     if len(material.chain_der) <= ta_depth:
         raise RecordError(
             f"{material.source}: usage {params.usage} needs the CA certificate above the leaf "
             f"(chain position {ta_depth}); the {material.kind} holds {len(material.chain_der)} "
             "certificate(s)"
         )
-    cert = material.chain[ta_depth]
     if params.selector == 0:
         return material.chain_der[ta_depth]
-    from cryptography.hazmat.primitives import serialization
-
-    return cert.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    return (
+        material.chain[ta_depth]
+        .public_key()
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
 
 
@@ -147,34 +156,34 @@ def zone_line(owner: dns.name.Name, ttl: int, rd: TLSA) -> str:
     return f"{owner.to_text()} {ttl} IN TLSA {to_text(rd)}"
 
 
+def _spki_of_der(der: bytes) -> bytes | None:
+    try:
+        cert = x509.load_der_x509_certificate(der)
+        return cert.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        return None
+
+
+def usable(rd: TLSA) -> bool:
+    """Known usage (0-3), selector (0-1) and matching type (0-2); others never match."""
+    return rd.usage in USAGES and rd.selector in SELECTORS and rd.mtype in MTYPES
+
+
 def matches(rd: TLSA, chain_der: Sequence[bytes]) -> bool:
     """Does this record match the served chain (leaf first)?
 
     Usage 3/1 match the leaf only; usage 2/0 match any certificate above the leaf (a trust
-    anchor the server sends). Names and expiry are not checked here (RFC 7672 §3.1.1).
+    anchor the server sends). Names and expiry are not checked here (RFC 7672 §3.1.1). A record
+    with unknown parameters, or a certificate that cannot be decoded, never matches.
     """
-    if not chain_der:
+    if not chain_der or not usable(rd):
         return False
-    if rd.usage in (1, 3):
-        candidates: Sequence[bytes] = chain_der[:1]
-    else:
-        candidates = chain_der[1:]
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-
+    candidates = chain_der[:1] if rd.usage in (1, 3) else chain_der[1:]
     for der in candidates:
-        if rd.selector == 0:
-            data = der
-        else:
-            data = (
-                x509.load_der_x509_certificate(der)
-                .public_key()
-                .public_bytes(
-                    serialization.Encoding.DER,
-                    serialization.PublicFormat.SubjectPublicKeyInfo,
-                )
-            )
-        if _digest(rd.mtype, data) == rd.cert:
+        data = der if rd.selector == 0 else _spki_of_der(der)
+        if data is not None and _digest(rd.mtype, data) == rd.cert:
             return True
     return False
 
@@ -183,7 +192,12 @@ def matches_material(rd: TLSA, material: Material) -> bool:
     """Like :func:`matches`, but also for bare keys (usage 3, selector 1 only)."""
     if material.chain_der:
         return matches(rd, material.chain_der)
-    return rd.usage in (1, 3) and rd.selector == 1 and _digest(rd.mtype, material.spki) == rd.cert
+    return (
+        usable(rd)
+        and rd.usage in (1, 3)
+        and rd.selector == 1
+        and _digest(rd.mtype, material.spki) == rd.cert
+    )
 
 
 def accepts(rrset: Iterable[TLSA], chain_der: Sequence[bytes]) -> bool:
