@@ -161,6 +161,8 @@ class ScriptedServer:
         self.addr = addr
         self.mode = mode
         self.ctx = chain.server_context()
+        self.sni_seen: list[str | None] = []
+        self.ctx.sni_callback = self._sni
         fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
         self.sock = socket.socket(fam, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -201,6 +203,9 @@ class ScriptedServer:
             t = threading.Thread(target=self._serve, args=(conn,), daemon=True)
             self.threads.append(t)
             t.start()
+
+    def _sni(self, sock: ssl.SSLObject, name: str | None, ctx: ssl.SSLContext) -> None:
+        self.sni_seen.append(name)
 
     # helpers
     def _send_odd(self, conn: socket.socket, data: bytes) -> None:
