@@ -316,9 +316,14 @@ def openssl_dane(
     rrdata: Sequence[str],
     starttls: str | None = "smtp",
     timeout: float = 20,
+    ee_namechecks: bool = False,
 ) -> OracleResult:
     """``openssl s_client`` with ``-dane_tlsa_rrdata`` for each record; ok = rc 0 and
-    "Verification: OK" (anything else: not ok)."""
+    "Verification: OK" (anything else: not ok).
+
+    ``-dane_ee_no_namechecks`` is passed unless ``ee_namechecks``: OpenSSL by default checks
+    the host name even for a DANE-EE(3) match, while RFC 7672 §3.1.1 (and Postfix, which sets
+    that flag) ignore names for DANE-EE. tlsarotate follows the RFC."""
     exe = need_openssl()
     target = f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
     cmd = [exe, "s_client", "-brief", "-connect", target, "-servername", name]
@@ -327,6 +332,8 @@ def openssl_dane(
     cmd += ["-dane_tlsa_domain", name]
     for rr in rrdata:
         cmd += ["-dane_tlsa_rrdata", rr]
+    if not ee_namechecks:
+        cmd += ["-dane_ee_no_namechecks"]
     cmd += ["-verify_return_error"]
     proc = subprocess.run(
         cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout
