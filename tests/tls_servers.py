@@ -41,6 +41,39 @@ def free_port(addr: str) -> int:
         return int(s.getsockname()[1])
 
 
+def free_port_all(addrs: Sequence[str] = LOOPBACKS) -> int:
+    """A TCP port free on every address in ``addrs``."""
+    for _ in range(200):
+        port = free_port(addrs[0])
+        ok = True
+        for addr in addrs[1:]:
+            fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
+            with socket.socket(fam, socket.SOCK_STREAM) as s:
+                try:
+                    s.bind((addr, port))
+                except OSError:
+                    ok = False
+        if ok:
+            return port
+    raise RuntimeError("no port free on " + ", ".join(addrs))
+
+
+def publish(bind: object, zone: str, owner: str, texts: Sequence[str], ttl: int = 300) -> None:
+    """Replace the TLSA RRset at ``owner`` (absolute) on the BIND primary (``texts`` empty:
+    delete it) and wait until the secondary serves it too. ``bind``: tests.servers.BindServers."""
+    import dns.rcode
+
+    def build(m: object) -> None:
+        if texts:
+            m.replace(owner, ttl, "TLSA", *texts)  # type: ignore[attr-defined]
+        else:
+            m.delete(owner, "TLSA")  # type: ignore[attr-defined]
+
+    r = bind.update(zone, build=build)  # type: ignore[attr-defined]
+    assert r.rcode() == dns.rcode.NOERROR, dns.rcode.to_text(r.rcode())
+    bind.wait_synced(zone)  # type: ignore[attr-defined]
+
+
 def need_openssl() -> str:
     path = shutil.which("openssl")
     if not path:
@@ -105,11 +138,11 @@ class _Handler:
 class SmtpdServer:
     """aiosmtpd with STARTTLS on ``addr``, serving ``chain``."""
 
-    def __init__(self, addr: str, chain: Chain) -> None:
+    def __init__(self, addr: str, chain: Chain, port: int | None = None) -> None:
         from aiosmtpd.controller import Controller
 
         self.addr = addr
-        self.port = free_port(addr)
+        self.port = port or free_port(addr)
         self.controller = Controller(
             _Handler(),
             hostname=addr,
@@ -358,10 +391,21 @@ class ServerPool:
         self.dir = directory
         self.started: list[SmtpdServer | ScriptedServer] = []
 
-    def smtpd(self, chain: Chain, addr: str = "127.0.0.1") -> SmtpdServer:
-        s = SmtpdServer(addr, chain).start()
+    def smtpd(self, chain: Chain, addr: str = "127.0.0.1", port: int | None = None) -> SmtpdServer:
+        s = SmtpdServer(addr, chain, port).start()
         self.started.append(s)
         return s
+
+    def smtpd_pair(self, chain: Chain) -> int:
+        """aiosmtpd on 127.0.0.1 AND ::1 on the same free port (one host, two addresses)."""
+        port = free_port_all()
+        for addr in LOOPBACKS:
+            self.smtpd(chain, addr, port)
+        return port
+
+    def stop(self, server: SmtpdServer | ScriptedServer) -> None:
+        server.stop()
+        self.started.remove(server)
 
     def scripted(self, chain: Chain, mode: str, addr: str = "127.0.0.1") -> ScriptedServer:
         s = ScriptedServer(addr, chain, mode).start()

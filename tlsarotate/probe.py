@@ -277,17 +277,27 @@ class TlsaAnswer:
     errors: list[str] = field(default_factory=list)  # could not check
 
 
-ObserverFactory = Callable[[Sequence[Nameserver], float], object]
+ObserverFactory = Callable[..., object]
 
 
-def default_observer(nameservers: Sequence[Nameserver], timeout: float) -> object:
+def default_observer(
+    nameservers: Sequence[Nameserver], timeout: float, resolver: Nameserver | None = None
+) -> object:
+    """The DNS observer: the given servers, else the zone's NS set (found through
+    ``resolver`` when given, else the system resolver)."""
     try:
         from tlsarotate.observer import DnsObserver  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
         raise ObserverError(
             "the DNS observer is not available in this build; use --tlsa-from FILE"
         ) from None
-    return DnsObserver(nameservers=tuple(nameservers) or None, timeout=timeout)
+    res = None
+    if resolver is not None:
+        res = dns.resolver.Resolver(configure=False)
+        res.nameservers = [resolver.address]
+        res.port = resolver.port
+        res.lifetime = timeout
+    return DnsObserver(nameservers=tuple(nameservers) or None, timeout=timeout, resolver=res)
 
 
 def tlsa_from_dns(
@@ -305,7 +315,7 @@ def tlsa_from_dns(
     try:
         zone = find_zone(owner, timeout, resolver, nameservers)
         ans.zone = zone
-        observer = observer_factory(nameservers, timeout)
+        observer = observer_factory(nameservers, timeout, resolver)
         obs = observer.observe(zone, [owner])  # type: ignore[attr-defined]
         assert isinstance(obs, Observation)
     except TlsarotateError as e:
