@@ -1,0 +1,931 @@
+"""``tlsarotate check``: DNS and live endpoints against the configured certificates (Nagios).
+
+For every selected service:
+
+- every authoritative server (the observer; the service's ``nameservers`` when set) serves the
+  TLSA RRset of every owner, validly signed (unless ``allow_unsigned``), with RRSIGs that do not
+  expire within :data:`RRSIG_WARN_SECONDS`;
+- the published RRset accepts each deployed certificate (every parameter combination present
+  has a record matching it: :func:`tlsarotate.records.accepts`), and each configured parameter's
+  record for it is published;
+- every live endpoint (every address of every host and port, probed concurrently) serves a
+  chain that a DANE client accepts (:func:`tlsarotate.dane.diagnose`) AND that every present
+  combination matches (``records.accepts``);
+- the next certificate's records are published on every server (:func:`swap_readiness`);
+- a deployed certificate that expires within :data:`CERT_WARN_SECONDS` with no next one is a
+  warning.
+
+``--next CERT --no-live`` is the CI gate: CRITICAL (exit 2) when deploying CERT now would break
+DANE because one of its records (for a configured parameter) is not published on every server.
+
+Exit codes are Nagios': 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (DNS or endpoint unreachable,
+errors). CRITICAL wins over UNKNOWN, UNKNOWN over WARNING.
+
+JSON output (``--output json``)::
+
+    {
+      "status": "OK" | "WARNING" | "CRITICAL" | "UNKNOWN",
+      "exit": 0 | 1 | 2 | 3,
+      "summary": str,                      # the Nagios status text
+      "checked_at": iso,
+      "findings": [{"severity": "CRITICAL", "service": str, "owner": str|null,
+                    "address": str|null, "message": str}],   # everything not OK
+      "services": [{
+        "name": str, "zone": str,
+        "owners": [{"owner": str, "records": ["3 1 1 <hex>", ...],   # first server's RRset
+                    "servers": [{"label": str, "error": str|null, "records": [...]|null,
+                                 "signed": bool|null}],
+                    "consistent": bool, "signed": bool|null,
+                    "rrsig_expiry": iso|null}],
+        "endpoints": [{"host": str, "port": int, "owner": str, "address": str,
+                       "ok": bool|null, "error": str|null, "summary": str|null,
+                       "spki_sha256": str|null}],
+        "certificates": [{"slot": str,
+                          "deployed": {"file": str, "spki_sha256": str, "not_after": iso|null,
+                                       "expires_in_seconds": int|null},
+                          "next": null | {... same ...},
+                          "swap_readiness": null | {"ready": bool, "published": bool,
+                                                    "missing": [str], "detail": str}}]
+      }],
+      "next_gate": null | {"file": str, "ok": bool, "missing": [str]},
+      "perfdata": {"endpoints": int, "failing": int, "unknown": int, "owners": int,
+                   "unpublished": int, "warnings": int, "criticals": int,
+                   "cert_expiry_min_seconds": int|null, "rrsig_expiry_min_seconds": int|null}
+    }
+
+Prometheus (``--prometheus FILE``): a node-exporter textfile written atomically; see
+:func:`render_prometheus` for the metric names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import sys
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dns.name
+from dns.rdtypes.ANY.TLSA import TLSA
+
+from tlsarotate import config, material, records
+from tlsarotate.change import TlsaRRset
+from tlsarotate.clock import Clock, SystemClock
+from tlsarotate.config import Config, Service
+from tlsarotate.dane import diagnose, not_after, short, short_record
+from tlsarotate.errors import RecordError, TlsarotateError
+from tlsarotate.fsutil import atomic_write
+from tlsarotate.observation import Observation, Observer, ProviderObserver
+from tlsarotate.probe import default_observer, resolve_addresses
+from tlsarotate.tlsprobe import ServedChain, fetch_chain, format_endpoint
+
+OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
+STATUS = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
+CERT_WARN_SECONDS = 14 * 86400  # deployed certificate expires soon and no next one is set
+RRSIG_WARN_SECONDS = 3 * 86400  # an RRSIG over a TLSA answer expires soon
+MAX_WORKERS = 256  # endpoints are I/O bound: 200 endpoints in one round
+# endpoint errors that mean "could not check" (UNKNOWN) rather than "DANE is broken" (CRITICAL)
+_UNREACHABLE = (
+    "connection refused",
+    "timeout",
+    "no route",
+    "address not available",
+    "connection reset",
+)
+
+
+@dataclass(frozen=True)
+class Finding:
+    severity: int
+    service: str
+    message: str
+    owner: str | None = None
+    address: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "severity": STATUS[self.severity],
+            "service": self.service,
+            "owner": self.owner,
+            "address": self.address,
+            "message": self.message,
+        }
+
+
+@dataclass(frozen=True)
+class SwapReadiness:
+    """Is it safe to install the next certificate now?
+
+    For now: ``published`` = every record the next certificate needs (one per configured
+    parameter, at every owner) is served by every authoritative server. The rollover planner
+    adds "old enough" (the old RRset's TTL has run out since the records appeared); until it is
+    wired in, ``ready`` equals ``published`` and ``detail`` says that the TTL wait is not checked.
+    """
+
+    ready: bool
+    published: bool
+    missing: tuple[str, ...]
+    detail: str
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "ready": self.ready,
+            "published": self.published,
+            "missing": list(self.missing),
+            "detail": self.detail,
+        }
+
+
+def needed_records(
+    service: Service, cert: material.Material
+) -> tuple[list[tuple[dns.name.Name, TLSA]], list[str]]:
+    """(owner, record) for every owner and configured parameter; plus parameters that can not
+    be built from this material (e.g. usage 2 without a CA certificate), in words."""
+    out: list[tuple[dns.name.Name, TLSA]] = []
+    problems: list[str] = []
+    for p in service.params:
+        try:
+            rd = records.build(cert, p)
+        except RecordError as e:
+            problems.append(f"{p}: {e}")
+            continue
+        out += [(owner, rd) for owner in service.owners]
+    return out, problems
+
+
+def missing_on_servers(obs: Observation, needed: Sequence[tuple[dns.name.Name, TLSA]]) -> list[str]:
+    """``"_25._tcp.mx. 3 1 1 ab12… on ns2 …"`` for each needed record a server does not serve."""
+    out: list[str] = []
+    if not obs.servers:
+        return [f"no authoritative servers found for {obs.zone}"]
+    for owner, rd in needed:
+        lacking = []
+        for s in obs.servers:
+            if s.error:
+                lacking.append(f"{s.label} ({s.error})")
+                continue
+            rr = s.rrsets.get(owner)
+            if rr is None or rd not in rr.records:
+                lacking.append(s.label)
+        if lacking:
+            everywhere = len(lacking) == len(obs.servers)
+            where = "on any server" if everywhere else "on " + ", ".join(lacking)
+            out.append(f"{owner} {short_record(rd)} is not published {where}")
+    return out
+
+
+def swap_readiness(
+    service: Service, next_cert: material.Material, obs: Observation
+) -> SwapReadiness:
+    """Whether the next certificate's records are published on every authoritative server.
+
+    The lead wires the planner's "old enough" condition (old TTL expired since publication)
+    in here; until then ``ready`` == ``published``."""
+    needed, problems = needed_records(service, next_cert)
+    missing = [*problems, *missing_on_servers(obs, needed)]
+    published = not missing
+    if published:
+        detail = (
+            "the next certificate's records are published on every server "
+            "(the TTL wait is not checked here yet)"
+        )
+    else:
+        detail = f"{len(missing)} record(s) of the next certificate missing"
+    return SwapReadiness(published, published, tuple(missing), detail)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Endpoint:
+    service: str
+    host: str
+    port: int
+    owner: dns.name.Name
+    address: str
+    starttls: str
+    served: ServedChain | None = None
+    ok: bool | None = None
+    summary: str | None = None
+
+
+@dataclass
+class ServiceReport:
+    service: Service
+    observation: Observation | None = None
+    observe_error: str | None = None
+    endpoints: list[Endpoint] = field(default_factory=list)
+    certs: list[dict[str, object]] = field(default_factory=list)
+
+
+@dataclass
+class CheckReport:
+    checked_at: float
+    services: list[ServiceReport]
+    findings: list[Finding]
+    next_gate: dict[str, object] | None = None
+    perf: dict[str, int | None] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        sev = {f.severity for f in self.findings}
+        for s in (CRITICAL, UNKNOWN, WARNING):
+            if s in sev:
+                return s
+        return OK
+
+    @property
+    def status(self) -> str:
+        return STATUS[self.exit_code]
+
+    def summary(self) -> str:
+        n = self.perf.get("endpoints") or 0
+        failing = self.perf.get("failing") or 0
+        code = self.exit_code
+        parts: list[str] = []
+        if failing:
+            parts.append(f"{failing} of {n} endpoints fail DANE")
+        worst = [f for f in self.findings if f.severity == code]
+        other = [f for f in worst if f.address is None or not failing]
+        if code == OK:
+            what = f"{n} endpoints pass DANE" if n else "DNS matches the certificates"
+            parts.append(f"{what}, {self.perf.get('owners') or 0} owner(s) published and signed")
+        elif other:
+            parts.append(
+                other[0].message + (f" (+{len(other) - 1} more)" if len(other) > 1 else "")
+            )
+        text = "; ".join(parts)
+        return text.replace("|", "/").replace("\n", " ")
+
+
+ObserverFor = Callable[[Config, Service, float], Observer]
+
+
+def default_observer_for(cfg: Config, service: Service, timeout: float) -> Observer:
+    if service.observe == "provider":
+        from tlsarotate import providers as registry
+
+        pc = cfg.providers[service.provider]
+        cls = registry.get_class(pc.type)
+        prov = cls(pc.name, pc.options, registry.ProviderContext(base_dir=cfg.path.parent))
+        return ProviderObserver(prov, pc.name)
+    obs = default_observer(service.nameservers, timeout)
+    assert hasattr(obs, "observe")
+    return obs  # type: ignore[return-value]
+
+
+def _load(paths: config.CertPaths, where: str) -> tuple[material.Material | None, str | None]:
+    try:
+        return config.load_cert(paths), None
+    except TlsarotateError as e:
+        return None, f"{where}: {e}"
+
+
+def _iso(ts: float | None) -> str | None:
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat() if ts is not None else None
+
+
+def _rrsets(obs: Observation, owner: dns.name.Name) -> list[tuple[tuple[str, ...], TlsaRRset]]:
+    """Distinct RRsets served at ``owner`` (answering servers only), with who serves them."""
+    groups: dict[frozenset[TLSA], tuple[list[str], TlsaRRset]] = {}
+    for s in obs.servers:
+        if s.error:
+            continue
+        rr = s.rrsets.get(owner) or TlsaRRset(0, frozenset())
+        groups.setdefault(rr.records, ([], rr))[0].append(s.label)
+    return [(tuple(labels), rr) for labels, rr in groups.values()]
+
+
+def run_check(
+    cfg: Config,
+    service_name: str | None = None,
+    next_cert: str | None = None,
+    live: bool = True,
+    timeout: float = 10.0,
+    clock: Clock | None = None,
+    observer_for: ObserverFor = default_observer_for,
+    fetch: Callable[..., ServedChain] = fetch_chain,
+) -> CheckReport:
+    clock = clock or SystemClock()
+    now = clock.now()
+    now_dt = dt.datetime.fromtimestamp(now, dt.timezone.utc)
+    services = cfg.select(service_name)
+    findings: list[Finding] = []
+    reports = [ServiceReport(s) for s in services]
+    gate_cert = material.load(next_cert) if next_cert else None
+
+    def observe(rep: ServiceReport) -> None:
+        s = rep.service
+        try:
+            rep.observation = observer_for(cfg, s, timeout).observe(s.zone, s.owners)
+        except TlsarotateError as e:
+            rep.observe_error = str(e)
+
+    def addresses(s: Service, host: str) -> tuple[str, list[str], str | None]:
+        try:
+            return host, resolve_addresses(host, timeout, None, s.nameservers), None
+        except TlsarotateError as e:
+            return host, [], str(e)
+
+    with ThreadPoolExecutor(max_workers=MAX_WORKERS) as pool:
+        obs_futs = [pool.submit(observe, r) for r in reports]
+        addr_futs = {
+            (i, h): pool.submit(addresses, r.service, h)
+            for i, r in enumerate(reports)
+            if live
+            for h in r.service.hosts
+        }
+        for f in obs_futs:
+            f.result()
+        for (i, host), fut in addr_futs.items():
+            rep = reports[i]
+            s = rep.service
+            _, addrs, err = fut.result()
+            if err:
+                findings.append(Finding(UNKNOWN, s.name, f"{host}: {err}"))
+            starttls = next(
+                (slot.verify.starttls for slot in s.certificates if slot.verify), "auto"
+            )
+            for port in s.ports:
+                owner = records.owner_name(host, port, s.protocol)
+                for a in addrs:
+                    rep.endpoints.append(Endpoint(s.name, host, port, owner, a, starttls))
+        ep_futs = [
+            (ep, pool.submit(fetch, ep.address, ep.port, ep.starttls, timeout, ep.host.rstrip(".")))
+            for r in reports
+            for ep in r.endpoints
+        ]
+        for ep, efut in ep_futs:
+            ep.served = efut.result()
+
+    owners_total = 0
+    unpublished = 0
+    rrsig_min: float | None = None
+    cert_min: float | None = None
+    gate_missing: list[str] = []
+    for rep in reports:
+        s = rep.service
+        owners_total += len(s.owners)
+        obs = rep.observation
+        if obs is None:
+            findings.append(
+                Finding(UNKNOWN, s.name, f"zone {s.zone}: {rep.observe_error or 'no answer'}")
+            )
+        else:
+            f_dns, rmin = _dns_findings(s, obs, now)
+            findings += f_dns
+            if rmin is not None:
+                rrsig_min = rmin if rrsig_min is None else min(rrsig_min, rmin)
+        # certificates
+        deployed_fps: set[str] = set()
+        for slot in s.certificates:
+            dep, err = _load(slot.deployed, f"certificate {slot.name!r} (deployed)")
+            entry: dict[str, object] = {"slot": slot.name, "deployed": None, "next": None}
+            entry["swap_readiness"] = None
+            if err or dep is None:
+                findings.append(Finding(UNKNOWN, s.name, err or "unreadable"))
+                rep.certs.append(entry)
+                continue
+            deployed_fps.add(dep.fingerprint)
+            exp = not_after(dep.leaf).timestamp() if dep.leaf is not None else None
+            entry["deployed"] = _cert_json(slot.deployed.describe(), dep, exp, now)
+            nxt = None
+            if slot.next is not None:
+                nxt, nerr = _load(slot.next, f"certificate {slot.name!r} (next)")
+                if nerr:
+                    findings.append(Finding(WARNING, s.name, nerr))
+            if exp is not None:
+                cert_min = exp if cert_min is None else min(cert_min, exp)
+                left = exp - now
+                if left < CERT_WARN_SECONDS and nxt is None:
+                    when = f"expired {_ago(-left)} ago" if left < 0 else f"expires in {_ago(left)}"
+                    findings.append(
+                        Finding(
+                            WARNING,
+                            s.name,
+                            f"certificate {slot.name!r} ({slot.deployed.describe()}) {when} "
+                            "and no next certificate is configured",
+                        )
+                    )
+            if nxt is not None:
+                nexp = not_after(nxt.leaf).timestamp() if nxt.leaf is not None else None
+                entry["next"] = _cert_json(
+                    slot.next.describe() if slot.next else "", nxt, nexp, now
+                )
+            if obs is not None:
+                unpublished += _deployed_findings(s, slot.name, dep, obs, findings)
+                if nxt is not None:
+                    entry["swap_readiness"] = swap_readiness(s, nxt, obs).to_json()
+            rep.certs.append(entry)
+        if gate_cert is not None and obs is not None:
+            needed, problems = needed_records(s, gate_cert)
+            gate_missing += problems + missing_on_servers(obs, needed)
+        elif gate_cert is not None:
+            gate_missing.append(f"service {s.name}: {rep.observe_error or 'DNS not observed'}")
+        # live endpoints
+        for ep in rep.endpoints:
+            _judge_endpoint(ep, obs, deployed_fps, findings, now_dt)
+
+    gate = None
+    if gate_cert is not None:
+        assert next_cert is not None
+        gate = {"file": next_cert, "ok": not gate_missing, "missing": gate_missing}
+        for m in gate_missing:
+            findings.append(
+                Finding(
+                    CRITICAL,
+                    ",".join(r.service.name for r in reports),
+                    f"deploying {next_cert} now would break DANE: {m}",
+                )
+            )
+    eps = [ep for r in reports for ep in r.endpoints]
+    perf: dict[str, int | None] = {
+        "endpoints": len(eps),
+        "failing": sum(1 for ep in eps if ep.ok is False),
+        "unknown": sum(1 for ep in eps if ep.ok is None),
+        "owners": owners_total,
+        "unpublished": unpublished,
+        "warnings": sum(1 for f in findings if f.severity == WARNING),
+        "criticals": sum(1 for f in findings if f.severity == CRITICAL),
+        "cert_expiry_min_seconds": int(cert_min - now) if cert_min is not None else None,
+        "rrsig_expiry_min_seconds": int(rrsig_min - now) if rrsig_min is not None else None,
+    }
+    return CheckReport(now, reports, findings, gate, perf)
+
+
+def _ago(seconds: float) -> str:
+    s = int(abs(seconds))
+    d, rem = divmod(s, 86400)
+    h, rem = divmod(rem, 3600)
+    m = rem // 60
+    if d:
+        return f"{d}d{h}h"
+    if h:
+        return f"{h}h{m:02d}m"
+    return f"{m}m"
+
+
+def _cert_json(file: str, m: material.Material, exp: float | None, now: float) -> dict[str, object]:
+    return {
+        "file": file,
+        "spki_sha256": m.spki_sha256,
+        "not_after": _iso(exp),
+        "expires_in_seconds": int(exp - now) if exp is not None else None,
+    }
+
+
+def _dns_findings(s: Service, obs: Observation, now: float) -> tuple[list[Finding], float | None]:
+    out: list[Finding] = []
+    rmin: float | None = None
+    if not obs.servers:
+        out.append(Finding(UNKNOWN, s.name, f"no authoritative servers found for {s.zone}"))
+    for srv in obs.servers:
+        if srv.error:
+            out.append(Finding(UNKNOWN, s.name, f"{srv.label}: {srv.error}"))
+        if srv.min_rrsig_expiry is not None:
+            rmin = srv.min_rrsig_expiry if rmin is None else min(rmin, srv.min_rrsig_expiry)
+    if obs.zone_signed is False and not s.allow_unsigned:
+        out.append(
+            Finding(
+                CRITICAL,
+                s.name,
+                f"zone {s.zone} is not DNSSEC-signed: DANE clients ignore its TLSA records",
+            )
+        )
+    for owner in s.owners:
+        o = owner.to_text()
+        variants = _rrsets(obs, owner)
+        if len(variants) > 1:
+            desc = "; ".join(
+                f"{', '.join(lbl)}: {len(rr.records)} record(s)" for lbl, rr in variants
+            )
+            out.append(Finding(WARNING, s.name, f"{o}: servers disagree ({desc})", owner=o))
+        if not s.allow_unsigned:
+            for srv in obs.servers:
+                if not srv.error and srv.signed.get(owner) is False:
+                    why = f" ({srv.sig_problem})" if srv.sig_problem else ""
+                    out.append(
+                        Finding(
+                            CRITICAL, s.name, f"{o}: no valid RRSIG on {srv.label}{why}", owner=o
+                        )
+                    )
+    if rmin is not None:
+        left = rmin - now
+        if left < 0:
+            out.append(
+                Finding(CRITICAL, s.name, f"zone {s.zone}: an RRSIG expired {_ago(left)} ago")
+            )
+        elif left < RRSIG_WARN_SECONDS:
+            out.append(Finding(WARNING, s.name, f"zone {s.zone}: an RRSIG expires in {_ago(left)}"))
+    return out, rmin
+
+
+def _deployed_findings(
+    s: Service, slot: str, dep: material.Material, obs: Observation, findings: list[Finding]
+) -> int:
+    """The published RRsets against a deployed certificate; returns how many owners fail."""
+    bad_owners = 0
+    needed, problems = needed_records(s, dep)
+    for p in problems:
+        findings.append(Finding(WARNING, s.name, f"certificate {slot!r}: {p}"))
+    for owner in s.owners:
+        o = owner.to_text()
+        failed = False
+        for labels, rr in _rrsets(obs, owner):
+            where = ", ".join(labels)
+            if not rr.records:
+                findings.append(
+                    Finding(CRITICAL, s.name, f"{o}: no TLSA records on {where}", owner=o)
+                )
+                failed = True
+                continue
+            if dep.chain_der:
+                ok = records.accepts(rr.records, dep.chain_der)
+                bad = records.unmatched_combos(rr.records, dep.chain_der)
+            else:
+                ok = all(records.matches_material(rd, dep) for rd in rr.records)
+                bad = []
+            if not ok:
+                combos = ", ".join(str(p) for p in bad) or "the records"
+                findings.append(
+                    Finding(
+                        CRITICAL,
+                        s.name,
+                        f"{o}: the deployed certificate {slot!r} (SPKI {short(dep.spki_sha256)}) "
+                        f"matches no {combos} record served by {where}",
+                        owner=o,
+                    )
+                )
+                failed = True
+        missing = missing_on_servers(obs, [(ow, rd) for ow, rd in needed if ow == owner])
+        for m in missing:
+            findings.append(Finding(WARNING, s.name, f"certificate {slot!r}: {m}", owner=o))
+        bad_owners += failed
+    return bad_owners
+
+
+def _judge_endpoint(
+    ep: Endpoint,
+    obs: Observation | None,
+    deployed_fps: set[str],
+    findings: list[Finding],
+    now: dt.datetime,
+) -> None:
+    s = ep.served
+    o = ep.owner.to_text()
+    label = f"{o} at {format_endpoint(ep.address, ep.port)}"
+    assert s is not None
+    if not s.ok:
+        err = s.error or "no certificate"
+        sev = UNKNOWN if err.startswith(_UNREACHABLE) else CRITICAL
+        ep.ok = None if sev == UNKNOWN else False
+        ep.summary = err
+        findings.append(Finding(sev, ep.service, f"{label}: {err}", owner=o, address=ep.address))
+        return
+    if obs is None:
+        ep.summary = "TLSA records unknown (DNS not observed)"
+        return
+    problems: list[str] = []
+    summaries: list[str] = []
+    for labels, rr in _rrsets(obs, ep.owner):
+        v = diagnose(s.der, rr.records, ep.port, ep.host, now=now)
+        summaries.append(v.summary)
+        suffix = "" if len(labels) == len(obs.servers) else f" (RRset of {', '.join(labels)})"
+        if not v.ok:
+            problems.append(v.summary + suffix)
+        elif not records.accepts(rr.records, s.der):
+            combos = ", ".join(str(p) for p in records.unmatched_combos(rr.records, s.der))
+            problems.append(
+                f"no {combos} record matches the served chain{suffix}; "
+                f"clients still accept it via another record, but every published parameter "
+                "combination must match"
+            )
+    ep.ok = not problems
+    ep.summary = problems[0] if problems else (summaries[0] if summaries else None)
+    for p in problems:
+        findings.append(Finding(CRITICAL, ep.service, f"{label}: {p}", owner=o, address=ep.address))
+    if deployed_fps and hashlib.sha256(s.der[0]).hexdigest() not in deployed_fps:
+        findings.append(
+            Finding(
+                WARNING,
+                ep.service,
+                f"{label} serves a certificate that is not the deployed file (reload pending?)",
+                owner=o,
+                address=ep.address,
+            )
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# output
+
+
+def report_json(rep: CheckReport) -> dict[str, object]:
+    services = []
+    for r in rep.services:
+        obs = r.observation
+        owners = []
+        for owner in r.service.owners:
+            servers = []
+            first: list[str] | None = None
+            signed_vals: list[bool | None] = []
+            for srv in obs.servers if obs else ():
+                rr = srv.rrsets.get(owner)
+                recs = None if srv.error else (rr.texts() if rr else [])
+                if first is None and recs is not None:
+                    first = recs
+                sig = srv.signed.get(owner)
+                signed_vals.append(sig)
+                servers.append(
+                    {"label": srv.label, "error": srv.error, "records": recs, "signed": sig}
+                )
+            owners.append(
+                {
+                    "owner": owner.to_text(),
+                    "records": first or [],
+                    "servers": servers,
+                    "consistent": obs is not None and len(_rrsets(obs, owner)) <= 1,
+                    "signed": (
+                        None
+                        if not signed_vals or any(v is None for v in signed_vals)
+                        else all(signed_vals)
+                    ),
+                    "rrsig_expiry": _iso(
+                        min(
+                            (s.min_rrsig_expiry for s in obs.servers if s.min_rrsig_expiry),
+                            default=None,
+                        )
+                        if obs
+                        else None
+                    ),
+                }
+            )
+        services.append(
+            {
+                "name": r.service.name,
+                "zone": r.service.zone.to_text(),
+                "owners": owners,
+                "endpoints": [
+                    {
+                        "host": ep.host.rstrip("."),
+                        "port": ep.port,
+                        "owner": ep.owner.to_text(),
+                        "address": ep.address,
+                        "ok": ep.ok,
+                        "error": ep.served.error if ep.served else None,
+                        "summary": ep.summary,
+                        "spki_sha256": _leaf_spki(ep.served),
+                    }
+                    for ep in r.endpoints
+                ],
+                "certificates": r.certs,
+            }
+        )
+    return {
+        "status": rep.status,
+        "exit": rep.exit_code,
+        "summary": rep.summary(),
+        "checked_at": _iso(rep.checked_at),
+        "findings": [f.to_json() for f in rep.findings],
+        "services": services,
+        "next_gate": rep.next_gate,
+        "perfdata": rep.perf,
+    }
+
+
+def _leaf_spki(s: ServedChain | None) -> str | None:
+    if s is None or not s.der:
+        return None
+    from tlsarotate.dane import describe
+
+    return describe(s.der[:1])[0].spki_sha256
+
+
+def render_text(rep: CheckReport) -> str:
+    out = []
+    for r in rep.services:
+        out.append(f"service {r.service.name} (zone {r.service.zone}):")
+        for owner in r.service.owners:
+            mine = [
+                f
+                for f in rep.findings
+                if f.service == r.service.name and f.owner == owner.to_text()
+            ]
+            state = max((f.severity for f in mine), default=OK, key=_rank)
+            out.append(f"  {STATUS[state]:<8} {owner}")
+        for ep in r.endpoints:
+            est = "OK" if ep.ok else ("UNKNOWN" if ep.ok is None else "CRITICAL")
+            out.append(
+                f"  {est:<8} {ep.owner} at {format_endpoint(ep.address, ep.port)}: {ep.summary}"
+            )
+        for c in r.certs:
+            sr = c.get("swap_readiness")
+            if isinstance(sr, dict):
+                ready = "yes" if sr["ready"] else "no"
+                out.append(
+                    f"  next certificate {c['slot']!r}: safe to swap now: {ready} ({sr['detail']})"
+                )
+                for m in sr["missing"]:  # type: ignore[attr-defined]
+                    out.append(f"    missing: {m}")
+    if rep.next_gate is not None:
+        ok = rep.next_gate["ok"]
+        out.append(
+            f"next certificate {rep.next_gate['file']}: "
+            + ("all its records are published on every server" if ok else "NOT safe to deploy")
+        )
+    problems = sorted(rep.findings, key=lambda f: -_rank(f.severity))
+    if problems:
+        out.append("")
+    for f in problems:
+        out.append(f"{STATUS[f.severity]}: {f.message}")
+    out.append("")
+    out.append(f"TLSAROTATE {rep.status} - {rep.summary()}")
+    return "\n".join(out) + "\n"
+
+
+def _rank(sev: int) -> int:
+    return {OK: 0, WARNING: 1, UNKNOWN: 2, CRITICAL: 3}[sev]
+
+
+def render_nagios(rep: CheckReport) -> str:
+    p = rep.perf
+    perf = [
+        f"endpoints={p['endpoints']}",
+        f"failing={p['failing']};;1",
+        f"unknown={p['unknown']}",
+        f"owners={p['owners']}",
+        f"unpublished={p['unpublished']};;1",
+        f"warnings={p['warnings']}",
+        f"criticals={p['criticals']}",
+    ]
+    if p.get("cert_expiry_min_seconds") is not None:
+        perf.append(f"cert_expiry={p['cert_expiry_min_seconds']}s;{CERT_WARN_SECONDS}")
+    if p.get("rrsig_expiry_min_seconds") is not None:
+        perf.append(f"rrsig_expiry={p['rrsig_expiry_min_seconds']}s;{RRSIG_WARN_SECONDS};0")
+    return f"TLSAROTATE {rep.status} - {rep.summary()} | {' '.join(perf)}\n"
+
+
+def _esc(v: str) -> str:
+    return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def render_prometheus(rep: CheckReport) -> str:
+    """Metrics (gauges):
+
+    - ``tlsarotate_check_status`` 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN
+    - ``tlsarotate_check_timestamp_seconds`` when the check ran
+    - ``tlsarotate_tlsa_published{service,owner}`` 1 when every server serves records that
+      accept every deployed certificate at this owner
+    - ``tlsarotate_tlsa_signed{service,owner}`` 1 when every server's answer validates
+    - ``tlsarotate_tlsa_rrsig_expiry_timestamp_seconds{service,zone}`` earliest RRSIG expiry
+    - ``tlsarotate_endpoint_dane_ok{service,owner,address}`` 1 ok, 0 fails DANE (absent when
+      the endpoint could not be reached; see ``tlsarotate_endpoint_up``)
+    - ``tlsarotate_endpoint_up{service,owner,address}`` 1 when a chain was fetched
+    - ``tlsarotate_cert_expiry_seconds{service,slot,which="deployed"|"next"}`` the certificate's
+      notAfter as a Unix timestamp (alert on ``... - time() < 14*86400``)
+    - ``tlsarotate_next_records_published{service,slot}`` 1 when the next certificate's records
+      are on every server
+    """
+    lines: list[str] = []
+
+    def metric(name: str, help_: str) -> None:
+        lines.append(f"# HELP {name} {help_}")
+        lines.append(f"# TYPE {name} gauge")
+
+    def sample(name: str, value: float | int, **labels: str) -> None:
+        lab = ",".join(f'{k}="{_esc(v)}"' for k, v in labels.items())
+        lines.append(f"{name}{{{lab}}} {value}" if lab else f"{name} {value}")
+
+    metric("tlsarotate_check_status", "0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN")
+    sample("tlsarotate_check_status", rep.exit_code)
+    metric("tlsarotate_check_timestamp_seconds", "when the check ran")
+    sample("tlsarotate_check_timestamp_seconds", int(rep.checked_at))
+    metric(
+        "tlsarotate_tlsa_published",
+        "1 when every server serves records accepting every deployed certificate",
+    )
+    for r in rep.services:
+        for owner in r.service.owners:
+            o = owner.to_text()
+            bad = any(
+                f.severity == CRITICAL and f.owner == o and f.address is None
+                for f in rep.findings
+                if f.service == r.service.name
+            )
+            sample(
+                "tlsarotate_tlsa_published",
+                int(r.observation is not None and not bad),
+                service=r.service.name,
+                owner=o,
+            )
+    metric("tlsarotate_tlsa_signed", "1 when every server's TLSA answer has a valid RRSIG")
+    for r in rep.services:
+        for owner in r.service.owners:
+            vals = [s.signed.get(owner) for s in r.observation.servers] if r.observation else []
+            sample(
+                "tlsarotate_tlsa_signed",
+                int(bool(vals) and all(v is True for v in vals)),
+                service=r.service.name,
+                owner=owner.to_text(),
+            )
+    metric("tlsarotate_tlsa_rrsig_expiry_timestamp_seconds", "earliest RRSIG expiry")
+    for r in rep.services:
+        exps = [s.min_rrsig_expiry for s in (r.observation.servers if r.observation else ())]
+        known = [e for e in exps if e is not None]
+        if known:
+            sample(
+                "tlsarotate_tlsa_rrsig_expiry_timestamp_seconds",
+                int(min(known)),
+                service=r.service.name,
+                zone=r.service.zone.to_text(),
+            )
+    metric("tlsarotate_endpoint_up", "1 when the endpoint served a certificate chain")
+    for r in rep.services:
+        for ep in r.endpoints:
+            sample(
+                "tlsarotate_endpoint_up",
+                int(bool(ep.served and ep.served.ok)),
+                service=r.service.name,
+                owner=ep.owner.to_text(),
+                address=ep.address,
+            )
+    metric("tlsarotate_endpoint_dane_ok", "1 when the served chain passes DANE")
+    for r in rep.services:
+        for ep in r.endpoints:
+            if ep.ok is not None:
+                sample(
+                    "tlsarotate_endpoint_dane_ok",
+                    int(ep.ok),
+                    service=r.service.name,
+                    owner=ep.owner.to_text(),
+                    address=ep.address,
+                )
+    metric("tlsarotate_cert_expiry_seconds", "certificate notAfter (Unix time)")
+    for r in rep.services:
+        for c in r.certs:
+            for which in ("deployed", "next"):
+                info = c.get(which)
+                if isinstance(info, dict) and info.get("not_after"):
+                    ts = dt.datetime.fromisoformat(str(info["not_after"])).timestamp()
+                    sample(
+                        "tlsarotate_cert_expiry_seconds",
+                        int(ts),
+                        service=r.service.name,
+                        slot=str(c["slot"]),
+                        which=which,
+                    )
+    metric(
+        "tlsarotate_next_records_published",
+        "1 when the next certificate's records are on every server",
+    )
+    for r in rep.services:
+        for c in r.certs:
+            sr = c.get("swap_readiness")
+            if isinstance(sr, dict):
+                sample(
+                    "tlsarotate_next_records_published",
+                    int(bool(sr["published"])),
+                    service=r.service.name,
+                    slot=str(c["slot"]),
+                )
+    return "\n".join(lines) + "\n"
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    try:
+        if args.timeout <= 0:
+            raise TlsarotateError(f"--timeout {args.timeout:g} must be positive")
+        if args.prometheus:
+            parent = Path(args.prometheus).absolute().parent
+            if not parent.is_dir():
+                raise TlsarotateError(
+                    f"--prometheus {args.prometheus}: directory {parent} not found"
+                )
+        cfg = config.load(args.config)
+        rep = run_check(
+            cfg,
+            service_name=args.service,
+            next_cert=args.next,
+            live=not args.no_live,
+            timeout=args.timeout,
+        )
+    except TlsarotateError as e:
+        if args.output == "nagios":
+            msg = str(e).replace("|", "/").replace("\n", " ")
+            sys.stdout.write(f"TLSAROTATE UNKNOWN - {msg}\n")
+            return UNKNOWN
+        raise
+    if args.prometheus:
+        atomic_write(args.prometheus, render_prometheus(rep).encode())
+    if args.output == "json":
+        sys.stdout.write(json.dumps(report_json(rep), indent=2) + "\n")
+    elif args.output == "nagios":
+        sys.stdout.write(render_nagios(rep))
+    else:
+        sys.stdout.write(render_text(rep))
+    return rep.exit_code

@@ -1,0 +1,725 @@
+"""``tlsarotate probe HOST``: what every address of HOST serves, against the published TLSA.
+
+Steps: resolve every A and AAAA of HOST; fetch the TLSA RRset of ``_PORT._tcp.HOST`` from
+every authoritative server (or read it from ``--tlsa-from FILE``); connect to each address
+concurrently (STARTTLS as needed) and take the full served chain; judge each chain with
+:func:`tlsarotate.dane.diagnose` (re-exported here as :func:`diagnose`).
+
+Exit codes: 0 every address passes DANE; 2 any address fails DANE (or the DNS side makes DANE
+fail: an unsigned zone, a bad signature, a validating resolver without AD); 1 errors (an
+address unreachable, no DNS answer) when nothing fails DANE.
+
+JSON output (``--output json``), one object::
+
+    {
+      "host": "mx.example.com",            # as given, without the trailing dot
+      "port": 25,
+      "owner": "_25._tcp.mx.example.com.",
+      "starttls": "smtp",                  # protocol used: smtp | imap | pop3 | none
+      "tlsa": {
+        "source": "dns" | "file:/path",
+        "zone": "example.com." | null,
+        "records": ["3 1 1 <hex>", ...],   # RRset judged (the first variant, sorted)
+        "variants": [{"servers": ["ns1 ..."], "records": [...]}],   # >1: servers disagree
+        "dnssec": "signed" | "unsigned" | "invalid" | "unknown",
+        "servers": [{"label": str, "address": str, "port": int, "error": str|null,
+                     "records": [...] | null, "signed": true|false|null}],
+        "min_rrsig_expiry": "2030-01-01T00:00:00+00:00" | null,
+        "resolver": null | {"server": "127.0.0.1:53", "rcode": "NOERROR", "ad": bool,
+                            "records": [...], "error": str|null}
+      },
+      "addresses": [
+        {"address": "192.0.2.1", "port": 25, "ok": bool, "error": str|null,
+         "tls_version": "TLSv1.3"|null, "cipher": str|null, "server_name": str|null,
+         "chain": [{"depth": 0, "subject": str, "issuer": str, "not_before": iso,
+                    "not_after": iso, "key_type": "EC P-256", "spki_sha256": hex,
+                    "cert_sha256": hex, "names": [str], "ca": bool}],
+         "verdicts": [{"servers": [...], "ok": bool, "summary": str, "warnings": [str],
+                       "records": [{"record": "3 1 1 <hex>", "usable": bool,
+                                    "considered": bool, "matched": bool,
+                                    "authenticates": bool, "reason": str}]}],
+         "saved_chain": "/dir/file.pem" | null}
+      ],
+      "problems": [str],   # DNS-side reasons DANE fails for every address
+      "errors": [str],     # things that could not be checked
+      "ok": bool,
+      "exit": 0 | 1 | 2
+    }
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import ipaddress
+import json
+import re
+import socket
+import sys
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.query
+import dns.rcode
+import dns.rdatatype
+import dns.resolver
+from dns.rdtypes.ANY.TLSA import TLSA
+
+from tlsarotate import records
+from tlsarotate.config import Nameserver
+from tlsarotate.dane import Verdict, describe, diagnose
+from tlsarotate.errors import ObserverError, RecordError, TlsarotateError
+from tlsarotate.fsutil import atomic_write
+from tlsarotate.tlsprobe import ServedChain, fetch_chain, format_endpoint, resolve_starttls
+
+__all__ = ["ProbeReport", "Verdict", "cmd_probe", "diagnose", "run_probe"]
+
+MAX_WORKERS = 256  # endpoints are I/O bound: 200 endpoints in one round
+
+
+# ---------------------------------------------------------------------------------------------
+# small parsers
+
+
+def parse_server(text: str, what: str = "server") -> Nameserver:
+    """``192.0.2.1``, ``192.0.2.1:5353``, ``2001:db8::1``, ``[2001:db8::1]:5353``."""
+    t = text.strip()
+    addr, port = t, 53
+    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\](?::(\d+))?", t) or re.fullmatch(
+        r"([0-9.]+)(?::(\d+))?", t
+    )
+    if m:
+        addr, port = m.group(1), int(m.group(2) or 53)
+    try:
+        ipaddress.ip_address(addr)
+    except ValueError:
+        raise TlsarotateError(
+            f"{what} {text!r} is not an IP address (forms: 192.0.2.1, 192.0.2.1:5353, "
+            "2001:db8::1, [2001:db8::1]:5353)"
+        ) from None
+    if not 1 <= port <= 65535:
+        raise TlsarotateError(f"{what} {text!r}: port {port} out of range 1-65535")
+    return Nameserver(addr, port)
+
+
+def is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def read_tlsa_file(path: str | Path, owner: dns.name.Name | None) -> list[TLSA]:
+    """TLSA records from a file: ``3 1 1 <hex>`` lines or zone-file lines
+    (``owner [ttl] [IN] TLSA 3 1 1 <hex>``). Zone-file lines for another owner are skipped.
+    Blank lines and ``;``/``#`` comments are ignored."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RecordError(f"{p}: TLSA file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise RecordError(f"{p}: cannot read TLSA file: {e}") from None
+    out: list[TLSA] = []
+    other_owners = 0
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = raw.split(";", 1)[0].strip()
+        if not line or line.startswith("#"):
+            continue
+        tokens = line.split()
+        upper = [t.upper() for t in tokens]
+        if "TLSA" in upper:
+            i = upper.index("TLSA")
+            rdata = " ".join(tokens[i + 1 :])
+            first = tokens[0]
+            if i > 0 and first.endswith(".") and owner is not None:
+                try:
+                    line_owner = dns.name.from_text(first)
+                except dns.exception.DNSException:
+                    raise RecordError(f"{p}:{n}: invalid owner name {first!r}") from None
+                if line_owner != owner:
+                    other_owners += 1
+                    continue
+        else:
+            rdata = line
+        try:
+            out.append(records.from_text(rdata))
+        except RecordError as e:
+            raise RecordError(f"{p}:{n}: {e}") from None
+    if not out:
+        extra = f" for {owner} ({other_owners} line(s) for other owners)" if other_owners else ""
+        raise RecordError(f"{p}: no TLSA records found{extra}")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# DNS
+
+
+def resolve_addresses(
+    host: str,
+    timeout: float,
+    resolver: Nameserver | None = None,
+    nameservers: Sequence[Nameserver] = (),
+) -> list[str]:
+    """Every A and AAAA of ``host``: from the validating ``resolver`` if given, else from the
+    authoritative ``nameservers`` if given, else the system resolver (getaddrinfo, /etc/hosts)."""
+    if is_ip(host):
+        return [host]
+    qname = dns.name.from_text(host.rstrip(".") + ".")
+    if resolver is not None:
+        res = dns.resolver.Resolver(configure=False)
+        res.nameservers = [resolver.address]
+        res.port = resolver.port
+        res.lifetime = timeout
+        addrs: list[str] = []
+        for rdtype in ("A", "AAAA"):
+            try:
+                ans = res.resolve(qname, rdtype, raise_on_no_answer=False)
+            except dns.resolver.NXDOMAIN:
+                raise ObserverError(f"{host}: no such host (NXDOMAIN from {resolver})") from None
+            except dns.exception.DNSException as e:
+                raise ObserverError(f"{host}: {rdtype} lookup via {resolver} failed: {e}") from None
+            addrs += [r.to_text() for r in ans.rrset or ()]
+        if not addrs:
+            raise ObserverError(f"{host}: no A or AAAA records (resolver {resolver})")
+        return addrs
+    if nameservers:
+        last = ""
+        for ns in nameservers:
+            got: list[str] = []
+            try:
+                for qtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+                    q = dns.message.make_query(qname, qtype)
+                    q.flags &= ~dns.flags.RD
+                    r = dns.query.udp(q, ns.address, port=ns.port, timeout=timeout)
+                    if r.flags & dns.flags.TC:
+                        r = dns.query.tcp(q, ns.address, port=ns.port, timeout=timeout)
+                    if r.rcode() == dns.rcode.NXDOMAIN:
+                        raise ObserverError(f"{host}: no such host (NXDOMAIN from {ns})")
+                    for rrset in r.answer:
+                        if rrset.rdtype == qtype:
+                            got += [rd.to_text() for rd in rrset]
+            except dns.exception.DNSException as e:
+                last = f"{ns}: {e}"
+                continue
+            if got:
+                return got
+            last = f"{ns}: no A or AAAA records"
+        raise ObserverError(f"{host}: address lookup failed ({last})")
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise ObserverError(f"{host}: address lookup failed: {e.strerror}") from None
+    seen: list[str] = []
+    for info in infos:
+        a = str(info[4][0])
+        if a not in seen:
+            seen.append(a)
+    return seen
+
+
+def find_zone(
+    owner: dns.name.Name,
+    timeout: float,
+    resolver: Nameserver | None = None,
+    nameservers: Sequence[Nameserver] = (),
+) -> dns.name.Name:
+    """The zone that holds ``owner``: from the SOA the authoritative servers return, else via
+    the resolver (``dns.resolver.zone_for_name``)."""
+    for ns in nameservers:
+        name = owner
+        try:
+            while True:
+                q = dns.message.make_query(name, dns.rdatatype.SOA)
+                q.flags &= ~dns.flags.RD
+                r = dns.query.udp(q, ns.address, port=ns.port, timeout=timeout)
+                for section in (r.answer, r.authority):
+                    for rrset in section:
+                        if rrset.rdtype == dns.rdatatype.SOA:
+                            return rrset.name
+                if name == dns.name.root:
+                    break
+                name = name.parent()
+        except dns.exception.DNSException:
+            continue
+    res = None
+    if resolver is not None:
+        res = dns.resolver.Resolver(configure=False)
+        res.nameservers = [resolver.address]
+        res.port = resolver.port
+        res.lifetime = timeout
+    try:
+        return dns.resolver.zone_for_name(owner, resolver=res, lifetime=timeout)
+    except dns.exception.DNSException as e:
+        raise ObserverError(f"cannot find the zone of {owner}: {e}") from None
+
+
+@dataclass
+class TlsaAnswer:
+    """What DNS (or a file) says the TLSA RRset is, with the problems found on the way."""
+
+    source: str
+    zone: dns.name.Name | None = None
+    variants: list[tuple[tuple[str, ...], frozenset[TLSA]]] = field(default_factory=list)
+    servers: list[dict[str, object]] = field(default_factory=list)
+    dnssec: str = "unknown"
+    min_rrsig_expiry: float | None = None
+    resolver: dict[str, object] | None = None
+    problems: list[str] = field(default_factory=list)  # DANE fails because of these
+    errors: list[str] = field(default_factory=list)  # could not check
+
+
+ObserverFactory = Callable[..., object]
+
+
+def default_observer(
+    nameservers: Sequence[Nameserver], timeout: float, resolver: Nameserver | None = None
+) -> object:
+    """The DNS observer: the given servers, else the zone's NS set (found through
+    ``resolver`` when given, else the system resolver)."""
+    try:
+        from tlsarotate.observer import DnsObserver  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        raise ObserverError(
+            "the DNS observer is not available in this build; use --tlsa-from FILE"
+        ) from None
+    res = None
+    if resolver is not None:
+        res = dns.resolver.Resolver(configure=False)
+        res.nameservers = [resolver.address]
+        res.port = resolver.port
+        res.lifetime = timeout
+    return DnsObserver(nameservers=tuple(nameservers) or None, timeout=timeout, resolver=res)
+
+
+def tlsa_from_dns(
+    owner: dns.name.Name,
+    timeout: float,
+    nameservers: Sequence[Nameserver] = (),
+    resolver: Nameserver | None = None,
+    observer_factory: ObserverFactory = default_observer,
+) -> TlsaAnswer:
+    """Ask every authoritative server (through the observer) and, with ``resolver``, the
+    validating resolver too."""
+    from tlsarotate.observation import Observation
+
+    ans = TlsaAnswer(source="dns")
+    try:
+        zone = find_zone(owner, timeout, resolver, nameservers)
+        ans.zone = zone
+        observer = observer_factory(nameservers, timeout, resolver)
+        obs = observer.observe(zone, [owner])  # type: ignore[attr-defined]
+        assert isinstance(obs, Observation)
+    except TlsarotateError as e:
+        ans.errors.append(str(e))
+        obs = None
+    if obs is not None:
+        _digest_observation(ans, obs, owner)
+    if resolver is not None:
+        _ask_resolver(ans, owner, resolver, timeout)
+    return ans
+
+
+def _digest_observation(ans: TlsaAnswer, obs: object, owner: dns.name.Name) -> None:
+    from tlsarotate.observation import Observation
+
+    assert isinstance(obs, Observation)
+    groups: dict[frozenset[TLSA], list[str]] = {}
+    signed_states: list[bool | None] = []
+    for s in obs.servers:
+        rr = s.rrsets.get(owner)
+        recs = sorted(rr.records, key=records.sort_key) if rr else []
+        signed = s.signed.get(owner)
+        ans.servers.append(
+            {
+                "label": s.label,
+                "address": s.address,
+                "port": s.port,
+                "error": s.error,
+                "records": None if s.error else [records.to_text(r) for r in recs],
+                "signed": signed,
+            }
+        )
+        if s.error:
+            ans.errors.append(f"authoritative server {s.label}: {s.error}")
+            continue
+        groups.setdefault(frozenset(rr.records) if rr else frozenset(), []).append(s.label)
+        signed_states.append(signed)
+        if signed is False:
+            why = f" ({s.sig_problem})" if s.sig_problem else ""
+            ans.problems.append(
+                f"{s.label}: the TLSA answer at {owner} has no valid RRSIG{why}: "
+                "DANE clients treat it as bogus"
+            )
+        if s.min_rrsig_expiry is not None:
+            ans.min_rrsig_expiry = min(
+                ans.min_rrsig_expiry or s.min_rrsig_expiry, s.min_rrsig_expiry
+            )
+    if not obs.servers:
+        ans.errors.append(f"no authoritative servers found for {obs.zone}")
+    ans.variants = [(tuple(labels), rrset) for rrset, labels in groups.items()]
+    if obs.zone_signed is False:
+        ans.dnssec = "unsigned"
+        ans.problems.append(
+            f"zone {obs.zone} is not DNSSEC-signed: DANE clients ignore its TLSA records"
+        )
+    elif any(s is False for s in signed_states):
+        ans.dnssec = "invalid"
+    elif signed_states and all(s is True for s in signed_states):
+        ans.dnssec = "signed"
+
+
+def _ask_resolver(
+    ans: TlsaAnswer, owner: dns.name.Name, resolver: Nameserver, timeout: float
+) -> None:
+    q = dns.message.make_query(owner, dns.rdatatype.TLSA, want_dnssec=True)
+    q.flags |= dns.flags.RD | dns.flags.AD
+    info: dict[str, object] = {"server": str(resolver), "rcode": None, "ad": False}
+    info["records"] = []
+    info["error"] = None
+    try:
+        r = dns.query.udp(q, resolver.address, port=resolver.port, timeout=timeout)
+        if r.flags & dns.flags.TC:
+            r = dns.query.tcp(q, resolver.address, port=resolver.port, timeout=timeout)
+    except (dns.exception.DNSException, OSError) as e:
+        info["error"] = str(e) or type(e).__name__
+        ans.errors.append(f"validating resolver {resolver}: {info['error']}")
+        ans.resolver = info
+        return
+    rcode = dns.rcode.to_text(r.rcode())
+    ad = bool(r.flags & dns.flags.AD)
+    recs = [
+        records.to_text(rd)
+        for rrset in r.answer
+        if rrset.rdtype == dns.rdatatype.TLSA
+        for rd in sorted(rrset, key=records.sort_key)
+    ]
+    info.update(rcode=rcode, ad=ad, records=recs)
+    ans.resolver = info
+    if rcode == "SERVFAIL":
+        ans.problems.append(
+            f"validating resolver {resolver} answers SERVFAIL for {owner} TLSA "
+            "(DNSSEC bogus?): DANE clients defer delivery"
+        )
+    elif rcode == "NOERROR" and recs and not ad:
+        ans.problems.append(
+            f"validating resolver {resolver} returns the TLSA records without the AD bit: "
+            "DANE clients treat them as insecure and ignore them"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# the report
+
+
+@dataclass
+class AddressResult:
+    served: ServedChain
+    verdicts: list[tuple[tuple[str, ...], Verdict]]
+    saved: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.served.ok and bool(self.verdicts) and all(v.ok for _, v in self.verdicts)
+
+
+@dataclass
+class ProbeReport:
+    host: str
+    port: int
+    owner: dns.name.Name
+    starttls: str
+    tlsa: TlsaAnswer
+    addresses: list[AddressResult]
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def dane_failed(self) -> bool:
+        return bool(self.tlsa.problems) or any(
+            a.served.ok and a.verdicts and not all(v.ok for _, v in a.verdicts)
+            for a in self.addresses
+        )
+
+    @property
+    def exit_code(self) -> int:
+        if self.dane_failed:
+            return 2
+        if (
+            self.errors
+            or self.tlsa.errors
+            or not self.addresses
+            or any(not a.served.ok or not a.verdicts for a in self.addresses)
+        ):
+            return 1
+        return 0
+
+    def to_json(self) -> dict[str, object]:
+        first = self.tlsa.variants[0][1] if self.tlsa.variants else frozenset()
+        expiry = self.tlsa.min_rrsig_expiry
+        return {
+            "host": self.host,
+            "port": self.port,
+            "owner": self.owner.to_text(),
+            "starttls": self.starttls,
+            "tlsa": {
+                "source": self.tlsa.source,
+                "zone": self.tlsa.zone.to_text() if self.tlsa.zone else None,
+                "records": _texts(first),
+                "variants": [
+                    {"servers": list(labels), "records": _texts(rs)}
+                    for labels, rs in self.tlsa.variants
+                ],
+                "dnssec": self.tlsa.dnssec,
+                "servers": self.tlsa.servers,
+                "min_rrsig_expiry": (
+                    dt.datetime.fromtimestamp(expiry, dt.timezone.utc).isoformat()
+                    if expiry is not None
+                    else None
+                ),
+                "resolver": self.tlsa.resolver,
+            },
+            "addresses": [_address_json(a) for a in self.addresses],
+            "problems": list(self.tlsa.problems),
+            "errors": [*self.errors, *self.tlsa.errors],
+            "ok": self.exit_code == 0,
+            "exit": self.exit_code,
+        }
+
+
+def _texts(rrset: frozenset[TLSA]) -> list[str]:
+    return [records.to_text(r) for r in sorted(rrset, key=records.sort_key)]
+
+
+def _address_json(a: AddressResult) -> dict[str, object]:
+    s = a.served
+    return {
+        "address": s.address,
+        "port": s.port,
+        "ok": a.ok,
+        "error": s.error,
+        "tls_version": s.tls_version,
+        "cipher": s.cipher,
+        "server_name": s.server_name,
+        "chain": [c.to_json() for c in describe(s.der)] if s.der else [],
+        "verdicts": [{"servers": list(labels), **v.to_json()} for labels, v in a.verdicts],
+        "saved_chain": a.saved,
+    }
+
+
+def run_probe(
+    host: str,
+    port: int,
+    starttls: str,
+    timeout: float,
+    tlsa_from: str = "dns",
+    resolver: Nameserver | None = None,
+    nameservers: Sequence[Nameserver] = (),
+    save_chain: str | None = None,
+    fetch: Callable[..., ServedChain] = fetch_chain,
+    observer_factory: ObserverFactory = default_observer,
+    addresses: Sequence[str] | None = None,
+) -> ProbeReport:
+    """Everything ``probe`` does except printing. Raises TlsarotateError for bad input.
+
+    ``addresses`` probes these instead of resolving ``host`` (a server not yet in DNS)."""
+    host = host.rstrip(".")
+    if not host:
+        raise TlsarotateError("probe: empty host name")
+    if not 1 <= port <= 65535:
+        raise TlsarotateError(f"--port {port} out of range 1-65535")
+    if timeout <= 0:
+        raise TlsarotateError(f"--timeout {timeout:g} must be positive")
+    mode = resolve_starttls(starttls, port)
+    if is_ip(host):
+        if tlsa_from == "dns":
+            raise TlsarotateError(
+                f"{host} is an address: give the host name, whose _{port}._tcp TLSA records "
+                "DNS holds (or use --tlsa-from FILE)"
+            )
+        owner = dns.name.from_text(f"_{port}._tcp.host.invalid.")
+    else:
+        try:
+            owner = records.owner_name(host, port)
+        except dns.exception.DNSException as e:
+            raise TlsarotateError(f"invalid host name {host!r}: {e}") from None
+    if save_chain:
+        d = Path(save_chain)
+        if not d.is_dir():
+            raise TlsarotateError(f"--save-chain {d}: not a directory")
+    file_records = read_tlsa_file(tlsa_from, owner) if tlsa_from != "dns" else None
+    bad = [a for a in addresses or () if not is_ip(a)]
+    if bad:
+        raise TlsarotateError(f"--address {bad[0]!r} is not an IP address")
+
+    errors: list[str] = []
+    with ThreadPoolExecutor(max_workers=MAX_WORKERS) as pool:
+        tlsa_future: Future[TlsaAnswer] | None = None
+        if file_records is None:
+            tlsa_future = pool.submit(
+                tlsa_from_dns, owner, timeout, nameservers, resolver, observer_factory
+            )
+        if addresses:
+            addrs = list(dict.fromkeys(addresses))
+        else:
+            try:
+                addrs = resolve_addresses(host, timeout, resolver, nameservers)
+            except TlsarotateError as e:
+                addrs = []
+                errors.append(str(e))
+        sni = None if is_ip(host) else host
+        futures = [pool.submit(fetch, a, port, mode, timeout, sni) for a in addrs]
+        served = [f.result() for f in futures]
+        if tlsa_future is not None:
+            tlsa = tlsa_future.result()
+        else:
+            tlsa = TlsaAnswer(source=f"file:{tlsa_from}")
+            assert file_records is not None
+            tlsa.variants = [(("file",), frozenset(file_records))]
+
+    results: list[AddressResult] = []
+    for s in served:
+        verdicts = (
+            [(labels, diagnose(s.der, rrset, port, host)) for labels, rrset in tlsa.variants]
+            if s.ok
+            else []
+        )
+        saved = _save(save_chain, host, s) if save_chain and s.ok else None
+        results.append(AddressResult(s, verdicts, saved))
+    return ProbeReport(host, port, owner, mode, tlsa, results, errors)
+
+
+def _save(directory: str, host: str, s: ServedChain) -> str:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    pem = b"".join(x509.load_der_x509_certificate(d).public_bytes(Encoding.PEM) for d in s.der)
+    name = f"{host}_{s.port}_{s.address.replace(':', '-')}.pem"
+    path = Path(directory) / name
+    atomic_write(path, pem)
+    return str(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# text output
+
+
+def render_text(rep: ProbeReport) -> str:
+    out: list[str] = []
+    t = rep.tlsa
+    where = t.source
+    if t.source == "dns":
+        answering = [s for s in t.servers if not s.get("error")]
+        agree = "servers agree" if len(t.variants) <= 1 else "SERVERS DISAGREE"
+        where = f"dns, {len(answering)} of {len(t.servers)} server(s) answered, {agree}"
+        where += f", DNSSEC {t.dnssec}"
+    out.append(f"{rep.owner.to_text()} TLSA ({where}):")
+    if not t.variants:
+        out.append("  (no answer)")
+    for labels, rrset in t.variants:
+        if len(t.variants) > 1:
+            out.append(f"  served by {', '.join(labels)}:")
+        if not rrset:
+            out.append("    (no TLSA records)" if len(t.variants) > 1 else "  (no TLSA records)")
+        for text in _texts(rrset):
+            out.append(("    " if len(t.variants) > 1 else "  ") + text)
+    if t.min_rrsig_expiry is not None:
+        exp = dt.datetime.fromtimestamp(t.min_rrsig_expiry, dt.timezone.utc)
+        out.append(f"  earliest RRSIG expiry: {exp:%Y-%m-%d %H:%M} UTC")
+    if t.resolver is not None:
+        r = t.resolver
+        if r.get("error"):
+            out.append(f"resolver {r['server']}: {r['error']}")
+        else:
+            ad = "AD set (validated)" if r["ad"] else "no AD bit (NOT validated)"
+            out.append(f"resolver {r['server']}: {r['rcode']}, {ad}")
+    for p in t.problems:
+        out.append(f"DNS PROBLEM: {p}")
+    for e in [*rep.errors, *t.errors]:
+        out.append(f"error: {e}")
+    for a in rep.addresses:
+        s = a.served
+        out.append("")
+        proto = "implicit TLS" if s.starttls == "none" else f"{s.starttls} STARTTLS"
+        head = f"{s.endpoint} ({proto})"
+        if s.error:
+            out.append(f"{head}: ERROR {s.error}")
+            continue
+        out.append(f"{head}: {s.tls_version}, {s.cipher}")
+        out.append("  served chain:")
+        for c in describe(s.der):
+            out.append(f"    {c.depth} subject {c.subject}")
+            out.append(f"      issuer {c.issuer}")
+            out.append(
+                f"      valid {c.not_before:%Y-%m-%d %H:%M} to {c.not_after:%Y-%m-%d %H:%M} UTC, "
+                f"{c.key_type}, SPKI sha256 {c.spki_sha256}"
+            )
+        for labels, v in a.verdicts:
+            if len(a.verdicts) > 1:
+                out.append(f"  against the RRset of {', '.join(labels)}:")
+            for rc in v.records:
+                state = (
+                    "MATCH"
+                    if rc.authenticates
+                    else "unusable"
+                    if not rc.usable
+                    else "ignored"
+                    if not rc.considered
+                    else "NO MATCH"
+                )
+                out.append(f"    {state:<9} {rc.reason}")
+            out.append(f"  => {'OK' if v.ok else 'FAIL'}: {v.summary}")
+            for w in v.warnings:
+                out.append(f"  warning: {w}")
+        if a.saved:
+            out.append(f"  chain saved to {a.saved}")
+    out.append("")
+    n = len(rep.addresses)
+    failing = sum(1 for a in rep.addresses if a.served.ok and a.verdicts and not a.ok)
+    unreachable = sum(1 for a in rep.addresses if not a.served.ok)
+    if rep.exit_code == 0:
+        out.append(f"result: all {n} address(es) pass DANE")
+    else:
+        parts = []
+        if failing:
+            parts.append(f"{failing} of {n} address(es) fail DANE")
+        if t.problems:
+            parts.append("DNS makes DANE fail for every address")
+        if unreachable:
+            parts.append(f"{unreachable} of {n} address(es) could not be probed")
+        if not parts:
+            parts.append("could not check" if n else "no addresses to probe")
+        out.append("result: " + "; ".join(parts))
+    return "\n".join(out) + "\n"
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    resolver = parse_server(args.resolver, "--resolver") if args.resolver else None
+    nameservers = [parse_server(n, "--nameserver") for n in (args.nameserver or [])]
+    rep = run_probe(
+        args.host,
+        args.port,
+        args.starttls,
+        args.timeout,
+        tlsa_from=args.tlsa_from,
+        resolver=resolver,
+        nameservers=nameservers,
+        save_chain=args.save_chain,
+        addresses=getattr(args, "address", None),  # --address, once the CLI has it
+    )
+    if args.output == "json":
+        sys.stdout.write(json.dumps(rep.to_json(), indent=2) + "\n")
+    else:
+        sys.stdout.write(render_text(rep))
+    return rep.exit_code
+
+
+def endpoint_label(address: str, port: int) -> str:
+    return format_endpoint(address, port)
