@@ -19,8 +19,8 @@ from tlsarotate.change import TlsaRRset, ZoneChange
 from tlsarotate.clock import FakeClock
 from tlsarotate.engine import Engine
 from tlsarotate.observation import Observation, ServerAnswer
-from tlsarotate.providers.memory import MemoryProvider
 from tlsarotate.providers.base import WriteResult
+from tlsarotate.providers.memory import MemoryProvider
 from tlsarotate.state import StateStore
 
 ZONE = dns.name.from_text("example.test.")
@@ -111,9 +111,15 @@ class SkewedClock:
 
 
 class World:
-    def __init__(self, tmp: Path, params: Sequence[str] = ("3 1 1", "3 0 1"),
-                 ttl: int = 300, lags: Sequence[float] = (0.0, 0.0), margin: int = 0,
-                 hosts: Sequence[str] = ("mx1.example.test",)) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        params: Sequence[str] = ("3 1 1", "3 0 1"),
+        ttl: int = 300,
+        lags: Sequence[float] = (0.0, 0.0),
+        margin: int = 0,
+        hosts: Sequence[str] = ("mx1.example.test",),
+    ) -> None:
         self.tmp = tmp
         self.clock = FakeClock()  # real time: caches and lagging servers live by it
         self.engine_clock = SkewedClock(self.clock)
@@ -139,16 +145,24 @@ class World:
             reload=("reload-service",),
         )
         self.service = config.Service(
-            name="mail", zone=ZONE, provider="dns", hosts=tuple(f"{h}." for h in hosts),
-            ports=(25,), protocol="tcp", ttl=ttl,
+            name="mail",
+            zone=ZONE,
+            provider="dns",
+            hosts=tuple(f"{h}." for h in hosts),
+            ports=(25,),
+            protocol="tcp",
+            ttl=ttl,
             params=tuple(records.parse_params(p) for p in params),
-            certificates=(slot,), observe="dns",
+            certificates=(slot,),
+            observe="dns",
         )
         self.cfg = config.Config(tmp / "config.yaml", tmp / "state", margin, {}, (self.service,))
         self.provider = WorldProvider("dns")
         self.provider.world = self  # type: ignore[attr-defined]
-        initial = {o: TlsaRRset.of(ttl, records.build_all(self.served, self.service.params))
-                   for o in self.service.owners}
+        initial = {
+            o: TlsaRRset.of(ttl, records.build_all(self.served, self.service.params))
+            for o in self.service.owners
+        }
         self.provider.data[ZONE] = dict(initial)
         self.versions = [Version(self.clock.now() - 10 * ttl, dict(initial))]
         self.observer = LaggingObserver(self, lags)
@@ -163,8 +177,9 @@ class World:
         (d / "privkey.pem").write_bytes(leaf.key_pem)
 
     def deployed(self) -> material.Material:
-        return material.load_pair(self.tmp / "deployed/fullchain.pem",
-                                  self.tmp / "deployed/privkey.pem")
+        return material.load_pair(
+            self.tmp / "deployed/fullchain.pem", self.tmp / "deployed/privkey.pem"
+        )
 
     def next(self) -> material.Material:
         return material.load_pair(self.tmp / "next/fullchain.pem", self.tmp / "next/privkey.pem")
@@ -212,8 +227,12 @@ class World:
 
     def engine(self) -> Engine:
         return Engine(
-            self.cfg, self.store, {"dns": self.provider}, clock=self.engine_clock,
-            observer_for=lambda svc, prov: self.observer, runner=self.runner,
+            self.cfg,
+            self.store,
+            {"dns": self.provider},
+            clock=self.engine_clock,
+            observer_for=lambda svc, prov: self.observer,
+            runner=self.runner,
         )
 
     def apply(self, wait: bool = False) -> list:  # type: ignore[type-arg]

@@ -134,6 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ADDR[:PORT]",
         help="authoritative server to query instead of the zone's NS set (repeatable)",
     )
+    pr.add_argument(
+        "--address",
+        action="append",
+        metavar="ADDR",
+        help="probe this address instead of resolving HOST (repeatable)",
+    )
     pr.add_argument("--save-chain", metavar="DIR")
     pr.add_argument("--timeout", type=float, default=10.0)
     pr.add_argument("--output", choices=["text", "json"], default="text")
