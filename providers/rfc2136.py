@@ -60,7 +60,7 @@ import dns.xfr
 import dns.zone
 from dns.rdtypes.ANY.TLSA import TLSA
 
-from tlsarotate.change import TlsaRRset, ZoneChange
+from tlsarotate.change import OwnerChange, TlsaRRset, ZoneChange
 from tlsarotate.clock import Clock, SystemClock
 from tlsarotate.errors import ConcurrentChangeError, ConfigError, ProviderError
 from tlsarotate.providers.base import Capabilities, Option, Provider, ProviderContext, WriteResult
@@ -494,35 +494,75 @@ class RFC2136Provider(Provider):
         return upd
 
     def apply(self, change: ZoneChange) -> WriteResult:
+        """One UPDATE for the whole change -- unless it does not fit in one DNS message
+        (65,535 bytes: about 700 owners with one record each); then it is split into as few
+        UPDATEs as fit, each atomic for the owners it carries (a failed one stops the rest, and
+        the engine re-reads and re-plans)."""
         if not change:
             return WriteResult(token=())
-        upd = self.build_update(change)
+        token: tuple[Any, ...] = ()
+        for part in self._parts(change):
+            token += self._apply_one(part)
+        return WriteResult(token=token)
+
+    def _fits(self, change: ZoneChange) -> int | None:
         try:
-            size = len(upd.to_wire(max_size=MAX_MESSAGE))
+            return len(self.build_update(change).to_wire(max_size=MAX_MESSAGE))
         except dns.exception.TooBig:
+            return None
+
+    def _parts(self, change: ZoneChange) -> list[ZoneChange]:
+        """As few owner groups as fit in one message each: greedy on each owner's encoded
+        size, every group checked by encoding it (halved again if it still does not fit)."""
+        if self._fits(change) is not None:
+            return [change]
+        if len(change.changes) == 1:
             raise ProviderError(
-                f"{self._prefix()}: the change for zone {change.zone} ({len(change.changes)} "
-                f"owners) does not fit in one {MAX_MESSAGE}-byte UPDATE message; apply it in "
-                "smaller parts (fewer services per run)"
-            ) from None
+                f"{self._prefix()}: the change at {change.changes[0].owner} does not fit in one "
+                f"{MAX_MESSAGE}-byte UPDATE message"
+            )
+        base = self._fits(ZoneChange(change.zone, ())) or 0
+        budget = MAX_MESSAGE - base - 512
+        groups: list[list[OwnerChange]] = [[]]
+        used = 0
+        for ch in change.changes:
+            size = (self._fits(ZoneChange(change.zone, (ch,))) or MAX_MESSAGE) - base
+            if groups[-1] and used + size > budget:
+                groups.append([])
+                used = 0
+            groups[-1].append(ch)
+            used += size
+        out: list[ZoneChange] = []
+        for g in groups:
+            part = ZoneChange(change.zone, tuple(g))
+            if self._fits(part) is None:
+                half = len(g) // 2
+                out += self._parts(ZoneChange(change.zone, tuple(g[:half])))
+                out += self._parts(ZoneChange(change.zone, tuple(g[half:])))
+            else:
+                out.append(part)
+        return out
+
+    def _apply_one(self, change: ZoneChange) -> tuple[Any, ...]:
+        upd = self.build_update(change)
         log.debug(
             "%s: UPDATE %s: %d owner(s), %d bytes",
             self._prefix(),
             change.zone,
             len(change.changes),
-            size,
+            len(upd.to_wire(max_size=MAX_MESSAGE)),
         )
         attempts_before = self.sent["UPDATE"]
         r = self._exchange(upd, f"the UPDATE of zone {change.zone}")
         rc = r.rcode()
         token = tuple((c.owner, c.new) for c in change.changes)
         if rc == dns.rcode.NOERROR:
-            return WriteResult(token=token)
+            return token
         if rc in (dns.rcode.NXRRSET, dns.rcode.YXRRSET, dns.rcode.NXDOMAIN, dns.rcode.YXDOMAIN):
             retried = self.sent["UPDATE"] - attempts_before > 1
             if retried and self._serves(change.zone, token):
                 # an earlier attempt whose answer was lost did apply the change
-                return WriteResult(token=token)
+                return token
             raise self._concurrent(change, rc)
         raise ProviderError(
             f"{self._prefix()}: UPDATE of zone {change.zone} failed: "

@@ -759,7 +759,7 @@ def test_config_file_problems(capsys: pytest.CaptureFixture[str], tmp_path: Path
 
 def test_validate_subprocess_one_line(tmp_path: Path) -> None:
     """The real CLI process, too: one line, no traceback (no stand-in needed to fail here)."""
-    from conftest import assert_one_line_error, run_cli
+    from tests.conftest import assert_one_line_error, run_cli
 
     cfg = tmp_path / "config.yaml"
     cfg.write_text("providers: {}\nservices:\n  - name: x\n    zone: example.test\n    port: 25\n")

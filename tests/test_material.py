@@ -15,8 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import assert_one_line_error, cli_env, run_cli
 
+from tests.conftest import assert_one_line_error, cli_env, run_cli
 from tlsarotate import material, pki, records
 from tlsarotate.errors import MaterialError
 

@@ -22,9 +22,9 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 import pytest
-from conftest import assert_one_line_error, run_cli
 from cryptography.hazmat.primitives import serialization
 
+from tests.conftest import assert_one_line_error, run_cli
 from tlsarotate import material, pki, records
 from tlsarotate.records import Params
 

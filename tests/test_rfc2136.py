@@ -3,6 +3,7 @@
 # ruff: noqa: F811
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import socket
@@ -432,19 +433,32 @@ def test_lost_answer_then_retry_counts_as_applied(bind: BindServers) -> None:
 
 def test_many_owners_in_one_update(bind: BindServers) -> None:
     """700 owners fit in one UPDATE message (about 53 KB); 1,000 do not fit in any DNS
-    message (65,535 bytes over TCP): a clear error and nothing written."""
+    message (65,535 bytes over TCP), so that change goes out as two UPDATEs, each within
+    the limit."""
     owners = [dns.name.from_text(f"_25._tcp.h{i}.example.test.") for i in range(1000)]
     p = provider(bind, timeout=30.0)
-    big = ZoneChange(ZONE, tuple(OwnerChange(o, None, rrset(i + 1)) for i, o in enumerate(owners)))
-    with pytest.raises(ProviderError, match=r"1000 owners.*does not fit"):
-        p.apply(big)
-    assert p.sent["UPDATE"] == 0
-    ok = ZoneChange(ZONE, big.changes[:700])
-    res = p.apply(ok)
+    first = ZoneChange(
+        ZONE, tuple(OwnerChange(o, None, rrset(i + 1)) for i, o in enumerate(owners[:700]))
+    )
+    res = p.apply(first)
     assert p.sent["UPDATE"] == 1
     wait_until(lambda: p.is_live(ZONE, res), 20, "700 owners to be served")
+    cur = provider(bind, read="axfr").read(ZONE, owners)
+    assert len(cur) == 700 and cur[owners[699]] == rrset(700)
+    # all 1,000 changed at once: split into the fewest UPDATEs that fit
+    big = ZoneChange(
+        ZONE, tuple(OwnerChange(o, cur.get(o), rrset(i + 5000)) for i, o in enumerate(owners))
+    )
+    res = p.apply(big)
+    parts = p.sent["UPDATE"] - 1
+    wire = [len(p.build_update(part).to_wire()) for part in p._parts(big)]
+    assert parts == len(wire) and parts >= 2  # it cannot fit in one
+    assert all(size <= 65535 for size in wire)
+    # greedy packing: no two neighbouring parts would have fitted together
+    assert all(a + b > 65535 - 512 for a, b in itertools.pairwise(wire))
+    wait_until(lambda: p.is_live(ZONE, res), 30, "1000 owners to be served")
     got = provider(bind, read="axfr").read(ZONE, owners)
-    assert len(got) == 700 and got[owners[699]] == rrset(700)
+    assert len(got) == 1000 and got[owners[999]] == rrset(5999)
 
 
 def test_concurrent_writers_one_wins(bind: BindServers) -> None:

@@ -189,7 +189,7 @@ def _chunks(data: bytes, sizes: Sequence[int]) -> Iterator[bytes]:
 class ScriptedServer:
     """A threaded server on ``addr`` speaking ``mode``; TLS with ``chain``."""
 
-    def __init__(self, addr: str, chain: Chain, mode: str) -> None:
+    def __init__(self, addr: str, chain: Chain, mode: str, port: int = 0) -> None:
         assert mode in MODES, mode
         self.addr = addr
         self.mode = mode
@@ -199,7 +199,7 @@ class ScriptedServer:
         fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
         self.sock = socket.socket(fam, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((addr, 0))
+        self.sock.bind((addr, port))
         self.sock.listen(16)
         self.port = int(self.sock.getsockname()[1])
         self.stopping = threading.Event()

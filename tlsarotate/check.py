@@ -81,6 +81,7 @@ from tlsarotate.errors import RecordError, TlsarotateError
 from tlsarotate.fsutil import atomic_write
 from tlsarotate.observation import Observation, Observer, ProviderObserver
 from tlsarotate.probe import default_observer, resolve_addresses
+from tlsarotate.state import State, make_store
 from tlsarotate.tlsprobe import ServedChain, fetch_chain, format_endpoint
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
@@ -179,23 +180,63 @@ def missing_on_servers(obs: Observation, needed: Sequence[tuple[dns.name.Name, T
 
 
 def swap_readiness(
-    service: Service, next_cert: material.Material, obs: Observation
+    service: Service,
+    next_cert: material.Material,
+    obs: Observation,
+    state: State | None = None,
+    now: float | None = None,
+    safety_margin: int = 60,
 ) -> SwapReadiness:
-    """Whether the next certificate's records are published on every authoritative server.
-
-    The lead wires the planner's "old enough" condition (old TTL expired since publication)
-    in here; until then ``ready`` == ``published``."""
+    """Is it safe to install the next certificate now? Its records must be published on every
+    authoritative server, and (with the service's rollover ``state``) the planner must agree
+    that caches can no longer hold an RRset without them -- else "no, in 1h12m"."""
     needed, problems = needed_records(service, next_cert)
     missing = [*problems, *missing_on_servers(obs, needed)]
     published = not missing
-    if published:
-        detail = (
-            "the next certificate's records are published on every server "
-            "(the TTL wait is not checked here yet)"
+    if not published:
+        detail = f"safe to swap now: no ({len(missing)} record(s) of the next certificate missing)"
+        return SwapReadiness(False, False, tuple(missing), detail)
+    if state is None or state.rebuilt:
+        return SwapReadiness(
+            True,
+            True,
+            (),
+            "published on every server; how long caches may still hold older records is not "
+            "known here (no rollover state: `tlsarotate apply` records it)",
         )
-    else:
-        detail = f"{len(missing)} record(s) of the next certificate missing"
-    return SwapReadiness(published, published, tuple(missing), detail)
+    from tlsarotate import planner
+    from tlsarotate.engine import load_slots
+
+    when = now if now is not None else SystemClock().now()
+    first = next((s for s in obs.servers if not s.error), None)
+    published_rr = {o: rr for o, rr in (first.rrsets.items() if first else ()) if rr is not None}
+    plan = planner.plan(
+        planner.PlanInput(
+            service=service.name,
+            zone=service.zone,
+            owners=tuple(service.owners),
+            ttl=service.ttl,
+            params=service.params,
+            slots=load_slots(service),
+            published=published_rr,
+            observation=obs,
+            state=state,
+            now=when,
+            safety_margin=safety_margin,
+            allow_unsigned=service.allow_unsigned,
+        )
+    )
+    if plan.phase == planner.SWAP:
+        return SwapReadiness(True, True, (), "safe to swap now: yes")
+    if plan.phase == planner.WAIT_TTL and plan.ready_at is not None:
+        return SwapReadiness(
+            False,
+            True,
+            (),
+            f"safe to swap now: no, in {_ago(plan.ready_at - when)} "
+            f"(caches may hold the old RRset until {_iso(plan.ready_at)})",
+        )
+    return SwapReadiness(False, True, (), f"safe to swap now: no ({plan.summary})")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -318,6 +359,7 @@ def run_check(
     findings: list[Finding] = []
     reports = [ServiceReport(s) for s in services]
     gate_cert = material.load(next_cert) if next_cert else None
+    store = make_store(cfg)
 
     def observe(rep: ServiceReport) -> None:
         s = rep.service
@@ -420,7 +462,9 @@ def run_check(
             if obs is not None:
                 unpublished += _deployed_findings(s, slot.name, dep, obs, findings)
                 if nxt is not None:
-                    entry["swap_readiness"] = swap_readiness(s, nxt, obs).to_json()
+                    entry["swap_readiness"] = swap_readiness(
+                        s, nxt, obs, store.load(s.name), now, cfg.safety_margin
+                    ).to_json()
             rep.certs.append(entry)
         if gate_cert is not None and obs is not None:
             needed, problems = needed_records(s, gate_cert)

@@ -132,7 +132,9 @@ def _setup(args: argparse.Namespace, persist: bool = True) -> tuple[config.Confi
     providers = make_providers(cfg, ProviderContext(base_dir=cfg.path.parent))
     if not persist:
         store = _ReadOnlyStore(store)
-    engine = Engine(cfg, store, providers, clock=SystemClock())
+    from tlsarotate.verify import verify_live
+
+    engine = Engine(cfg, store, providers, clock=SystemClock(), verify=verify_live)
     return cfg, engine
 
 

@@ -25,11 +25,12 @@ import dns.name
 from tlsarotate import planner, records, swap
 from tlsarotate.change import OwnerChange, ZoneChange
 from tlsarotate.clock import Clock, SystemClock
-from tlsarotate.config import Config, Service, load_cert
+from tlsarotate.config import CertSlot, Config, Service, load_cert
 from tlsarotate.errors import (
     ConcurrentChangeError,
     ConfigError,
     ProviderError,
+    SwapError,
     TlsarotateError,
 )
 from tlsarotate.material import Material
@@ -72,6 +73,33 @@ def make_providers(cfg: Config, context: ProviderContext) -> dict[str, Provider]
     return out
 
 
+def load_slots(svc: Service) -> tuple[planner.SlotInput, ...]:
+    """Read every certificate of a service (deployed, next, keep-ahead key) from disk."""
+    out = []
+    for slot in svc.certificates:
+        where = f"service {svc.name!r} certificate {slot.name!r}"
+        try:
+            deployed = load_cert(slot.deployed)
+        except TlsarotateError as e:
+            raise ConfigError(f"{where}: deployed certificate: {e}") from None
+        nxt: Material | None = None
+        if slot.next is not None:
+            try:
+                nxt = load_cert(slot.next)
+            except TlsarotateError as e:
+                raise ConfigError(f"{where}: next certificate: {e}") from None
+        key: Material | None = None
+        if slot.next_key is not None and slot.next_key.path.exists():
+            from tlsarotate import material
+
+            try:
+                key = material.load(slot.next_key.path)
+            except TlsarotateError as e:
+                raise ConfigError(f"{where}: next_key: {e}") from None
+        out.append(planner.SlotInput(slot.name, deployed, nxt, key))
+    return tuple(out)
+
+
 @dataclass
 class Engine:
     cfg: Config
@@ -80,7 +108,8 @@ class Engine:
     clock: Clock = field(default_factory=SystemClock)
     observer_for: ObserverFactory = default_observer
     runner: Runner = run_command
-    verify: swap.Verifier | None = None
+    # after each swap: (service, slot, installed) -> None if the live service serves it, else why
+    verify: Callable[[Service, CertSlot, Material], str | None] | None = None
     on_plan: Callable[[Plan], None] | None = None  # called with every plan made (for output)
     on_event: Callable[[str], None] | None = None  # called with every action taken, in words
     _observers: dict[str, Observer] = field(default_factory=dict)
@@ -89,26 +118,7 @@ class Engine:
     # -- inputs --------------------------------------------------------------------------------
 
     def slots(self, svc: Service) -> tuple[planner.SlotInput, ...]:
-        out = []
-        for slot in svc.certificates:
-            where = f"service {svc.name!r} certificate {slot.name!r}"
-            try:
-                deployed = load_cert(slot.deployed)
-            except TlsarotateError as e:
-                raise ConfigError(f"{where}: deployed certificate: {e}") from None
-            nxt: Material | None = None
-            if slot.next is not None:
-                try:
-                    nxt = load_cert(slot.next)
-                except TlsarotateError as e:
-                    raise ConfigError(f"{where}: next certificate: {e}") from None
-            key: Material | None = None
-            if slot.next_key is not None and slot.next_key.path.exists():
-                from tlsarotate import material
-
-                key = material.load(slot.next_key.path)
-            out.append(planner.SlotInput(slot.name, deployed, nxt, key))
-        return tuple(out)
+        return load_slots(svc)
 
     def _observer(self, svc: Service) -> Observer:
         if svc.name not in self._observers:
@@ -205,8 +215,19 @@ class Engine:
             st = st.with_(swap=SwapJournal(name, nxt.fingerprint, self.clock.now()))
             self.store.save(st)
             self._event(f"{svc.name}: installing the next certificate {name!r}")
-            swap.install(cfg_slot, nxt.fingerprint, self.runner, self.verify)
+            try:
+                swap.install(cfg_slot, nxt.fingerprint, self.runner, self._verifier(svc))
+            except SwapError:
+                # rolled back cleanly: no swap to finish; the next run plans afresh
+                self.store.save(self.store.load(svc.name).with_(swap=None))
+                raise
             self._finish_swap(svc, name, slot_in.deployed.fingerprint, old_records)
+
+    def _verifier(self, svc: Service) -> swap.Verifier | None:
+        check = self.verify
+        if check is None:
+            return None
+        return lambda slot, installed: check(svc, slot, installed)
 
     def _finish_swap(self, svc: Service, slot: str, old_fp: str, old_records: list[str]) -> None:
         st = self.store.load(svc.name)
@@ -242,9 +263,9 @@ class Engine:
             deployed = None
         old_fp = st.deployed.get(j.slot, "")
         if deployed is not None and deployed.fingerprint == j.fingerprint:
-            swap.reload_and_verify(cfg_slot, deployed, self.runner, self.verify)
+            swap.reload_and_verify(cfg_slot, deployed, self.runner, self._verifier(svc))
         elif nxt.fingerprint == j.fingerprint:
-            swap.install(cfg_slot, j.fingerprint, self.runner, self.verify)
+            swap.install(cfg_slot, j.fingerprint, self.runner, self._verifier(svc))
         else:
             # the next certificate changed since: put the previous files back
             self._event(f"{svc.name}: next certificate changed since; restoring the previous one")

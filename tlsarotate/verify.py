@@ -1,0 +1,77 @@
+"""After a swap: does the live service really serve the certificate just installed?
+
+Postfix does not fail a reload when key and certificate do not match: it logs a warning and
+silently stops offering STARTTLS. Only a probe tells, so a slot with ``verify:`` is probed after
+the reload (a few tries: a reload takes a moment); any other answer rolls the swap back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import socket
+from collections.abc import Callable
+
+from tlsarotate.clock import Clock, SystemClock
+from tlsarotate.config import CertSlot, Service
+from tlsarotate.material import Material
+from tlsarotate.tlsprobe import ServedChain, fetch_chain
+
+ATTEMPTS = 5
+PAUSE = 0.5
+
+Fetch = Callable[..., ServedChain]
+
+
+def _addresses(host: str, port: int) -> list[str]:
+    try:
+        ipaddress.ip_address(host)
+        return [host]
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as e:
+        raise OSError(f"cannot resolve {host}: {e.strerror or e}") from None
+    return sorted({str(i[4][0]) for i in infos})
+
+
+def verify_live(
+    svc: Service,
+    slot: CertSlot,
+    installed: Material,
+    fetch: Fetch = fetch_chain,
+    clock: Clock | None = None,
+) -> str | None:
+    """None when every address of the service's endpoint serves ``installed``; else why not."""
+    if slot.verify is None:
+        return None
+    v = slot.verify
+    host = v.host or svc.hosts[0].rstrip(".")
+    port = v.port or svc.ports[0]
+    sni = svc.hosts[0].rstrip(".")
+    clock = clock or SystemClock()
+    try:
+        addresses = _addresses(host, port)
+    except OSError as e:
+        return str(e)
+    want = installed.chain_der[0]
+    problem: str | None = None
+    for _ in range(ATTEMPTS):
+        problem = None
+        for addr in addresses:
+            served = fetch(addr, port, v.starttls, v.timeout, server_name=sni)
+            where = f"{addr}:{port}" if ":" not in addr else f"[{addr}]:{port}"
+            if served.error:
+                problem = f"after the reload, {where} answered: {served.error}"
+            elif served.der[0] != want:
+                got = hashlib.sha256(served.der[0]).hexdigest()[:16]
+                problem = (
+                    f"after the reload, {where} still serves another certificate (sha256 {got}…)"
+                )
+            if problem:
+                break
+        if problem is None:
+            return None
+        clock.sleep(PAUSE)
+    return problem
