@@ -22,13 +22,21 @@ def cli_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_cli(*args: str | os.PathLike[str], env: dict[str, str] | None = None,
-            input: str | None = None, timeout: float = 120,
-            cwd: str | os.PathLike[str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str | os.PathLike[str],
+    env: dict[str, str] | None = None,
+    input: str | None = None,
+    timeout: float = 120,
+    cwd: str | os.PathLike[str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Run ``python -m tlsarotate ARGS`` from this checkout as a real subprocess."""
     return subprocess.run(
         [sys.executable, "-m", "tlsarotate", *map(str, args)],
-        capture_output=True, text=True, env=env or cli_env(), input=input, timeout=timeout,
+        capture_output=True,
+        text=True,
+        env=env or cli_env(),
+        input=input,
+        timeout=timeout,
         cwd=cwd,
     )
 
@@ -52,8 +60,12 @@ def ca() -> pki.Issued:
 def write_pair(tmp_path: Path, ca: pki.Issued) -> Callable[..., tuple[Path, Path, pki.Issued]]:
     """write_pair(name, kind=...) -> (fullchain path, key path, Issued)."""
 
-    def make(name: str = "leaf", kind: str = "ecdsa-p256", host: str = "mx.example.test",
-             key: pki.PrivateKey | None = None) -> tuple[Path, Path, pki.Issued]:
+    def make(
+        name: str = "leaf",
+        kind: str = "ecdsa-p256",
+        host: str = "mx.example.test",
+        key: pki.PrivateKey | None = None,
+    ) -> tuple[Path, Path, pki.Issued]:
         leaf = pki.make_leaf(ca, [host], kind, key=key)
         c, k = tmp_path / f"{name}.crt", tmp_path / f"{name}.key"
         c.write_bytes(pki.fullchain_pem(leaf, ca))
