@@ -18,10 +18,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tlsarotate.errors import LockTimeout, StateError
 from tlsarotate.fsutil import atomic_write
+
+if TYPE_CHECKING:
+    from tlsarotate.config import Config
 
 VERSION = 1
 
@@ -45,6 +48,7 @@ class State:
     swap: SwapJournal | None = None
     deployed: dict[str, str] = field(default_factory=dict)  # slot -> fingerprint at last run
     previous: dict[str, str] = field(default_factory=dict)  # slot -> fingerprint before swap
+    retiring: list[str] = field(default_factory=list)  # record texts of swapped-out certificates
     last_step: str = ""
     updated: float = 0.0
     rebuilt: str = ""  # why the state was rebuilt, if it was
@@ -151,3 +155,16 @@ def _read_holder(fd: int) -> str:
     except OSError:
         return ""
     return f" (pid {pid})" if pid.isdigit() else ""
+
+
+def make_store(cfg: Config) -> Any:
+    """The state store the config asks for: files in ``state_dir`` or S3 (``state.backend``)."""
+    if cfg.state.backend == "s3":
+        from tlsarotate.state_s3 import S3StateStore
+
+        st = cfg.state
+        assert st.bucket is not None
+        return S3StateStore(
+            st.bucket, st.prefix, region=st.region, endpoint_url=st.endpoint_url, profile=st.profile
+        )
+    return StateStore(cfg.state_dir)

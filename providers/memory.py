@@ -1,0 +1,72 @@
+"""An in-memory provider: for tests, the property-based invariant tests and fault injection.
+
+Not useful from the command line (nothing survives the process). Every write is recorded in
+``writes``; ``fail_next`` makes the next write raise (after or before applying, as chosen).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import dns.name
+
+from tlsarotate.change import TlsaRRset, ZoneChange
+from tlsarotate.errors import ConcurrentChangeError, ProviderError
+from tlsarotate.providers.base import Capabilities, Option, Provider, ProviderContext, WriteResult
+
+
+class MemoryProvider(Provider):
+    type_name = "memory"
+    options: ClassVar[Mapping[str, Option]] = {
+        "zones": Option(list, help="zone names this provider serves (default: any)"),
+    }
+    capabilities = Capabilities(atomic=True, prerequisites=True)
+
+    def __init__(
+        self,
+        name: str,
+        options: Mapping[str, Any] | None = None,
+        context: ProviderContext | None = None,
+    ) -> None:
+        super().__init__(name, options or {}, context or ProviderContext())
+        self.data: dict[dns.name.Name, dict[dns.name.Name, TlsaRRset]] = {}
+        self.writes: list[ZoneChange] = []
+        self.reads = 0
+        self.fail_next: Exception | None = None
+
+    def read(
+        self, zone: dns.name.Name, owners: Sequence[dns.name.Name]
+    ) -> dict[dns.name.Name, TlsaRRset]:
+        self.reads += 1
+        z = self.data.get(zone, {})
+        return {o: z[o] for o in owners if o in z}
+
+    def apply(self, change: ZoneChange) -> WriteResult:
+        if self.fail_next is not None:
+            err, self.fail_next = self.fail_next, None
+            raise err
+        z = self.data.setdefault(change.zone, {})
+        for ch in change.changes:
+            if z.get(ch.owner) != ch.old:
+                raise ConcurrentChangeError(
+                    f"the TLSA RRset at {ch.owner} changed since it was read; re-run to re-plan"
+                )
+        for ch in change.changes:
+            if ch.new is None:
+                z.pop(ch.owner, None)
+            else:
+                z[ch.owner] = ch.new
+        self.writes.append(change)
+        return WriteResult(token=len(self.writes))
+
+    def set(self, zone: dns.name.Name, owner: dns.name.Name, rrset: TlsaRRset | None) -> None:
+        """Change a record behind the engine's back (a concurrent writer, a human)."""
+        z = self.data.setdefault(zone, {})
+        if rrset is None:
+            z.pop(owner, None)
+        else:
+            z[owner] = rrset
+
+
+__all__ = ["MemoryProvider", "ProviderError"]

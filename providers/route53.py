@@ -1,0 +1,426 @@
+"""Amazon Route 53 (``type: route53``), through boto3.
+
+Credentials come only from boto3's standard chain (environment, ``~/.aws`` profiles, instance
+or container roles); the config may name a ``profile`` but never holds keys.
+
+Writes: one ``ChangeResourceRecordSets`` change batch per :class:`ZoneChange`. For every owner
+that changes, the batch DELETEs the exact values we read (``old``) and CREATEs the new ones, deletes
+first. Route 53 applies a batch all-or-nothing and refuses a DELETE whose values differ from the
+current ones and a CREATE of an existing RRset, so a concurrent change fails the batch
+(``InvalidChangeBatch`` -> :class:`ConcurrentChangeError`) instead of being clobbered. A fresh
+read just before the write checks the same prerequisites first, so nothing is sent when the
+RRsets already moved.
+
+Limits (Route 53 API quotas on ChangeResourceRecordSets): at most 1,000 ResourceRecord elements
+and 32,000 characters of Value text per request. A change beyond either limit (hundreds of owners
+at once) is split at owner boundaries into several batches, sent in order; every owner's DELETE
+and CREATE stay in one batch, so each owner changes atomically, but the change as a whole is only
+atomic per batch. The result token is then the tuple of change ids.
+
+:meth:`is_live` polls ``GetChange`` until the change is ``INSYNC`` (bounded by ``max_wait``).
+``Throttling`` and ``PriorRequestNotComplete`` are retried with capped, jittered exponential
+backoff; every other API error is one line naming the provider, the API call and AWS's code.
+
+All AWS calls go through ``self.client`` (a boto3 Route 53 client, created lazily); tests and the
+fault-injection harness may pass ``client=`` or assign ``provider.client``. Time goes through
+``clock`` (:mod:`tlsarotate.clock`) so retries and polling can run on a fake clock.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import dns.name
+
+from tlsarotate import records
+from tlsarotate.change import OwnerChange, TlsaRRset, ZoneChange
+from tlsarotate.clock import Clock, SystemClock
+from tlsarotate.errors import ConcurrentChangeError, ProviderError, RecordError
+from tlsarotate.providers.base import (
+    Capabilities,
+    Option,
+    Provider,
+    ProviderContext,
+    WriteResult,
+)
+
+MAX_RECORDS_PER_BATCH = 1000  # ResourceRecord elements per ChangeResourceRecordSets request
+MAX_VALUE_CHARS_PER_BATCH = 32000  # characters of all Value elements per request
+RETRY_CODES = frozenset({"Throttling", "ThrottlingException", "PriorRequestNotComplete"})
+AUTH_CODES = frozenset(
+    {
+        "InvalidClientTokenId",
+        "SignatureDoesNotMatch",
+        "AccessDenied",
+        "AccessDeniedException",
+        "ExpiredToken",
+        "UnrecognizedClientException",
+        "InvalidSignatureException",
+        "MissingAuthenticationToken",
+    }
+)
+# InvalidChangeBatch messages that mean "the RRset is not what the batch assumed".
+_CONFLICT_RE = re.compile(r"not found|do not match|already exists|does not exist", re.IGNORECASE)
+_OCTAL_RE = re.compile(r"\\([0-7]{3})")
+_DECIMAL_RE = re.compile(r"\\([0-9]{3})")
+
+
+def name_from_route53(text: str) -> dns.name.Name:
+    """Route 53 writes special characters as octal ``\\ooo``; dnspython reads ``\\DDD`` decimal."""
+    return dns.name.from_text(_OCTAL_RE.sub(lambda m: f"\\{int(m.group(1), 8):03d}", text))
+
+
+def name_to_route53(name: dns.name.Name) -> str:
+    return _DECIMAL_RE.sub(lambda m: f"\\{int(m.group(1)):03o}", name.to_text())
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+class Route53Provider(Provider):
+    type_name: ClassVar[str] = "route53"
+    options: ClassVar[Mapping[str, Option]] = {
+        "hosted_zone_id": Option(str, help="hosted zone id (default: found by the zone's name)"),
+        "profile": Option(str, help="AWS profile name from ~/.aws (default: the standard chain)"),
+        "region": Option(str, default="us-east-1", help="AWS region for the API endpoint"),
+        "endpoint_url": Option(str, help="API endpoint (tests: a moto_server URL)"),
+        "poll_interval": Option(float, default=5.0, help="seconds between GetChange polls"),
+        "max_wait": Option(float, default=120.0, help="longest is_live waits for INSYNC"),
+        "max_retries": Option(int, default=8, help="retries of throttled API calls"),
+        "timeout": Option(float, default=30.0, help="HTTP connect/read timeout in seconds"),
+    }
+    # Atomic per change batch; changes beyond the per-request limits above are split by owner.
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        atomic=True, prerequisites=True, max_changes_per_write=None
+    )
+
+    page_size: int = 300  # ListResourceRecordSets MaxItems (Route 53's maximum)
+    small_read: int = 4  # up to this many owners are read one targeted request each
+    backoff_base: float = 0.5
+    backoff_cap: float = 20.0
+
+    def __init__(
+        self,
+        name: str,
+        options: Mapping[str, Any],
+        context: ProviderContext | None = None,
+        *,
+        client: Any = None,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        super().__init__(name, options, context or ProviderContext())
+        defaults = {k: o.default for k, o in self.options.items() if o.default is not None}
+        self.opts = {**defaults, **self.opts}
+        self._client = client
+        self.clock: Clock = clock or SystemClock()
+        self.rng = rng or random.Random()
+        self._zone_ids: dict[dns.name.Name, str] = {}
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _err(self, msg: str) -> ProviderError:
+        return ProviderError(f"provider {self.name!r} (route53): {msg}")
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = self._make_client()
+        return self._client
+
+    @client.setter
+    def client(self, value: Any) -> None:
+        self._client = value
+
+    def _make_client(self) -> Any:
+        try:
+            import boto3
+            import botocore.config
+            import botocore.exceptions
+        except ImportError:
+            raise self._err("needs boto3: pip install 'tlsarotate[route53]'") from None
+        try:
+            session = boto3.session.Session(profile_name=self.opts.get("profile"))
+        except botocore.exceptions.ProfileNotFound:
+            raise self._err(f"AWS profile {self.opts.get('profile')!r} not found") from None
+        timeout = float(self.opts["timeout"])
+        cfg = botocore.config.Config(
+            retries={"total_max_attempts": 1, "mode": "standard"},  # we retry ourselves
+            connect_timeout=timeout,
+            read_timeout=timeout,
+        )
+        try:
+            return session.client(
+                "route53",
+                region_name=self.opts["region"],
+                endpoint_url=self.opts.get("endpoint_url"),
+                config=cfg,
+            )
+        except (botocore.exceptions.BotoCoreError, ValueError) as e:
+            raise self._err(f"cannot create the Route 53 client: {_one_line(e)}") from None
+
+    def _backoff(self, attempt: int) -> float:
+        delay = min(self.backoff_cap, self.backoff_base * (2**attempt))
+        return float(delay / 2 + self.rng.uniform(0, delay / 2))
+
+    def _call(self, op: str, **kwargs: Any) -> Any:
+        """One API call through ``self.client``, retrying throttling; errors become one line."""
+        import botocore.exceptions as bex
+
+        method = getattr(self.client, op)
+        api = "".join(part.capitalize() for part in op.split("_"))
+        attempt = 0
+        while True:
+            try:
+                return method(**kwargs)
+            except bex.ClientError as e:
+                code, message, status = _client_error(e)
+                if code in RETRY_CODES and attempt < int(self.opts["max_retries"]):
+                    self.clock.sleep(self._backoff(attempt))
+                    attempt += 1
+                    continue
+                if code in AUTH_CODES or status in (401, 403):
+                    prof = self.opts.get("profile")
+                    raise self._err(
+                        f"{api} refused: authentication failed ({code or f'HTTP {status}'}: "
+                        f"{message or 'no message'}); check the AWS credentials "
+                        f"(standard chain{', profile ' + repr(prof) if prof else ''})"
+                    ) from None
+                if code == "InvalidChangeBatch" and _CONFLICT_RE.search(message):
+                    raise ConcurrentChangeError(
+                        f"provider {self.name!r} (route53): the TLSA records changed since they "
+                        f"were read ({message}); nothing was written"
+                    ) from None
+                raise self._err(f"{api} failed: {code or f'HTTP {status}'}: {message}") from None
+            except (bex.NoCredentialsError, bex.PartialCredentialsError):
+                raise self._err(
+                    "no AWS credentials found (boto3's standard chain: environment, "
+                    "~/.aws profile, instance role)"
+                ) from None
+            except bex.BotoCoreError as e:
+                raise self._err(f"{api} failed: {_one_line(e)}") from None
+
+    # -- hosted zone ------------------------------------------------------------------------
+
+    def zone_id(self, zone: dns.name.Name) -> str:
+        if zone in self._zone_ids:
+            return self._zone_ids[zone]
+        zid = self.opts.get("hosted_zone_id")
+        if zid:
+            try:
+                hz = self._call("get_hosted_zone", Id=zid)["HostedZone"]
+            except ProviderError as e:
+                if "NoSuchHostedZone" in str(e):
+                    raise self._err(f"hosted zone {zid!r} does not exist") from None
+                raise
+            if name_from_route53(hz["Name"]) != zone:
+                raise self._err(
+                    f"hosted zone {zid!r} is {hz['Name']}, not the service's zone {zone}"
+                )
+        else:
+            found: list[dict[str, Any]] = []
+            kwargs: dict[str, Any] = {"DNSName": name_to_route53(zone), "MaxItems": "100"}
+            while True:
+                page = self._call("list_hosted_zones_by_name", **kwargs)
+                same = [z for z in page["HostedZones"] if name_from_route53(z["Name"]) == zone]
+                found += same
+                nxt = page.get("NextDNSName")
+                if not page.get("IsTruncated") or not nxt or name_from_route53(nxt) != zone:
+                    break
+                kwargs = {"DNSName": nxt, "HostedZoneId": page["NextHostedZoneId"]}
+                kwargs["MaxItems"] = "100"
+            if not found:
+                raise self._err(f"no hosted zone named {zone} (or the credentials cannot see it)")
+            if len(found) > 1:
+                which = ", ".join(
+                    f"{'private' if z.get('Config', {}).get('PrivateZone') else 'public'} "
+                    f"{z['Id'].rsplit('/', 1)[-1]}"
+                    for z in found
+                )
+                raise self._err(
+                    f"{len(found)} hosted zones are named {zone} ({which}); "
+                    "set hosted_zone_id to choose one"
+                )
+            zid = found[0]["Id"]
+        zid = str(zid).rsplit("/", 1)[-1]
+        self._zone_ids[zone] = zid
+        return zid
+
+    # -- read -------------------------------------------------------------------------------
+
+    def _parse(self, rrset: Mapping[str, Any]) -> TlsaRRset:
+        owner = rrset["Name"]
+        if "SetIdentifier" in rrset or "AliasTarget" in rrset:
+            raise self._err(
+                f"{owner} TLSA uses a routing policy or alias; tlsarotate manages only "
+                "simple record sets"
+            )
+        try:
+            rds = [records.from_text(rr["Value"]) for rr in rrset.get("ResourceRecords", [])]
+        except RecordError as e:
+            raise self._err(f"{owner}: {e}") from None
+        return TlsaRRset.of(int(rrset.get("TTL", 0)), rds)
+
+    def read(
+        self, zone: dns.name.Name, owners: Sequence[dns.name.Name]
+    ) -> dict[dns.name.Name, TlsaRRset]:
+        zid = self.zone_id(zone)
+        wanted = set(owners)
+        out: dict[dns.name.Name, TlsaRRset] = {}
+        if len(wanted) <= self.small_read:
+            for owner in sorted(wanted):
+                page = self._call(
+                    "list_resource_record_sets",
+                    HostedZoneId=zid,
+                    StartRecordName=name_to_route53(owner),
+                    StartRecordType="TLSA",
+                    MaxItems="1",
+                )
+                for rrset in page["ResourceRecordSets"][:1]:
+                    if rrset["Type"] == "TLSA" and name_from_route53(rrset["Name"]) == owner:
+                        out[owner] = self._parse(rrset)
+            return out
+        kwargs: dict[str, Any] = {"HostedZoneId": zid, "MaxItems": str(self.page_size)}
+        while True:
+            page = self._call("list_resource_record_sets", **kwargs)
+            for rrset in page["ResourceRecordSets"]:
+                if rrset["Type"] != "TLSA":
+                    continue
+                owner = name_from_route53(rrset["Name"])
+                if owner in wanted:
+                    out[owner] = self._parse(rrset)
+            if not page.get("IsTruncated"):
+                return out
+            kwargs = {
+                "HostedZoneId": zid,
+                "MaxItems": str(self.page_size),
+                "StartRecordName": page["NextRecordName"],
+            }
+            if page.get("NextRecordType"):
+                kwargs["StartRecordType"] = page["NextRecordType"]
+            if page.get("NextRecordIdentifier"):
+                kwargs["StartRecordIdentifier"] = page["NextRecordIdentifier"]
+
+    # -- write ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _rrset(owner: dns.name.Name, rr: TlsaRRset) -> dict[str, Any]:
+        return {
+            "Name": name_to_route53(owner),
+            "Type": "TLSA",
+            "TTL": rr.ttl,
+            "ResourceRecords": [{"Value": t} for t in rr.texts()],
+        }
+
+    def batches(self, change: ZoneChange) -> list[list[dict[str, Any]]]:
+        """The change batches for ``change``: owners whose RRset stays the same are left out,
+        each owner's DELETE+CREATE stay together, deletes come first in every batch."""
+        batches: list[list[OwnerChange]] = []
+        cur: list[OwnerChange] = []
+        n_rr = n_chars = 0
+        for ch in change.changes:
+            if ch.old == ch.new:
+                continue
+            sets = [s for s in (ch.old, ch.new) if s is not None]
+            rr = sum(len(s.records) for s in sets)
+            chars = sum(len(t) for s in sets for t in s.texts())
+            if rr > MAX_RECORDS_PER_BATCH or chars > MAX_VALUE_CHARS_PER_BATCH:
+                raise self._err(f"{ch.owner}: the TLSA RRset is too large for one change batch")
+            if cur and (
+                n_rr + rr > MAX_RECORDS_PER_BATCH or n_chars + chars > MAX_VALUE_CHARS_PER_BATCH
+            ):
+                batches.append(cur)
+                cur, n_rr, n_chars = [], 0, 0
+            cur.append(ch)
+            n_rr += rr
+            n_chars += chars
+        if cur:
+            batches.append(cur)
+        out: list[list[dict[str, Any]]] = []
+        for group in batches:
+            deletes = [
+                {"Action": "DELETE", "ResourceRecordSet": self._rrset(ch.owner, ch.old)}
+                for ch in group
+                if ch.old is not None
+            ]
+            creates = [
+                {"Action": "CREATE", "ResourceRecordSet": self._rrset(ch.owner, ch.new)}
+                for ch in group
+                if ch.new is not None
+            ]
+            out.append(deletes + creates)
+        return out
+
+    def apply(self, change: ZoneChange) -> WriteResult:
+        if not change.changes:
+            return WriteResult(token=None)
+        zid = self.zone_id(change.zone)
+        current = self.read(change.zone, [ch.owner for ch in change.changes])
+        for ch in change.changes:
+            now = current.get(ch.owner)
+            if now != ch.old:
+                raise ConcurrentChangeError(
+                    f"provider {self.name!r} (route53): {ch.owner} TLSA changed since it was "
+                    f"read (expected {_describe(ch.old)}, found {_describe(now)}); "
+                    "nothing was written"
+                )
+        ids: list[str] = []
+        for i, batch in enumerate(self.batches(change)):
+            try:
+                resp = self._call(
+                    "change_resource_record_sets",
+                    HostedZoneId=zid,
+                    ChangeBatch={"Comment": "tlsarotate", "Changes": batch},
+                )
+            except ProviderError as e:
+                if i:
+                    raise type(e)(
+                        f"{e} (change batch {i + 1}; the {i} batch(es) before it were applied)"
+                    ) from None
+                raise
+            ids.append(str(resp["ChangeInfo"]["Id"]))
+        if not ids:
+            return WriteResult(token=None)
+        return WriteResult(token=ids[0] if len(ids) == 1 else tuple(ids))
+
+    def is_live(self, zone: dns.name.Name, result: WriteResult) -> bool:
+        """Poll GetChange until every change batch is INSYNC or ``max_wait`` has passed."""
+        if result.token is None:
+            return True
+        pending = [result.token] if isinstance(result.token, str) else list(result.token)
+        deadline = self.clock.now() + float(self.opts["max_wait"])
+        while True:
+            pending = [
+                cid
+                for cid in pending
+                if self._call("get_change", Id=cid)["ChangeInfo"]["Status"] != "INSYNC"
+            ]
+            if not pending:
+                return True
+            if self.clock.now() >= deadline:
+                return False
+            self.clock.sleep(
+                min(float(self.opts["poll_interval"]), max(0.0, deadline - self.clock.now()))
+            )
+
+
+def _describe(rr: TlsaRRset | None) -> str:
+    if rr is None:
+        return "no records"
+    return f"{len(rr.records)} record(s), TTL {rr.ttl}"
+
+
+def _client_error(e: Any) -> tuple[str, str, int]:
+    """(code, message, HTTP status) of a botocore ClientError, whichever shape it came in."""
+    resp = getattr(e, "response", {}) or {}
+    err = resp.get("Error") or {}
+    code, message = err.get("Code") or "", err.get("Message") or ""
+    if not code:  # some endpoints answer <ErrorResponse><Errors><Error>…
+        inner = (resp.get("Errors") or {}).get("Error") or {}
+        code, message = inner.get("Code") or "", inner.get("Message") or message
+    status = int((resp.get("ResponseMetadata") or {}).get("HTTPStatusCode") or 0)
+    return code, _one_line(message), status

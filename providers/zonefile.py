@@ -1,0 +1,335 @@
+"""The zone-file backend: edits an RFC 1035 master file in place, the embedded default.
+
+Only the managed TLSA RRsets change; every other line is kept byte for byte. Removed TLSA
+records are cut out of the text where they stand, new ones are appended at the end with absolute
+owner names, the SOA serial is bumped where it stands. The result is parsed again and compared
+with the original, RRset by RRset, before anything is written: if anything but the intended TLSA
+RRsets and the serial differs, nothing is written. The file is replaced atomically, then the
+optional ``reload`` command runs (``rndc reload example.com``); if it fails, the previous file is
+put back and the write reported as failed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import os
+import re
+import subprocess
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import dns.exception
+import dns.name
+import dns.rdataclass
+import dns.rdatatype
+import dns.zone
+
+from tlsarotate import records
+from tlsarotate.change import TlsaRRset, ZoneChange
+from tlsarotate.errors import ConcurrentChangeError, ConfigError, ProviderError
+from tlsarotate.fsutil import atomic_write
+from tlsarotate.providers.base import Capabilities, Option, Provider, WriteResult
+
+MARKER = "; TLSA records below are managed by tlsarotate"
+_TTL_RE = re.compile(r"^(\d+[smhdwSMHDW]?)+$")
+_CLASSES = {"IN", "CH", "HS", "CS", "ANY", "NONE"}
+
+
+@dataclass
+class _Rec:
+    """One logical record of the file: its physical lines and what it is."""
+
+    first: int  # index of the first physical line
+    last: int  # index of the last physical line (parentheses may span lines)
+    owner: dns.name.Name
+    owner_explicit: bool
+    rdtype: str
+    tokens: list[tuple[int, int, int, str]]  # (line, start, end, text) of every token
+
+
+def _tokenize_line(line: str, idx: int) -> tuple[list[tuple[int, int, int, str]], int]:
+    """Tokens of one physical line, and the net parenthesis depth change."""
+    toks: list[tuple[int, int, int, str]] = []
+    depth = 0
+    i, n = 0, len(line)
+    while i < n:
+        c = line[i]
+        if c == ";":
+            break
+        if c in " \t\r\n":
+            i += 1
+            continue
+        if c == "(":
+            depth += 1
+            i += 1
+            continue
+        if c == ")":
+            depth -= 1
+            i += 1
+            continue
+        start = i
+        if c == '"':
+            i += 1
+            while i < n and line[i] != '"':
+                i += 2 if line[i] == "\\" else 1
+            i += 1
+        else:
+            while i < n and line[i] not in " \t\r\n;()":
+                i += 2 if line[i] == "\\" else 1
+        toks.append((idx, start, min(i, n), line[start:i]))
+    return toks, depth
+
+
+def _scan(lines: list[str], origin: dns.name.Name) -> Iterator[_Rec]:
+    """Walk the file's logical records, tracking $ORIGIN and the inherited owner."""
+    cur_origin = origin
+    last_owner: dns.name.Name | None = None
+    i = 0
+    while i < len(lines):
+        first = i
+        toks, depth = _tokenize_line(lines[i], i)
+        while depth > 0 and i + 1 < len(lines):
+            i += 1
+            more, d = _tokenize_line(lines[i], i)
+            toks += more
+            depth += d
+        last = i
+        i += 1
+        if not toks:
+            continue
+        head = toks[0][3]
+        if head.startswith("$"):
+            if head.upper() == "$ORIGIN" and len(toks) > 1:
+                cur_origin = dns.name.from_text(toks[1][3], origin=cur_origin)
+            continue
+        explicit = lines[first][:1] not in (" ", "\t")
+        rest = toks
+        if explicit:
+            owner_text = head
+            owner = cur_origin if owner_text == "@" else dns.name.from_text(owner_text, cur_origin)
+            rest = toks[1:]
+            last_owner = owner
+        elif last_owner is None:
+            continue
+        rdtype = ""
+        for t in rest:
+            word = t[3].upper()
+            if word in _CLASSES or _TTL_RE.match(word):
+                continue
+            rdtype = word
+            break
+        yield _Rec(first, last, last_owner, explicit, rdtype, toks)
+
+
+def _next_serial(old: int, now: float) -> int:
+    today = int(dt.datetime.fromtimestamp(now, dt.timezone.utc).strftime("%Y%m%d")) * 100
+    if 1990010100 <= old <= 2999123199 and today > old:
+        return today  # date-based serials stay date-based
+    return (old + 1) % 2**32 or 1
+
+
+class ZoneFileProvider(Provider):
+    type_name = "zonefile"
+    options: ClassVar[Mapping[str, Option]] = {
+        "path": Option(str, required=True, path=True, help="the zone's master file"),
+        "reload": Option(list, help="command run after each write, e.g. [rndc, reload, ZONE]"),
+        "reload_timeout": Option((int, float), default=60, help="seconds the reload may take"),
+    }
+    capabilities = Capabilities(atomic=True, prerequisites=True)
+
+    @property
+    def path(self) -> Path:
+        return Path(self.opts["path"])
+
+    @classmethod
+    def check_files(cls, name: str, options: Mapping[str, Any]) -> None:
+        p = Path(options["path"])
+        if not p.is_file():
+            raise ConfigError(f"path: zone file {p} not found")
+        if not os.access(p.parent, os.W_OK):
+            raise ConfigError(f"path: directory {p.parent} is not writable")
+
+    def _read_text(self) -> str:
+        try:
+            return self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ProviderError(f"zone file {self.path} not found") from None
+        except OSError as e:
+            raise ProviderError(f"zone file {self.path}: {e.strerror}") from None
+
+    def _parse(self, text: str, zone: dns.name.Name) -> dns.zone.Zone:
+        try:
+            return dns.zone.from_text(text, origin=zone, relativize=False, check_origin=True)
+        except dns.exception.DNSException as e:
+            raise ProviderError(
+                f"zone file {self.path}: cannot parse as zone {zone}: {e}"
+            ) from None
+
+    @staticmethod
+    def _tlsa(z: dns.zone.Zone, owner: dns.name.Name) -> TlsaRRset | None:
+        node = z.get_node(owner)
+        if node is None:
+            return None
+        rds = node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.TLSA)
+        if rds is None or len(rds) == 0:
+            return None
+        return TlsaRRset.of(rds.ttl, rds)  # type: ignore[arg-type]
+
+    def read(
+        self, zone: dns.name.Name, owners: Sequence[dns.name.Name]
+    ) -> dict[dns.name.Name, TlsaRRset]:
+        z = self._parse(self._read_text(), zone)
+        out = {}
+        for o in owners:
+            rr = self._tlsa(z, o)
+            if rr is not None:
+                out[o] = rr
+        return out
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        lock = self.path.parent / f".{self.path.name}.tlsarotate.lock"
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def render(self, text: str, change: ZoneChange, now: float) -> str:
+        """The new file text for ``change`` (pure; raises if the edit cannot be made safely)."""
+        zone = change.zone
+        before = self._parse(text, zone)
+        for ch in change.changes:
+            if self._tlsa(before, ch.owner) != ch.old:
+                raise ConcurrentChangeError(
+                    f"zone file {self.path}: the TLSA RRset at {ch.owner} changed since it was "
+                    "read (edited by hand or another process?); re-run to re-plan"
+                )
+        touched = {ch.owner for ch in change.changes}
+        lines = text.splitlines(keepends=True)
+        drop: set[int] = set()
+        give_owner: dict[int, dns.name.Name] = {}
+        soa: _Rec | None = None
+        recs = list(_scan(lines, zone))
+        for k, rec in enumerate(recs):
+            if rec.rdtype == "SOA" and soa is None:
+                soa = rec
+            if rec.rdtype == "TLSA" and rec.owner in touched:
+                drop.update(range(rec.first, rec.last + 1))
+                if rec.owner_explicit:
+                    # the next record may inherit this owner: give it the owner explicitly
+                    for nxt in recs[k + 1 :]:
+                        if nxt.owner_explicit:
+                            break
+                        if nxt.rdtype == "TLSA" and nxt.owner in touched:
+                            continue
+                        give_owner[nxt.first] = rec.owner
+                        break
+        if soa is None:
+            raise ProviderError(f"zone file {self.path}: no SOA record found")
+        serial_tok = self._serial_token(soa)
+        old_serial = int(serial_tok[3])
+        new_serial = _next_serial(old_serial, now)
+        out: list[str] = []
+        for i, line in enumerate(lines):
+            if i in drop:
+                continue
+            if i == serial_tok[0]:
+                line = line[: serial_tok[1]] + str(new_serial) + line[serial_tok[2] :]
+            if i in give_owner:
+                line = give_owner[i].to_text() + line
+            out.append(line)
+        new_text = "".join(out)
+        if new_text and not new_text.endswith("\n"):
+            new_text += "\n"
+        added = []
+        for ch in change.changes:
+            if ch.new is not None:
+                added += [
+                    records.zone_line(ch.owner, ch.new.ttl, rd) + "\n" for rd in ch.new.sorted()
+                ]
+        if added and MARKER not in new_text:
+            new_text += MARKER + "\n"
+        new_text += "".join(added)
+        self._verify(before, self._parse(new_text, zone), change, new_serial)
+        return new_text
+
+    def _serial_token(self, soa: _Rec) -> tuple[int, int, int, str]:
+        toks = soa.tokens if not soa.owner_explicit else soa.tokens[1:]
+        k = 0
+        while k < len(toks) and toks[k][3].upper() != "SOA":
+            k += 1
+        rdata = toks[k + 1 :]
+        if len(rdata) < 3 or not rdata[2][3].isdigit():
+            raise ProviderError(f"zone file {self.path}: cannot find the SOA serial")
+        return rdata[2]
+
+    def _verify(
+        self, before: dns.zone.Zone, after: dns.zone.Zone, change: ZoneChange, serial: int
+    ) -> None:
+        touched = {ch.owner: ch.new for ch in change.changes}
+
+        def rdatasets(z: dns.zone.Zone) -> dict[tuple[dns.name.Name, int], Any]:
+            out = {}
+            for name, node in z.nodes.items():
+                for rds in node.rdatasets:
+                    if rds.rdtype == dns.rdatatype.SOA:
+                        continue
+                    if rds.rdtype == dns.rdatatype.TLSA and name in touched:
+                        continue
+                    out[(name, rds.rdtype)] = (rds.ttl, set(rds))
+            return out
+
+        if rdatasets(before) != rdatasets(after):
+            raise ProviderError(
+                f"zone file {self.path}: editing the TLSA records would change other records; "
+                "nothing was written (please report this file layout)"
+            )
+        for owner, want in touched.items():
+            if self._tlsa(after, owner) != want:
+                raise ProviderError(
+                    f"zone file {self.path}: the edited file does not hold the intended TLSA "
+                    f"RRset at {owner}; nothing was written"
+                )
+        assert after.origin is not None
+        soa = after.get_rdataset(after.origin, dns.rdatatype.SOA)
+        if soa is None or soa[0].serial != serial:  # type: ignore[attr-defined]
+            raise ProviderError(f"zone file {self.path}: SOA serial bump failed; nothing written")
+
+    def apply(self, change: ZoneChange) -> WriteResult:
+        import time
+
+        with self._locked():
+            text = self._read_text()
+            new_text = self.render(text, change, time.time())
+            mode = self.path.stat().st_mode & 0o7777
+            try:
+                atomic_write(self.path, new_text.encode("utf-8"), mode=mode)
+            except OSError as e:
+                raise ProviderError(f"zone file {self.path}: cannot write: {e.strerror}") from None
+            reload = self.opts.get("reload")
+            if reload:
+                self._reload(list(map(str, reload)), text)
+        return WriteResult(token=None)
+
+    def _reload(self, argv: list[str], previous_text: str) -> None:
+        try:
+            proc = self.context.runner(argv)
+            ok, detail = proc.returncode == 0, (proc.stderr or proc.stdout or "").strip()
+        except (OSError, ValueError, subprocess.SubprocessError) as e:
+            ok, detail = False, str(e)
+        if ok:
+            return
+        atomic_write(
+            self.path, previous_text.encode("utf-8"), mode=self.path.stat().st_mode & 0o7777
+        )
+        first = detail.splitlines()[0] if detail else "no output"
+        raise ProviderError(
+            f"zone file {self.path}: reload command {' '.join(argv)!r} failed ({first}); "
+            "the previous zone file was restored"
+        )

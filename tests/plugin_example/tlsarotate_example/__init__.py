@@ -1,0 +1,89 @@
+"""An example third-party provider: TLSA RRsets kept in a JSON file.
+
+File layout: ``{"zones": {"example.test.": {"_25._tcp.mx.example.test.": {"ttl": 300,
+"records": ["3 1 1 <hex>", ...]}}}}``. A zone must exist in the file. Each apply is one atomic
+file replacement; every ``OwnerChange.old`` is checked against the file first.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import dns.name
+
+from tlsarotate import records
+from tlsarotate.change import TlsaRRset, ZoneChange
+from tlsarotate.errors import ConcurrentChangeError, ConfigError, ProviderError
+from tlsarotate.fsutil import atomic_write
+from tlsarotate.providers import Capabilities, Option, Provider, ProviderContext, WriteResult
+
+
+class JsonFileProvider(Provider):
+    type_name: ClassVar[str] = "example"
+    options: ClassVar[Mapping[str, Option]] = {
+        "path": Option(str, required=True, path=True, help="the JSON file holding the zones"),
+    }
+    capabilities: ClassVar[Capabilities] = Capabilities(atomic=True, prerequisites=True)
+
+    def __init__(self, name: str, options: Mapping[str, Any], context: ProviderContext) -> None:
+        super().__init__(name, options, context)
+        p = Path(str(self.opts["path"]))
+        self.path = p if p.is_absolute() else context.base_dir / p
+        self.writes = 0
+
+    @classmethod
+    def check_files(cls, name: str, options: Mapping[str, Any]) -> None:
+        if not Path(str(options["path"])).is_file():
+            raise ConfigError(f"path: {options['path']}: no such file")
+
+    def _load(self) -> dict[str, Any]:
+        try:
+            data: dict[str, Any] = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise ProviderError(f"provider {self.name!r} (example): {self.path}: {e}") from None
+        return data
+
+    def _zone(self, data: dict[str, Any], zone: dns.name.Name) -> dict[str, Any]:
+        zones: dict[str, Any] = data.setdefault("zones", {})
+        if zone.to_text() not in zones:
+            raise ProviderError(f"provider {self.name!r} (example): no zone {zone} in {self.path}")
+        z: dict[str, Any] = zones[zone.to_text()]
+        return z
+
+    def read(
+        self, zone: dns.name.Name, owners: Sequence[dns.name.Name]
+    ) -> dict[dns.name.Name, TlsaRRset]:
+        z = self._zone(self._load(), zone)
+        out = {}
+        for o in owners:
+            entry = z.get(o.to_text())
+            if entry and entry["records"]:
+                out[o] = TlsaRRset.of(
+                    entry["ttl"], [records.from_text(t) for t in entry["records"]]
+                )
+        return out
+
+    def apply(self, change: ZoneChange) -> WriteResult:
+        if not change.changes:
+            return WriteResult()
+        data = self._load()
+        z = self._zone(data, change.zone)
+        now = self.read(change.zone, [ch.owner for ch in change.changes])
+        for ch in change.changes:
+            if now.get(ch.owner) != ch.old:
+                raise ConcurrentChangeError(
+                    f"provider {self.name!r} (example): {ch.owner} changed since it was read"
+                )
+        if all(ch.old == ch.new for ch in change.changes):
+            return WriteResult()
+        for ch in change.changes:
+            if ch.new is None:
+                z.pop(ch.owner.to_text(), None)
+            else:
+                z[ch.owner.to_text()] = {"ttl": ch.new.ttl, "records": ch.new.texts()}
+        atomic_write(self.path, json.dumps(data, indent=1, sort_keys=True).encode())
+        self.writes += 1
+        return WriteResult()

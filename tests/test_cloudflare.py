@@ -1,0 +1,230 @@
+"""Cloudflare specifics, against the local fake API (tests/fake_cloudflare.py)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dns.name
+import pytest
+
+from tests import fake_cloudflare
+from tests.fake_cloudflare import FakeCloudflare
+from tlsarotate import records
+from tlsarotate.change import OwnerChange, TlsaRRset, ZoneChange
+from tlsarotate.clock import FakeClock
+from tlsarotate.errors import ConcurrentChangeError, ConfigError, ProviderError
+from tlsarotate.providers.cloudflare import CloudflareProvider
+
+cf_server = fake_cloudflare.cf_server
+
+ZONE = dns.name.from_text("example.test.")
+A = records.owner_name("mx.example.test", 25)
+B = records.owner_name("mx2.example.test", 25)
+TOKEN = "cf-unit-token-31415926"
+ENV = "TLSAROTATE_TEST_CF_UNIT"
+
+
+def rd(i: int, params: str = "3 1 1") -> Any:
+    return records.from_text(f"{params} {hashlib.sha256(str(i).encode()).hexdigest()}")
+
+
+def one_line(err: BaseException, *needles: str) -> str:
+    text = str(err)
+    assert "\n" not in text and text, repr(text)
+    for n in needles:
+        assert n in text, f"{n!r} not in {text!r}"
+    assert TOKEN not in text and "wrong-token" not in text
+    return text
+
+
+@pytest.fixture
+def fake(cf_server: FakeCloudflare, monkeypatch: pytest.MonkeyPatch) -> FakeCloudflare:
+    cf_server.reset()
+    cf_server.tokens = {TOKEN}
+    cf_server.zone_id = cf_server.add_zone("example.test")  # type: ignore[attr-defined]
+    monkeypatch.setenv(ENV, TOKEN)
+    return cf_server
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def prov(fake: FakeCloudflare, clock: FakeClock) -> Iterator[CloudflareProvider]:
+    yield CloudflareProvider("cf", {"api_token_env": ENV, "api_url": fake.url}, clock=clock)
+
+
+def batches(fake: FakeCloudflare) -> list[dict[str, Any]]:
+    return [e.body for e in fake.log if e.method == "POST"]
+
+
+def add(prov: CloudflareProvider, owner: dns.name.Name, new: TlsaRRset) -> None:
+    old = prov.read(ZONE, [owner]).get(owner)
+    prov.apply(ZoneChange(ZONE, (OwnerChange(owner, old, new),)))
+
+
+def test_uppercase_hex_from_the_api_reads_as_the_same_record(
+    fake: FakeCloudflare, prov: CloudflareProvider
+) -> None:
+    add(prov, A, TlsaRRset.of(300, [rd(1)]))
+    (rec,) = fake.list_records(fake.zone_id)  # type: ignore[attr-defined]
+    assert rec["data"]["certificate"] == rd(1).cert.hex().upper()
+    assert rec["content"].endswith(rd(1).cert.hex().upper())
+    assert prov.read(ZONE, [A]) == {A: TlsaRRset.of(300, [rd(1)])}
+
+
+def test_only_differing_records_are_touched(fake: FakeCloudflare, prov: CloudflareProvider) -> None:
+    add(prov, A, TlsaRRset.of(300, [rd(1)]))
+    add(prov, A, TlsaRRset.of(300, [rd(1), rd(2)]))
+    assert set(batches(fake)[-1]) == {"posts"}  # the kept record is not deleted and re-posted
+    add(prov, A, TlsaRRset.of(600, [rd(2)]))
+    last = batches(fake)[-1]
+    assert len(last["deletes"]) == 1 and len(last["patches"]) == 1 and "posts" not in last
+    assert last["patches"][0]["ttl"] == 600
+    assert prov.read(ZONE, [A]) == {A: TlsaRRset.of(600, [rd(2)])}
+
+
+def test_split_beyond_batch_limit(fake: FakeCloudflare, clock: FakeClock) -> None:
+    fake.batch_limit = 3
+    prov = CloudflareProvider(
+        "cf", {"api_token_env": ENV, "api_url": fake.url, "batch_limit": 3}, clock=clock
+    )
+    assert prov.capabilities.max_changes_per_write == 3
+    owners = [records.owner_name(f"h{i}.example.test", 25) for i in range(7)]
+    want = {o: TlsaRRset.of(300, [rd(i)]) for i, o in enumerate(owners)}
+    prov.apply(ZoneChange(ZONE, tuple(OwnerChange(o, None, s) for o, s in want.items())))
+    sizes = [sum(len(v) for v in b.values()) for b in batches(fake)]
+    assert sizes == [3, 3, 1]
+    assert prov.read(ZONE, owners) == want
+
+
+def test_batch_over_the_plan_limit_is_one_line(fake: FakeCloudflare, clock: FakeClock) -> None:
+    fake.batch_limit = 2  # the plan allows less than the configured batch_limit
+    prov = CloudflareProvider("cf", {"api_token_env": ENV, "api_url": fake.url}, clock=clock)
+    with pytest.raises(ProviderError) as ei:
+        prov.apply(
+            ZoneChange(ZONE, (OwnerChange(A, None, TlsaRRset.of(300, [rd(1), rd(2), rd(3)])),))
+        )
+    one_line(ei.value, "HTTP 400", "1004", "limit of 2")
+    assert prov.read(ZONE, [A]) == {}
+
+
+def test_429_honours_retry_after(
+    fake: FakeCloudflare, prov: CloudflareProvider, clock: FakeClock
+) -> None:
+    fake.throttle(2, retry_after="7")
+    t0 = clock.now()
+    assert prov.read(ZONE, [A]) == {}
+    assert clock.now() - t0 == pytest.approx(14.0)
+    assert len(fake.log) == 4  # 2 refused + zone lookup + record listing
+
+
+def test_5xx_is_retried_then_surfaced(fake: FakeCloudflare, clock: FakeClock) -> None:
+    prov = CloudflareProvider(
+        "cf", {"api_token_env": ENV, "api_url": fake.url, "max_retries": 2}, clock=clock
+    )
+    fake.throttle(2, retry_after=None, status=503)
+    assert prov.read(ZONE, [A]) == {}
+    assert clock.now() > FakeClock().now()  # backed off without Retry-After
+    fake.throttle(3, retry_after="1", status=429)
+    with pytest.raises(ProviderError) as ei:
+        prov.read(ZONE, [A])
+    one_line(ei.value, "HTTP 429", "971")
+
+
+def test_authentication_error_names_the_token_file(
+    fake: FakeCloudflare, tmp_path: Path, clock: FakeClock
+) -> None:
+    tok = tmp_path / "cf.token"
+    tok.write_text("wrong-token-271828\n")
+    prov = CloudflareProvider("cf", {"api_token_file": str(tok), "api_url": fake.url}, clock=clock)
+    with pytest.raises(ProviderError) as ei:
+        prov.read(ZONE, [A])
+    one_line(ei.value, "authentication failed", "HTTP 401", "10000", str(tok))
+    tok.write_text(TOKEN + "\n")
+    good = CloudflareProvider("cf", {"api_token_file": str(tok), "api_url": fake.url})
+    assert good.read(ZONE, [A]) == {}
+
+
+def test_token_source_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TLSAROTATE_TEST_UNSET", raising=False)
+    with pytest.raises(ConfigError, match="exactly one"):
+        CloudflareProvider.check_files("cf", {})
+    with pytest.raises(ConfigError, match="exactly one"):
+        CloudflareProvider.check_files("cf", {"api_token_env": "X", "api_token_file": "/y"})
+    with pytest.raises(ConfigError, match="TLSAROTATE_TEST_UNSET is not set"):
+        CloudflareProvider.check_files("cf", {"api_token_env": "TLSAROTATE_TEST_UNSET"})
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    with pytest.raises(ConfigError, match="is empty"):
+        CloudflareProvider.check_files("cf", {"api_token_file": str(empty)})
+    with pytest.raises(ConfigError, match="cannot read"):
+        CloudflareProvider.check_files("cf", {"api_token_file": str(tmp_path / "nope")})
+    prov = CloudflareProvider("cf", {"api_token_env": "TLSAROTATE_TEST_UNSET"})
+    with pytest.raises(ProviderError) as ei:
+        prov.read(ZONE, [A])
+    one_line(ei.value, "no API token in environment variable TLSAROTATE_TEST_UNSET")
+
+
+def test_unknown_zone_id_is_one_line(fake: FakeCloudflare, clock: FakeClock) -> None:
+    prov = CloudflareProvider(
+        "cf", {"api_token_env": ENV, "api_url": fake.url, "zone_id": "0" * 32}, clock=clock
+    )
+    with pytest.raises(ProviderError) as ei:
+        prov.read(ZONE, [A])
+    one_line(ei.value, "7003", "HTTP 404")
+
+
+def test_race_after_the_fresh_read_is_a_concurrent_change(
+    fake: FakeCloudflare, prov: CloudflareProvider
+) -> None:
+    """Between apply's own read and its batch, another writer deletes our record: the delete
+    by id fails the whole batch (all-or-nothing) and we report a concurrent change."""
+    add(prov, A, TlsaRRset.of(300, [rd(1)]))
+    old = prov.read(ZONE, [A])[A]
+    inner = prov.session
+
+    class Racing:
+        def request(self, method: str, url: str, **kw: Any) -> Any:
+            if method == "POST":
+                for rec in fake.list_records(fake.zone_id):  # type: ignore[attr-defined]
+                    fake.delete_record(fake.zone_id, rec["id"])  # type: ignore[attr-defined]
+                fake.put_record(
+                    fake.zone_id,  # type: ignore[attr-defined]
+                    {
+                        "type": "TLSA",
+                        "name": "_25._tcp.mx.example.test",
+                        "ttl": 300,
+                        "data": {
+                            "usage": 3,
+                            "selector": 1,
+                            "matching_type": 1,
+                            "certificate": rd(7).cert.hex(),
+                        },
+                    },
+                )
+            return inner.request(method, url, **kw)
+
+    prov.session = Racing()
+    with pytest.raises(ConcurrentChangeError) as ei:
+        prov.apply(ZoneChange(ZONE, (OwnerChange(A, old, TlsaRRset.of(300, [rd(2)])),)))
+    one_line(ei.value, "81044", "nothing was written")
+    prov.session = inner
+    assert prov.read(ZONE, [A]) == {A: TlsaRRset.of(300, [rd(7)])}
+
+
+def test_missing_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "requests", None)
+    monkeypatch.setenv(ENV, TOKEN)
+    prov = CloudflareProvider("cf", {"api_token_env": ENV})
+    with pytest.raises(ProviderError) as ei:
+        prov.read(ZONE, [A])
+    one_line(ei.value, "'cf'", "needs requests", "pip install 'tlsarotate[cloudflare]'")
+    assert os.environ[ENV] == TOKEN

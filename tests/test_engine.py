@@ -1,0 +1,328 @@
+"""The rollover engine on a simulated world (tests/world.py): phases, waits, swaps, faults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.world import Crash, World
+from tlsarotate import planner, records
+from tlsarotate.errors import ConcurrentChangeError, SwapError
+from tlsarotate.change import TlsaRRset
+
+
+def phases(plans: list[planner.Plan]) -> list[str]:
+    return [p.phase for p in plans]
+
+
+def texts(world: World, m) -> set[str]:  # type: ignore[no-untyped-def]
+    return {records.to_text(r) for r in records.build_all(m, world.service.params)}
+
+
+def test_idle_when_published_matches_deployed(tmp_path: Path) -> None:
+    w = World(tmp_path)
+    plans = w.apply()
+    assert phases(plans) == [planner.IDLE]
+    assert w.provider.writes == []
+
+
+def test_full_rollover_publish_wait_swap_retire(tmp_path: Path) -> None:
+    w = World(tmp_path, ttl=300, margin=60)
+    old = w.deployed()
+    w.new_next()
+    nxt = w.next()
+    plans = w.apply()
+    # publish happened, then the engine stopped in the TTL wait
+    assert phases(plans) == [planner.WAIT_TTL]
+    assert len(w.provider.writes) == 1
+    assert w.published_texts() == texts(w, old) | texts(w, nxt)
+    assert plans[0].ready_at == pytest.approx(w.clock.now() + 300 + 60)
+    assert w.deployed().same_as(old) and w.reloads == 0
+    # not yet: one second before the wait runs out
+    w.clock.advance(359)
+    assert phases(w.apply()) == [planner.WAIT_TTL]
+    assert w.reloads == 0
+    w.clock.advance(1)
+    plans = w.apply()
+    assert phases(plans) == [planner.IDLE]
+    assert w.deployed().same_as(nxt) and w.reloads == 1
+    assert w.published_texts() == texts(w, nxt)
+    assert len(w.provider.writes) == 2  # publish, retire
+    assert w.violations == []
+    # the previous pair is kept
+    assert (tmp_path / "deployed/fullchain.pem.prev").exists()
+    assert (tmp_path / "deployed/privkey.pem.prev").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "deployed/privkey.pem").stat().st_mode & 0o777 == 0o600
+
+
+def test_wait_uses_the_old_ttl_as_observed_not_as_configured(tmp_path: Path) -> None:
+    w = World(tmp_path, ttl=300)
+    # the zone holds the deployed records with a TTL of 7200 that the config does not know
+    owner = w.service.owners[0]
+    long = TlsaRRset.of(7200, w.provider.data[w.service.zone][owner].records)
+    w.provider.data[w.service.zone][owner] = long
+    w.versions[-1].data[owner] = long
+    w.new_next()
+    plans = w.apply()
+    assert phases(plans) == [planner.WAIT_TTL]
+    assert plans[0].ready_at == pytest.approx(w.clock.now() + 7200)
+    assert {rr.ttl for rr in w.provider.data[w.service.zone].values()} == {300}
+    w.clock.advance(301)
+    assert phases(w.apply()) == [planner.WAIT_TTL]
+    assert w.reloads == 0
+    w.clock.advance(7200 - 301)
+    assert phases(w.apply()) == [planner.IDLE]
+    assert w.reloads == 1 and w.violations == []
+
+
+def test_lagging_server_blocks_and_is_named(tmp_path: Path) -> None:
+    w = World(tmp_path, lags=(0.0, 0.0))
+    w.apply()
+    w.observer.down[1] = True
+    w.new_next()
+    plans = w.apply()
+    assert phases(plans) == [planner.WAIT_PROPAGATION]
+    assert any("ns2.example.test" in x and "timeout" in x for x in plans[0].waiting_for)
+    w.clock.advance(100_000)
+    plans = w.apply()
+    assert phases(plans) == [planner.WAIT_PROPAGATION]
+    assert w.reloads == 0  # never swaps while a server does not serve the new records
+    w.observer.down[1] = False
+    plans = w.apply()
+    assert phases(plans) == [planner.WAIT_TTL]  # the wait starts only now
+    w.clock.advance(300)
+    assert phases(w.apply()) == [planner.IDLE]
+    assert w.reloads == 1 and w.violations == []
+
+
+def test_fast_path_key_reuse_swaps_without_write_or_wait(tmp_path: Path) -> None:
+    w = World(tmp_path, params=("3 1 1",))
+    w.apply()
+    w.clock.advance(1000)  # the published RRset has long been visible
+    w.apply()
+    w.new_next(key_index=0)  # renewal with the same key
+    writes = len(w.provider.writes)
+    plans = w.apply()
+    assert phases(plans) == [planner.IDLE]
+    assert w.reloads == 1
+    assert len(w.provider.writes) == writes  # no DNS write at all
+    assert w.deployed().same_as(w.next())
+
+
+def test_parameter_change_adds_waits_then_drops(tmp_path: Path) -> None:
+    w = World(tmp_path, params=("3 0 1",))
+    w.clock.advance(1000)
+    w.apply()
+    w.set_params(["3 1 1"])
+    plans = w.apply()
+    assert phases(plans) == [planner.WAIT_TTL]
+    assert {t[:5] for t in w.published_texts()} == {"3 0 1", "3 1 1"}
+    w.clock.advance(300)
+    plans = w.apply()
+    assert phases(plans) == [planner.IDLE]
+    assert {t[:5] for t in w.published_texts()} == {"3 1 1"}
+    assert w.violations == []
+
+
+def test_stale_record_is_marked_and_removed_only_after_deployed_visible(tmp_path: Path) -> None:
+    w = World(tmp_path, params=("3 1 1",), lags=(0.0, 50.0))
+    owner = w.service.owners[0]
+    stale = records.from_text("3 1 1 " + "ab" * 32)
+    # the incident: DNS holds only a stale 3 1 1
+    w.provider.data[w.service.zone][owner] = TlsaRRset.of(300, [stale])
+    w.versions[-1].data[owner] = TlsaRRset.of(300, [stale])
+    plan = w.engine().step([w.service], act=False)[0]
+    assert plan.phase == planner.PUBLISH
+    assert [m.why for m in plan.stale] == ["stale"]
+    w.engine().step([w.service], act=True)
+    assert records.to_text(stale) in w.published_texts()  # kept until the fix is visible
+    w.apply()
+    assert records.to_text(stale) in w.published_texts()
+    w.clock.advance(50)
+    w.apply()
+    assert records.to_text(stale) not in w.published_texts()
+
+
+def test_reload_failure_restores_previous_and_does_not_retire(tmp_path: Path) -> None:
+    w = World(tmp_path)
+    old = w.deployed()
+    w.new_next()
+    w.apply()
+    w.clock.advance(300)
+    w.fail_reload = 1
+    with pytest.raises(SwapError, match="restored.*NOT retired"):
+        w.apply()
+    assert w.deployed().same_as(old)
+    assert w.served.same_as(old)
+    assert texts(w, old) <= w.published_texts()
+    # the next run tries again and succeeds
+    w.apply()
+    assert w.deployed().same_as(w.next()) and w.violations == []
+
+
+@pytest.mark.parametrize("point", ["apply-before", "apply-after", "save", "reload", "observe"])
+@pytest.mark.parametrize("skip", [0, 1, 2, 3])
+def test_crash_anywhere_then_rerun_converges(tmp_path: Path, point: str, skip: int) -> None:
+    w = World(tmp_path)
+    w.new_next()
+    nxt = w.next()
+    w.crash_at, w.crash_after = point, skip
+    for _ in range(4):
+        try:
+            w.apply()
+        except Crash:
+            pass
+        w.clock.advance(200)
+    w.crash_at = None
+    w.apply(wait=True)
+    assert w.deployed().same_as(nxt)
+    assert w.served.same_as(nxt)
+    assert w.published_texts() == texts(w, nxt)
+    assert w.violations == []
+
+
+def test_concurrent_change_is_detected_and_replanned(tmp_path: Path) -> None:
+    w = World(tmp_path)
+    w.new_next()
+    owner = w.service.owners[0]
+    original = w.provider.apply
+    calls = {"n": 0}
+
+    def racing_apply(change):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 1:  # someone else adds a record between our read and our write
+            other = records.from_text("3 1 1 " + "cd" * 32)
+            cur = w.provider.data[w.service.zone][owner]
+            w.provider.set(w.service.zone, owner, TlsaRRset.of(cur.ttl, cur.records | {other}))
+        return original(change)
+
+    w.provider.apply = racing_apply  # type: ignore[method-assign]
+    events: list[str] = []
+    engine = w.engine()
+    engine.on_event = events.append
+    engine.run([w.service], wait=False)
+    assert calls["n"] >= 2  # the first write failed on its prerequisite, the replan succeeded
+    assert any("re-planning" in e for e in events)
+    # the successful publish was planned from a fresh read: it kept the other writer's record
+    first = w.provider.writes[0].changes[0]
+    assert first.old is not None and first.new is not None
+    other = "3 1 1 " + "cd" * 32
+    assert other in first.old.texts() and other in first.new.texts()
+
+
+def test_concurrent_change_every_time_gives_up(tmp_path: Path) -> None:
+    w = World(tmp_path)
+    w.new_next()
+
+    def always_conflict(change):  # type: ignore[no-untyped-def]
+        raise ConcurrentChangeError("the TLSA RRset changed since it was read")
+
+    w.provider.apply = always_conflict  # type: ignore[method-assign]
+    with pytest.raises(ConcurrentChangeError):
+        w.apply()
+
+
+def test_one_write_per_zone_per_step_across_services(tmp_path: Path) -> None:
+    import dataclasses
+
+    w = World(tmp_path, hosts=("mx1.example.test", "mx2.example.test"))
+    w.new_next()
+    svc2 = dataclasses.replace(
+        w.service, name="web", hosts=("www.example.test.",), ports=(443,)
+    )
+    for o in svc2.owners:
+        w.provider.data[w.service.zone][o] = TlsaRRset.of(
+            300, records.build_all(w.deployed(), svc2.params)
+        )
+    engine = w.engine()
+    engine.cfg = dataclasses.replace(w.cfg, services=(w.service, svc2))
+    before = len(w.provider.writes)
+    engine.step([w.service, svc2], act=True)
+    assert len(w.provider.writes) == before + 1
+    touched = {ch.owner.to_text() for ch in w.provider.writes[-1].changes}
+    # both services roll the same certificate: their changes went out in ONE write
+    assert touched == {o.to_text() for o in (*w.service.owners, *svc2.owners)}
+    assert len(touched) == 3
+
+
+def test_two_certificates_rolled_independently(tmp_path: Path) -> None:
+    import dataclasses
+
+    from tlsarotate import config, pki
+
+    w = World(tmp_path, params=("3 1 1",))
+    (tmp_path / "rsa").mkdir()
+    (tmp_path / "rsa-next").mkdir()
+    rsa = pki.make_leaf(w.ca, ["mx1.example.test"], "rsa2048")
+    World._write_pair(tmp_path / "rsa", rsa)
+    World._write_pair(tmp_path / "rsa-next", rsa)
+    rsa_slot = config.CertSlot(
+        "rsa",
+        config.CertPaths(cert=tmp_path / "rsa/fullchain.pem", key=tmp_path / "rsa/privkey.pem"),
+        config.CertPaths(cert=tmp_path / "rsa-next/fullchain.pem",
+                         key=tmp_path / "rsa-next/privkey.pem"),
+        reload=("reload",),
+    )
+    svc = dataclasses.replace(w.service, certificates=(*w.service.certificates, rsa_slot))
+    w.service = svc
+    w.cfg = dataclasses.replace(w.cfg, services=(svc,))
+    w.apply()  # publishes the RSA record beside the ECDSA one
+    w.clock.advance(300)
+    assert phases(w.apply()) == [planner.IDLE]
+    both = w.published_texts()
+    assert len(both) == 2
+    w.new_next()  # only the ECDSA certificate renews
+    w.apply()
+    w.clock.advance(300)
+    w.apply()
+    from tlsarotate import material
+
+    assert material.load_pair(tmp_path / "rsa/fullchain.pem", tmp_path / "rsa/privkey.pem").same_as(
+        material.load_pair(tmp_path / "rsa-next/fullchain.pem", tmp_path / "rsa-next/privkey.pem")
+    )
+    assert w.deployed().same_as(w.next())
+    rsa_rec = records.to_text(records.build(material.load(tmp_path / "rsa/fullchain.pem"),
+                                            records.parse_params("3 1 1")))
+    assert rsa_rec in w.published_texts() and len(w.published_texts()) == 2
+
+
+def test_unsigned_zone_is_refused(tmp_path: Path) -> None:
+    from tlsarotate.observation import Observation
+
+    w = World(tmp_path)
+    real = w.observer.observe
+
+    def unsigned(zone, owners):  # type: ignore[no-untyped-def]
+        o = real(zone, owners)
+        return Observation(o.zone, o.servers, zone_signed=False)
+
+    w.observer.observe = unsigned  # type: ignore[method-assign]
+    w.new_next()
+    plans = w.apply()
+    assert phases(plans) == [planner.BLOCKED]
+    assert "not signed" in plans[0].summary and "allow_unsigned" in plans[0].summary
+    assert w.provider.writes == []
+    assert planner.exit_code(plans) == 1
+
+
+def test_next_equal_to_deployed_is_idle_with_a_note(tmp_path: Path) -> None:
+    w = World(tmp_path)
+    plans = w.apply()
+    assert phases(plans) == [planner.IDLE]
+    assert any("already deployed" in x for x in plans[0].warnings)
+
+
+def test_corrupt_state_is_rebuilt_and_takes_the_safe_path(tmp_path: Path) -> None:
+    w = World(tmp_path)
+    w.apply()
+    w.clock.advance(10_000)
+    w.apply()
+    (tmp_path / "state/mail.json").write_text("{not json")
+    w.new_next(key_index=0)
+    w.set_params(["3 1 1"])
+    plan = w.engine().step([w.service], act=False)[0]
+    assert any("corrupt" in x for x in plan.warnings)
+    # the old 3 0 1 has to go first; and the wait restarts from now, not from the past
+    w.apply()
+    assert w.reloads == 0

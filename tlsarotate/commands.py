@@ -1,0 +1,312 @@
+"""``plan``, ``apply`` and ``status``: wiring config, providers, state and the engine, and
+rendering plans for people (text) and programs (JSON).
+
+JSON plan schema (``plan --output json``, ``apply --output json``)::
+
+    {"version": 1, "exit": 0|1|2, "services": [
+      {"service": "mail",
+       "phase": "idle|publish|wait-propagation|wait-ttl|cleanup|retire-params|swap|blocked",
+       "summary": "...", "pending": bool,
+       "changes": [{"op": "add"|"remove", "owner": "_25._tcp.mx.example.com.", "ttl": 3600,
+                    "record": "3 1 1 <hex>",
+                    "why": "stale"|"old certificate"|"old parameters"|null}],
+       "swap": ["default"],
+       "ready_at": "2026-11-28T21:00:00Z"|null, "ready_in": 192|null,
+       "waiting_for": ["ns2.example.com 192.0.2.2: serial 2026112801, still serving ..."],
+       "stale": [{"owner": "...", "record": "3 1 1 <hex>", "why": "stale"}],
+       "warnings": ["..."]}]}
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from tlsarotate import config, planner, records
+from tlsarotate.clock import SystemClock
+from tlsarotate.engine import Engine, make_providers
+from tlsarotate.errors import ConfigError
+from tlsarotate.material import Material
+from tlsarotate.planner import Plan
+from tlsarotate.providers.base import ProviderContext
+from tlsarotate.state import make_store
+
+
+def _iso(t: float | None) -> str | None:
+    if t is None:
+        return None
+    return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _in(seconds: float) -> str:
+    s = max(0, int(seconds + 0.999))
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else (f"{m}m{sec:02d}s" if m else f"{sec}s")
+
+
+def _why(p: Plan) -> dict[tuple[str, str], str]:
+    return {(m.owner.to_text(), records.to_text(m.record)): m.why for m in p.removals + p.stale}
+
+
+def plan_json(p: Plan, now: float) -> dict[str, Any]:
+    why = _why(p)
+    changes: list[dict[str, Any]] = []
+    if p.change:
+        for ch in p.change.changes:  # deletes before creates, as they are applied
+            for rd in ch.removed:
+                o, t = ch.owner.to_text(), records.to_text(rd)
+                ttl = ch.old.ttl if ch.old else None
+                changes.append(
+                    {"op": "remove", "owner": o, "ttl": ttl, "record": t, "why": why.get((o, t))}
+                )
+        for ch in p.change.changes:
+            for rd in ch.added:
+                changes.append(
+                    {
+                        "op": "add",
+                        "owner": ch.owner.to_text(),
+                        "ttl": ch.new.ttl if ch.new else None,
+                        "record": records.to_text(rd),
+                        "why": None,
+                    }
+                )
+    return {
+        "service": p.service,
+        "phase": p.phase,
+        "summary": p.summary,
+        "pending": p.pending,
+        "changes": changes,
+        "swap": list(p.swap),
+        "ready_at": _iso(p.ready_at),
+        "ready_in": None if p.ready_at is None else max(0, round(p.ready_at - now)),
+        "waiting_for": list(p.waiting_for),
+        "stale": [
+            {"owner": m.owner.to_text(), "record": records.to_text(m.record), "why": m.why}
+            for m in p.stale
+        ],
+        "warnings": list(p.warnings),
+    }
+
+
+def plan_text(p: Plan, now: float) -> list[str]:
+    out = [f"{p.service}: {p.phase} - {p.summary}"]
+    why = _why(p)
+    if p.change:
+        for line in p.change.diff_lines():
+            sign, rest = line[0], line[2:]
+            parts = rest.split()
+            key = (parts[0], " ".join(parts[4:]))
+            tag = f"    ({why[key]})" if sign == "-" and key in why else ""
+            out.append(f"  {line}{tag}")
+    elif p.stale:
+        for m in p.stale:
+            out.append(
+                f"  stale: {m.owner} TLSA {records.to_text(m.record)} ({m.why}; removed "
+                "once the deployed certificate's records are visible)"
+            )
+    for name in p.swap:
+        out.append(f"  swap: install the next certificate {name!r}")
+    for w in p.waiting_for:
+        out.append(f"  waiting for: {w}")
+    if p.phase not in (planner.IDLE, planner.BLOCKED):
+        if p.actionable:
+            out.append("  next step: now")
+        elif p.ready_at is not None:
+            out.append(f"  next step possible at {_iso(p.ready_at)} (in {_in(p.ready_at - now)})")
+        else:
+            out.append("  next step possible once every authoritative server serves the records")
+    for w in p.warnings:
+        out.append(f"  note: {w}")
+    return out
+
+
+def _setup(args: argparse.Namespace, persist: bool = True) -> tuple[config.Config, Engine]:
+    cfg = config.load(args.config)
+    store = make_store(cfg)
+    providers = make_providers(cfg, ProviderContext(base_dir=cfg.path.parent))
+    if not persist:
+        store = _ReadOnlyStore(store)
+    engine = Engine(cfg, store, providers, clock=SystemClock())
+    return cfg, engine
+
+
+class _ReadOnlyStore:
+    """For ``plan`` and ``status``: read the state, never write it."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def load(self, service: str) -> Any:
+        return self.inner.load(service)
+
+    def save(self, st: Any) -> None:
+        pass
+
+    def lock(self, service: str, timeout: float) -> Any:
+        return contextlib.nullcontext()
+
+
+def _select(cfg: config.Config, args: argparse.Namespace) -> tuple[config.Service, ...]:
+    svcs = cfg.select(getattr(args, "service", None))
+    lineage = getattr(args, "lineage", None)
+    if lineage:
+        from pathlib import Path
+
+        want = Path(lineage).resolve()
+        svcs = tuple(
+            s
+            for s in svcs
+            if any(
+                c.next and c.next.lineage and c.next.lineage.resolve() == want
+                for c in s.certificates
+            )
+        )
+        if not svcs:
+            raise ConfigError(f"no service has its next certificate at lineage {lineage}")
+    return svcs
+
+
+def _emit(plans: Sequence[Plan], output: str, now: float) -> int:
+    code = planner.exit_code(plans)
+    if output == "json":
+        doc = {"version": 1, "exit": code, "services": [plan_json(p, now) for p in plans]}
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    else:
+        for p in plans:
+            sys.stdout.write("\n".join(plan_text(p, now)) + "\n")
+    return code
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    cfg, engine = _setup(args, persist=False)
+    svcs = _select(cfg, args)
+    plans = engine.step(svcs, act=False)
+    return _emit(plans, args.output, engine.clock.now())
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    cfg, engine = _setup(args)
+    svcs = _select(cfg, args)
+    text = args.output == "text"
+    interactive = text and sys.stdout.isatty()
+    last: dict[str, str] = {}
+
+    def on_plan(p: Plan) -> None:
+        if not text:
+            return
+        key = f"{p.phase}|{p.summary if p.phase != planner.WAIT_TTL else ''}|{p.waiting_for}"
+        if last.get(p.service) == key and not interactive:
+            return
+        last[p.service] = key
+        lines = plan_text(p, engine.clock.now())
+        if interactive and p.phase == planner.WAIT_TTL and p.ready_at is not None:
+            sys.stdout.write("\r\033[K" + lines[0])
+            sys.stdout.flush()
+            return
+        sys.stdout.write("\n".join(lines) + "\n")
+        sys.stdout.flush()
+
+    def on_event(e: str) -> None:
+        if text:
+            sys.stdout.write(("\n" if interactive else "") + f"==> {e}\n")
+            sys.stdout.flush()
+
+    engine.on_plan = on_plan
+    engine.on_event = on_event
+    timeout = args.lock_timeout if args.lock_timeout is not None else cfg.lock_timeout
+    with contextlib.ExitStack() as stack:
+        for s in sorted(svcs, key=lambda s: s.name):
+            stack.enter_context(engine.store.lock(s.name, timeout))
+        plans = engine.run(svcs, wait=args.wait)
+    if args.output == "json":
+        return _emit(plans, "json", engine.clock.now())
+    return planner.exit_code(plans)
+
+
+def _cert_info(m: Material | None) -> dict[str, Any] | None:
+    if m is None:
+        return None
+    leaf = m.leaf
+    return {
+        "source": m.source,
+        "subject": leaf.subject.rfc4514_string() if leaf else None,
+        "spki_sha256": m.spki_sha256,
+        "not_after": _iso(leaf.not_valid_after_utc.timestamp()) if leaf else None,
+    }
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    cfg, engine = _setup(args, persist=False)
+    svcs = _select(cfg, args)
+    now = engine.clock.now()
+    docs: list[dict[str, Any]] = []
+    for svc in svcs:
+        p = engine.evaluate(svc)
+        published = engine.providers[svc.provider].read(svc.zone, svc.owners)
+        st = engine.store.load(svc.name)
+        docs.append(
+            {
+                "service": svc.name,
+                "phase": p.phase,
+                "summary": p.summary,
+                "published": {
+                    o.to_text(): published[o].texts() if o in published else [] for o in svc.owners
+                },
+                "ttl": {o.to_text(): published[o].ttl for o in svc.owners if o in published},
+                "certificates": [
+                    {
+                        "name": s.name,
+                        "deployed": _cert_info(s.deployed),
+                        "next": _cert_info(s.pending),
+                    }
+                    for s in engine.slots(svc)
+                ],
+                "visible_since": _iso(p.state.visible_since),
+                "hold_ttl": p.state.hold_ttl,
+                "ready_at": _iso(p.ready_at),
+                "last_step": st.last_step,
+                "updated": _iso(st.updated or None),
+                "waiting_for": list(p.waiting_for),
+            }
+        )
+    if args.output == "json":
+        sys.stdout.write(json.dumps({"version": 1, "services": docs}, indent=2) + "\n")
+        return 0
+    for d in docs:
+        print(f"{d['service']}: {d['phase']} - {d['summary']}")
+        for owner, recs in d["published"].items():
+            ttl = d["ttl"].get(owner)
+            print(f"  {owner} (ttl {ttl}):" if recs else f"  {owner}: no TLSA records")
+            for r in recs:
+                print(f"    {r}")
+        for c in d["certificates"]:
+            for kind in ("deployed", "next"):
+                info = c[kind]
+                if info:
+                    print(
+                        f"  {c['name']} {kind}: {info['subject']} spki {info['spki_sha256'][:16]}… "
+                        f"not after {info['not_after']}"
+                    )
+                elif kind == "next":
+                    print(f"  {c['name']} next: none")
+        print(
+            f"  visible since {d['visible_since'] or '-'}, hold TTL {d['hold_ttl']}s, "
+            f"last step {d['last_step'] or '-'} at {d['updated'] or '-'}"
+        )
+        if d["ready_at"]:
+            print(f"  next step possible at {d['ready_at']} (in {_in(_ts(d['ready_at']) - now)})")
+        for w in d["waiting_for"]:
+            print(f"  waiting for: {w}")
+    return 0
+
+
+def _ts(iso: str) -> float:
+    return (
+        dt.datetime.strptime(iso, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc).timestamp()
+    )

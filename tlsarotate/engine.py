@@ -1,0 +1,310 @@
+"""The rollover engine: the thin I/O shell around the pure planner.
+
+One *step* reads every selected service's certificates, published records and what the
+authoritative servers serve, asks the planner for each service's next step, then performs the
+writes -- all changes for one zone in ONE provider write, whichever services they come from --
+and the swaps, saving state after each. ``run`` repeats steps while something is safe to do now
+(and, with ``wait``, sleeps through the waits) until every service is idle.
+
+Everything with a side effect goes through an injectable object (providers, observers, the
+state store, the clock, the command runner, the post-swap verifier), so tests and the
+fault-injection harness can intercept each call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import dns.name
+
+from tlsarotate import planner, records, swap
+from tlsarotate.change import OwnerChange, ZoneChange
+from tlsarotate.clock import Clock, SystemClock
+from tlsarotate.config import Config, Service, load_cert
+from tlsarotate.errors import (
+    ConcurrentChangeError,
+    ConfigError,
+    ProviderError,
+    TlsarotateError,
+)
+from tlsarotate.material import Material
+from tlsarotate.observation import Observer, ProviderObserver
+from tlsarotate.planner import Plan
+from tlsarotate.providers.base import Provider, ProviderContext, Runner, run_command
+from tlsarotate.state import State, SwapJournal
+
+log = logging.getLogger("tlsarotate.engine")
+
+MAX_POLL = 30.0  # seconds between observations while waiting for propagation
+MAX_REPLANS = 3  # concurrent changes tolerated in a row before giving up
+MAX_STEPS = 50  # actions in a row without any wait: something is not taking effect
+
+
+class Store(Protocol):
+    def load(self, service: str) -> State: ...
+    def save(self, st: State) -> None: ...
+    def lock(self, service: str, timeout: float) -> contextlib.AbstractContextManager[None]: ...
+
+
+ObserverFactory = Callable[[Service, Provider], Observer]
+
+
+def default_observer(service: Service, provider: Provider) -> Observer:
+    if service.observe == "provider":
+        return ProviderObserver(provider, provider.name)
+    from tlsarotate.observer import DnsObserver  # arrives with the RFC 2136 work
+
+    return DnsObserver(service.nameservers or None)
+
+
+def make_providers(cfg: Config, context: ProviderContext) -> dict[str, Provider]:
+    from tlsarotate import providers as registry
+
+    out: dict[str, Provider] = {}
+    for name, pc in cfg.providers.items():
+        cls = registry.get_class(pc.type)
+        out[name] = cls(name, pc.options, context)
+    return out
+
+
+@dataclass
+class Engine:
+    cfg: Config
+    store: Store
+    providers: Mapping[str, Provider]
+    clock: Clock = field(default_factory=SystemClock)
+    observer_for: ObserverFactory = default_observer
+    runner: Runner = run_command
+    verify: swap.Verifier | None = None
+    on_plan: Callable[[Plan], None] | None = None  # called with every plan made (for output)
+    on_event: Callable[[str], None] | None = None  # called with every action taken, in words
+    _observers: dict[str, Observer] = field(default_factory=dict)
+
+    # -- inputs --------------------------------------------------------------------------------
+
+    def slots(self, svc: Service) -> tuple[planner.SlotInput, ...]:
+        out = []
+        for slot in svc.certificates:
+            where = f"service {svc.name!r} certificate {slot.name!r}"
+            try:
+                deployed = load_cert(slot.deployed)
+            except TlsarotateError as e:
+                raise ConfigError(f"{where}: deployed certificate: {e}") from None
+            nxt: Material | None = None
+            if slot.next is not None:
+                try:
+                    nxt = load_cert(slot.next)
+                except TlsarotateError as e:
+                    raise ConfigError(f"{where}: next certificate: {e}") from None
+            key: Material | None = None
+            if slot.next_key is not None and slot.next_key.path.exists():
+                from tlsarotate import material
+
+                key = material.load(slot.next_key.path)
+            out.append(planner.SlotInput(slot.name, deployed, nxt, key))
+        return tuple(out)
+
+    def _observer(self, svc: Service) -> Observer:
+        if svc.name not in self._observers:
+            self._observers[svc.name] = self.observer_for(svc, self.providers[svc.provider])
+        return self._observers[svc.name]
+
+    def evaluate(self, svc: Service) -> Plan:
+        """Read everything for one service and ask the planner. Saves the folded state."""
+        slots = self.slots(svc)
+        provider = self.providers[svc.provider]
+        owners = tuple(svc.owners)
+        published = provider.read(svc.zone, owners)
+        try:
+            observation = self._observer(svc).observe(svc.zone, owners)
+        except TlsarotateError as e:
+            log.warning("service %s: %s", svc.name, e)
+            observation = None
+        st = self.store.load(svc.name)
+        inp = planner.PlanInput(
+            service=svc.name,
+            zone=svc.zone,
+            owners=owners,
+            ttl=svc.ttl,
+            params=svc.params,
+            slots=slots,
+            published=published,
+            observation=observation,
+            state=st,
+            now=self.clock.now(),
+            safety_margin=self.cfg.safety_margin,
+            allow_unsigned=svc.allow_unsigned,
+        )
+        p = planner.plan(inp)
+        deployed = {s.name: s.deployed.fingerprint for s in slots}
+        new_state = p.state.with_(deployed=deployed, updated=self.clock.now())
+        if new_state != st:
+            self.store.save(new_state)
+        if self.on_plan:
+            self.on_plan(p)
+        return p
+
+    # -- one step ------------------------------------------------------------------------------
+
+    def step(self, services: Iterable[Service], act: bool) -> list[Plan]:
+        """Plan every service; when ``act``, perform the writes (one per zone) and swaps."""
+        svcs = list(services)
+        plans = [self.evaluate(s) for s in svcs]
+        if not act:
+            return plans
+        by_zone: dict[tuple[str, dns.name.Name], list[tuple[Service, Plan]]] = defaultdict(list)
+        for svc, p in zip(svcs, plans, strict=True):
+            if p.change:
+                by_zone[(svc.provider, svc.zone)].append((svc, p))
+        for (prov_name, zone), items in by_zone.items():
+            merged: list[OwnerChange] = []
+            for _, p in items:
+                assert p.change is not None
+                merged.extend(p.change.changes)
+            change = ZoneChange(zone, tuple(merged))
+            provider = self.providers[prov_name]
+            for svc, p in items:
+                self._event(f"{svc.name}: {p.summary}")
+            result = provider.apply(change)
+            for svc, p in items:
+                st = self.store.load(svc.name)
+                self.store.save(st.with_(last_step=p.phase, updated=self.clock.now()))
+            try:
+                provider.is_live(zone, result)
+            except ProviderError as e:
+                log.warning("%s: %s", prov_name, e)
+        for svc, p in zip(svcs, plans, strict=True):
+            if p.swap:
+                self._swap(svc, p)
+        return plans
+
+    def _event(self, text: str) -> None:
+        log.info("%s", text)
+        if self.on_event:
+            self.on_event(text)
+
+    # -- swaps ---------------------------------------------------------------------------------
+
+    def _swap(self, svc: Service, p: Plan) -> None:
+        slots = {s.name: s for s in self.slots(svc)}
+        for name in p.swap:
+            cfg_slot = next(s for s in svc.certificates if s.name == name)
+            slot_in = slots[name]
+            nxt = slot_in.pending
+            assert nxt is not None
+            old_records = [
+                records.to_text(rd) for rd in records.build_all(slot_in.deployed, svc.params)
+            ]
+            st = self.store.load(svc.name)
+            st = st.with_(swap=SwapJournal(name, nxt.fingerprint, self.clock.now()))
+            self.store.save(st)
+            self._event(f"{svc.name}: installing the next certificate {name!r}")
+            swap.install(cfg_slot, nxt.fingerprint, self.runner, self.verify)
+            self._finish_swap(svc, name, slot_in.deployed.fingerprint, old_records)
+
+    def _finish_swap(self, svc: Service, slot: str, old_fp: str, old_records: list[str]) -> None:
+        st = self.store.load(svc.name)
+        retiring = sorted(set(st.retiring) | set(old_records))
+        previous = dict(st.previous)
+        previous[slot] = old_fp
+        self.store.save(
+            st.with_(
+                swap=None,
+                previous=previous,
+                retiring=retiring,
+                last_step=planner.SWAP,
+                updated=self.clock.now(),
+            )
+        )
+        self._event(f"{svc.name}: certificate {slot!r} swapped; old records will be retired")
+
+    def recover(self, svc: Service) -> None:
+        """Finish a swap that a crash interrupted (the journal in the state says which)."""
+        st = self.store.load(svc.name)
+        if st.swap is None:
+            return
+        j = st.swap
+        cfg_slot = next((s for s in svc.certificates if s.name == j.slot), None)
+        if cfg_slot is None or cfg_slot.next is None:
+            self.store.save(st.with_(swap=None))
+            return
+        self._event(f"{svc.name}: finishing the swap of {j.slot!r} interrupted at {j.started:.0f}")
+        nxt = load_cert(cfg_slot.next)
+        try:
+            deployed = load_cert(cfg_slot.deployed)
+        except TlsarotateError:
+            deployed = None
+        old_fp = st.deployed.get(j.slot, "")
+        if deployed is not None and deployed.fingerprint == j.fingerprint:
+            swap.reload_and_verify(cfg_slot, deployed, self.runner, self.verify)
+        elif nxt.fingerprint == j.fingerprint:
+            swap.install(cfg_slot, j.fingerprint, self.runner, self.verify)
+        else:
+            # the next certificate changed since: put the previous files back
+            self._event(f"{svc.name}: next certificate changed since; restoring the previous one")
+            for path in (cfg_slot.deployed.cert, cfg_slot.deployed.key, cfg_slot.deployed.combined):
+                if path is not None and path.with_name(path.name + ".prev").exists():
+                    from tlsarotate.fsutil import atomic_write
+
+                    prev = path.with_name(path.name + ".prev")
+                    atomic_write(path, prev.read_bytes(), mode=prev.stat().st_mode & 0o7777)
+            self.store.save(st.with_(swap=None))
+            return
+        old_records = []
+        prev_path = cfg_slot.deployed.cert or cfg_slot.deployed.combined
+        if prev_path is not None:
+            prev = prev_path.with_name(prev_path.name + ".prev")
+            if prev.exists():
+                from tlsarotate import material
+
+                with contextlib.suppress(TlsarotateError):
+                    m = material.load(prev)
+                    old_records = [records.to_text(r) for r in records.build_all(m, svc.params)]
+        self._finish_swap(svc, j.slot, old_fp, old_records)
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def run(self, services: Iterable[Service], wait: bool) -> list[Plan]:
+        """Perform every step that is safe now; with ``wait``, until every service is idle."""
+        svcs = list(services)
+        replans = steps = 0
+        for svc in svcs:
+            self.recover(svc)
+        while True:
+            try:
+                plans = self.step(svcs, act=True)
+            except ConcurrentChangeError as e:
+                replans += 1
+                if replans > MAX_REPLANS:
+                    raise
+                self._event(f"{e}; re-reading and re-planning")
+                continue
+            replans = 0
+            if any(p.actionable for p in plans):
+                steps += 1
+                if steps > MAX_STEPS:
+                    raise ProviderError(
+                        f"{MAX_STEPS} steps in a row without reaching a wait: the writes do not "
+                        "seem to take effect (is the provider reading what it writes?)"
+                    )
+                continue  # something was done: look again right away
+            steps = 0
+            if not wait or all(p.phase in (planner.IDLE, planner.BLOCKED) for p in plans):
+                return plans
+            self.clock.sleep(self._sleep_for(plans))
+
+    def _sleep_for(self, plans: list[Plan]) -> float:
+        now = self.clock.now()
+        times = [
+            p.ready_at - now for p in plans if p.ready_at is not None and p.phase != planner.IDLE
+        ]
+        propagating = any(p.phase == planner.WAIT_PROPAGATION for p in plans)
+        best = min(times) if times else MAX_POLL
+        if propagating:
+            best = min(best, 1.0)
+        return max(0.05, min(best, MAX_POLL))

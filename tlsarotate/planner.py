@@ -1,0 +1,361 @@
+"""The rollover planner: a pure function from (certificates, published DNS, what the
+authoritative servers serve, stored state, time) to the one next step. No I/O here.
+
+The rollover of RFC 7671 §8.1, per service (its hosts x ports are its TLSA owners):
+
+1. **publish** -- records the deployed or next certificate needs (for the configured parameters)
+   are missing: add them beside everything already there. One write per zone.
+2. **wait** -- until every authoritative server serves the RRset (signed), then for the longest
+   TTL that caches may still hold from before (``hold_ttl``) plus the safety margin.
+3. **cleanup** -- records that match no certificate we know (stale ones, and after a swap the old
+   certificate's) are removed once the deployed certificate's records are visible.
+4. **retire parameters** -- records of the deployed certificate with parameters no longer
+   configured are removed after the wait (RFC 7671 §8.3: add new, wait, remove old).
+5. **swap** -- once every RRset a cache may hold accepts the next certificate's chain (every
+   usage/selector/mtype combination present has a record matching it), install it.
+
+The safety rules the planner enforces:
+
+- every usage/selector/mtype combination present in the RRset matches the served chain;
+- a swap happens only when the current RRset has been served by every authoritative server for
+  ``hold_ttl + safety_margin`` seconds and accepts the chain about to be served;
+- records matching the deployed certificate with configured parameters are never removed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import dns.name
+from dns.rdtypes.ANY.TLSA import TLSA
+
+from tlsarotate import records
+from tlsarotate.change import OwnerChange, TlsaRRset, ZoneChange, digest
+from tlsarotate.material import Material
+from tlsarotate.observation import Observation
+from tlsarotate.records import Params
+from tlsarotate.state import State
+
+IDLE = "idle"
+PUBLISH = "publish"
+WAIT_PROPAGATION = "wait-propagation"
+WAIT_TTL = "wait-ttl"
+CLEANUP = "cleanup"
+RETIRE_PARAMS = "retire-params"
+SWAP = "swap"
+BLOCKED = "blocked"
+
+
+@dataclass(frozen=True)
+class SlotInput:
+    """One certificate of a service (a service may serve RSA and ECDSA side by side)."""
+
+    name: str
+    deployed: Material
+    next: Material | None = None
+    next_key: Material | None = None  # keep-ahead key: its selector-1 records go out early
+
+    @property
+    def pending(self) -> Material | None:
+        """The next certificate, if it differs from the deployed one."""
+        if self.next is None or self.next.same_as(self.deployed):
+            return None
+        return self.next
+
+
+@dataclass(frozen=True)
+class PlanInput:
+    service: str
+    zone: dns.name.Name
+    owners: tuple[dns.name.Name, ...]
+    ttl: int
+    params: tuple[Params, ...]
+    slots: tuple[SlotInput, ...]
+    published: Mapping[dns.name.Name, TlsaRRset]
+    observation: Observation | None
+    state: State
+    now: float
+    safety_margin: int = 60
+    allow_unsigned: bool = False
+    ta_depth: int = 1
+
+
+@dataclass(frozen=True)
+class Marked:
+    """A published record the plan will remove, and why."""
+
+    owner: dns.name.Name
+    record: TLSA
+    why: str  # "stale" | "old certificate" | "old parameters"
+
+
+@dataclass(frozen=True)
+class Plan:
+    service: str
+    phase: str
+    summary: str
+    state: State  # the state after this observation (persist it whatever the action)
+    change: ZoneChange | None = None  # a write to make now
+    swap: tuple[str, ...] = ()  # certificate slots to install now
+    ready_at: float | None = None  # when the next step becomes possible (if known)
+    waiting_for: tuple[str, ...] = ()  # e.g. lagging servers, in words
+    removals: tuple[Marked, ...] = ()  # what ``change`` removes, and why
+    stale: tuple[Marked, ...] = ()  # records nobody accounts for (removed once it is safe)
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def pending(self) -> bool:
+        """True when something is left to do (a step now, or a wait)."""
+        return self.phase != IDLE
+
+    @property
+    def actionable(self) -> bool:
+        return bool(self.change) or bool(self.swap)
+
+
+class _Books:
+    """Which certificate each published record belongs to."""
+
+    def __init__(self, inp: PlanInput) -> None:
+        self.inp = inp
+        cfg = set(inp.params)
+        self.cfg = cfg
+        self.deployed: set[TLSA] = set()
+        self.want: set[TLSA] = set()
+        for slot in inp.slots:
+            d = records.build_all(slot.deployed, inp.params, inp.ta_depth)
+            self.deployed.update(d)
+            self.want.update(d)
+            nxt = slot.pending
+            if nxt is not None:
+                self.want.update(records.build_all(nxt, inp.params, inp.ta_depth))
+            key = slot.next_key
+            if key is not None and key.spki != slot.deployed.spki:
+                self.want.update(
+                    records.build(key, p, inp.ta_depth)
+                    for p in inp.params
+                    if p.selector == 1 and p.usage in (1, 3)
+                )
+        self.retiring = set(inp.state.retiring)
+
+    def classify(self, rd: TLSA) -> str:
+        """'want' | 'old parameters' | 'old certificate' | 'stale'."""
+        if rd in self.want:
+            return "want"
+        for slot in self.inp.slots:
+            if records.matches_material(rd, slot.deployed):
+                # the deployed certificate, but with parameters no longer configured
+                return "old parameters" if records.params_of(rd) not in self.cfg else "want"
+        if records.to_text(rd) in self.retiring:
+            return "old certificate"
+        return "stale"
+
+
+def _fmt_wait(seconds: float) -> str:
+    s = max(0, int(seconds + 0.999))
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    if h:
+        return f"{h}h{m:02d}m"
+    if m:
+        return f"{m}m{sec:02d}s"
+    return f"{sec}s"
+
+
+def _advance_state(inp: PlanInput, visible: bool) -> State:
+    """Fold this observation into the state: when did the current RRset become visible, and
+    which TTL may caches still hold from before it."""
+    st = inp.state
+    cur = digest(inp.published, inp.owners)
+    observed_ttl = inp.observation.max_ttl(list(inp.owners)) if inp.observation else 0
+    # the zone's own TTL counts too, in case no server could be observed
+    observed_ttl = max([observed_ttl, *(rr.ttl for rr in inp.published.values())])
+    if st.digest != cur:
+        if st.digest is None:
+            # no history (first run, or state lost): assume caches may hold an RRset with the
+            # configured TTL or the one we see now, whichever is longer
+            hold = max(inp.ttl, observed_ttl, st.ttl_seen)
+        else:
+            hold = st.ttl_seen
+            if st.visible_since is None or inp.now < st.visible_since + st.hold_ttl:
+                hold = max(hold, st.hold_ttl)  # the previous wait had not run out yet
+        st = st.with_(digest=cur, visible_since=None, hold_ttl=hold, ttl_seen=0)
+    st = st.with_(ttl_seen=max(st.ttl_seen, observed_ttl))
+    if visible and st.visible_since is None:
+        st = st.with_(visible_since=inp.now)
+    return st
+
+
+def _target(inp: PlanInput, per_owner: Mapping[dns.name.Name, set[TLSA]]) -> ZoneChange | None:
+    changes = []
+    for owner in inp.owners:
+        old = inp.published.get(owner)
+        new_recs = per_owner[owner]
+        new = TlsaRRset.of(inp.ttl, new_recs) if new_recs else None
+        if old is None and new is None:
+            continue
+        if old is not None and new is not None and old == new:
+            continue
+        changes.append(OwnerChange(owner, old, new))
+    return ZoneChange(inp.zone, tuple(changes)) if changes else None
+
+
+def plan(inp: PlanInput) -> Plan:
+    """The one next step for a service. Pure: same input, same Plan."""
+    books = _Books(inp)
+    obs = inp.observation
+    expected: dict[dns.name.Name, TlsaRRset | None] = {o: inp.published.get(o) for o in inp.owners}
+    require_signed = not inp.allow_unsigned and (obs is None or obs.source == "dns")
+    lagging = (
+        obs.lagging(expected, require_signed)
+        if obs is not None
+        else ["the authoritative servers could not be observed"]
+    )
+    visible = not lagging
+    st = _advance_state(inp, visible)
+    warnings: list[str] = []
+    if inp.state.rebuilt:
+        warnings.append(f"{inp.state.rebuilt}; treating the published records as visible from now")
+    for slot in inp.slots:
+        if slot.next is not None and slot.pending is None:
+            warnings.append(
+                f"certificate {slot.name!r}: the next certificate is the one already deployed; "
+                "nothing to roll over"
+            )
+
+    current = {
+        o: set(inp.published[o].records) if o in inp.published else set() for o in inp.owners
+    }
+    stale = tuple(
+        Marked(o, rd, why)
+        for o in inp.owners
+        for rd in records_sorted(current[o])
+        if (why := books.classify(rd)) in ("stale", "old certificate")
+    )
+
+    def done(phase: str, summary: str, **kw: object) -> Plan:
+        return Plan(
+            inp.service,
+            phase,
+            summary,
+            st,
+            stale=stale,
+            warnings=tuple(warnings),
+            **kw,  # type: ignore[arg-type]
+        )
+
+    if obs is not None and obs.zone_signed is False and not inp.allow_unsigned:
+        return done(
+            BLOCKED,
+            f"zone {inp.zone} is not signed (no DNSKEY): DANE without DNSSEC protects nothing; "
+            "sign the zone, or set allow_unsigned: true for this service",
+        )
+
+    # 1. publish whatever the deployed and next certificates need, beside what is there
+    missing = {o: books.want - current[o] for o in inp.owners}
+    ttl_off = [o for o in inp.owners if o in inp.published and inp.published[o].ttl != inp.ttl]
+    if any(missing.values()) or ttl_off:
+        change = _target(inp, {o: current[o] | books.want for o in inp.owners})
+        if change is not None:
+            what = "add the records of the deployed and next certificates"
+            if not any(missing.values()):
+                what = f"set the TTL to {inp.ttl}"
+            return done(PUBLISH, what, change=change)
+
+    # 2. nothing else may happen until every authoritative server serves the current RRset
+    if not visible:
+        return done(
+            WAIT_PROPAGATION,
+            "waiting until every authoritative server serves the current records",
+            waiting_for=tuple(lagging),
+        )
+
+    # 3. stale records (and those of a swapped-out certificate) go once the deployed
+    #    certificate's records are visible; removing them never breaks the served chain
+    removals = list(stale)
+    if removals:
+        drop = {(m.owner, m.record) for m in removals}
+        change = _target(
+            inp, {o: {rd for rd in current[o] if (o, rd) not in drop} for o in inp.owners}
+        )
+        if change is not None:
+            retiring = any(m.why == "old certificate" for m in removals)
+            summary = (
+                "retire the records of the replaced certificate"
+                if retiring
+                else "remove stale records that match no certificate in use"
+            )
+            return done(CLEANUP, summary, change=change, removals=tuple(removals))
+
+    safe_at = (st.visible_since or inp.now) + st.hold_ttl + inp.safety_margin
+    old_params = [
+        Marked(o, rd, "old parameters")
+        for o in inp.owners
+        for rd in records_sorted(current[o])
+        if books.classify(rd) == "old parameters"
+    ]
+    swappable = [s for s in inp.slots if s.pending is not None]
+    if not old_params and not swappable:
+        if st.retiring and not any(
+            books.classify(rd) == "old certificate" for o in inp.owners for rd in current[o]
+        ):
+            st = st.with_(retiring=[])
+        return done(IDLE, "idle: the published records match the deployed certificates")
+
+    if inp.now < safe_at:
+        reason = "caches may still hold an older RRset"
+        what = "retire the old parameters" if old_params else "swap to the next certificate"
+        return done(
+            WAIT_TTL,
+            f"waiting {_fmt_wait(safe_at - inp.now)} (TTL {st.hold_ttl}s + margin "
+            f"{inp.safety_margin}s) before it is safe to {what}: {reason}",
+            ready_at=safe_at,
+        )
+
+    # 4. parameters no longer configured: remove them (after the wait above)
+    if old_params:
+        drop = {(m.owner, m.record) for m in old_params}
+        change = _target(
+            inp, {o: {rd for rd in current[o] if (o, rd) not in drop} for o in inp.owners}
+        )
+        return done(
+            RETIRE_PARAMS,
+            "remove records with parameters no longer configured",
+            change=change,
+            removals=tuple(old_params),
+        )
+
+    # 5. swap: every chain served afterwards must be accepted by every owner's RRset
+    ready: list[str] = []
+    problems: list[str] = []
+    for slot in swappable:
+        nxt = slot.pending
+        assert nxt is not None
+        served_after = [nxt.chain_der] + [
+            s.deployed.chain_der for s in inp.slots if s.name != slot.name
+        ]
+        bad = [
+            f"{o}: {', '.join(str(p) for p in records.unmatched_combos(current[o], chain))}"
+            for o in inp.owners
+            for chain in served_after
+            if not records.accepts(current[o], chain)
+        ]
+        if bad:
+            problems.append(f"certificate {slot.name!r}: no matching record for {bad[0]}")
+        else:
+            ready.append(slot.name)
+    if ready:
+        return done(SWAP, f"install the next certificate ({', '.join(ready)})", swap=tuple(ready))
+    return done(BLOCKED, "cannot swap safely: " + "; ".join(problems))
+
+
+def records_sorted(rds: set[TLSA] | frozenset[TLSA]) -> list[TLSA]:
+    return sorted(rds, key=records.sort_key)
+
+
+def exit_code(plans: Sequence[Plan]) -> int:
+    """0 when every service is idle, 1 if any is blocked, else 2 (changes pending or waiting)."""
+    if any(p.phase == BLOCKED for p in plans):
+        return 1
+    return 0 if all(p.phase == IDLE for p in plans) else 2
