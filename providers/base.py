@@ -92,6 +92,12 @@ class Provider(ABC):
         RRset differs, raise :class:`~tlsarotate.errors.ConcurrentChangeError` and write
         nothing."""
 
+    @staticmethod
+    def effective(change: ZoneChange) -> ZoneChange:
+        """The change without owners whose RRset stays as it is (old == new): a provider
+        checks their prerequisites but writes nothing for them; no change, no write."""
+        return ZoneChange(change.zone, tuple(c for c in change.changes if c.old != c.new))
+
     def is_live(self, zone: dns.name.Name, result: WriteResult) -> bool:
         """Is the write live on the provider's own servers (Route53 INSYNC, file reloaded)?"""
         return True

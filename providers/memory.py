@@ -39,6 +39,7 @@ class MemoryProvider(Provider):
         self, zone: dns.name.Name, owners: Sequence[dns.name.Name]
     ) -> dict[dns.name.Name, TlsaRRset]:
         self.reads += 1
+        self._check_zone(zone)
         z = self.data.get(zone, {})
         return {o: z[o] for o in owners if o in z}
 
@@ -46,12 +47,16 @@ class MemoryProvider(Provider):
         if self.fail_next is not None:
             err, self.fail_next = self.fail_next, None
             raise err
+        self._check_zone(change.zone)
         z = self.data.setdefault(change.zone, {})
         for ch in change.changes:
             if z.get(ch.owner) != ch.old:
                 raise ConcurrentChangeError(
                     f"the TLSA RRset at {ch.owner} changed since it was read; re-run to re-plan"
                 )
+        change = self.effective(change)
+        if not change:
+            return WriteResult(token=None)
         for ch in change.changes:
             if ch.new is None:
                 z.pop(ch.owner, None)
@@ -59,6 +64,11 @@ class MemoryProvider(Provider):
                 z[ch.owner] = ch.new
         self.writes.append(change)
         return WriteResult(token=len(self.writes))
+
+    def _check_zone(self, zone: dns.name.Name) -> None:
+        zones = self.opts.get("zones")
+        if zones and zone not in {dns.name.from_text(str(z)) for z in zones}:
+            raise ProviderError(f"provider {self.name!r}: no zone {zone} here")
 
     def set(self, zone: dns.name.Name, owner: dns.name.Name, rrset: TlsaRRset | None) -> None:
         """Change a record behind the engine's back (a concurrent writer, a human)."""

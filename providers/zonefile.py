@@ -210,6 +210,7 @@ class ZoneFileProvider(Provider):
                     f"zone file {self.path}: the TLSA RRset at {ch.owner} changed since it was "
                     "read (edited by hand or another process?); re-run to re-plan"
                 )
+        change = self.effective(change)
         touched = {ch.owner for ch in change.changes}
         lines = text.splitlines(keepends=True)
         drop: set[int] = set()
@@ -306,7 +307,9 @@ class ZoneFileProvider(Provider):
 
         with self._locked():
             text = self._read_text()
-            new_text = self.render(text, change, time.time())
+            new_text = self.render(text, change, time.time())  # checks every prerequisite
+            if not self.effective(change):
+                return WriteResult(token=None)
             mode = self.path.stat().st_mode & 0o7777
             try:
                 atomic_write(self.path, new_text.encode("utf-8"), mode=mode)

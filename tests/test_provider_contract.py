@@ -257,7 +257,75 @@ def plugin_case(request: pytest.FixtureRequest) -> Iterator[Case]:
     )
 
 
+ZONE_TEXT = """$TTL 300
+$ORIGIN example.test.
+@   IN SOA ns1 hostmaster ( 2026010100 3600 600 86400 300 )
+    IN NS ns1
+ns1 IN A 127.0.0.1
+"""
+
+
+@contextlib.contextmanager
+def zonefile_case(request: pytest.FixtureRequest) -> Iterator[Case]:
+    """The zone-file backend on a real file; every write runs its reload command once."""
+    import subprocess
+
+    from tlsarotate.providers import ProviderContext
+    from tlsarotate.providers.zonefile import ZoneFileProvider
+
+    tmp = request.getfixturevalue("tmp_path")
+    path = tmp / "example.test.zone"
+    path.write_text(ZONE_TEXT)
+    reloads: list[list[str]] = []
+
+    def runner(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
+        reloads.append(list(argv))
+        return subprocess.CompletedProcess(list(argv), 0, "", "")
+
+    ctx = ProviderContext(base_dir=tmp, runner=runner)
+    prov = ZoneFileProvider("zf", {"path": str(path), "reload": ["rndc", "reload"]}, ctx)
+    other = ZoneFileProvider("other", {"path": str(path)}, ProviderContext(base_dir=tmp))
+
+    def second_writer(o: dns.name.Name, new: TlsaRRset | None) -> None:
+        cur = other.read(ZONE, [o]).get(o)
+        other.apply(ZoneChange(ZONE, (OwnerChange(o, cur, new),)))
+
+    yield Case(
+        prov,
+        ZONE,
+        Helpers(
+            writes=lambda: len(reloads),
+            second_writer=second_writer,
+            bad_auth=None,
+            missing_zone=dns.name.from_text("missing.test."),
+        ),
+    )
+
+
+@contextlib.contextmanager
+def memory_case(request: pytest.FixtureRequest) -> Iterator[Case]:
+    from tlsarotate.providers.memory import MemoryProvider
+
+    prov = MemoryProvider("mem", {"zones": ["example.test."]})
+
+    def second_writer(o: dns.name.Name, new: TlsaRRset | None) -> None:
+        prov.set(ZONE, o, new)
+
+    yield Case(
+        prov,
+        ZONE,
+        Helpers(
+            writes=lambda: len(prov.writes),
+            second_writer=second_writer,
+            bad_auth=None,
+            missing_zone=dns.name.from_text("missing.test."),
+        ),
+    )
+
+
 PROVIDER_FACTORIES: dict[str, Factory] = {
+    "memory": memory_case,
+    "zonefile": zonefile_case,
     "plugin-example": plugin_case,
     "route53": route53_case,
     "cloudflare": cloudflare_case,
@@ -403,9 +471,19 @@ def test_thousand_owners(case: Case) -> None:
     assert case.provider.read(case.zone, owners) == {}
 
 
-def test_authentication_failure(case: Case) -> None:
-    if case.helpers.bad_auth is None:
-        pytest.skip("this provider has no authentication")  # zonefile/memory only
+# providers with nothing to authenticate: a local file, memory, the example plugin
+NO_AUTH = {"memory", "zonefile", "plugin-example"}
+
+
+@pytest.fixture(params=sorted(set(PROVIDER_FACTORIES) - NO_AUTH))
+def auth_case(request: pytest.FixtureRequest) -> Iterator[Case]:
+    with PROVIDER_FACTORIES[request.param](request) as c:
+        yield c
+
+
+def test_authentication_failure(auth_case: Case) -> None:
+    case = auth_case
+    assert case.helpers.bad_auth is not None
     with case.helpers.bad_auth() as bad, pytest.raises(ProviderError) as ei:
         bad.read(case.zone, [A])
     assert_one_line(ei.value, "authentication", secrets=case.helpers.secrets)
