@@ -29,14 +29,13 @@ import socket
 import threading
 import uuid
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tlsarotate.clock import Clock, SystemClock
 from tlsarotate.errors import LockTimeout, StateError
-from tlsarotate.state import _SAFE, State, StateStore
+from tlsarotate.state import _SAFE, State, make_store
 
-if TYPE_CHECKING:
-    from tlsarotate.config import Config
+__all__ = ["DEFAULT_LEASE", "S3StateStore", "make_store"]  # make_store lives in state.py
 
 log = logging.getLogger("tlsarotate.state")
 
@@ -280,18 +279,3 @@ def _code(e: Exception) -> str | None:
         if status:
             return str(status)
     return None
-
-
-def make_store(cfg: Config) -> StateStore | S3StateStore:
-    """The state store the config asks for: files in ``state_dir`` or objects in S3."""
-    st = cfg.state
-    if st.backend == "s3":
-        assert st.bucket is not None  # the config loader requires it
-        return S3StateStore(
-            st.bucket,
-            st.prefix,
-            region=st.region,
-            endpoint_url=st.endpoint_url,
-            profile=st.profile,
-        )
-    return StateStore(cfg.state_dir)
