@@ -11,7 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests start for real (no test skips when one is missing: it fails).
-APT_PACKAGES=(bind9 bind9-utils bind9-dnsutils unbound openssl)
+# pebble (Let's Encrypt's ACME test server) and postfix drive the end-to-end renewal tests.
+APT_PACKAGES=(bind9 bind9-utils bind9-dnsutils unbound openssl pebble postfix)
 need=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
@@ -20,6 +21,9 @@ if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "test.sh: installing ${need[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
+    # postfix asks questions at install time: no system mail configuration, please
+    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+    echo "postfix postfix/mailname string localhost" | debconf-set-selections
     apt-get update -qq
     apt-get install -y -qq "${need[@]}" >/dev/null
   else

@@ -325,3 +325,46 @@ def test_corrupt_state_is_rebuilt_and_takes_the_safe_path(tmp_path: Path) -> Non
     # the old 3 0 1 has to go first; and the wait restarts from now, not from the past
     w.apply()
     assert w.reloads == 0
+
+
+def test_keep_ahead_next_key_gives_a_zero_wait_renewal(tmp_path: Path) -> None:
+    """A pre-generated next key's 3 1 1 is published long before the renewal; the renewal
+    made with that key swaps at once (no write, no wait), and a fresh next key follows."""
+    import dataclasses
+
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    from tlsarotate import config, material, pki
+
+    w = World(tmp_path, params=("3 1 1",))
+    key_path = tmp_path / "keys/next.key"
+    slot = dataclasses.replace(
+        w.service.certificates[0], next_key=config.NextKey(key_path, "ecdsa-p256")
+    )
+    w.service = dataclasses.replace(w.service, certificates=(slot,))
+    w.cfg = dataclasses.replace(w.cfg, services=(w.service,))
+    w.apply()  # generates the key and publishes its 3 1 1 beside the deployed one
+    assert key_path.stat().st_mode & 0o777 == 0o600
+    first_key = material.load(key_path)
+    ahead = records.to_text(records.build(first_key, records.parse_params("3 1 1")))
+    assert ahead in w.published_texts() and len(w.published_texts()) == 2
+    w.clock.advance(10_000)
+    assert phases(w.apply()) == [planner.IDLE]
+    # the renewal: certbot certonly --csr with the next key
+    key = load_pem_private_key(key_path.read_bytes(), None)
+    leaf = pki.make_leaf(w.ca, ["mx1.example.test"], key=key)  # type: ignore[arg-type]
+    World._write_pair(tmp_path / "next", leaf)
+    writes = len(w.provider.writes)
+    reloads = w.reloads
+    plans = w.engine().step([w.service], act=True)
+    assert [p.phase for p in plans] == [planner.SWAP]  # the very first step is the swap
+    assert w.reloads == reloads + 1 and len(w.provider.writes) == writes
+    assert w.deployed().spki == first_key.spki
+    # a fresh next key took the used one's place, and its record goes out next
+    fresh = material.load(key_path)
+    assert fresh.spki != first_key.spki
+    assert (tmp_path / "keys/next.key.used").exists()
+    w.apply()
+    fresh_rec = records.to_text(records.build(fresh, records.parse_params("3 1 1")))
+    assert fresh_rec in w.published_texts()
+    assert w.violations == []

@@ -30,7 +30,6 @@ from typing import Any
 from tlsarotate import config, planner, records
 from tlsarotate.clock import SystemClock
 from tlsarotate.engine import Engine, make_providers
-from tlsarotate.errors import ConfigError
 from tlsarotate.material import Material
 from tlsarotate.planner import Plan
 from tlsarotate.providers.base import ProviderContext
@@ -134,7 +133,7 @@ def _setup(args: argparse.Namespace, persist: bool = True) -> tuple[config.Confi
         store = _ReadOnlyStore(store)
     from tlsarotate.verify import verify_live
 
-    engine = Engine(cfg, store, providers, clock=SystemClock(), verify=verify_live)
+    engine = Engine(cfg, store, providers, clock=SystemClock(), verify=verify_live, persist=persist)
     return cfg, engine
 
 
@@ -170,7 +169,13 @@ def _select(cfg: config.Config, args: argparse.Namespace) -> tuple[config.Servic
             )
         )
         if not svcs:
-            raise ConfigError(f"no service has its next certificate at lineage {lineage}")
+            # a deploy hook runs for every certificate the ACME client renews; one that no
+            # service rolls is not an error
+            print(
+                f"tlsarotate: no service has its next certificate at lineage {lineage}; "
+                "nothing to do",
+                file=sys.stderr,
+            )
     return svcs
 
 

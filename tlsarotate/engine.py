@@ -112,6 +112,7 @@ class Engine:
     verify: Callable[[Service, CertSlot, Material], str | None] | None = None
     on_plan: Callable[[Plan], None] | None = None  # called with every plan made (for output)
     on_event: Callable[[str], None] | None = None  # called with every action taken, in words
+    persist: bool = True  # False for plan/status: never write state or generate keys
     _observers: dict[str, Observer] = field(default_factory=dict)
     _propagation_polls: int = 0
 
@@ -127,6 +128,8 @@ class Engine:
 
     def evaluate(self, svc: Service) -> Plan:
         """Read everything for one service and ask the planner. Saves the folded state."""
+        if self.persist:
+            self._ensure_next_keys(svc)
         slots = self.slots(svc)
         provider = self.providers[svc.provider]
         owners = tuple(svc.owners)
@@ -216,18 +219,43 @@ class Engine:
             self.store.save(st)
             self._event(f"{svc.name}: installing the next certificate {name!r}")
             try:
-                swap.install(cfg_slot, nxt.fingerprint, self.runner, self._verifier(svc))
+                installed = swap.install(
+                    cfg_slot, nxt.fingerprint, self.runner, self._verifier(svc)
+                )
             except SwapError:
                 # rolled back cleanly: no swap to finish; the next run plans afresh
                 self.store.save(self.store.load(svc.name).with_(swap=None))
                 raise
             self._finish_swap(svc, name, slot_in.deployed.fingerprint, old_records)
+            self._rotate_next_key(svc, name, installed)
 
     def _verifier(self, svc: Service) -> swap.Verifier | None:
         check = self.verify
         if check is None:
             return None
         return lambda slot, installed: check(svc, slot, installed)
+
+    def _ensure_next_keys(self, svc: Service) -> None:
+        """Keep-ahead: make sure every configured next key exists (generated 0600 if not)."""
+        from tlsarotate import nextkey
+
+        for slot in svc.certificates:
+            if slot.next_key is not None and not slot.next_key.path.exists():
+                nextkey.ensure(slot.next_key.path, slot.next_key.type)
+                self._event(f"{svc.name}: generated the next key {slot.next_key.path}")
+
+    def _rotate_next_key(self, svc: Service, slot_name: str, installed: Material) -> None:
+        """After a swap installed the keep-ahead key, a fresh one takes its place."""
+        from tlsarotate import material, nextkey
+
+        slot = next(s for s in svc.certificates if s.name == slot_name)
+        nk = slot.next_key
+        if nk is None or not nk.path.exists():
+            return
+        if material.load(nk.path).spki != installed.spki:
+            return
+        nextkey.rotate(nk.path, nk.type, consumed_spki=installed.spki_sha256)
+        self._event(f"{svc.name}: the next key was used; generated a fresh one at {nk.path}")
 
     def _finish_swap(self, svc: Service, slot: str, old_fp: str, old_records: list[str]) -> None:
         st = self.store.load(svc.name)
