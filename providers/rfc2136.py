@@ -401,7 +401,7 @@ class RFC2136Provider(Provider):
             )
         else:
             why = f"NOTAUTH: TSIG error for key {key}"
-        return ProviderError(f"{self._prefix()}: {what}: {why}")
+        return ProviderError(f"{self._prefix()}: {what}: TSIG authentication failed: {why}")
 
     # ---- read --------------------------------------------------------------------------
     def read(
@@ -498,12 +498,31 @@ class RFC2136Provider(Provider):
         (65,535 bytes: about 700 owners with one record each); then it is split into as few
         UPDATEs as fit, each atomic for the owners it carries (a failed one stops the rest, and
         the engine re-reads and re-plans)."""
+        change = self.effective(change)  # owners that stay as they are: nothing to send
         if not change:
             return WriteResult(token=())
         token: tuple[Any, ...] = ()
-        for part in self._parts(change):
-            token += self._apply_one(part)
+        parts = self._parts(change)
+        for i, part in enumerate(parts):
+            done = self._apply_one(part)
+            token += done
+            if i < len(parts) - 1:
+                # BIND's inline signing can drop an UPDATE that arrives while it still signs
+                # the previous one (seen: "receive_secure_serial: unchanged"); send the next
+                # part only once this one is served
+                self._wait_served(change.zone, done)
         return WriteResult(token=token)
+
+    def _wait_served(self, zone: dns.name.Name, token: tuple[Any, ...]) -> None:
+        waited, step, limit = 0.0, 0.1, max(10.0, float(self.opts.get("timeout", 5.0)) * 4)
+        while not self._serves(zone, token):
+            if waited >= limit:
+                raise ProviderError(
+                    f"{self._prefix()}: part of a split UPDATE of zone {zone} was answered but "
+                    f"not served within {limit:g}s; re-run to re-plan"
+                )
+            self.clock.sleep(step)
+            waited += step
 
     def _fits(self, change: ZoneChange) -> int | None:
         try:

@@ -1,3 +1,4 @@
+# ruff: noqa: F811
 """The contract every DNS provider keeps, run against each provider on a real or faithful backend.
 
 How to add a provider to this suite
@@ -38,12 +39,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import dns.name
+import dns.opcode
+import dns.rcode
 import pytest
 from dns.rdtypes.ANY.TLSA import TLSA
 
 from tests import fake_cloudflare, moto_server, plugins
 from tests.fake_cloudflare import FakeCloudflare
 from tests.moto_server import DUMMY_SECRET, CountingClient, moto_post, raw_client
+from tests.servers import bind, bind_servers  # noqa: F401  (real BIND for rfc2136)
 from tlsarotate import records
 from tlsarotate.change import OwnerChange, TlsaRRset, ZoneChange
 from tlsarotate.errors import ConcurrentChangeError, ProviderError
@@ -323,7 +327,76 @@ def memory_case(request: pytest.FixtureRequest) -> Iterator[Case]:
     )
 
 
+@contextlib.contextmanager
+def rfc2136_case(request: pytest.FixtureRequest) -> Iterator[Case]:
+    """RFC 2136 UPDATEs to a real BIND primary (TSIG, inline DNSSEC signing)."""
+    from tests.servers import wait_until
+    from tlsarotate.providers import ProviderContext
+    from tlsarotate.providers.base import WriteResult
+    from tlsarotate.providers.rfc2136 import RFC2136Provider
+
+    bind = request.getfixturevalue("bind")
+    tmp = request.getfixturevalue("tmp_path")
+
+    class Live(RFC2136Provider):
+        """apply() returns once the primary serves the change (inline signing lags the
+        UPDATE's answer by a moment) -- what the engine's is_live poll does."""
+
+        def apply(self, change: ZoneChange) -> WriteResult:
+            res = super().apply(change)
+            wait_until(lambda: self.is_live(change.zone, res), 90, "the primary to serve it")
+            return res
+
+    opts = bind.provider_options(timeout=30.0, read="axfr")  # one transfer reads 1,000 owners
+    prov = Live("bind", opts, ProviderContext(base_dir=tmp))
+    # a write is an UPDATE the server applied (one refused on its prerequisite changed nothing)
+    applied = {"n": 0}
+    send = prov._send
+
+    def counting_send(message: Any) -> Any:
+        r = send(message)
+        if message.opcode() == dns.opcode.UPDATE and r.rcode() == dns.rcode.NOERROR:
+            applied["n"] += 1
+        return r
+
+    prov._send = counting_send  # type: ignore[method-assign]
+
+    def second_writer(o: dns.name.Name, new: TlsaRRset | None) -> None:
+        def build(m: Any) -> None:
+            m.delete(o, "TLSA")
+            if new is not None:
+                for t in new.texts():
+                    m.add(o, new.ttl, "TLSA", t)
+
+        bind.update(ZONE, build=build)
+
+    secret_file = tmp / "wrong.secret"
+    secret_file.write_text("d3JvbmcgYnV0IHZhbGlkIGJhc2U2NCBzZWNyZXQ=\n")
+
+    @contextlib.contextmanager
+    def bad_auth() -> Iterator[Provider]:
+        opts = bind.provider_options(
+            tsig_key_file=None, tsig_name=bind.key_name, tsig_secret_file=secret_file, retries=1
+        )
+        opts.pop("tsig_key_file")
+        yield RFC2136Provider("bind", opts, ProviderContext(base_dir=tmp))
+
+    yield Case(
+        prov,
+        ZONE,
+        Helpers(
+            writes=lambda: applied["n"],
+            second_writer=second_writer,
+            bad_auth=bad_auth,
+            missing_zone=dns.name.from_text("missing.test."),
+            expected_writes=lambda change: len(prov._parts(change)) if change else 0,
+            secrets=(bind.key_secret, "d3JvbmcgYnV0IHZhbGlkIGJhc2U2NCBzZWNyZXQ="),
+        ),
+    )
+
+
 PROVIDER_FACTORIES: dict[str, Factory] = {
+    "rfc2136": rfc2136_case,
     "memory": memory_case,
     "zonefile": zonefile_case,
     "plugin-example": plugin_case,

@@ -246,7 +246,7 @@ def setup_logging(verbose: int, quiet: bool) -> None:
     root = logging.getLogger("tlsarotate")
     root.handlers[:] = [handler]
     root.setLevel(level)
-    root.propagate = False
+    root.propagate = True  # (no root handlers in the CLI; pytest's caplog listens there)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
