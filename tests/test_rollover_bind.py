@@ -229,11 +229,17 @@ def test_cli_apply_runs_the_rollover_on_bind(rig: Rig) -> None:
     (rig.tmp / "reload.sh").chmod(0o755)
     text = rig.cfg.path.read_text().replace("[reload-mail-service]", f"[{rig.tmp}/reload.sh]")
     rig.cfg.path.write_text(text)
-    first = run_cli("-c", rig.cfg.path, "apply")
+    first = run_cli("-c", rig.cfg.path, "-vv", "apply")
     assert first.returncode == 2, first.stderr  # published, now waiting
     assert "add the records" in first.stdout
-    done = run_cli("-c", rig.cfg.path, "apply", "--wait", timeout=120)
+    plan = run_cli("-c", rig.cfg.path, "-vv", "plan", "--output", "json")
+    done = run_cli("-c", rig.cfg.path, "-vv", "apply", "--wait", timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
+    # the TSIG secret appears nowhere: output, debug logs, plan JSON, state files
+    secret = rig.bind.key_secret
+    texts = [p.stdout + p.stderr for p in (first, plan, done)]
+    texts += [f.read_text() for f in (rig.tmp / "state").iterdir() if f.is_file()]
+    assert texts and all(secret not in t for t in texts)
     assert (rig.tmp / "reloads").read_text().count("reloaded") == 1
     assert rig.deployed().same_as(nxt)
     status = run_cli("-c", rig.cfg.path, "status", "--output", "json")

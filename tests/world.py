@@ -19,7 +19,7 @@ from tlsarotate.change import TlsaRRset, ZoneChange
 from tlsarotate.clock import FakeClock
 from tlsarotate.engine import Engine
 from tlsarotate.observation import Observation, ServerAnswer
-from tlsarotate.providers.base import WriteResult
+from tlsarotate.providers.base import Provider, WriteResult
 from tlsarotate.providers.memory import MemoryProvider
 from tlsarotate.state import StateStore
 
@@ -88,6 +88,34 @@ class WorldProvider(MemoryProvider):
         w.versions.append(Version(w.clock.now(), dict(self.data.get(ZONE, {}))))
         w.maybe_crash("apply-after")
         return result
+
+
+class RecordingProvider(Provider):
+    """Any real provider, seen by the world: crash points, invariant (c) and the version history
+    around each write, and one entry in ``writes`` per ``apply``."""
+
+    type_name = "recording"
+
+    def __init__(self, world: World, inner: Provider) -> None:
+        super().__init__(inner.name, {}, inner.context)
+        self.world, self.inner = world, inner
+        self.writes: list[ZoneChange] = []
+
+    def read(self, zone: dns.name.Name, owners: Sequence[dns.name.Name]):  # type: ignore[no-untyped-def]
+        return self.inner.read(zone, owners)
+
+    def apply(self, change: ZoneChange) -> WriteResult:
+        w = self.world
+        w.maybe_crash("apply-before")
+        w.check_write(change)
+        result = self.inner.apply(change)
+        self.writes.append(change)
+        w.versions.append(Version(w.clock.now(), w.current()))
+        w.maybe_crash("apply-after")
+        return result
+
+    def is_live(self, zone: dns.name.Name, result: WriteResult) -> bool:
+        return self.inner.is_live(zone, result)
 
 
 class WorldStore(StateStore):
@@ -270,7 +298,7 @@ class World:
         before the old TTL ran out unsafe)."""
         self.observer.refresh()
         chain = self.served.chain_der
-        for owner, rr in self.provider.data.get(ZONE, {}).items():
+        for owner, rr in self.current().items():
             if not records.accepts(rr.records, chain):
                 bad = records.unmatched_combos(rr.records, chain)
                 self.violations.append(f"(a) published {owner} has unmatched {bad}")
@@ -289,5 +317,25 @@ class World:
                 if rd in keep:
                     self.violations.append(f"(c) removed {records.to_text(rd)} at {ch.owner}")
 
+    def current(self) -> dict[dns.name.Name, TlsaRRset]:
+        """What the provider holds now at the service's owners."""
+        return dict(self.provider.read(ZONE, self.service.owners))
+
     def published_texts(self) -> set[str]:
-        return {t for rr in self.provider.data.get(ZONE, {}).values() for t in rr.texts()}
+        return {t for rr in self.current().values() for t in rr.texts()}
+
+    def use_provider(self, inner: Provider) -> RecordingProvider:
+        """Roll on a real provider from now on: it gets the currently published records."""
+        from tlsarotate.change import OwnerChange
+
+        now = self.current()
+        inner.apply(ZoneChange(ZONE, tuple(OwnerChange(o, None, rr) for o, rr in now.items())))
+        rec = RecordingProvider(self, inner)
+        self.provider = rec  # type: ignore[assignment]
+        self.versions = [
+            Version(self.clock.now() - 10 * self.service.ttl, rec.read(ZONE, list(now)))
+        ]
+        self.observer.at = [0] * len(self.observer.lags)
+        self.gone_at.clear()
+        self.last_served.clear()
+        return rec
