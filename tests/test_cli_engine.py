@@ -99,10 +99,14 @@ def test_next_equals_deployed_is_idle(setup: Path) -> None:
     lineage = setup.parent / "live/mx.example.test"
     shutil.copy(setup.parent / "deployed/fullchain.pem", lineage / "fullchain.pem")
     shutil.copy(setup.parent / "deployed/privkey.pem", lineage / "privkey.pem")
+    before = zone_text(setup)
     proc = run_cli("-c", setup, "apply")
     assert proc.returncode == 0, proc.stderr
+    assert zone_text(setup) == before  # nothing to roll over, nothing written
     plan = run_cli("-c", setup, "plan")
-    assert "already deployed" in plan.stdout
+    assert plan.returncode == 0 and "mail: idle" in plan.stdout
+    status = run_cli("-c", setup, "status")
+    assert "default next: none" in status.stdout
 
 
 def test_reload_failure_restores_and_stops(setup: Path) -> None:

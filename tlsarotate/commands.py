@@ -197,31 +197,65 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return _emit(plans, args.output, engine.clock.now())
 
 
+class _Countdown:
+    """On a terminal, ``apply --wait`` sleeps in one-second steps and keeps one status line
+    current: which service waits for what, and for how long still."""
+
+    def __init__(self, inner: Any, out: Any) -> None:
+        self.inner, self.out = inner, out
+        self.waiting: dict[str, Plan] = {}
+
+    def now(self) -> float:
+        return float(self.inner.now())
+
+    def sleep(self, seconds: float) -> None:
+        end = self.inner.now() + seconds
+        while (left := end - self.inner.now()) > 0:
+            self.out.write("\r\033[K" + self.line())
+            self.out.flush()
+            self.inner.sleep(min(1.0, left))
+        self.out.write("\r\033[K")
+        self.out.flush()
+
+    def line(self) -> str:
+        now = self.inner.now()
+        parts = []
+        for name, p in sorted(self.waiting.items()):
+            if p.ready_at is not None:
+                parts.append(f"{name}: next step in {_in(p.ready_at - now)}")
+            else:
+                parts.append(f"{name}: waiting for the name servers")
+        return "  " + "; ".join(parts) + " (Ctrl-C stops; run again to resume)"
+
+
 def cmd_apply(args: argparse.Namespace) -> int:
     cfg, engine = _setup(args)
     svcs = _select(cfg, args)
     text = args.output == "text"
-    interactive = text and sys.stdout.isatty()
+    countdown = _Countdown(engine.clock, sys.stdout) if text and sys.stdout.isatty() else None
+    if countdown is not None and args.wait:
+        engine.clock = countdown
     last: dict[str, str] = {}
 
     def on_plan(p: Plan) -> None:
+        if countdown is not None:
+            if p.phase in (planner.WAIT_TTL, planner.WAIT_PROPAGATION):
+                countdown.waiting[p.service] = p
+            else:
+                countdown.waiting.pop(p.service, None)
         if not text:
             return
-        key = f"{p.phase}|{p.summary if p.phase != planner.WAIT_TTL else ''}|{p.waiting_for}"
-        if last.get(p.service) == key and not interactive:
+        # print a plan when something changed, not on every look while waiting
+        key = f"{p.phase}|{p.ready_at}|{p.waiting_for}"
+        if last.get(p.service) == key:
             return
         last[p.service] = key
-        lines = plan_text(p, engine.clock.now())
-        if interactive and p.phase == planner.WAIT_TTL and p.ready_at is not None:
-            sys.stdout.write("\r\033[K" + lines[0])
-            sys.stdout.flush()
-            return
-        sys.stdout.write("\n".join(lines) + "\n")
+        sys.stdout.write("\n".join(plan_text(p, engine.clock.now())) + "\n")
         sys.stdout.flush()
 
     def on_event(e: str) -> None:
         if text:
-            sys.stdout.write(("\n" if interactive else "") + f"==> {e}\n")
+            sys.stdout.write(f"==> {e}\n")
             sys.stdout.flush()
 
     engine.on_plan = on_plan

@@ -217,12 +217,6 @@ def plan(inp: PlanInput) -> Plan:
     warnings: list[str] = []
     if inp.state.rebuilt:
         warnings.append(f"{inp.state.rebuilt}; treating the published records as visible from now")
-    for slot in inp.slots:
-        if slot.next is not None and slot.pending is None:
-            warnings.append(
-                f"certificate {slot.name!r}: the next certificate is the one already deployed; "
-                "nothing to roll over"
-            )
 
     current = {
         o: set(inp.published[o].records) if o in inp.published else set() for o in inp.owners
