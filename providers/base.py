@@ -72,7 +72,9 @@ class Provider(ABC):
 
     def __init__(self, name: str, options: Mapping[str, Any], context: ProviderContext) -> None:
         self.name = name
-        self.opts = dict(options)
+        # option defaults apply however the provider is made (config file, tests, plugins)
+        defaults = {k: o.default for k, o in self.options.items() if o.default is not None}
+        self.opts = {**defaults, **options}
         self.context = context
 
     @classmethod  # noqa: B027

@@ -113,8 +113,6 @@ class CloudflareProvider(Provider):
         rng: random.Random | None = None,
     ) -> None:
         super().__init__(name, options, context or ProviderContext())
-        defaults = {k: o.default for k, o in self.options.items() if o.default is not None}
-        self.opts = {**defaults, **self.opts}
         limit = int(self.opts["batch_limit"])
         if limit < 1:
             raise ConfigError(f"provider {name!r}: batch_limit must be at least 1")

@@ -114,8 +114,6 @@ class Route53Provider(Provider):
         rng: random.Random | None = None,
     ) -> None:
         super().__init__(name, options, context or ProviderContext())
-        defaults = {k: o.default for k, o in self.options.items() if o.default is not None}
-        self.opts = {**defaults, **self.opts}
         self._client = client
         self.clock: Clock = clock or SystemClock()
         self.rng = rng or random.Random()

@@ -365,26 +365,33 @@ def _slot(ctx: _Ctx, node: yaml.Node, kp: str, default_name: str) -> CertSlot:
     return CertSlot(name, deployed, nxt, reload, verify, next_key)
 
 
-def _nameserver(ctx: _Ctx, node: yaml.Node, kp: str) -> Nameserver:
-    text = str(_scalar(ctx, node, kp)).strip()
-    addr, port = text, 53
-    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\](?::(\d+))?", text) or re.fullmatch(
-        r"([0-9.]+)(?::(\d+))?", text
+def parse_nameserver(text: str) -> Nameserver:
+    """``192.0.2.1``, ``192.0.2.1:5353``, ``2001:db8::1``, ``[2001:db8::1]:5353``; raises
+    ValueError with the reason in words."""
+    t = text.strip()
+    addr, port = t, 53
+    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\](?::(\d+))?", t) or re.fullmatch(
+        r"([0-9.]+)(?::(\d+))?", t
     )
     if m:
         addr, port = m.group(1), int(m.group(2) or 53)
     try:
         ipaddress.ip_address(addr)
     except ValueError:
-        raise ctx.err(
-            node,
-            kp,
+        raise ValueError(
             f"{text!r} is not an IP address (forms: 192.0.2.1, "
-            "192.0.2.1:5353, 2001:db8::1, [2001:db8::1]:5353)",
+            "192.0.2.1:5353, 2001:db8::1, [2001:db8::1]:5353)"
         ) from None
     if not 1 <= port <= 65535:
-        raise ctx.err(node, kp, f"port {port} out of range 1-65535")
+        raise ValueError(f"port {port} out of range 1-65535")
     return Nameserver(addr, port)
+
+
+def _nameserver(ctx: _Ctx, node: yaml.Node, kp: str) -> Nameserver:
+    try:
+        return parse_nameserver(str(_scalar(ctx, node, kp)))
+    except ValueError as e:
+        raise ctx.err(node, kp, str(e)) from None
 
 
 SERVICE_KEYS = {

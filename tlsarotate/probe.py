@@ -53,7 +53,6 @@ import argparse
 import datetime as dt
 import ipaddress
 import json
-import re
 import socket
 import sys
 from collections.abc import Callable, Sequence
@@ -72,7 +71,7 @@ import dns.resolver
 from dns.rdtypes.ANY.TLSA import TLSA
 
 from tlsarotate import records
-from tlsarotate.config import Nameserver
+from tlsarotate.config import Nameserver, parse_nameserver
 from tlsarotate.dane import Verdict, describe, diagnose
 from tlsarotate.errors import ObserverError, RecordError, TlsarotateError
 from tlsarotate.fsutil import atomic_write
@@ -89,23 +88,10 @@ MAX_WORKERS = 256  # endpoints are I/O bound: 200 endpoints in one round
 
 def parse_server(text: str, what: str = "server") -> Nameserver:
     """``192.0.2.1``, ``192.0.2.1:5353``, ``2001:db8::1``, ``[2001:db8::1]:5353``."""
-    t = text.strip()
-    addr, port = t, 53
-    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\](?::(\d+))?", t) or re.fullmatch(
-        r"([0-9.]+)(?::(\d+))?", t
-    )
-    if m:
-        addr, port = m.group(1), int(m.group(2) or 53)
     try:
-        ipaddress.ip_address(addr)
-    except ValueError:
-        raise TlsarotateError(
-            f"{what} {text!r} is not an IP address (forms: 192.0.2.1, 192.0.2.1:5353, "
-            "2001:db8::1, [2001:db8::1]:5353)"
-        ) from None
-    if not 1 <= port <= 65535:
-        raise TlsarotateError(f"{what} {text!r}: port {port} out of range 1-65535")
-    return Nameserver(addr, port)
+        return parse_nameserver(text)
+    except ValueError as e:
+        raise TlsarotateError(f"{what}: {e}") from None
 
 
 def is_ip(text: str) -> bool:
