@@ -244,3 +244,30 @@ def test_cli_apply_runs_the_rollover_on_bind(rig: Rig) -> None:
     assert rig.deployed().same_as(nxt)
     status = run_cli("-c", rig.cfg.path, "status", "--output", "json")
     assert status.returncode == 0 and '"phase": "idle"' in status.stdout
+
+
+def test_unsigned_zone_is_refused_unless_allowed(tmp_path: Path, bind: BindServers) -> None:
+    ca = pki.make_ca()
+    write_pair(tmp_path / "deployed", pki.make_leaf(ca, ["mx.unsigned.test"]), ca)
+    write_pair(tmp_path / "next", pki.make_leaf(ca, ["mx.unsigned.test"]), ca)
+    text = (
+        CONFIG.format(port=bind.port, key=bind.key_file, ttl=TTL, hosts="mx.unsigned.test")
+        .replace("zone: example.test.", "zone: unsigned.test.")
+        .replace("[reload-mail-service]", '["true"]')
+    )
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(text)
+    proc = run_cli("-c", cfg, "apply")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "not signed" in proc.stdout and "allow_unsigned" in proc.stdout
+    owner = dns.name.from_text("_25._tcp.mx.unsigned.test.")
+    assert owner not in {
+        n.derelativize(dns.name.from_text("unsigned.test."))
+        for n in bind.axfr("unsigned.test.").nodes
+    }  # nothing was written
+    cfg.write_text(text.replace("    ports: [25]\n", "    ports: [25]\n    allow_unsigned: true\n"))
+    ok = run_cli("-c", cfg, "apply", "--wait", timeout=120)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    served = bind.axfr("unsigned.test.")
+    node = served.get_node(owner.relativize(dns.name.from_text("unsigned.test.")))
+    assert node is not None and node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.TLSA)
