@@ -167,3 +167,36 @@ def test_lineage_filter(setup: Path) -> None:
     assert zone_text(setup).count(" IN TLSA ") == 2
     ok = run_cli("-c", setup, "apply", "--lineage", setup.parent / "live/mx.example.test")
     assert ok.returncode == 2, ok.stderr
+
+
+def test_ctrl_c_during_the_wait_leaves_a_resumable_state(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import cli_env
+
+    cfg = demo.setup(tmp_path, ttl=30)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tlsarotate", "-c", str(cfg), "apply", "--wait"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(),
+    )
+    assert proc.stdout is not None
+    seen = ""
+    deadline = time.time() + 30
+    while "wait-ttl" not in seen and time.time() < deadline:
+        seen += proc.stdout.readline()
+    assert "wait-ttl" in seen
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert "interrupted" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert zone_text(cfg).count(" IN TLSA ") == 4  # published, nothing half-done
+    state = json.loads((tmp_path / "state/mail.json").read_text())
+    assert state["visible_since"] is not None
+    plan = run_cli("-c", cfg, "plan")
+    assert plan.returncode == 2 and "wait-ttl" in plan.stdout  # resumes where it was
