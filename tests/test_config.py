@@ -447,6 +447,22 @@ CASES: list[tuple[str, Callable[[str], str], str, Marker, tuple[str, ...]]] = [
         ("must be dns or provider",),
     ),
     (
+        "nameservers-mode-bogus",
+        insert_after(
+            "    ttl: 300\n", "    nameservers: [192.0.2.1]\n    nameservers_mode: merge\n"
+        ),
+        "services[0].nameservers_mode",
+        "nameservers_mode: merge",
+        ("must be replace or add",),
+    ),
+    (
+        "nameservers-mode-without-nameservers",
+        insert_after("    ttl: 300\n", "    nameservers_mode: add\n"),
+        "services[0].nameservers_mode",
+        "nameservers_mode: add",
+        ("only meaningful together with nameservers",),
+    ),
+    (
         "next-key-type-bogus",
         insert_after(
             "        key: certs/mail-next.key\n",

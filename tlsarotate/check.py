@@ -315,9 +315,9 @@ def default_observer_for(cfg: Config, service: Service, timeout: float) -> Obser
         cls = registry.get_class(pc.type)
         prov = cls(pc.name, pc.options, registry.ProviderContext(base_dir=cfg.path.parent))
         return ProviderObserver(prov, pc.name)
-    obs = default_observer(service.nameservers, timeout)
-    assert hasattr(obs, "observe")
-    return obs  # type: ignore[return-value]
+    return default_observer(
+        service.nameservers, timeout, replace=service.nameservers_mode == "replace"
+    )
 
 
 def _load(paths: config.CertPaths, where: str) -> tuple[material.Material | None, str | None]:

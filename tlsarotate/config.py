@@ -113,6 +113,9 @@ class Service:
     allow_unsigned: bool = False
     observe: str = "dns"
     nameservers: tuple[Nameserver, ...] = ()
+    # replace: ask only ``nameservers``; add: the zone's NS set and ``nameservers`` (hidden
+    # primaries must serve the records too)
+    nameservers_mode: str = "replace"
 
     @property
     def owners(self) -> list[dns.name.Name]:
@@ -408,6 +411,7 @@ SERVICE_KEYS = {
     "allow_unsigned": False,
     "observe": False,
     "nameservers": False,
+    "nameservers_mode": False,
 }
 
 
@@ -492,8 +496,33 @@ def _service(
         ns = _list(
             ctx, m["nameservers"][1], f"{kp}.nameservers", lambda n, k: _nameserver(ctx, n, k)
         )
+    ns_mode = "replace"
+    if "nameservers_mode" in m:
+        ns_mode = _str(ctx, m["nameservers_mode"][1], f"{kp}.nameservers_mode")
+        if ns_mode not in ("replace", "add"):
+            raise ctx.err(
+                m["nameservers_mode"][1], f"{kp}.nameservers_mode", "must be replace or add"
+            )
+        if not ns:
+            raise ctx.err(
+                m["nameservers_mode"][1],
+                f"{kp}.nameservers_mode",
+                "only meaningful together with nameservers",
+            )
     return Service(
-        name, zone, prov, hosts, ports, proto, ttl, params, slots, allow_unsigned, observe, ns
+        name,
+        zone,
+        prov,
+        hosts,
+        ports,
+        proto,
+        ttl,
+        params,
+        slots,
+        allow_unsigned,
+        observe,
+        ns,
+        ns_mode,
     )
 
 

@@ -60,7 +60,7 @@ def default_observer(service: Service, provider: Provider) -> Observer:
         return ProviderObserver(provider, provider.name)
     from tlsarotate.observer import DnsObserver  # arrives with the RFC 2136 work
 
-    return DnsObserver(service.nameservers or None)
+    return DnsObserver(service.nameservers or None, replace=service.nameservers_mode == "replace")
 
 
 def make_providers(cfg: Config, context: ProviderContext) -> dict[str, Provider]:

@@ -75,6 +75,7 @@ from tlsarotate.config import Nameserver, parse_nameserver
 from tlsarotate.dane import Verdict, describe, diagnose
 from tlsarotate.errors import ObserverError, RecordError, TlsarotateError
 from tlsarotate.fsutil import atomic_write
+from tlsarotate.observer import DnsObserver
 from tlsarotate.tlsprobe import ServedChain, fetch_chain, format_endpoint, resolve_starttls
 
 __all__ = ["ProbeReport", "Verdict", "cmd_probe", "diagnose", "run_probe"]
@@ -267,23 +268,23 @@ ObserverFactory = Callable[..., object]
 
 
 def default_observer(
-    nameservers: Sequence[Nameserver], timeout: float, resolver: Nameserver | None = None
-) -> object:
-    """The DNS observer: the given servers, else the zone's NS set (found through
-    ``resolver`` when given, else the system resolver)."""
-    try:
-        from tlsarotate.observer import DnsObserver  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        raise ObserverError(
-            "the DNS observer is not available in this build; use --tlsa-from FILE"
-        ) from None
+    nameservers: Sequence[Nameserver],
+    timeout: float,
+    resolver: Nameserver | None = None,
+    replace: bool = True,
+) -> DnsObserver:
+    """The DNS observer: the given servers (instead of, or with ``replace=False`` besides, the
+    zone's NS set), else the zone's NS set (found through ``resolver`` when given, else the
+    system resolver)."""
     res = None
     if resolver is not None:
         res = dns.resolver.Resolver(configure=False)
         res.nameservers = [resolver.address]
         res.port = resolver.port
         res.lifetime = timeout
-    return DnsObserver(nameservers=tuple(nameservers) or None, timeout=timeout, resolver=res)
+    return DnsObserver(
+        nameservers=tuple(nameservers) or None, timeout=timeout, resolver=res, replace=replace
+    )
 
 
 def tlsa_from_dns(
