@@ -1,3 +1,4 @@
+# ruff: noqa: F811
 """S3 state store against a real ``moto_server`` over HTTP: conditional writes, racing writers,
 exclusive leases, stale-lock breaking."""
 
@@ -9,13 +10,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.acme_servers import free_port, wait_port
+from tests.moto_server import moto_url, route53_env  # noqa: F401  (one moto_server for all)
 from tlsarotate.clock import FakeClock
 from tlsarotate.config import Config, StateBackend
 from tlsarotate.errors import LockTimeout, StateError
@@ -24,27 +24,6 @@ from tlsarotate.state_s3 import S3StateStore, make_store
 
 BUCKET = "tlsarotate-state"
 PREFIX = "ci/"
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    exe = Path(sys.executable).with_name("moto_server")
-    cmd = [str(exe) if exe.exists() else "moto_server"]
-    port = free_port()
-    try:
-        proc = subprocess.Popen(
-            [*cmd, "-H", "127.0.0.1", "-p", str(port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-    except FileNotFoundError:
-        pytest.fail("moto_server not found: pip install 'moto[server]'")
-    try:
-        wait_port(port, proc, "moto_server")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def _client(url: str) -> Any:
@@ -324,3 +303,33 @@ def test_unknown_profile_is_one_line_error(tmp_path: Path, monkeypatch: Any) -> 
     with pytest.raises(StateError) as ei:
         s.load("mx")
     assert str(ei.value) == "s3://b/tlsarotate/: cannot set up the S3 client: ProfileNotFound"
+
+
+def test_cli_rollover_with_state_in_s3(route53_env: str, tmp_path: Path) -> None:
+    """The whole rollover from the command line with ``state: {backend: s3}`` on moto: an
+    ephemeral runner keeps nothing on disk between runs."""
+    import boto3
+
+    from tests.conftest import cli_env, run_cli
+    from tlsarotate import demo
+
+    s3 = boto3.client("s3", endpoint_url=route53_env, region_name="us-east-1")
+    s3.create_bucket(Bucket="ci-state")
+    cfg = demo.setup(tmp_path, ttl=1)
+    cfg.write_text(
+        cfg.read_text().replace(
+            "state_dir: state\n",
+            f"state:\n  backend: s3\n  bucket: ci-state\n  prefix: runs/\n"
+            f"  endpoint_url: {route53_env}\n",
+        )
+    )
+    env = cli_env()
+    first = run_cli("-c", cfg, "apply", env=env)
+    assert first.returncode == 2, first.stdout + first.stderr
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="ci-state")["Contents"]]
+    assert "runs/mail.json" in keys and "runs/mail.lock" not in keys  # lock released
+    assert not (tmp_path / "state").exists()  # nothing on the runner's disk
+    done = run_cli("-c", cfg, "apply", "--wait", env=env, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    body = s3.get_object(Bucket="ci-state", Key="runs/mail.json")["Body"].read().decode()
+    assert '"last_step": "cleanup"' in body
