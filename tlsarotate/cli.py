@@ -56,6 +56,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
+    # -c/-v/-q are accepted after the command too (`tlsarotate validate -c FILE`)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-c",
+        "--config",
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help="config file (also accepted before the command)",
+    )
+    common.add_argument(
+        "-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more log output"
+    )
+    common.add_argument(
+        "-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="only errors"
+    )
+
     def add(name: str, help: str) -> argparse.ArgumentParser:
         return sub.add_parser(
             name,
@@ -63,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
             description=help,
             epilog=EXIT_CODES,
             formatter_class=argparse.RawDescriptionHelpFormatter,
+            parents=[common],
         )
 
     r = add("records", "print TLSA records for certificates, chains, keys, CSRs or lineages")
