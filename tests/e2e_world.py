@@ -142,6 +142,8 @@ class World:
         while True:
             self.check(f"{phase} (before apply #{len(codes) + 1})", bootstrap)
             rc, out = self.tlsarotate("apply", "--lock-timeout", "30")
+            if os.environ.get("E2E_SHOW"):
+                print(f"--- {phase} apply -> {rc}\n{out}")
             assert rc in (0, 2), out
             codes.append(rc)
             self.check(f"{phase} (after apply #{len(codes)})", bootstrap)
