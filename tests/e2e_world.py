@@ -4,7 +4,7 @@ a BIND pair, certbot and a private Postfix, with the DANE invariant as an oracle
 :meth:`World.check` asserts that what Postfix serves verifies -- with ``openssl s_client
 -starttls smtp -dane_tlsa_rrdata`` as an independent DANE verifier -- against what EVERY
 authoritative server publishes now, and that its ``3 1 1`` record is in every RRset a cache may
-still hold (seen within the last TTL).
+still hold (seen within the last TTL). ``E2E_SHOW=1 pytest -s`` prints every apply's output.
 """
 
 from __future__ import annotations
