@@ -10,143 +10,21 @@ server publishes, and against every RRset a cache may still hold (published with
 # ruff: noqa: F811
 from __future__ import annotations
 
-import os
 import shutil
 import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import dns.rdatatype
 import pytest
 
-from tests.acme_servers import (
-    HOOKS,
-    ROOT,
-    Certbot,
-    Pebble,
-    Postfix,
-    openssl_dane,
-    served_leaf,
-    start_pebble,
-    start_postfix,
-)
-from tests.servers import BindServers, bind, bind_servers, query  # noqa: F401
+from tests.acme_servers import HOOKS, ROOT, Certbot, Pebble, start_postfix
+from tests.e2e_world import World, pebble  # noqa: F401
+from tests.servers import BindServers, bind, bind_servers  # noqa: F401
 from tlsarotate import material
 
 pytestmark = [pytest.mark.servers, pytest.mark.slow]
 
-OWNER = "_25._tcp.mx.example.test."
 TTL = 2
-
-
-@pytest.fixture(scope="module")
-def pebble(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pebble]:
-    pb = start_pebble(tmp_path_factory.mktemp("pebble"))
-    try:
-        yield pb
-    finally:
-        pb.stop()
-
-
-@dataclass
-class World:
-    bind: BindServers
-    certbot: Certbot
-    postfix: Postfix
-    config: Path
-    lineage: Path
-    hook_log: Path
-    history: list[tuple[float, dict[str, frozenset[str]]]] = field(default_factory=list)
-
-    def env(self) -> dict[str, str]:
-        return {**os.environ, "PYTHONPATH": str(ROOT), "TLSAROTATE_CONFIG": str(self.config)}
-
-    def tlsarotate(self, *args: str) -> tuple[int, str]:
-        import subprocess
-
-        r = subprocess.run(
-            [sys.executable, "-m", "tlsarotate", *args],
-            capture_output=True,
-            text=True,
-            env=self.env(),
-            timeout=120,
-        )
-        assert "Traceback" not in r.stderr, r.stderr
-        return r.returncode, r.stdout + r.stderr
-
-    def published(self) -> dict[str, frozenset[str]]:
-        """The TLSA RRset each authoritative server serves now ("3 1 1 <hex>" texts)."""
-        out: dict[str, frozenset[str]] = {}
-        for addr, port in self.bind.addresses:
-            msg = query(addr, port, OWNER, "TLSA", dnssec=False)
-            texts = {
-                rd.to_text().lower()
-                for rrset in msg.answer
-                if rrset.rdtype == dns.rdatatype.TLSA
-                for rd in rrset
-            }
-            # dnspython prints "3 1 1 HEX" already; normalise spacing/case
-            out[f"{addr}#{port}"] = frozenset(" ".join(t.split()) for t in texts)
-        return out
-
-    def check(self, phase: str, bootstrap: bool = False) -> dict[str, frozenset[str]]:
-        """The DANE invariant: what Postfix serves verifies against every server's RRset now
-        and against every RRset seen within the last TTL (what a cache may still hold).
-        Only while bootstrapping may an RRset be empty (no DANE yet: nothing to break)."""
-        now = time.monotonic()
-        pub = self.published()
-        self.history.append((now, pub))
-        leaf = served_leaf("127.0.0.1", self.postfix.port)
-        assert leaf is not None, f"{phase}: Postfix does not offer STARTTLS"
-        from cryptography import x509
-        from cryptography.hazmat.primitives import serialization
-
-        spki = (
-            x509.load_der_x509_certificate(leaf)
-            .public_key()
-            .public_bytes(
-                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-        )
-        import hashlib
-
-        want = f"3 1 1 {hashlib.sha256(spki).hexdigest()}"
-        for t, snap in self.history:
-            if now - t > TTL + 1:
-                continue
-            for server, rrs in snap.items():
-                if not rrs and bootstrap:
-                    continue
-                assert want in rrs, (
-                    f"{phase}: served key {want[:24]}… not in {server}'s RRset {sorted(rrs)} "
-                    f"seen {now - t:.1f}s ago"
-                )
-        for server, rrs in pub.items():
-            if not rrs and bootstrap:
-                continue
-            r = openssl_dane(self.postfix.port, "mx.example.test", sorted(rrs))
-            assert r.returncode == 0 and "Verification: OK" in r.stdout + r.stderr, (
-                f"{phase}: openssl rejects Postfix against {server} {sorted(rrs)}:\n{r.stderr}"
-            )
-        return pub
-
-    def drive(self, phase: str, limit: float = 90, bootstrap: bool = False) -> list[int]:
-        """Run ``tlsarotate apply`` like the timer does, checking DANE before and after each
-        run, until it exits 0 (idle). Returns the exit codes seen."""
-        codes: list[int] = []
-        deadline = time.monotonic() + limit
-        while True:
-            self.check(f"{phase} (before apply #{len(codes) + 1})", bootstrap)
-            rc, out = self.tlsarotate("apply", "--lock-timeout", "30")
-            assert rc in (0, 2), out
-            codes.append(rc)
-            self.check(f"{phase} (after apply #{len(codes)})", bootstrap)
-            if rc == 0:
-                return codes
-            assert time.monotonic() < deadline, f"{phase}: not idle after {limit}s: {out}"
-            time.sleep(0.3)
 
 
 CONFIG = """\
@@ -213,7 +91,7 @@ def world(bind: BindServers, pebble: Pebble, tmp_path: Path) -> Iterator[World]:
             TLSAROTATE_CONFIG=str(cfg),
             TLSAROTATE_HOOK_LOG=str(hook_log),
         )
-        yield World(bind, certbot, pf, cfg, lineage, hook_log)
+        yield World(bind, certbot, pf, cfg, TTL, lineage, hook_log)
     finally:
         pf.stop()
         pf.remove()
@@ -225,10 +103,12 @@ def _rec(lineage: Path) -> str:
 
 def test_full_rollover_then_reuse_key_fast_path(world: World) -> None:
     w = world
+    lineage, hook_log = w.lineage, w.hook_log
+    assert lineage is not None and hook_log is not None
     # 0. bootstrap: tlsarotate publishes the deployed certificate's record
     w.drive("bootstrap", bootstrap=True)
     w.history.clear()
-    first = _rec(w.lineage)
+    first = _rec(lineage)
     # the old-only RRset as caches hold it right before the renewal
     assert all(p == {first} for p in w.check("before the renewal").values())
 
@@ -236,9 +116,9 @@ def test_full_rollover_then_reuse_key_fast_path(world: World) -> None:
     #    one and returns at once (exit 2 -> success for certbot)
     r = w.certbot.renew(reuse_key=False)
     assert r.returncode == 0 and "reported error" not in r.stderr, r.stderr
-    hook_lines = w.hook_log.read_text().splitlines()
+    hook_lines = hook_log.read_text().splitlines()
     assert len(hook_lines) == 1 and "rc=2 waiting" in hook_lines[0], hook_lines
-    second = _rec(w.lineage)
+    second = _rec(lineage)
     assert second != first
     w.bind.wait_synced("example.test.")
     pub = w.check("after the deploy hook")
@@ -249,17 +129,17 @@ def test_full_rollover_then_reuse_key_fast_path(world: World) -> None:
     codes = w.drive("full rollover")
     assert codes[0] == 2  # it had to wait at least once
     assert all(p == {second} for p in w.published().values())
-    assert w.postfix.served() == material.load_lineage(w.lineage).chain_der[0]
+    assert w.postfix.served() == material.load_lineage(lineage).chain_der[0]
     assert material.load_combined(w.postfix.chain_file).spki_sha256 == second[6:]
 
     # 3. renewal with the SAME key and only "3 1 1": nothing to publish or wait for; the hook's
     #    apply swaps right away
-    before = material.load_lineage(w.lineage).fingerprint
+    before = material.load_lineage(lineage).fingerprint
     r = w.certbot.renew(reuse_key=True)
     assert r.returncode == 0 and "reported error" not in r.stderr, r.stderr
-    after = material.load_lineage(w.lineage)
+    after = material.load_lineage(lineage)
     assert after.fingerprint != before and f"3 1 1 {after.spki_sha256}" == second
-    hook_lines = w.hook_log.read_text().splitlines()
+    hook_lines = hook_log.read_text().splitlines()
     assert len(hook_lines) == 2 and "rc=0 done" in hook_lines[1], hook_lines
     pub = w.check("after the reuse-key renewal")
     assert all(rrs == {second} for rrs in pub.values())
