@@ -463,6 +463,16 @@ CASES: list[tuple[str, Callable[[str], str], str, Marker, tuple[str, ...]]] = [
         ("only meaningful together with nameservers",),
     ),
     (
+        "next-key-is-the-keep-ahead-file-itself",
+        insert_after(
+            "        key: certs/mail-next.key\n",
+            "      next_key: {path: certs/mail-next.key}\n",
+        ),
+        "services[0].certificate.next.key",
+        "key: certs/mail-next.key",
+        ("must be a copy of the next key",),
+    ),
+    (
         "next-key-type-bogus",
         insert_after(
             "        key: certs/mail-next.key\n",

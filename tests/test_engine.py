@@ -368,3 +368,29 @@ def test_keep_ahead_next_key_gives_a_zero_wait_renewal(tmp_path: Path) -> None:
     fresh_rec = records.to_text(records.build(fresh, records.parse_params("3 1 1")))
     assert fresh_rec in w.published_texts()
     assert w.violations == []
+
+
+def test_swap_installs_only_the_bytes_it_checked(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The ACME client replaces the next files between the plan and the copy: nothing is
+    installed, the swap says so, and the next run plans afresh."""
+    from tlsarotate import pki, swap
+
+    w = World(tmp_path)
+    old = w.deployed()
+    w.new_next()
+    w.apply()
+    w.clock.advance(300)
+    real = swap.read_bundle
+    other = pki.make_leaf(w.ca, ["mx1.example.test"])
+
+    def changed_underneath(paths):  # type: ignore[no-untyped-def]
+        real(paths)
+        return swap.Bundle(other.cert_pem, other.key_pem)
+
+    monkeypatch.setattr(swap, "read_bundle", changed_underneath)
+    with pytest.raises(SwapError, match="changed while it was read"):
+        w.apply()
+    assert w.deployed().same_as(old) and w.reloads == 0
+    monkeypatch.setattr(swap, "read_bundle", real)
+    w.apply()
+    assert w.deployed().same_as(w.next()) and w.violations == []

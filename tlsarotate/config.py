@@ -365,6 +365,15 @@ def _slot(ctx: _Ctx, node: yaml.Node, kp: str, default_name: str) -> CertSlot:
                     nk["type"][1], f"{kp}.next_key.type", f"must be one of {', '.join(KEY_TYPES)}"
                 )
         next_key = NextKey(_path(ctx, nk["path"][1], f"{kp}.next_key.path"), ktype)
+        if nxt is not None and nxt.key is not None and nxt.key == next_key.path:
+            nnode = m["next"][1]
+            at = next((v for k, v in nnode.value if k.value == "key"), nnode)
+            raise ctx.err(
+                at,
+                f"{kp}.next.key",
+                "must be a copy of the next key taken when the CSR was made, not next_key.path "
+                "itself (that file is replaced by a fresh key after the swap)",
+            )
     return CertSlot(name, deployed, nxt, reload, verify, next_key)
 
 

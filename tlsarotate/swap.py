@@ -125,6 +125,19 @@ def install(
             "since the plan was made; nothing installed, re-run to re-plan"
         )
     bundle = read_bundle(slot.next)
+    # what gets installed is these bytes: check them (the files may have changed since)
+    try:
+        got: material.Material | None = material.parse(bundle.combined(), slot.next.describe())
+        key = material.parse(bundle.key_pem, slot.next.describe())
+        if got is not None and key.spki != got.spki:
+            got = None
+    except TlsarotateError:
+        got = None
+    if got is None or got.fingerprint != expected_fingerprint:
+        raise SwapError(
+            f"certificate {slot.name!r}: the next certificate at {slot.next.describe()} changed "
+            "while it was read; nothing installed, re-run to re-plan"
+        )
     targets = _targets(slot.deployed, bundle)
     saved = _backup(targets)
     for path, data, mode in targets:
