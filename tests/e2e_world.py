@@ -151,3 +151,29 @@ class World:
                 return codes
             assert time.monotonic() < deadline, f"{phase}: not idle after {limit}s: {out}"
             time.sleep(0.3)
+
+
+# The config head both end-to-end tests share (rfc2136 to the BIND pair, both servers observed);
+# each test appends its ``certificate:`` block. Fields: state, port, keyfile, name, ttl.
+CONFIG_HEAD = """\
+state_dir: {state}
+safety_margin: 0
+lock_timeout: 30
+providers:
+  bind:
+    type: rfc2136
+    server: 127.0.0.1
+    port: {port}
+    tsig_key_file: {keyfile}
+    timeout: 2
+    retries: 2
+services:
+  - name: mx
+    zone: example.test
+    provider: bind
+    hosts: [{name}]
+    ports: [25]
+    ttl: {ttl}
+    records: ["3 1 1"]
+    nameservers: ["127.0.0.1:{port}", "[::1]:{port}"]
+"""

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.acme_servers import HOOKS, ROOT, Certbot, Pebble, start_postfix
-from tests.e2e_world import World, pebble  # noqa: F401
+from tests.e2e_world import CONFIG_HEAD, World, pebble  # noqa: F401
 from tests.servers import BindServers, bind, bind_servers  # noqa: F401
 from tlsarotate import material
 
@@ -27,32 +27,15 @@ pytestmark = [pytest.mark.servers, pytest.mark.slow]
 TTL = 2
 
 
-CONFIG = """\
-state_dir: {state}
-safety_margin: 0
-lock_timeout: 30
-providers:
-  bind:
-    type: rfc2136
-    server: 127.0.0.1
-    port: {port}
-    tsig_key_file: {keyfile}
-    timeout: 2
-    retries: 2
-services:
-  - name: mx
-    zone: example.test
-    provider: bind
-    hosts: [mx.example.test]
-    ports: [25]
-    ttl: {ttl}
-    records: ["3 1 1"]
-    nameservers: ["127.0.0.1:{port}", "[::1]:{port}"]
+CONFIG = (
+    CONFIG_HEAD
+    + """\
     certificate:
       deployed: {{combined: {chain}}}
       next: {{lineage: {lineage}}}
       reload: [postfix, -c, {pfdir}, reload]
 """
+)
 
 
 @pytest.fixture
@@ -70,6 +53,7 @@ def world(bind: BindServers, pebble: Pebble, tmp_path: Path) -> Iterator[World]:
                 state=tmp_path / "state",
                 port=bind.port,
                 keyfile=bind.key_file,
+                name="mx.example.test",
                 ttl=TTL,
                 chain=pf.chain_file,
                 lineage=lineage,

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from tests.acme_servers import Certbot, Pebble, served_leaf, start_postfix
-from tests.e2e_world import NAME, World, pebble, spki_record  # noqa: F401
+from tests.e2e_world import CONFIG_HEAD, NAME, World, pebble, spki_record  # noqa: F401
 from tests.servers import BindServers, bind, bind_servers  # noqa: F401
 from tlsarotate import material, nextkey
 
@@ -34,27 +34,9 @@ pytestmark = [pytest.mark.servers, pytest.mark.slow]
 
 TTL = 2
 
-CONFIG = """\
-state_dir: {state}
-safety_margin: 0
-lock_timeout: 30
-providers:
-  bind:
-    type: rfc2136
-    server: 127.0.0.1
-    port: {port}
-    tsig_key_file: {keyfile}
-    timeout: 2
-    retries: 2
-services:
-  - name: mx
-    zone: example.test
-    provider: bind
-    hosts: [{name}]
-    ports: [25]
-    ttl: {ttl}
-    records: ["3 1 1"]
-    nameservers: ["127.0.0.1:{port}", "[::1]:{port}"]
+CONFIG = (
+    CONFIG_HEAD
+    + """\
     certificate:
       deployed: {{combined: {chain}}}
       next: {{cert: {next}/fullchain.pem, key: {next}/privkey.pem}}
@@ -62,6 +44,7 @@ services:
       reload: [postfix, -c, {pfdir}, reload]
       verify: {{starttls: smtp, host: 127.0.0.1, port: {pfport}, timeout: 5}}
 """
+)
 
 
 @dataclass

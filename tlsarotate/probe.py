@@ -237,14 +237,10 @@ def find_zone(
                 name = name.parent()
         except dns.exception.DNSException:
             continue
-    res = None
-    if resolver is not None:
-        res = dns.resolver.Resolver(configure=False)
-        res.nameservers = [resolver.address]
-        res.port = resolver.port
-        res.lifetime = timeout
     try:
-        return dns.resolver.zone_for_name(owner, resolver=res, lifetime=timeout)
+        return dns.resolver.zone_for_name(
+            owner, resolver=_resolver(resolver, timeout), lifetime=timeout
+        )
     except dns.exception.DNSException as e:
         raise ObserverError(f"cannot find the zone of {owner}: {e}") from None
 
@@ -276,15 +272,23 @@ def default_observer(
     """The DNS observer: the given servers (instead of, or with ``replace=False`` besides, the
     zone's NS set), else the zone's NS set (found through ``resolver`` when given, else the
     system resolver)."""
-    res = None
-    if resolver is not None:
-        res = dns.resolver.Resolver(configure=False)
-        res.nameservers = [resolver.address]
-        res.port = resolver.port
-        res.lifetime = timeout
     return DnsObserver(
-        nameservers=tuple(nameservers) or None, timeout=timeout, resolver=res, replace=replace
+        nameservers=tuple(nameservers) or None,
+        timeout=timeout,
+        resolver=_resolver(resolver, timeout),
+        replace=replace,
     )
+
+
+def _resolver(server: Nameserver | None, timeout: float) -> dns.resolver.Resolver | None:
+    """A stub resolver asking ``server`` (None: the system's, from /etc/resolv.conf)."""
+    if server is None:
+        return None
+    res = dns.resolver.Resolver(configure=False)
+    res.nameservers = [server.address]
+    res.port = server.port
+    res.lifetime = timeout
+    return res
 
 
 def tlsa_from_dns(
