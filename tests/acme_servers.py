@@ -523,3 +523,12 @@ def openssl_dane(
     for rd in rrdata:
         cmd += ["-dane_tlsa_rrdata", rd]
     return subprocess.run(cmd, input="", capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def pebble(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pebble]:
+    pb = start_pebble(tmp_path_factory.mktemp("pebble"))
+    try:
+        yield pb
+    finally:
+        pb.stop()

@@ -14,37 +14,25 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import dns.rdatatype
-import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from tests.acme_servers import (
     ROOT,
     Certbot,
-    Pebble,
     Postfix,
     openssl_dane,
+    pebble,  # noqa: F401  (re-exported: the end-to-end tests import it from here)
     served_leaf,
-    start_pebble,
 )
 from tests.servers import BindServers, query
 
 OWNER = "_25._tcp.mx.example.test."
 NAME = "mx.example.test"
-
-
-@pytest.fixture(scope="module")
-def pebble(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pebble]:
-    pb = start_pebble(tmp_path_factory.mktemp("pebble"))
-    try:
-        yield pb
-    finally:
-        pb.stop()
 
 
 def spki_record(der_or_spki: bytes, *, is_cert: bool = True) -> str:

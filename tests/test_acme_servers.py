@@ -1,3 +1,4 @@
+# ruff: noqa: F811
 """The real-server fixtures work: pebble + certbot (with the real hooks/certbot-deploy) and a
 private Postfix whose served certificate changes only on reload."""
 
@@ -18,8 +19,8 @@ from tests.acme_servers import (
     Pebble,
     Postfix,
     openssl_dane,
+    pebble,  # noqa: F401  (the module-scoped pebble fixture)
     postfix_running,
-    start_pebble,
 )
 from tlsarotate import material, nextkey, pki
 
@@ -33,15 +34,6 @@ print(json.dumps({"argv": sys.argv[1:], "env": {k: os.environ.get(k) for k in ke
 PY
 exit "${FAKE_RC:-0}"
 """
-
-
-@pytest.fixture(scope="module")
-def pebble(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pebble]:
-    pb = start_pebble(tmp_path_factory.mktemp("pebble"))
-    try:
-        yield pb
-    finally:
-        pb.stop()
 
 
 @pytest.fixture
