@@ -200,3 +200,12 @@ def test_ctrl_c_during_the_wait_leaves_a_resumable_state(tmp_path: Path) -> None
     assert state["visible_since"] is not None
     plan = run_cli("-c", cfg, "plan")
     assert plan.returncode == 2 and "wait-ttl" in plan.stdout  # resumes where it was
+
+
+def test_check_says_when_the_swap_becomes_safe(tmp_path: Path) -> None:
+    cfg = demo.setup(tmp_path, ttl=3600)
+    before = run_cli("-c", cfg, "check", "--no-live")
+    assert "safe to swap now: no" in before.stdout  # nothing published for the next one yet
+    assert run_cli("-c", cfg, "apply").returncode == 2  # published; the wait starts
+    proc = run_cli("-c", cfg, "check", "--no-live")
+    assert "safe to swap now: no, in 59m" in proc.stdout or "in 1h00m" in proc.stdout, proc.stdout

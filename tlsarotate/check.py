@@ -194,7 +194,7 @@ def swap_readiness(
     missing = [*problems, *missing_on_servers(obs, needed)]
     published = not missing
     if not published:
-        detail = f"safe to swap now: no ({len(missing)} record(s) of the next certificate missing)"
+        detail = f"{len(missing)} record(s) of the next certificate missing"
         return SwapReadiness(False, False, tuple(missing), detail)
     if state is None or state.rebuilt:
         return SwapReadiness(
@@ -227,16 +227,16 @@ def swap_readiness(
         )
     )
     if plan.phase == planner.SWAP:
-        return SwapReadiness(True, True, (), "safe to swap now: yes")
+        return SwapReadiness(True, True, (), "published and old enough")
     if plan.phase == planner.WAIT_TTL and plan.ready_at is not None:
         return SwapReadiness(
             False,
             True,
             (),
-            f"safe to swap now: no, in {_ago(plan.ready_at - when)} "
+            f"in {_ago(plan.ready_at - when)} "
             f"(caches may hold the old RRset until {_iso(plan.ready_at)})",
         )
-    return SwapReadiness(False, True, (), f"safe to swap now: no ({plan.summary})")
+    return SwapReadiness(False, True, (), plan.summary)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -441,6 +441,8 @@ def run_check(
                 nxt, nerr = _load(slot.next, f"certificate {slot.name!r} (next)")
                 if nerr:
                     findings.append(Finding(WARNING, s.name, nerr))
+                if nxt is not None and nxt.same_as(dep):
+                    nxt = None  # already deployed (as after every rollover): nothing is next
             if exp is not None:
                 cert_min = exp if cert_min is None else min(cert_min, exp)
                 left = exp - now
@@ -770,10 +772,8 @@ def render_text(rep: CheckReport) -> str:
         for c in r.certs:
             sr = c.get("swap_readiness")
             if isinstance(sr, dict):
-                ready = "yes" if sr["ready"] else "no"
-                out.append(
-                    f"  next certificate {c['slot']!r}: safe to swap now: {ready} ({sr['detail']})"
-                )
+                verdict = f"yes ({sr['detail']})" if sr["ready"] else f"no, {sr['detail']}"
+                out.append(f"  next certificate {c['slot']!r}: safe to swap now: {verdict}")
                 for m in sr["missing"]:  # type: ignore[attr-defined]
                     out.append(f"    missing: {m}")
     if rep.next_gate is not None:
