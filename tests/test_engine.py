@@ -394,3 +394,41 @@ def test_swap_installs_only_the_bytes_it_checked(tmp_path: Path, monkeypatch) ->
     monkeypatch.setattr(swap, "read_bundle", real)
     w.apply()
     assert w.deployed().same_as(w.next()) and w.violations == []
+
+
+def test_crashed_swap_whose_next_changed_restores_and_reloads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash between writing the new key and the new certificate; before the rerun the ACME
+    client renewed again. The rerun cannot finish that swap (its certificate is gone), so it
+    puts the previous files back AND reloads, then rolls to the newest certificate safely."""
+    from tlsarotate import swap
+
+    w = World(tmp_path)
+    old = w.deployed()
+    w.new_next()
+    w.apply()
+    w.clock.advance(300)
+    real = swap.atomic_write
+    calls = {"n": 0}
+
+    def crash_on_fourth(*a, **kw):  # type: ignore[no-untyped-def]
+        calls["n"] += 1  # two .prev copies, the key, then the certificate
+        if calls["n"] == 4:
+            raise Crash("between the key and the certificate")
+        return real(*a, **kw)
+
+    monkeypatch.setattr(swap, "atomic_write", crash_on_fourth)
+    with contextlib.suppress(Crash):
+        w.apply()
+    monkeypatch.setattr(swap, "atomic_write", real)
+    w.new_next()  # another renewal before the rerun
+    reloads = w.reloads
+    w.apply()
+    assert w.reloads == reloads + 1  # the restore reloaded the service
+    assert w.deployed().same_as(old) and w.served.same_as(old)
+    assert w.violations == []
+    w.clock.advance(300)
+    w.apply(wait=True)
+    assert w.deployed().same_as(w.next()) and w.served.same_as(w.next())
+    assert w.violations == []

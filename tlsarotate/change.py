@@ -72,17 +72,6 @@ class ZoneChange:
     def __bool__(self) -> bool:
         return bool(self.changes)
 
-    def diff_lines(self) -> list[str]:
-        """``- owner ttl IN TLSA ...`` then ``+ ...`` (deletes before creates)."""
-        out: list[str] = []
-        for ch in self.changes:
-            if ch.old:
-                out += [f"- {records.zone_line(ch.owner, ch.old.ttl, rd)}" for rd in ch.removed]
-        for ch in self.changes:
-            if ch.new:
-                out += [f"+ {records.zone_line(ch.owner, ch.new.ttl, rd)}" for rd in ch.added]
-        return out
-
 
 def digest(published: Published, owners: Iterable[dns.name.Name]) -> str:
     """A stable hash of what is published at these owners (records and TTLs)."""

@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
 import json
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-from tlsarotate import config, planner, records
+from tlsarotate import config, planner, records, timefmt
 from tlsarotate.clock import SystemClock
 from tlsarotate.engine import Engine, make_providers
 from tlsarotate.material import Material
@@ -36,53 +35,47 @@ from tlsarotate.providers.base import ProviderContext
 from tlsarotate.state import make_store
 
 
-def _iso(t: float | None) -> str | None:
-    if t is None:
-        return None
-    return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _in(seconds: float) -> str:
-    s = max(0, int(seconds + 0.999))
-    h, rem = divmod(s, 3600)
-    m, sec = divmod(rem, 60)
-    return f"{h}h{m:02d}m" if h else (f"{m}m{sec:02d}s" if m else f"{sec}s")
-
-
-def _why(p: Plan) -> dict[tuple[str, str], str]:
-    return {(m.owner.to_text(), records.to_text(m.record)): m.why for m in p.removals + p.stale}
+def change_rows(p: Plan) -> list[dict[str, Any]]:
+    """The plan's write, one row per record: removals first (as they are applied), each
+    with why it goes."""
+    if not p.change:
+        return []
+    why = {(m.owner, m.record): m.why for m in p.removals + p.stale}
+    rows: list[dict[str, Any]] = []
+    for ch in p.change.changes:
+        for rd in ch.removed:
+            rows.append(
+                {
+                    "op": "remove",
+                    "owner": ch.owner.to_text(),
+                    "ttl": ch.old.ttl if ch.old else None,
+                    "record": records.to_text(rd),
+                    "why": why.get((ch.owner, rd)),
+                }
+            )
+    for ch in p.change.changes:
+        for rd in ch.added:
+            rows.append(
+                {
+                    "op": "add",
+                    "owner": ch.owner.to_text(),
+                    "ttl": ch.new.ttl if ch.new else None,
+                    "record": records.to_text(rd),
+                    "why": None,
+                }
+            )
+    return rows
 
 
 def plan_json(p: Plan, now: float) -> dict[str, Any]:
-    why = _why(p)
-    changes: list[dict[str, Any]] = []
-    if p.change:
-        for ch in p.change.changes:  # deletes before creates, as they are applied
-            for rd in ch.removed:
-                o, t = ch.owner.to_text(), records.to_text(rd)
-                ttl = ch.old.ttl if ch.old else None
-                changes.append(
-                    {"op": "remove", "owner": o, "ttl": ttl, "record": t, "why": why.get((o, t))}
-                )
-        for ch in p.change.changes:
-            for rd in ch.added:
-                changes.append(
-                    {
-                        "op": "add",
-                        "owner": ch.owner.to_text(),
-                        "ttl": ch.new.ttl if ch.new else None,
-                        "record": records.to_text(rd),
-                        "why": None,
-                    }
-                )
     return {
         "service": p.service,
         "phase": p.phase,
         "summary": p.summary,
         "pending": p.pending,
-        "changes": changes,
+        "changes": change_rows(p),
         "swap": list(p.swap),
-        "ready_at": _iso(p.ready_at),
+        "ready_at": timefmt.iso(p.ready_at),
         "ready_in": None if p.ready_at is None else max(0, round(p.ready_at - now)),
         "waiting_for": list(p.waiting_for),
         "stale": [
@@ -95,14 +88,11 @@ def plan_json(p: Plan, now: float) -> dict[str, Any]:
 
 def plan_text(p: Plan, now: float) -> list[str]:
     out = [f"{p.service}: {p.phase} - {p.summary}"]
-    why = _why(p)
     if p.change:
-        for line in p.change.diff_lines():
-            sign, rest = line[0], line[2:]
-            parts = rest.split()
-            key = (parts[0], " ".join(parts[4:]))
-            tag = f"    ({why[key]})" if sign == "-" and key in why else ""
-            out.append(f"  {line}{tag}")
+        for r in change_rows(p):
+            sign = "-" if r["op"] == "remove" else "+"
+            tag = f"    ({r['why']})" if r["why"] else ""
+            out.append(f"  {sign} {r['owner']} {r['ttl']} IN TLSA {r['record']}{tag}")
     elif p.stale:
         for m in p.stale:
             out.append(
@@ -117,7 +107,8 @@ def plan_text(p: Plan, now: float) -> list[str]:
         if p.actionable:
             out.append("  next step: now")
         elif p.ready_at is not None:
-            out.append(f"  next step possible at {_iso(p.ready_at)} (in {_in(p.ready_at - now)})")
+            left = timefmt.duration(p.ready_at - now)
+            out.append(f"  next step possible at {timefmt.iso(p.ready_at)} (in {left})")
         else:
             out.append("  next step possible once every authoritative server serves the records")
     for w in p.warnings:
@@ -222,7 +213,7 @@ class _Countdown:
         parts = []
         for name, p in sorted(self.waiting.items()):
             if p.ready_at is not None:
-                parts.append(f"{name}: next step in {_in(p.ready_at - now)}")
+                parts.append(f"{name}: next step in {timefmt.duration(p.ready_at - now)}")
             else:
                 parts.append(f"{name}: waiting for the name servers")
         return "  " + "; ".join(parts) + " (Ctrl-C stops; run again to resume)"
@@ -278,7 +269,7 @@ def _cert_info(m: Material | None) -> dict[str, Any] | None:
         "source": m.source,
         "subject": leaf.subject.rfc4514_string() if leaf else None,
         "spki_sha256": m.spki_sha256,
-        "not_after": _iso(leaf.not_valid_after_utc.timestamp()) if leaf else None,
+        "not_after": timefmt.iso(leaf.not_valid_after_utc.timestamp()) if leaf else None,
     }
 
 
@@ -289,7 +280,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     docs: list[dict[str, Any]] = []
     for svc in svcs:
         p = engine.evaluate(svc)
-        published = engine.providers[svc.provider].read(svc.zone, svc.owners)
+        inp = engine.inputs[svc.name]  # what the plan was made from: no second read
+        published = inp.published
         st = engine.store.load(svc.name)
         docs.append(
             {
@@ -306,13 +298,14 @@ def cmd_status(args: argparse.Namespace) -> int:
                         "deployed": _cert_info(s.deployed),
                         "next": _cert_info(s.pending),
                     }
-                    for s in engine.slots(svc)
+                    for s in inp.slots
                 ],
-                "visible_since": _iso(p.state.visible_since),
+                "visible_since": timefmt.iso(p.state.visible_since),
                 "hold_ttl": p.state.hold_ttl,
-                "ready_at": _iso(p.ready_at),
+                "ready_at": timefmt.iso(p.ready_at),
+                "ready_in": None if p.ready_at is None else max(0, round(p.ready_at - now)),
                 "last_step": st.last_step,
-                "updated": _iso(st.updated or None),
+                "updated": timefmt.iso(st.updated or None),
                 "waiting_for": list(p.waiting_for),
             }
         )
@@ -341,13 +334,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"last step {d['last_step'] or '-'} at {d['updated'] or '-'}"
         )
         if d["ready_at"]:
-            print(f"  next step possible at {d['ready_at']} (in {_in(_ts(d['ready_at']) - now)})")
+            left = timefmt.duration(d["ready_in"])
+            print(f"  next step possible at {d['ready_at']} (in {left})")
         for w in d["waiting_for"]:
             print(f"  waiting for: {w}")
     return 0
-
-
-def _ts(iso: str) -> float:
-    return (
-        dt.datetime.strptime(iso, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc).timestamp()
-    )

@@ -22,7 +22,7 @@ from typing import Protocol
 
 import dns.name
 
-from tlsarotate import planner, records, swap
+from tlsarotate import material, nextkey, planner, records, swap
 from tlsarotate.change import OwnerChange, ZoneChange
 from tlsarotate.clock import Clock, SystemClock
 from tlsarotate.config import CertSlot, Config, Service, load_cert
@@ -35,6 +35,7 @@ from tlsarotate.errors import (
 )
 from tlsarotate.material import Material
 from tlsarotate.observation import Observer, ProviderObserver
+from tlsarotate.observer import DnsObserver
 from tlsarotate.planner import Plan
 from tlsarotate.providers.base import Provider, ProviderContext, Runner, run_command
 from tlsarotate.state import State, SwapJournal
@@ -58,8 +59,6 @@ ObserverFactory = Callable[[Service, Provider], Observer]
 def default_observer(service: Service, provider: Provider) -> Observer:
     if service.observe == "provider":
         return ProviderObserver(provider, provider.name)
-    from tlsarotate.observer import DnsObserver  # arrives with the RFC 2136 work
-
     return DnsObserver(service.nameservers or None, replace=service.nameservers_mode == "replace")
 
 
@@ -90,14 +89,17 @@ def load_slots(svc: Service) -> tuple[planner.SlotInput, ...]:
                 raise ConfigError(f"{where}: next certificate: {e}") from None
         key: Material | None = None
         if slot.next_key is not None and slot.next_key.path.exists():
-            from tlsarotate import material
-
             try:
                 key = material.load(slot.next_key.path)
             except TlsarotateError as e:
                 raise ConfigError(f"{where}: next_key: {e}") from None
         out.append(planner.SlotInput(slot.name, deployed, nxt, key))
     return tuple(out)
+
+
+def _record_texts(m: Material, svc: Service) -> list[str]:
+    """The records a certificate has for the service's parameters, as text (for the state)."""
+    return [records.to_text(rd) for rd in records.build_all(m, svc.params)]
 
 
 @dataclass
@@ -113,13 +115,12 @@ class Engine:
     on_plan: Callable[[Plan], None] | None = None  # called with every plan made (for output)
     on_event: Callable[[str], None] | None = None  # called with every action taken, in words
     persist: bool = True  # False for plan/status: never write state or generate keys
+    # what each service's last plan was made from (status and the swap use it; no re-reading)
+    inputs: dict[str, planner.PlanInput] = field(default_factory=dict)
     _observers: dict[str, Observer] = field(default_factory=dict)
     _propagation_polls: int = 0
 
     # -- inputs --------------------------------------------------------------------------------
-
-    def slots(self, svc: Service) -> tuple[planner.SlotInput, ...]:
-        return load_slots(svc)
 
     def _observer(self, svc: Service) -> Observer:
         if svc.name not in self._observers:
@@ -130,7 +131,7 @@ class Engine:
         """Read everything for one service and ask the planner. Saves the folded state."""
         if self.persist:
             self._ensure_next_keys(svc)
-        slots = self.slots(svc)
+        slots = load_slots(svc)
         provider = self.providers[svc.provider]
         owners = tuple(svc.owners)
         published = provider.read(svc.zone, owners)
@@ -155,6 +156,7 @@ class Engine:
             allow_unsigned=svc.allow_unsigned,
         )
         p = planner.plan(inp)
+        self.inputs[svc.name] = inp
         deployed = {s.name: s.deployed.fingerprint for s in slots}
         new_state = p.state.with_(deployed=deployed, updated=self.clock.now())
         if new_state != st:
@@ -205,15 +207,13 @@ class Engine:
     # -- swaps ---------------------------------------------------------------------------------
 
     def _swap(self, svc: Service, p: Plan) -> None:
-        slots = {s.name: s for s in self.slots(svc)}
+        slots = {s.name: s for s in self.inputs[svc.name].slots}
         for name in p.swap:
             cfg_slot = next(s for s in svc.certificates if s.name == name)
             slot_in = slots[name]
             nxt = slot_in.pending
             assert nxt is not None
-            old_records = [
-                records.to_text(rd) for rd in records.build_all(slot_in.deployed, svc.params)
-            ]
+            old_records = _record_texts(slot_in.deployed, svc)
             st = self.store.load(svc.name)
             st = st.with_(swap=SwapJournal(name, nxt.fingerprint, self.clock.now()))
             self.store.save(st)
@@ -237,8 +237,6 @@ class Engine:
 
     def _ensure_next_keys(self, svc: Service) -> None:
         """Keep-ahead: make sure every configured next key exists (generated 0600 if not)."""
-        from tlsarotate import nextkey
-
         for slot in svc.certificates:
             if slot.next_key is not None and not slot.next_key.path.exists():
                 nextkey.ensure(slot.next_key.path, slot.next_key.type)
@@ -246,8 +244,6 @@ class Engine:
 
     def _rotate_next_key(self, svc: Service, slot_name: str, installed: Material) -> None:
         """After a swap installed the keep-ahead key, a fresh one takes its place."""
-        from tlsarotate import material, nextkey
-
         slot = next(s for s in svc.certificates if s.name == slot_name)
         nk = slot.next_key
         if nk is None or not nk.path.exists():
@@ -295,26 +291,20 @@ class Engine:
         elif nxt.fingerprint == j.fingerprint:
             swap.install(cfg_slot, j.fingerprint, self.runner, self._verifier(svc))
         else:
-            # the next certificate changed since: put the previous files back
+            # the next certificate changed since: put the previous files back (and reload:
+            # the interrupted swap may have reloaded the service already)
             self._event(f"{svc.name}: next certificate changed since; restoring the previous one")
-            for path in (cfg_slot.deployed.cert, cfg_slot.deployed.key, cfg_slot.deployed.combined):
-                if path is not None and path.with_name(path.name + ".prev").exists():
-                    from tlsarotate.fsutil import atomic_write
-
-                    prev = path.with_name(path.name + ".prev")
-                    atomic_write(path, prev.read_bytes(), mode=prev.stat().st_mode & 0o7777)
+            problem = swap.restore_previous(cfg_slot, self.runner)
             self.store.save(st.with_(swap=None))
+            if problem is not None:
+                raise SwapError(f"certificate {j.slot!r}: restoring the previous one: {problem}")
             return
-        old_records = []
+        old_records: list[str] = []
         prev_path = cfg_slot.deployed.cert or cfg_slot.deployed.combined
-        if prev_path is not None:
-            prev = prev_path.with_name(prev_path.name + ".prev")
-            if prev.exists():
-                from tlsarotate import material
-
-                with contextlib.suppress(TlsarotateError):
-                    m = material.load(prev)
-                    old_records = [records.to_text(r) for r in records.build_all(m, svc.params)]
+        if prev_path is not None and prev_path.with_name(prev_path.name + ".prev").exists():
+            with contextlib.suppress(TlsarotateError):
+                prev = material.load(prev_path.with_name(prev_path.name + ".prev"))
+                old_records = _record_texts(prev, svc)
         self._finish_swap(svc, j.slot, old_fp, old_records)
 
     # -- the loop ------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import dns.name
 from dns.rdtypes.ANY.TLSA import TLSA
 
-from tlsarotate import records
+from tlsarotate import records, timefmt
 from tlsarotate.change import OwnerChange, TlsaRRset, ZoneChange, digest
 from tlsarotate.material import Material
 from tlsarotate.observation import Observation
@@ -119,14 +119,10 @@ class _Books:
 
     def __init__(self, inp: PlanInput) -> None:
         self.inp = inp
-        cfg = set(inp.params)
-        self.cfg = cfg
-        self.deployed: set[TLSA] = set()
+        self.cfg = set(inp.params)
         self.want: set[TLSA] = set()
         for slot in inp.slots:
-            d = records.build_all(slot.deployed, inp.params, inp.ta_depth)
-            self.deployed.update(d)
-            self.want.update(d)
+            self.want.update(records.build_all(slot.deployed, inp.params, inp.ta_depth))
             nxt = slot.pending
             if nxt is not None:
                 self.want.update(records.build_all(nxt, inp.params, inp.ta_depth))
@@ -150,17 +146,6 @@ class _Books:
         if records.to_text(rd) in self.retiring:
             return "old certificate"
         return "stale"
-
-
-def _fmt_wait(seconds: float) -> str:
-    s = max(0, int(seconds + 0.999))
-    h, rem = divmod(s, 3600)
-    m, sec = divmod(rem, 60)
-    if h:
-        return f"{h}h{m:02d}m"
-    if m:
-        return f"{m}m{sec:02d}s"
-    return f"{sec}s"
 
 
 def _advance_state(inp: PlanInput, visible: bool) -> State:
@@ -221,12 +206,18 @@ def plan(inp: PlanInput) -> Plan:
     current = {
         o: set(inp.published[o].records) if o in inp.published else set() for o in inp.owners
     }
-    stale = tuple(
-        Marked(o, rd, why)
-        for o in inp.owners
-        for rd in records_sorted(current[o])
-        if (why := books.classify(rd)) in ("stale", "old certificate")
-    )
+    # what each published record is, worked out once (matching parses certificates)
+    kind = {rd: books.classify(rd) for rds in current.values() for rd in rds}
+
+    def marked(*kinds: str) -> list[Marked]:
+        return [
+            Marked(o, rd, kind[rd])
+            for o in inp.owners
+            for rd in records_sorted(current[o])
+            if kind[rd] in kinds
+        ]
+
+    stale = tuple(marked("stale", "old certificate"))
 
     def done(phase: str, summary: str, **kw: object) -> Plan:
         return Plan(
@@ -283,17 +274,10 @@ def plan(inp: PlanInput) -> Plan:
             return done(CLEANUP, summary, change=change, removals=tuple(removals))
 
     safe_at = (st.visible_since or inp.now) + st.hold_ttl + inp.safety_margin
-    old_params = [
-        Marked(o, rd, "old parameters")
-        for o in inp.owners
-        for rd in records_sorted(current[o])
-        if books.classify(rd) == "old parameters"
-    ]
+    old_params = marked("old parameters")
     swappable = [s for s in inp.slots if s.pending is not None]
     if not old_params and not swappable:
-        if st.retiring and not any(
-            books.classify(rd) == "old certificate" for o in inp.owners for rd in current[o]
-        ):
+        if st.retiring and "old certificate" not in kind.values():
             st = st.with_(retiring=[])
         return done(IDLE, "idle: the published records match the deployed certificates")
 
@@ -302,7 +286,7 @@ def plan(inp: PlanInput) -> Plan:
         what = "retire the old parameters" if old_params else "swap to the next certificate"
         return done(
             WAIT_TTL,
-            f"waiting {_fmt_wait(safe_at - inp.now)} (TTL {st.hold_ttl}s + margin "
+            f"waiting {timefmt.duration(safe_at - inp.now)} (TTL {st.hold_ttl}s + margin "
             f"{inp.safety_margin}s) before it is safe to {what}: {reason}",
             ready_at=safe_at,
         )

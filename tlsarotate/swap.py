@@ -73,9 +73,16 @@ def _targets(deployed: CertPaths, bundle: Bundle) -> list[tuple[Path, bytes, int
     return [(deployed.key, bundle.key_pem, 0o600), (deployed.cert, bundle.chain_pem, 0o644)]
 
 
-def _backup(targets: Sequence[tuple[Path, bytes, int]]) -> dict[Path, bytes]:
+Saved = list[tuple[Path, bytes, int]]  # (deployed path, its previous bytes, mode)
+
+
+def _prev(path: Path) -> Path:
+    return path.with_name(path.name + ".prev")
+
+
+def _backup(targets: Sequence[tuple[Path, bytes, int]]) -> Saved:
     """Copy each deployed file to ``*.prev``; key files (mode 0600 targets) stay 0600."""
-    saved: dict[Path, bytes] = {}
+    saved: Saved = []
     for p, _, target_mode in targets:
         try:
             data = p.read_bytes()
@@ -83,9 +90,9 @@ def _backup(targets: Sequence[tuple[Path, bytes, int]]) -> dict[Path, bytes]:
             continue
         except OSError as e:
             raise SwapError(f"cannot read the deployed file {p}: {e.strerror}") from None
-        saved[p] = data
         mode = 0o600 if target_mode == 0o600 else p.stat().st_mode & 0o7777
-        atomic_write(p.with_name(p.name + ".prev"), data, mode=mode)
+        atomic_write(_prev(p), data, mode=mode)
+        saved.append((p, data, mode))
     return saved
 
 
@@ -112,31 +119,20 @@ def install(
 ) -> material.Material:
     """Install ``slot.next`` at ``slot.deployed``, reload, verify. Returns the installed
     Material. On failure the previous files are restored and the service reloaded again."""
-    from tlsarotate.config import load_cert
-
     assert slot.next is not None
+    where = slot.next.describe()
+    bundle = read_bundle(slot.next)
+    # what gets installed is exactly these bytes: check them, not an earlier read of the files
     try:
-        nxt = load_cert(slot.next)
+        nxt = material.parse(bundle.combined(), where)
+        key = material.parse(bundle.key_pem, where)
     except TlsarotateError as e:
         raise SwapError(f"certificate {slot.name!r}: next certificate unusable: {e}") from None
-    if nxt.fingerprint != expected_fingerprint:
+    if key.spki != nxt.spki or nxt.fingerprint != expected_fingerprint:
         raise SwapError(
-            f"certificate {slot.name!r}: the next certificate at {slot.next.describe()} changed "
-            "since the plan was made; nothing installed, re-run to re-plan"
-        )
-    bundle = read_bundle(slot.next)
-    # what gets installed is these bytes: check them (the files may have changed since)
-    try:
-        got: material.Material | None = material.parse(bundle.combined(), slot.next.describe())
-        key = material.parse(bundle.key_pem, slot.next.describe())
-        if got is not None and key.spki != got.spki:
-            got = None
-    except TlsarotateError:
-        got = None
-    if got is None or got.fingerprint != expected_fingerprint:
-        raise SwapError(
-            f"certificate {slot.name!r}: the next certificate at {slot.next.describe()} changed "
-            "while it was read; nothing installed, re-run to re-plan"
+            f"certificate {slot.name!r}: the next certificate at {where} is not the one planned "
+            "(it changed while it was read, or since the plan was made); nothing installed, "
+            "re-run to re-plan"
         )
     targets = _targets(slot.deployed, bundle)
     saved = _backup(targets)
@@ -160,11 +156,21 @@ def install(
     return nxt
 
 
-def _restore(saved: dict[Path, bytes], slot: CertSlot, runner: Runner) -> str | None:
-    for path, data in saved.items():
-        mode = 0o600 if path in (slot.deployed.key, slot.deployed.combined) else 0o644
+def _restore(saved: Saved, slot: CertSlot, runner: Runner) -> str | None:
+    for path, data, mode in saved:
         atomic_write(path, data, mode=mode)
     return _run_reload(slot.reload, runner)
+
+
+def restore_previous(slot: CertSlot, runner: Runner) -> str | None:
+    """Put the ``*.prev`` copies back and reload (a crashed swap whose next certificate has
+    changed since). Returns the reload's problem, if any."""
+    saved: Saved = []
+    for path in (slot.deployed.key, slot.deployed.cert, slot.deployed.combined):
+        if path is not None and _prev(path).exists():
+            prev = _prev(path)
+            saved.append((path, prev.read_bytes(), prev.stat().st_mode & 0o7777))
+    return _restore(saved, slot, runner)
 
 
 def reload_and_verify(
