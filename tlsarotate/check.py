@@ -42,6 +42,7 @@ JSON output (``--output json``)::
                        "spki_sha256": str|null}],
         "certificates": [{"slot": str,
                           "deployed": {"file": str, "spki_sha256": str, "not_after": iso|null,
+                                       "not_after_unix": int|null,
                                        "expires_in_seconds": int|null},
                           "next": null | {... same ...},
                           "swap_readiness": null | {"ready": bool, "published": bool,
@@ -72,7 +73,7 @@ from pathlib import Path
 import dns.name
 from dns.rdtypes.ANY.TLSA import TLSA
 
-from tlsarotate import config, material, records
+from tlsarotate import config, material, records, timefmt
 from tlsarotate.change import TlsaRRset
 from tlsarotate.clock import Clock, SystemClock
 from tlsarotate.config import Config, Service
@@ -233,8 +234,8 @@ def swap_readiness(
             False,
             True,
             (),
-            f"in {_ago(plan.ready_at - when)} "
-            f"(caches may hold the old RRset until {_iso(plan.ready_at)})",
+            f"in {timefmt.duration(plan.ready_at - when)} "
+            f"(caches may hold the old RRset until {timefmt.iso(plan.ready_at)})",
         )
     return SwapReadiness(False, True, (), plan.summary)
 
@@ -325,10 +326,6 @@ def _load(paths: config.CertPaths, where: str) -> tuple[material.Material | None
         return config.load_cert(paths), None
     except TlsarotateError as e:
         return None, f"{where}: {e}"
-
-
-def _iso(ts: float | None) -> str | None:
-    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat() if ts is not None else None
 
 
 def _rrsets(obs: Observation, owner: dns.name.Name) -> list[tuple[tuple[str, ...], TlsaRRset]]:
@@ -447,7 +444,11 @@ def run_check(
                 cert_min = exp if cert_min is None else min(cert_min, exp)
                 left = exp - now
                 if left < CERT_WARN_SECONDS and nxt is None:
-                    when = f"expired {_ago(-left)} ago" if left < 0 else f"expires in {_ago(left)}"
+                    when = (
+                        f"expired {timefmt.duration(-left)} ago"
+                        if left < 0
+                        else f"expires in {timefmt.duration(left)}"
+                    )
                     findings.append(
                         Finding(
                             WARNING,
@@ -504,23 +505,12 @@ def run_check(
     return CheckReport(now, reports, findings, gate, perf)
 
 
-def _ago(seconds: float) -> str:
-    s = int(abs(seconds))
-    d, rem = divmod(s, 86400)
-    h, rem = divmod(rem, 3600)
-    m = rem // 60
-    if d:
-        return f"{d}d{h}h"
-    if h:
-        return f"{h}h{m:02d}m"
-    return f"{m}m"
-
-
 def _cert_json(file: str, m: material.Material, exp: float | None, now: float) -> dict[str, object]:
     return {
         "file": file,
         "spki_sha256": m.spki_sha256,
-        "not_after": _iso(exp),
+        "not_after": timefmt.iso(exp),
+        "not_after_unix": int(exp) if exp is not None else None,
         "expires_in_seconds": int(exp - now) if exp is not None else None,
     }
 
@@ -564,10 +554,18 @@ def _dns_findings(s: Service, obs: Observation, now: float) -> tuple[list[Findin
         left = rmin - now
         if left < 0:
             out.append(
-                Finding(CRITICAL, s.name, f"zone {s.zone}: an RRSIG expired {_ago(left)} ago")
+                Finding(
+                    CRITICAL,
+                    s.name,
+                    f"zone {s.zone}: an RRSIG expired {timefmt.duration(left)} ago",
+                )
             )
         elif left < RRSIG_WARN_SECONDS:
-            out.append(Finding(WARNING, s.name, f"zone {s.zone}: an RRSIG expires in {_ago(left)}"))
+            out.append(
+                Finding(
+                    WARNING, s.name, f"zone {s.zone}: an RRSIG expires in {timefmt.duration(left)}"
+                )
+            )
     return out, rmin
 
 
@@ -701,7 +699,7 @@ def report_json(rep: CheckReport) -> dict[str, object]:
                         if not signed_vals or any(v is None for v in signed_vals)
                         else all(signed_vals)
                     ),
-                    "rrsig_expiry": _iso(
+                    "rrsig_expiry": timefmt.iso(
                         min(
                             (s.min_rrsig_expiry for s in obs.servers if s.min_rrsig_expiry),
                             default=None,
@@ -736,7 +734,7 @@ def report_json(rep: CheckReport) -> dict[str, object]:
         "status": rep.status,
         "exit": rep.exit_code,
         "summary": rep.summary(),
-        "checked_at": _iso(rep.checked_at),
+        "checked_at": timefmt.iso(rep.checked_at),
         "findings": [f.to_json() for f in rep.findings],
         "services": services,
         "next_gate": rep.next_gate,
@@ -914,8 +912,8 @@ def render_prometheus(rep: CheckReport) -> str:
         for c in r.certs:
             for which in ("deployed", "next"):
                 info = c.get(which)
-                if isinstance(info, dict) and info.get("not_after"):
-                    ts = dt.datetime.fromisoformat(str(info["not_after"])).timestamp()
+                ts = info.get("not_after_unix") if isinstance(info, dict) else None
+                if isinstance(ts, int):
                     sample(
                         "tlsarotate_cert_expiry_seconds",
                         int(ts),
