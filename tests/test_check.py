@@ -263,7 +263,9 @@ def test_swap_readiness_and_prometheus(
     proc = run_cli("-c", cfg, "check", "--output", "json", "--prometheus", prom)
     js = json.loads(proc.stdout)
     sr = js["services"][0]["certificates"][0]["swap_readiness"]
-    assert sr["published"] is True and sr["ready"] is True and sr["missing"] == []
+    # published everywhere, but no rollover state says for how long: not "yes" (safety first)
+    assert sr["published"] is True and sr["ready"] is False and sr["missing"] == []
+    assert "not known" in sr["detail"]
     assert 'tlsarotate_next_records_published{service="mail",slot="default"} 1' in (
         prom.read_text()
     )

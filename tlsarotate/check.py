@@ -61,6 +61,7 @@ Prometheus (``--prometheus FILE``): a node-exporter textfile written atomically;
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -73,15 +74,17 @@ from pathlib import Path
 import dns.name
 from dns.rdtypes.ANY.TLSA import TLSA
 
-from tlsarotate import config, material, records, timefmt
+from tlsarotate import config, material, planner, records, timefmt
 from tlsarotate.change import TlsaRRset
 from tlsarotate.clock import Clock, SystemClock
 from tlsarotate.config import Config, Service
 from tlsarotate.dane import diagnose, not_after, short, short_record
+from tlsarotate.engine import load_slots, make_providers
 from tlsarotate.errors import RecordError, TlsarotateError
 from tlsarotate.fsutil import atomic_write
 from tlsarotate.observation import Observation, Observer, ProviderObserver
 from tlsarotate.probe import default_observer, resolve_addresses
+from tlsarotate.providers.base import ProviderContext
 from tlsarotate.state import State, make_store
 from tlsarotate.tlsprobe import ServedChain, fetch_chain, format_endpoint
 
@@ -187,27 +190,31 @@ def swap_readiness(
     state: State | None = None,
     now: float | None = None,
     safety_margin: int = 60,
+    slots: tuple[planner.SlotInput, ...] | None = None,
 ) -> SwapReadiness:
     """Is it safe to install the next certificate now? Its records must be published on every
     authoritative server, and (with the service's rollover ``state``) the planner must agree
-    that caches can no longer hold an RRset without them -- else "no, in 1h12m"."""
+    that caches can no longer hold an RRset without them -- else "no, in 1h12m". ``slots``
+    are the service's certificates as the planner sees them (None: not all readable)."""
     needed, problems = needed_records(service, next_cert)
     missing = [*problems, *missing_on_servers(obs, needed)]
     published = not missing
     if not published:
         detail = f"{len(missing)} record(s) of the next certificate missing"
         return SwapReadiness(False, False, tuple(missing), detail)
-    if state is None or state.rebuilt:
+    if state is None or state.rebuilt or slots is None:
+        why = (
+            "no rollover state yet: `tlsarotate apply` records it"
+            if slots is not None
+            else ("not every certificate of the service is readable")
+        )
         return SwapReadiness(
-            True,
+            False,
             True,
             (),
-            "published on every server; how long caches may still hold older records is not "
-            "known here (no rollover state: `tlsarotate apply` records it)",
+            f"published on every server, but how long caches may still hold older records is "
+            f"not known ({why})",
         )
-    from tlsarotate import planner
-    from tlsarotate.engine import load_slots
-
     when = now if now is not None else SystemClock().now()
     first = next((s for s in obs.servers if not s.error), None)
     published_rr = {o: rr for o, rr in (first.rrsets.items() if first else ()) if rr is not None}
@@ -218,7 +225,7 @@ def swap_readiness(
             owners=tuple(service.owners),
             ttl=service.ttl,
             params=service.params,
-            slots=load_slots(service),
+            slots=slots,
             published=published_rr,
             observation=obs,
             state=state,
@@ -310,12 +317,9 @@ ObserverFor = Callable[[Config, Service, float], Observer]
 
 def default_observer_for(cfg: Config, service: Service, timeout: float) -> Observer:
     if service.observe == "provider":
-        from tlsarotate import providers as registry
-
-        pc = cfg.providers[service.provider]
-        cls = registry.get_class(pc.type)
-        prov = cls(pc.name, pc.options, registry.ProviderContext(base_dir=cfg.path.parent))
-        return ProviderObserver(prov, pc.name)
+        context = ProviderContext(base_dir=cfg.path.parent)
+        prov = make_providers(cfg, context)[service.provider]
+        return ProviderObserver(prov, prov.name)
     return default_observer(
         service.nameservers, timeout, replace=service.nameservers_mode == "replace"
     )
@@ -387,10 +391,12 @@ def run_check(
             _, addrs, err = fut.result()
             if err:
                 findings.append(Finding(UNKNOWN, s.name, f"{host}: {err}"))
-            starttls = next(
-                (slot.verify.starttls for slot in s.certificates if slot.verify), "auto"
-            )
+            v = next((slot.verify for slot in s.certificates if slot.verify), None)
             for port in s.ports:
+                # verify.starttls names the protocol of ITS port; every other port: by number
+                starttls = (
+                    v.starttls if v is not None and port == (v.port or s.ports[0]) else "auto"
+                )
                 owner = records.owner_name(host, port, s.protocol)
                 for a in addrs:
                     rep.endpoints.append(Endpoint(s.name, host, port, owner, a, starttls))
@@ -421,7 +427,16 @@ def run_check(
             if rmin is not None:
                 rrsig_min = rmin if rrsig_min is None else min(rrsig_min, rmin)
         # certificates
-        deployed_fps: set[str] = set()
+        deployed_leaves: set[bytes] = set()
+        try:
+            state: State | None = store.load(s.name)
+        except TlsarotateError as e:
+            findings.append(Finding(UNKNOWN, s.name, f"rollover state: {e}"))
+            state = None
+        try:
+            slot_inputs: tuple[planner.SlotInput, ...] | None = load_slots(s)
+        except TlsarotateError:
+            slot_inputs = None  # the unreadable file is reported per certificate below
         for slot in s.certificates:
             dep, err = _load(slot.deployed, f"certificate {slot.name!r} (deployed)")
             entry: dict[str, object] = {"slot": slot.name, "deployed": None, "next": None}
@@ -430,7 +445,7 @@ def run_check(
                 findings.append(Finding(UNKNOWN, s.name, err or "unreadable"))
                 rep.certs.append(entry)
                 continue
-            deployed_fps.add(dep.fingerprint)
+            deployed_leaves.add(dep.chain_der[0])
             exp = not_after(dep.leaf).timestamp() if dep.leaf is not None else None
             entry["deployed"] = _cert_json(slot.deployed.describe(), dep, exp, now)
             nxt = None
@@ -466,7 +481,7 @@ def run_check(
                 unpublished += _deployed_findings(s, slot.name, dep, obs, findings)
                 if nxt is not None:
                     entry["swap_readiness"] = swap_readiness(
-                        s, nxt, obs, store.load(s.name), now, cfg.safety_margin
+                        s, nxt, obs, state, now, cfg.safety_margin, slot_inputs
                     ).to_json()
             rep.certs.append(entry)
         if gate_cert is not None and obs is not None:
@@ -476,7 +491,7 @@ def run_check(
             gate_missing.append(f"service {s.name}: {rep.observe_error or 'DNS not observed'}")
         # live endpoints
         for ep in rep.endpoints:
-            _judge_endpoint(ep, obs, deployed_fps, findings, now_dt)
+            _judge_endpoint(ep, obs, deployed_leaves, findings, now_dt)
 
     gate = None
     if gate_cert is not None:
@@ -616,7 +631,7 @@ def _deployed_findings(
 def _judge_endpoint(
     ep: Endpoint,
     obs: Observation | None,
-    deployed_fps: set[str],
+    deployed_leaves: set[bytes],
     findings: list[Finding],
     now: dt.datetime,
 ) -> None:
@@ -653,7 +668,7 @@ def _judge_endpoint(
     ep.summary = problems[0] if problems else (summaries[0] if summaries else None)
     for p in problems:
         findings.append(Finding(CRITICAL, ep.service, f"{label}: {p}", owner=o, address=ep.address))
-    if deployed_fps and hashlib.sha256(s.der[0]).hexdigest() not in deployed_fps:
+    if deployed_leaves and s.der[0] not in deployed_leaves:
         findings.append(
             Finding(
                 WARNING,
@@ -743,11 +758,8 @@ def report_json(rep: CheckReport) -> dict[str, object]:
 
 
 def _leaf_spki(s: ServedChain | None) -> str | None:
-    if s is None or not s.der:
-        return None
-    from tlsarotate.dane import describe
-
-    return describe(s.der[:1])[0].spki_sha256
+    spki = records.spki_of_der(s.der[0]) if s is not None and s.der else None
+    return hashlib.sha256(spki).hexdigest() if spki is not None else None
 
 
 def render_text(rep: CheckReport) -> str:
@@ -956,14 +968,18 @@ def cmd_check(args: argparse.Namespace) -> int:
             live=not args.no_live,
             timeout=args.timeout,
         )
+        if args.prometheus:
+            _write_textfile(args.prometheus, render_prometheus(rep))
     except TlsarotateError as e:
+        if args.prometheus:
+            # never leave node-exporter serving the last OK: the check itself is UNKNOWN now
+            with contextlib.suppress(TlsarotateError):
+                _write_textfile(args.prometheus, _unknown_textfile())
         if args.output == "nagios":
             msg = str(e).replace("|", "/").replace("\n", " ")
             sys.stdout.write(f"TLSAROTATE UNKNOWN - {msg}\n")
             return UNKNOWN
         raise
-    if args.prometheus:
-        atomic_write(args.prometheus, render_prometheus(rep).encode())
     if args.output == "json":
         sys.stdout.write(json.dumps(report_json(rep), indent=2) + "\n")
     elif args.output == "nagios":
@@ -971,3 +987,21 @@ def cmd_check(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(render_text(rep))
     return rep.exit_code
+
+
+def _write_textfile(path: str, text: str) -> None:
+    try:
+        atomic_write(path, text.encode())
+    except OSError as e:
+        raise TlsarotateError(f"--prometheus {path}: cannot write: {e.strerror}") from None
+
+
+def _unknown_textfile() -> str:
+    return (
+        "# HELP tlsarotate_check_status 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN\n"
+        "# TYPE tlsarotate_check_status gauge\n"
+        f"tlsarotate_check_status {UNKNOWN}\n"
+        "# HELP tlsarotate_check_timestamp_seconds when the check ran\n"
+        "# TYPE tlsarotate_check_timestamp_seconds gauge\n"
+        f"tlsarotate_check_timestamp_seconds {int(SystemClock().now())}\n"
+    )

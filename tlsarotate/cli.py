@@ -7,8 +7,10 @@ import argparse
 import importlib
 import json
 import logging
+import math
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
 
 from tlsarotate import __version__, material, records
 from tlsarotate.errors import NotImplementedYet, RecordError, TlsarotateError
@@ -37,8 +39,37 @@ COMMANDS: dict[str, str] = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors are one line too, and exit 1 (2 means "changes pending"; for ``check``,
+    whose codes are Nagios', an unusable call is UNKNOWN, 3)."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
+        raise SystemExit(3 if self.prog.endswith(" check") else 1)
+
+
+def _number(kind: type, lo: float, hi: float, what: str) -> Callable[[str], Any]:
+    """An argparse type: a finite number within [lo, hi] (``nan``/``inf`` refused)."""
+
+    def parse(text: str) -> Any:
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} {text!r} is not a number") from None
+        if not (math.isfinite(v) and lo <= v <= hi):
+            raise argparse.ArgumentTypeError(f"{what} {text} out of range {lo:g}-{hi:.10g}")
+        return v
+
+    return parse
+
+
+PORT = _number(int, 1, 65535, "port")
+TIMEOUT = _number(float, 0.001, 3600, "timeout (seconds)")
+TTL = _number(int, 0, 2147483647, "TTL")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="tlsarotate",
         description="Keep DANE TLSA records in step with TLS certificates (RFC 6698/7671/7672).",
         epilog=EXIT_CODES,
@@ -53,11 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     p.add_argument("-q", "--quiet", action="store_true", help="only errors")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
     # -c/-v/-q are accepted after the command too (`tlsarotate validate -c FILE`)
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument(
         "-c",
         "--config",
@@ -91,10 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
         help='usage selector mtype, repeatable (default: "3 1 1" and "3 0 1")',
     )
     r.add_argument("--host", help="owner host name (with --port and --proto)")
-    r.add_argument("--port", type=int, default=25, help="port for the owner name (default 25)")
+    r.add_argument("--port", type=PORT, default=25, help="port for the owner name (default 25)")
     r.add_argument("--proto", default="tcp", choices=["tcp", "udp", "sctp"])
     r.add_argument("--name", metavar="OWNER", help="full owner name, e.g. _25._tcp.mx.example.com")
-    r.add_argument("--ttl", type=int, default=3600, help="TTL for zone-file lines (default 3600)")
+    r.add_argument("--ttl", type=TTL, default=3600, help="TTL for zone-file lines (default 3600)")
     r.add_argument(
         "--ta-depth",
         type=int,
@@ -116,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--wait", action="store_true", help="keep going until every service is idle")
     a.add_argument(
         "--lock-timeout",
-        type=float,
+        type=_number(float, 0, 86400, "lock timeout (seconds)"),
         metavar="S",
         help="seconds to wait for a service lock held by another run",
     )
@@ -137,11 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--no-live", action="store_true", help="do not connect to the endpoints")
     c.add_argument("--output", choices=["text", "json", "nagios"], default="text")
     c.add_argument("--prometheus", metavar="FILE", help="write a node-exporter textfile")
-    c.add_argument("--timeout", type=float, default=10.0, help="per-connection timeout")
+    c.add_argument("--timeout", type=TIMEOUT, default=10.0, help="per-connection timeout")
 
     pr = add("probe", "what a TLS endpoint serves, matched against its published TLSA records")
     pr.add_argument("host")
-    pr.add_argument("--port", type=int, default=25)
+    pr.add_argument("--port", type=PORT, default=25)
     pr.add_argument("--starttls", choices=["smtp", "imap", "pop3", "none", "auto"], default="auto")
     pr.add_argument("--tlsa-from", default="dns", metavar="dns|FILE")
     pr.add_argument("--resolver", metavar="ADDR", help="validating resolver to ask as well")
@@ -158,12 +189,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="probe this address instead of resolving HOST (repeatable)",
     )
     pr.add_argument("--save-chain", metavar="DIR")
-    pr.add_argument("--timeout", type=float, default=10.0)
+    pr.add_argument("--timeout", type=TIMEOUT, default=10.0, help="per-connection timeout")
     pr.add_argument("--output", choices=["text", "json"], default="text")
 
     d = add("demo", "run a complete local rollover: throwaway CA, zone file, short TTL")
     d.add_argument("--dir", metavar="DIR", help="keep the demo files here (default: temp dir)")
-    d.add_argument("--ttl", type=int, default=3, help="TTL of the demo records (default 3)")
+    d.add_argument(
+        "--ttl",
+        type=_number(int, 1, 60, "demo TTL"),
+        default=3,
+        help="TTL of the demo records (default 3)",
+    )
     return p
 
 
@@ -193,11 +229,7 @@ def cmd_records(args: argparse.Namespace) -> int:
         except Exception as e:
             raise RecordError(f"invalid owner name {args.name!r}: {e}") from None
     elif args.host:
-        if not 1 <= args.port <= 65535:
-            raise RecordError(f"--port {args.port} out of range 1-65535")
         owner = records.owner_name(args.host, args.port, args.proto)
-    if not 0 <= args.ttl <= 2147483647:
-        raise RecordError(f"--ttl {args.ttl} out of range")
     out: list[str] = []
     js: list[dict[str, object]] = []
     many = len(args.files) > 1

@@ -30,12 +30,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.x509.oid import NameOID
 from dns.rdtypes.ANY.TLSA import TLSA
 
 from tlsarotate import records
+from tlsarotate.material import is_ca, spki_of_cert
 
 SMTP_PORTS = frozenset({25, 465, 587})
 # digest agility preference, strongest first (Full(0) is outside the ordering)
@@ -90,20 +90,12 @@ class CertInfo:
         }
 
 
-def _utc(cert: x509.Certificate, which: str) -> dt.datetime:
-    aware = getattr(cert, f"{which}_utc", None)
-    if isinstance(aware, dt.datetime):
-        return aware
-    naive: dt.datetime = getattr(cert, which)
-    return naive.replace(tzinfo=dt.timezone.utc)
-
-
 def not_before(cert: x509.Certificate) -> dt.datetime:
-    return _utc(cert, "not_valid_before")
+    return cert.not_valid_before_utc
 
 
 def not_after(cert: x509.Certificate) -> dt.datetime:
-    return _utc(cert, "not_valid_after")
+    return cert.not_valid_after_utc
 
 
 def key_type(cert: x509.Certificate) -> str:
@@ -123,12 +115,6 @@ def key_type(cert: x509.Certificate) -> str:
     return type(key).__name__
 
 
-def spki_der(cert: x509.Certificate) -> bytes:
-    return cert.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-
-
 def dns_names(cert: x509.Certificate) -> tuple[str, ...]:
     """subjectAltName dNSNames, or the subject CN when there are none."""
     try:
@@ -140,13 +126,6 @@ def dns_names(cert: x509.Certificate) -> tuple[str, ...]:
         return names
     cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     return tuple(str(a.value) for a in cns)
-
-
-def _is_ca(cert: x509.Certificate) -> bool:
-    try:
-        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
-    except x509.ExtensionNotFound:
-        return False
 
 
 def describe(chain_der: Sequence[bytes]) -> list[CertInfo]:
@@ -161,10 +140,10 @@ def describe(chain_der: Sequence[bytes]) -> list[CertInfo]:
                 not_before=not_before(cert),
                 not_after=not_after(cert),
                 key_type=key_type(cert),
-                spki_sha256=hashlib.sha256(spki_der(cert)).hexdigest(),
+                spki_sha256=hashlib.sha256(spki_of_cert(cert)).hexdigest(),
                 cert_sha256=hashlib.sha256(der).hexdigest(),
                 names=dns_names(cert),
-                is_ca=_is_ca(cert),
+                is_ca=is_ca(cert),
             )
         )
     return out
@@ -224,15 +203,7 @@ class Verdict:
 
 
 def _selected(cert: x509.Certificate, der: bytes, selector: int) -> bytes:
-    return der if selector == 0 else spki_der(cert)
-
-
-def _digest(mtype: int, data: bytes) -> bytes:
-    if mtype == 1:
-        return hashlib.sha256(data).digest()
-    if mtype == 2:
-        return hashlib.sha512(data).digest()
-    return data
+    return der if selector == 0 else spki_of_cert(cert)
 
 
 def _what(selector: int) -> str:
@@ -245,7 +216,7 @@ def _own_value(selector: int, mtype: int, cert: x509.Certificate, der: bytes) ->
     part = "SPKI" if selector == 1 else "certificate"
     if mtype == 0:
         return f"{part} is {short(data.hex())} ({len(data)} bytes)"
-    return f"{part} {MTYPE_WORDS[mtype]} is {short(_digest(mtype, data).hex())}"
+    return f"{part} {MTYPE_WORDS[mtype]} is {short(records.digest(mtype, data).hex())}"
 
 
 def _issued_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
@@ -282,7 +253,7 @@ def _usability(rd: TLSA, port: int) -> str | None:
         return f"unknown selector {rd.selector}: ignored by clients"
     if rd.mtype not in records.MTYPES:
         return f"unknown matching type {rd.mtype}: ignored by clients"
-    want = {1: 32, 2: 64}.get(rd.mtype)
+    want = records.DIGEST_LEN.get(rd.mtype)
     if want is not None and len(rd.cert) != want:
         return (
             f"malformed: matching type {rd.mtype} needs {want} bytes of data, "
@@ -383,7 +354,7 @@ def diagnose(
         reasons = "; ".join(f"{short_record(rd)}: {unusable[rd]}" for rd in rds)
         return Verdict(False, f"no usable TLSA record ({reasons})", tuple(checks))
     first = kept[0]
-    leaf_spki = hashlib.sha256(spki_der(leaf)).hexdigest()
+    leaf_spki = hashlib.sha256(spki_of_cert(leaf)).hexdigest()
     leaf_cert = hashlib.sha256(leaf_der).hexdigest()
     matched_not_auth = [c for c in kept if c.matched]
     if matched_not_auth:
@@ -438,7 +409,7 @@ def _check_record(
     )
     leaf, leaf_der = certs[0], chain_der[0]
     if rd.usage in (1, 3):
-        matched = _digest(rd.mtype, _selected(leaf, leaf_der, rd.selector)) == rd.cert
+        matched = records.digest(rd.mtype, _selected(leaf, leaf_der, rd.selector)) == rd.cert
         if matched:
             reason = f"{sr} matches the leaf's {_what(rd.selector)}"
             if rd.usage == 1:
@@ -462,7 +433,7 @@ def _check_record(
         (
             i
             for i in range(1, len(certs))
-            if _digest(rd.mtype, _selected(certs[i], chain_der[i], rd.selector)) == rd.cert
+            if records.digest(rd.mtype, _selected(certs[i], chain_der[i], rd.selector)) == rd.cert
         ),
         None,
     )

@@ -92,10 +92,6 @@ def _tlsa_lines(zone_file: Path) -> list[str]:
 def cmd_demo(args: argparse.Namespace) -> int:
     from tlsarotate.cli import main
 
-    if args.ttl < 1 or args.ttl > 60:
-        from tlsarotate.errors import TlsarotateError
-
-        raise TlsarotateError("--ttl for the demo must be between 1 and 60 seconds")
     tmp = None
     if args.dir:
         d = Path(args.dir)

@@ -115,6 +115,11 @@ def _private_spki(data: bytes, path: Path, pem: bool) -> bytes:
         del key
 
 
+def spki_of_cert(cert: x509.Certificate) -> bytes:
+    """The certificate's SubjectPublicKeyInfo, DER."""
+    return cert.public_key().public_bytes(*_SPKI_DER)
+
+
 def _check_chain_order(certs: list[x509.Certificate], path: Path) -> None:
     if len(certs) < 2:
         return
@@ -127,7 +132,7 @@ def _check_chain_order(certs: list[x509.Certificate], path: Path) -> None:
             f"{first.subject.rfc4514_string()}, is a CA); a chain file must list the leaf "
             "first, then its issuers"
         )
-    if _is_ca(first) and not all(_is_ca(c) for c in certs[1:]):
+    if is_ca(first) and not all(is_ca(c) for c in certs[1:]):
         raise MaterialError(
             f"{path}: the first certificate ({first.subject.rfc4514_string()}) is a CA "
             "certificate, not the leaf; a chain file must list the leaf first, then its issuers"
@@ -138,7 +143,7 @@ def _check_chain_order(certs: list[x509.Certificate], path: Path) -> None:
     )
 
 
-def _is_ca(cert: x509.Certificate) -> bool:
+def is_ca(cert: x509.Certificate) -> bool:
     try:
         bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
     except x509.ExtensionNotFound:

@@ -6,6 +6,7 @@ The one record type used throughout tlsarotate is dnspython's TLSA rdata. Text f
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
@@ -17,11 +18,10 @@ import dns.rdataclass
 import dns.rdatatype
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
 from dns.rdtypes.ANY.TLSA import TLSA
 
 from tlsarotate.errors import RecordError
-from tlsarotate.material import Material
+from tlsarotate.material import Material, spki_of_cert
 
 USAGES = {0: "PKIX-TA", 1: "PKIX-EE", 2: "DANE-TA", 3: "DANE-EE"}
 SELECTORS = {0: "Cert", 1: "SPKI"}
@@ -65,7 +65,11 @@ def params_of(rd: TLSA) -> Params:
     return Params(rd.usage, rd.selector, rd.mtype)
 
 
-def _digest(mtype: int, data: bytes) -> bytes:
+DIGEST_LEN = {1: 32, 2: 64}  # bytes of a SHA-256 / SHA-512 matching-type record
+
+
+def digest(mtype: int, data: bytes) -> bytes:
+    """The TLSA association data of ``data`` for matching type 0 (exact), 1 or 2."""
     if mtype == 0:
         return data
     if mtype == 1:
@@ -81,7 +85,7 @@ def make(params: Params, data: bytes) -> TLSA:
         params.usage,
         params.selector,
         params.mtype,
-        _digest(params.mtype, data),
+        digest(params.mtype, data),
     )
 
 
@@ -111,11 +115,7 @@ def _selected(material: Material, params: Params, ta_depth: int) -> bytes:
         )
     if params.selector == 0:
         return material.chain_der[ta_depth]
-    return (
-        material.chain[ta_depth]
-        .public_key()
-        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    )
+    return spki_of_cert(material.chain[ta_depth])
 
 
 def build(material: Material, params: Params, ta_depth: int = 1) -> TLSA:
@@ -138,7 +138,7 @@ def from_text(text: str) -> TLSA:
     except (dns.exception.DNSException, ValueError) as e:
         raise RecordError(f"invalid TLSA record {text!r}: {e}") from None
     assert isinstance(rd, TLSA)
-    expected = {1: 32, 2: 64}.get(rd.mtype)
+    expected = DIGEST_LEN.get(rd.mtype)
     if expected is not None and len(rd.cert) != expected:
         raise RecordError(
             f"invalid TLSA record {text!r}: matching type {rd.mtype} needs {expected} bytes, "
@@ -156,12 +156,12 @@ def zone_line(owner: dns.name.Name, ttl: int, rd: TLSA) -> str:
     return f"{owner.to_text()} {ttl} IN TLSA {to_text(rd)}"
 
 
-def _spki_of_der(der: bytes) -> bytes | None:
+@functools.lru_cache(maxsize=1024)
+def spki_of_der(der: bytes) -> bytes | None:
+    """The SPKI of a DER certificate, or None if it cannot be decoded. Cached: matching a
+    record set against a chain asks for the same certificate again and again."""
     try:
-        cert = x509.load_der_x509_certificate(der)
-        return cert.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+        return spki_of_cert(x509.load_der_x509_certificate(der))
     except (ValueError, TypeError, UnsupportedAlgorithm):
         return None
 
@@ -182,8 +182,8 @@ def matches(rd: TLSA, chain_der: Sequence[bytes]) -> bool:
         return False
     candidates = chain_der[:1] if rd.usage in (1, 3) else chain_der[1:]
     for der in candidates:
-        data = der if rd.selector == 0 else _spki_of_der(der)
-        if data is not None and _digest(rd.mtype, data) == rd.cert:
+        data = der if rd.selector == 0 else spki_of_der(der)
+        if data is not None and digest(rd.mtype, data) == rd.cert:
             return True
     return False
 
@@ -196,18 +196,8 @@ def matches_material(rd: TLSA, material: Material) -> bool:
         usable(rd)
         and rd.usage in (1, 3)
         and rd.selector == 1
-        and _digest(rd.mtype, material.spki) == rd.cert
+        and digest(rd.mtype, material.spki) == rd.cert
     )
-
-
-def accepts(rrset: Iterable[TLSA], chain_der: Sequence[bytes]) -> bool:
-    """RFC 7671 §9 digest agility, made strict: every usage/selector/mtype combination present
-    in the RRset must have at least one record that matches the chain on its own."""
-    combos: dict[Params, bool] = {}
-    for rd in rrset:
-        p = params_of(rd)
-        combos[p] = combos.get(p, False) or matches(rd, chain_der)
-    return all(combos.values())
 
 
 def unmatched_combos(rrset: Iterable[TLSA], chain_der: Sequence[bytes]) -> list[Params]:
@@ -216,6 +206,12 @@ def unmatched_combos(rrset: Iterable[TLSA], chain_der: Sequence[bytes]) -> list[
         p = params_of(rd)
         combos[p] = combos.get(p, False) or matches(rd, chain_der)
     return sorted(p for p, ok in combos.items() if not ok)
+
+
+def accepts(rrset: Iterable[TLSA], chain_der: Sequence[bytes]) -> bool:
+    """RFC 7671 §9 digest agility, made strict: every usage/selector/mtype combination present
+    in the RRset must have at least one record that matches the chain on its own."""
+    return not unmatched_combos(rrset, chain_der)
 
 
 def sort_key(rd: TLSA) -> tuple[int, int, int, bytes]:
