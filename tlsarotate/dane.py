@@ -354,8 +354,6 @@ def diagnose(
         reasons = "; ".join(f"{short_record(rd)}: {unusable[rd]}" for rd in rds)
         return Verdict(False, f"no usable TLSA record ({reasons})", tuple(checks))
     first = kept[0]
-    leaf_spki = hashlib.sha256(spki_of_cert(leaf)).hexdigest()
-    leaf_cert = hashlib.sha256(leaf_der).hexdigest()
     matched_not_auth = [c for c in kept if c.matched]
     if matched_not_auth:
         summary = f"DANE fails: {matched_not_auth[0].reason}"
@@ -363,10 +361,8 @@ def diagnose(
         pub = ", ".join(short_record_text(c.record) for c in kept[:3])
         more = f" (and {len(kept) - 3} more)" if len(kept) > 3 else ""
         which = "belongs" if len(kept) == 1 else "belong"
-        if first.params.selector == 0 and all(c.params.selector == 0 for c in kept):
-            own = f"the leaf certificate's sha256 is {short(leaf_cert)}"
-        else:
-            own = f"the leaf's SPKI sha256 is {short(leaf_spki)}"
+        # what the leaf would have to be published as, in the first record's own terms
+        own = "the leaf's " + _own_value(first.params.selector, first.params.mtype, leaf, leaf_der)
         summary = (
             f"no record matches: {own}; the published {pub}{more} {which} to another "
             f"{_what(first.params.selector)}"

@@ -50,10 +50,9 @@ JSON output (``--output json``), one object::
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import ipaddress
 import json
 import socket
+import ssl
 import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -70,15 +69,15 @@ import dns.rdatatype
 import dns.resolver
 from dns.rdtypes.ANY.TLSA import TLSA
 
-from tlsarotate import records
+from tlsarotate import records, timefmt
 from tlsarotate.config import Nameserver, parse_nameserver
 from tlsarotate.dane import Verdict, describe, diagnose
 from tlsarotate.errors import ObserverError, RecordError, TlsarotateError
 from tlsarotate.fsutil import atomic_write
 from tlsarotate.observer import DnsObserver
-from tlsarotate.tlsprobe import ServedChain, fetch_chain, format_endpoint, resolve_starttls
+from tlsarotate.tlsprobe import ServedChain, fetch_chain, is_ip, resolve_starttls
 
-__all__ = ["ProbeReport", "Verdict", "cmd_probe", "diagnose", "run_probe"]
+__all__ = ["ProbeReport", "cmd_probe", "run_probe"]
 
 MAX_WORKERS = 256  # endpoints are I/O bound: 200 endpoints in one round
 
@@ -93,14 +92,6 @@ def parse_server(text: str, what: str = "server") -> Nameserver:
         return parse_nameserver(text)
     except ValueError as e:
         raise TlsarotateError(f"{what}: {e}") from None
-
-
-def is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
 
 
 def read_tlsa_file(path: str | Path, owner: dns.name.Name | None) -> list[TLSA]:
@@ -162,17 +153,15 @@ def resolve_addresses(
         return [host]
     qname = dns.name.from_text(host.rstrip(".") + ".")
     if resolver is not None:
-        res = dns.resolver.Resolver(configure=False)
-        res.nameservers = [resolver.address]
-        res.port = resolver.port
-        res.lifetime = timeout
+        res = _resolver(resolver, timeout)
+        assert res is not None
         addrs: list[str] = []
         for rdtype in ("A", "AAAA"):
             try:
                 ans = res.resolve(qname, rdtype, raise_on_no_answer=False)
             except dns.resolver.NXDOMAIN:
                 raise ObserverError(f"{host}: no such host (NXDOMAIN from {resolver})") from None
-            except dns.exception.DNSException as e:
+            except (dns.exception.DNSException, OSError) as e:
                 raise ObserverError(f"{host}: {rdtype} lookup via {resolver} failed: {e}") from None
             addrs += [r.to_text() for r in ans.rrset or ()]
         if not addrs:
@@ -194,7 +183,7 @@ def resolve_addresses(
                     for rrset in r.answer:
                         if rrset.rdtype == qtype:
                             got += [rd.to_text() for rd in rrset]
-            except dns.exception.DNSException as e:
+            except (dns.exception.DNSException, OSError) as e:
                 last = f"{ns}: {e}"
                 continue
             if got:
@@ -220,7 +209,9 @@ def find_zone(
     nameservers: Sequence[Nameserver] = (),
 ) -> dns.name.Name:
     """The zone that holds ``owner``: from the SOA the authoritative servers return, else via
-    the resolver (``dns.resolver.zone_for_name``)."""
+    the resolver (``dns.resolver.zone_for_name``) -- but only when no ``nameservers`` were
+    named: those are asked *instead of* the zone's NS set."""
+    last = ""
     for ns in nameservers:
         name = owner
         try:
@@ -235,13 +226,18 @@ def find_zone(
                 if name == dns.name.root:
                     break
                 name = name.parent()
-        except dns.exception.DNSException:
-            continue
+            last = f"{ns}: no SOA for {owner} or above"
+        except (dns.exception.DNSException, OSError) as e:
+            last = f"{ns}: {e}"
+    if nameservers:
+        raise ObserverError(f"cannot find the zone of {owner} ({last})")
     try:
         return dns.resolver.zone_for_name(
             owner, resolver=_resolver(resolver, timeout), lifetime=timeout
         )
-    except dns.exception.DNSException as e:
+    except dns.resolver.NoRootSOA:
+        raise ObserverError(f"cannot find the zone of {owner}: no DNS server answered") from None
+    except (dns.exception.DNSException, OSError) as e:
         raise ObserverError(f"cannot find the zone of {owner}: {e}") from None
 
 
@@ -470,11 +466,7 @@ class ProbeReport:
                 ],
                 "dnssec": self.tlsa.dnssec,
                 "servers": self.tlsa.servers,
-                "min_rrsig_expiry": (
-                    dt.datetime.fromtimestamp(expiry, dt.timezone.utc).isoformat()
-                    if expiry is not None
-                    else None
-                ),
+                "min_rrsig_expiry": timefmt.iso(expiry),
                 "resolver": self.tlsa.resolver,
             },
             "addresses": [_address_json(a) for a in self.addresses],
@@ -526,8 +518,8 @@ def run_probe(
         raise TlsarotateError("probe: empty host name")
     if not 1 <= port <= 65535:
         raise TlsarotateError(f"--port {port} out of range 1-65535")
-    if timeout <= 0:
-        raise TlsarotateError(f"--timeout {timeout:g} must be positive")
+    if not 0 < timeout <= 3600:
+        raise TlsarotateError(f"--timeout {timeout:g} out of range (0, 3600] seconds")
     mode = resolve_starttls(starttls, port)
     if is_ip(host):
         if tlsa_from == "dns":
@@ -545,7 +537,8 @@ def run_probe(
         d = Path(save_chain)
         if not d.is_dir():
             raise TlsarotateError(f"--save-chain {d}: not a directory")
-    file_records = read_tlsa_file(tlsa_from, owner) if tlsa_from != "dns" else None
+    file_owner = None if is_ip(host) else owner  # an address has no owner name: take every line
+    file_records = read_tlsa_file(tlsa_from, file_owner) if tlsa_from != "dns" else None
     bad = [a for a in addresses or () if not is_ip(a)]
     if bad:
         raise TlsarotateError(f"--address {bad[0]!r} is not an IP address")
@@ -588,13 +581,15 @@ def run_probe(
 
 
 def _save(directory: str, host: str, s: ServedChain) -> str:
-    from cryptography import x509
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    pem = b"".join(x509.load_der_x509_certificate(d).public_bytes(Encoding.PEM) for d in s.der)
-    name = f"{host}_{s.port}_{s.address.replace(':', '-')}.pem"
+    pem = "".join(ssl.DER_cert_to_PEM_cert(d) for d in s.der).encode()
+    name = f"{host}_{s.port}_{s.address}.pem".replace(":", "-")
     path = Path(directory) / name
-    atomic_write(path, pem)
+    try:
+        atomic_write(path, pem)
+    except OSError as e:
+        raise TlsarotateError(
+            f"--save-chain {directory}: cannot write {name}: {e.strerror}"
+        ) from None
     return str(path)
 
 
@@ -608,9 +603,12 @@ def render_text(rep: ProbeReport) -> str:
     where = t.source
     if t.source == "dns":
         answering = [s for s in t.servers if not s.get("error")]
-        agree = "servers agree" if len(t.variants) <= 1 else "SERVERS DISAGREE"
-        where = f"dns, {len(answering)} of {len(t.servers)} server(s) answered, {agree}"
-        where += f", DNSSEC {t.dnssec}"
+        if not answering:
+            where = "dns, no authoritative server answered"
+        else:
+            agree = "servers agree" if len(t.variants) <= 1 else "SERVERS DISAGREE"
+            where = f"dns, {len(answering)} of {len(t.servers)} server(s) answered, {agree}"
+            where += f", DNSSEC {t.dnssec}"
     out.append(f"{rep.owner.to_text()} TLSA ({where}):")
     if not t.variants:
         out.append("  (no answer)")
@@ -622,13 +620,10 @@ def render_text(rep: ProbeReport) -> str:
         for text in _texts(rrset):
             out.append(("    " if len(t.variants) > 1 else "  ") + text)
     if t.min_rrsig_expiry is not None:
-        exp = dt.datetime.fromtimestamp(t.min_rrsig_expiry, dt.timezone.utc)
-        out.append(f"  earliest RRSIG expiry: {exp:%Y-%m-%d %H:%M} UTC")
+        out.append(f"  earliest RRSIG expiry: {timefmt.iso(t.min_rrsig_expiry)}")
     if t.resolver is not None:
         r = t.resolver
-        if r.get("error"):
-            out.append(f"resolver {r['server']}: {r['error']}")
-        else:
+        if not r.get("error"):  # (an error is listed with the others below)
             ad = "AD set (validated)" if r["ad"] else "no AD bit (NOT validated)"
             out.append(f"resolver {r['server']}: {r['rcode']}, {ad}")
     for p in t.problems:
@@ -703,14 +698,10 @@ def cmd_probe(args: argparse.Namespace) -> int:
         resolver=resolver,
         nameservers=nameservers,
         save_chain=args.save_chain,
-        addresses=getattr(args, "address", None),  # --address, once the CLI has it
+        addresses=args.address,
     )
     if args.output == "json":
         sys.stdout.write(json.dumps(rep.to_json(), indent=2) + "\n")
     else:
         sys.stdout.write(render_text(rep))
     return rep.exit_code
-
-
-def endpoint_label(address: str, port: int) -> str:
-    return format_endpoint(address, port)

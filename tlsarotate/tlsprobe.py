@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 STARTTLS_MODES = ("smtp", "imap", "pop3", "none", "auto")
 # auto: the protocol that port speaks; every other port is taken as implicit TLS
 AUTO_STARTTLS = {25: "smtp", 587: "smtp", 143: "imap", 110: "pop3"}
-IMPLICIT_TLS_PORTS = (465, 993, 995, 443)
 MAX_LINE = 8192  # longest reply line accepted (RFC 5321 allows 512; be generous)
 MAX_LINES = 200  # most lines in one multi-line reply
 
@@ -258,8 +257,8 @@ def _handshake(c: _Conn, server_name: str | None) -> tuple[tuple[bytes, ...], st
     ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
     ctx.set_verify(SSL.VERIFY_NONE, None)  # no verification here: DANE decides
     conn = SSL.Connection(ctx, c.sock)
-    if server_name and not _is_ip(server_name):
-        conn.set_tlsext_host_name(server_name.rstrip(".").encode("idna"))
+    if server_name and not is_ip(server_name):
+        conn.set_tlsext_host_name(server_name.encode("idna"))
     conn.set_connect_state()
     c.sock.setblocking(False)
     c.stage = "during the TLS handshake"
@@ -319,7 +318,8 @@ def _ssl_reason(e: Exception) -> str:
     return text.replace("\n", " ")
 
 
-def _is_ip(text: str) -> bool:
+def is_ip(text: str) -> bool:
+    """An IPv4 or IPv6 address (brackets allowed), not a host name."""
     try:
         ipaddress.ip_address(text.strip("[]"))
     except ValueError:

@@ -8,32 +8,19 @@ the reload (a few tries: a reload takes a moment); any other answer rolls the sw
 from __future__ import annotations
 
 import hashlib
-import ipaddress
-import socket
 from collections.abc import Callable
 
 from tlsarotate.clock import Clock, SystemClock
 from tlsarotate.config import CertSlot, Service
+from tlsarotate.errors import TlsarotateError
 from tlsarotate.material import Material
-from tlsarotate.tlsprobe import ServedChain, fetch_chain
+from tlsarotate.probe import resolve_addresses
+from tlsarotate.tlsprobe import ServedChain, fetch_chain, format_endpoint
 
 ATTEMPTS = 5
 PAUSE = 0.5
 
 Fetch = Callable[..., ServedChain]
-
-
-def _addresses(host: str, port: int) -> list[str]:
-    try:
-        ipaddress.ip_address(host)
-        return [host]
-    except ValueError:
-        pass
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as e:
-        raise OSError(f"cannot resolve {host}: {e.strerror or e}") from None
-    return sorted({str(i[4][0]) for i in infos})
 
 
 def verify_live(
@@ -52,16 +39,18 @@ def verify_live(
     sni = svc.hosts[0].rstrip(".")
     clock = clock or SystemClock()
     try:
-        addresses = _addresses(host, port)
-    except OSError as e:
+        addresses = resolve_addresses(host, v.timeout)
+    except TlsarotateError as e:
         return str(e)
     want = installed.chain_der[0]
     problem: str | None = None
-    for _ in range(ATTEMPTS):
+    for attempt in range(ATTEMPTS):
+        if attempt:
+            clock.sleep(PAUSE)  # a reload takes a moment: look again
         problem = None
         for addr in addresses:
             served = fetch(addr, port, v.starttls, v.timeout, server_name=sni)
-            where = f"{addr}:{port}" if ":" not in addr else f"[{addr}]:{port}"
+            where = format_endpoint(addr, port)
             if served.error:
                 problem = f"after the reload, {where} answered: {served.error}"
             elif served.der[0] != want:
@@ -73,5 +62,4 @@ def verify_live(
                 break
         if problem is None:
             return None
-        clock.sleep(PAUSE)
     return problem
