@@ -75,7 +75,6 @@ import dns.name
 from dns.rdtypes.ANY.TLSA import TLSA
 
 from tlsarotate import config, material, planner, records, timefmt
-from tlsarotate.change import TlsaRRset
 from tlsarotate.clock import Clock, SystemClock
 from tlsarotate.config import Config, Service
 from tlsarotate.dane import diagnose, not_after, short, short_record
@@ -332,17 +331,6 @@ def _load(paths: config.CertPaths, where: str) -> tuple[material.Material | None
         return None, f"{where}: {e}"
 
 
-def _rrsets(obs: Observation, owner: dns.name.Name) -> list[tuple[tuple[str, ...], TlsaRRset]]:
-    """Distinct RRsets served at ``owner`` (answering servers only), with who serves them."""
-    groups: dict[frozenset[TLSA], tuple[list[str], TlsaRRset]] = {}
-    for s in obs.servers:
-        if s.error:
-            continue
-        rr = s.rrsets.get(owner) or TlsaRRset(0, frozenset())
-        groups.setdefault(rr.records, ([], rr))[0].append(s.label)
-    return [(tuple(labels), rr) for labels, rr in groups.values()]
-
-
 def run_check(
     cfg: Config,
     service_name: str | None = None,
@@ -369,11 +357,11 @@ def run_check(
         except TlsarotateError as e:
             rep.observe_error = str(e)
 
-    def addresses(s: Service, host: str) -> tuple[str, list[str], str | None]:
+    def addresses(s: Service, host: str) -> tuple[list[str], str | None]:
         try:
-            return host, resolve_addresses(host, timeout, None, s.nameservers), None
+            return resolve_addresses(host, timeout, None, s.nameservers), None
         except TlsarotateError as e:
-            return host, [], str(e)
+            return [], str(e)
 
     with ThreadPoolExecutor(max_workers=MAX_WORKERS) as pool:
         obs_futs = [pool.submit(observe, r) for r in reports]
@@ -388,7 +376,7 @@ def run_check(
         for (i, host), fut in addr_futs.items():
             rep = reports[i]
             s = rep.service
-            _, addrs, err = fut.result()
+            addrs, err = fut.result()
             if err:
                 findings.append(Finding(UNKNOWN, s.name, f"{host}: {err}"))
             v = next((slot.verify for slot in s.certificates if slot.verify), None)
@@ -472,11 +460,9 @@ def run_check(
                             "and no next certificate is configured",
                         )
                     )
-            if nxt is not None:
+            if nxt is not None and slot.next is not None:
                 nexp = not_after(nxt.leaf).timestamp() if nxt.leaf is not None else None
-                entry["next"] = _cert_json(
-                    slot.next.describe() if slot.next else "", nxt, nexp, now
-                )
+                entry["next"] = _cert_json(slot.next.describe(), nxt, nexp, now)
             if obs is not None:
                 unpublished += _deployed_findings(s, slot.name, dep, obs, findings)
                 if nxt is not None:
@@ -550,11 +536,9 @@ def _dns_findings(s: Service, obs: Observation, now: float) -> tuple[list[Findin
         )
     for owner in s.owners:
         o = owner.to_text()
-        variants = _rrsets(obs, owner)
+        variants = obs.variants(owner)
         if len(variants) > 1:
-            desc = "; ".join(
-                f"{', '.join(lbl)}: {len(rr.records)} record(s)" for lbl, rr in variants
-            )
+            desc = "; ".join(f"{', '.join(lbl)}: {len(rr)} record(s)" for lbl, rr in variants)
             out.append(Finding(WARNING, s.name, f"{o}: servers disagree ({desc})", owner=o))
         if not s.allow_unsigned:
             for srv in obs.servers:
@@ -595,22 +579,17 @@ def _deployed_findings(
     for owner in s.owners:
         o = owner.to_text()
         failed = False
-        for labels, rr in _rrsets(obs, owner):
+        for labels, rrset in obs.variants(owner):
             where = ", ".join(labels)
-            if not rr.records:
+            if not rrset:
                 findings.append(
                     Finding(CRITICAL, s.name, f"{o}: no TLSA records on {where}", owner=o)
                 )
                 failed = True
                 continue
-            if dep.chain_der:
-                ok = records.accepts(rr.records, dep.chain_der)
-                bad = records.unmatched_combos(rr.records, dep.chain_der)
-            else:
-                ok = all(records.matches_material(rd, dep) for rd in rr.records)
-                bad = []
-            if not ok:
-                combos = ", ".join(str(p) for p in bad) or "the records"
+            bad = records.unmatched_combos(rrset, dep.chain_der)  # deployed: always a chain
+            if bad:
+                combos = ", ".join(str(p) for p in bad)
                 findings.append(
                     Finding(
                         CRITICAL,
@@ -651,14 +630,14 @@ def _judge_endpoint(
         return
     problems: list[str] = []
     summaries: list[str] = []
-    for labels, rr in _rrsets(obs, ep.owner):
-        v = diagnose(s.der, rr.records, ep.port, ep.host, now=now)
+    for labels, rrset in obs.variants(ep.owner):
+        v = diagnose(s.der, rrset, ep.port, ep.host, now=now)
         summaries.append(v.summary)
         suffix = "" if len(labels) == len(obs.servers) else f" (RRset of {', '.join(labels)})"
         if not v.ok:
             problems.append(v.summary + suffix)
-        elif not records.accepts(rr.records, s.der):
-            combos = ", ".join(str(p) for p in records.unmatched_combos(rr.records, s.der))
+        elif bad := records.unmatched_combos(rrset, s.der):
+            combos = ", ".join(str(p) for p in bad)
             problems.append(
                 f"no {combos} record matches the served chain{suffix}; "
                 f"clients still accept it via another record, but every published parameter "
@@ -708,7 +687,7 @@ def report_json(rep: CheckReport) -> dict[str, object]:
                     "owner": owner.to_text(),
                     "records": first or [],
                     "servers": servers,
-                    "consistent": obs is not None and len(_rrsets(obs, owner)) <= 1,
+                    "consistent": obs is not None and len(obs.variants(owner)) <= 1,
                     "signed": (
                         None
                         if not signed_vals or any(v is None for v in signed_vals)
@@ -802,8 +781,11 @@ def render_text(rep: CheckReport) -> str:
     return "\n".join(out) + "\n"
 
 
+_RANK = {OK: 0, WARNING: 1, UNKNOWN: 2, CRITICAL: 3}
+
+
 def _rank(sev: int) -> int:
-    return {OK: 0, WARNING: 1, UNKNOWN: 2, CRITICAL: 3}[sev]
+    return _RANK[sev]
 
 
 def render_nagios(rep: CheckReport) -> str:

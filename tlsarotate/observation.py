@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import dns.name
+from dns.rdtypes.ANY.TLSA import TLSA
 
 from tlsarotate.change import TlsaRRset
 
@@ -71,6 +72,16 @@ class Observation:
             if why:
                 out.append(why)
         return out
+
+    def variants(self, owner: dns.name.Name) -> list[tuple[tuple[str, ...], frozenset[TLSA]]]:
+        """The distinct RRsets the answering servers serve at ``owner`` (empty set: none),
+        each with the labels of the servers serving it; more than one: they disagree."""
+        groups: dict[frozenset[TLSA], list[str]] = {}
+        for s in self.servers:
+            if not s.error:
+                rr = s.rrsets.get(owner)
+                groups.setdefault(rr.records if rr else frozenset(), []).append(s.label)
+        return [(tuple(labels), rrset) for rrset, labels in groups.items()]
 
     def max_ttl(self, owners: Sequence[dns.name.Name] | None = None) -> int:
         """The largest TTL any server returned for these owners (0 if none)."""

@@ -74,6 +74,7 @@ from tlsarotate.config import Nameserver, parse_nameserver
 from tlsarotate.dane import Verdict, describe, diagnose
 from tlsarotate.errors import ObserverError, RecordError, TlsarotateError
 from tlsarotate.fsutil import atomic_write
+from tlsarotate.observation import Observation, Observer
 from tlsarotate.observer import DnsObserver
 from tlsarotate.tlsprobe import ServedChain, fetch_chain, is_ip, resolve_starttls
 
@@ -256,7 +257,7 @@ class TlsaAnswer:
     errors: list[str] = field(default_factory=list)  # could not check
 
 
-ObserverFactory = Callable[..., object]
+ObserverFactory = Callable[..., Observer]
 
 
 def default_observer(
@@ -296,15 +297,13 @@ def tlsa_from_dns(
 ) -> TlsaAnswer:
     """Ask every authoritative server (through the observer) and, with ``resolver``, the
     validating resolver too."""
-    from tlsarotate.observation import Observation
-
     ans = TlsaAnswer(source="dns")
+    obs: Observation | None
     try:
         zone = find_zone(owner, timeout, resolver, nameservers)
         ans.zone = zone
         observer = observer_factory(nameservers, timeout, resolver)
-        obs = observer.observe(zone, [owner])  # type: ignore[attr-defined]
-        assert isinstance(obs, Observation)
+        obs = observer.observe(zone, [owner])
     except TlsarotateError as e:
         ans.errors.append(str(e))
         obs = None
@@ -315,11 +314,7 @@ def tlsa_from_dns(
     return ans
 
 
-def _digest_observation(ans: TlsaAnswer, obs: object, owner: dns.name.Name) -> None:
-    from tlsarotate.observation import Observation
-
-    assert isinstance(obs, Observation)
-    groups: dict[frozenset[TLSA], list[str]] = {}
+def _digest_observation(ans: TlsaAnswer, obs: Observation, owner: dns.name.Name) -> None:
     signed_states: list[bool | None] = []
     for s in obs.servers:
         rr = s.rrsets.get(owner)
@@ -338,7 +333,6 @@ def _digest_observation(ans: TlsaAnswer, obs: object, owner: dns.name.Name) -> N
         if s.error:
             ans.errors.append(f"authoritative server {s.label}: {s.error}")
             continue
-        groups.setdefault(frozenset(rr.records) if rr else frozenset(), []).append(s.label)
         signed_states.append(signed)
         if signed is False:
             why = f" ({s.sig_problem})" if s.sig_problem else ""
@@ -352,7 +346,7 @@ def _digest_observation(ans: TlsaAnswer, obs: object, owner: dns.name.Name) -> N
             )
     if not obs.servers:
         ans.errors.append(f"no authoritative servers found for {obs.zone}")
-    ans.variants = [(tuple(labels), rrset) for rrset, labels in groups.items()]
+    ans.variants = obs.variants(owner)
     if obs.zone_signed is False:
         ans.dnssec = "unsigned"
         ans.problems.append(
