@@ -191,9 +191,14 @@ class Engine:
                 st = self.store.load(svc.name)
                 self.store.save(st.with_(last_step=p.phase, updated=self.clock.now()))
             try:
-                provider.is_live(zone, result)
+                live = provider.is_live(zone, result)
             except ProviderError as e:
-                log.warning("%s: %s", prov_name, e)
+                live, why = False, str(e)
+            else:
+                why = "not reported live yet"
+            if not live:
+                # the observer still decides when the records are served; say why it may wait
+                self._event(f"{prov_name}: the write to {zone} is {why}")
         for svc, p in zip(svcs, plans, strict=True):
             if p.swap:
                 self._swap(svc, p)
