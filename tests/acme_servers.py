@@ -92,7 +92,8 @@ def wait_pid_gone(pid: int, timeout: float = 15) -> None:
             if os.waitpid(pid, os.WNOHANG)[0] == pid:
                 return
         time.sleep(0.02)
-    os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):  # it may exit right now
+        os.kill(pid, signal.SIGKILL)
 
 
 def ip_leaf(ca: pki.Issued, ip: str = "127.0.0.1", days: int = 30) -> pki.Issued:
@@ -469,21 +470,25 @@ def start_postfix(
     traverse ("open lock file .../data/master.lock: Permission denied")."""
     require("postfix", "apt-get install postfix (preseed main_mailer_type)")
     d = Path(tempfile.mkdtemp(prefix="tlsarotate-postfix-")).resolve()
-    d.chmod(0o755)
-    for sub in ("queue", "data", "log"):
-        (d / sub).mkdir()
-    shutil.chown(d / "data", "postfix")
-    port = free_port()
-    chain = d / "chain.pem"
-    pf = Postfix(d, port, chain, hostname)
-    pf.install_chain(key_pem, fullchain_pem)
-    (d / "main.cf").write_text(MAIN_CF.format(dir=d, hostname=hostname, chain=chain))
-    (d / "master.cf").write_text(MASTER_CF.format(port=port))
+    pf: Postfix | None = None
     try:
+        d.chmod(0o755)
+        for sub in ("queue", "data", "log"):
+            (d / sub).mkdir()
+        shutil.chown(d / "data", "postfix")
+        port = free_port()
+        chain = d / "chain.pem"
+        pf = Postfix(d, port, chain, hostname)
+        pf.install_chain(key_pem, fullchain_pem)
+        (d / "main.cf").write_text(MAIN_CF.format(dir=d, hostname=hostname, chain=chain))
+        (d / "master.cf").write_text(MASTER_CF.format(port=port))
         pf.start()
     except BaseException:
-        pf.stop()
-        pf.remove()
+        try:
+            if pf is not None:
+                pf.stop()
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
         raise
     return pf
 
@@ -492,12 +497,16 @@ def start_postfix(
 def postfix_running(
     key_pem: bytes, fullchain_pem: bytes, hostname: str = "mx.example.test"
 ) -> Iterator[Postfix]:
+    """A started :func:`start_postfix` instance, stopped and its directory removed afterwards
+    (removed even when stopping fails)."""
     pf = start_postfix(key_pem, fullchain_pem, hostname)
     try:
         yield pf
     finally:
-        pf.stop()
-        pf.remove()
+        try:
+            pf.stop()
+        finally:
+            pf.remove()
 
 
 # -- DANE oracle -----------------------------------------------------------------------------

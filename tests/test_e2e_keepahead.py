@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.acme_servers import Certbot, Pebble, served_leaf, start_postfix
+from tests.acme_servers import Certbot, Pebble, postfix_running, served_leaf
 from tests.e2e_world import CONFIG_HEAD, NAME, World, pebble, spki_record  # noqa: F401
 from tests.servers import BindServers, bind, bind_servers  # noqa: F401
 from tlsarotate import material, nextkey
@@ -99,8 +99,7 @@ def keepahead(bind: BindServers, pebble: Pebble, tmp_path: Path) -> Iterator[Kee
     lineage = certbot.issue([NAME])
     key = (lineage / "privkey.pem").read_bytes()
     full = (lineage / "fullchain.pem").read_bytes()
-    pf = start_postfix(key, full)
-    try:
+    with postfix_running(key, full) as pf:
         nxt = tmp_path / "next"
         nxt.mkdir(mode=0o700)
         cfg = tmp_path / "tlsarotate.yaml"
@@ -125,9 +124,6 @@ def keepahead(bind: BindServers, pebble: Pebble, tmp_path: Path) -> Iterator[Kee
         # until the first keep-ahead renewal, "next" is the deployed certificate itself
         ka.switch_next(key, full)
         yield ka
-    finally:
-        pf.stop()
-        pf.remove()
 
 
 def _plan_lines(out: str) -> list[str]:
