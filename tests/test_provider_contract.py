@@ -83,6 +83,9 @@ class Helpers:
     missing_zone: dns.name.Name
     expected_writes: Callable[[ZoneChange], int] = lambda change: 1
     secrets: Sequence[str] = field(default_factory=tuple)
+    # a known product bug, reported: a change too big for one write is split into more writes
+    # than needed (the outcome is still checked; only the count is excused)
+    known_split_bug: str | None = None
 
 
 @dataclass
@@ -327,6 +330,46 @@ def memory_case(request: pytest.FixtureRequest) -> Iterator[Case]:
     )
 
 
+def rfc2136_expected_writes(change: ZoneChange, keyring: Any) -> int:
+    """From RFC 2136 and the provider's documented limit, not from its code: one UPDATE per
+    change, unless it does not fit in one 65,535-byte DNS message; then as few as fit. Built
+    here with dnspython: per owner the old RRset as prerequisite, delete, add; TSIG-signed
+    with the test key. Whether a group fits is decided by encoding it (name compression stops
+    working past 16 KiB, so sizes do not add up), and the fewest messages for the owners in
+    order is found greedily: each takes the longest run of owners that still fits."""
+    import dns.exception
+    import dns.rdataset
+    import dns.update
+
+    def fits(owners: Sequence[OwnerChange]) -> bool:
+        upd = dns.update.UpdateMessage(change.zone, keyring=keyring)
+        for ch in owners:
+            if ch.old is None:
+                upd.absent(ch.owner, "TLSA")
+            else:
+                upd.present(ch.owner, dns.rdataset.from_rdata_list(0, list(ch.old.records)))
+                upd.delete(ch.owner, "TLSA")
+            if ch.new is not None:
+                upd.add(ch.owner, dns.rdataset.from_rdata_list(ch.new.ttl, list(ch.new.records)))
+        try:
+            upd.to_wire()  # at most 65,535 bytes
+        except dns.exception.TooBig:
+            return False
+        return True
+
+    rest = [ch for ch in change.changes if ch.old != ch.new]  # the others need no UPDATE
+    messages = 0
+    while rest:
+        assert fits(rest[:1]), f"{rest[0].owner} alone does not fit in one message"
+        lo, hi = 1, len(rest)  # the longest prefix that fits (fitting is monotone)
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if fits(rest[:mid]) else (lo, mid - 1)
+        messages += 1
+        rest = rest[lo:]
+    return messages
+
+
 @contextlib.contextmanager
 def rfc2136_case(request: pytest.FixtureRequest) -> Iterator[Case]:
     """RFC 2136 UPDATEs to a real BIND primary (TSIG, inline DNSSEC signing)."""
@@ -389,7 +432,9 @@ def rfc2136_case(request: pytest.FixtureRequest) -> Iterator[Case]:
             second_writer=second_writer,
             bad_auth=bad_auth,
             missing_zone=dns.name.from_text("missing.test."),
-            expected_writes=lambda change: len(prov._parts(change)) if change else 0,
+            expected_writes=lambda change: rfc2136_expected_writes(change, bind.keyring),
+            known_split_bug="rfc2136 _parts sizes owners one by one, but name compression "
+            "ends at 16 KiB: the first group overflows and is halved",
             secrets=(bind.key_secret, "d3JvbmcgYnV0IHZhbGlkIGJhc2U2NCBzZWNyZXQ="),
         ),
     )
@@ -427,9 +472,12 @@ def apply_to(case: Case, desired: Mapping[dns.name.Name, TlsaRRset | None]) -> N
     change = change_to(case, desired)
     before = case.helpers.writes()
     case.provider.apply(change)
-    assert case.helpers.writes() - before == case.helpers.expected_writes(change)
     after = case.provider.read(case.zone, list(desired))
     assert after == {o: s for o, s in desired.items() if s is not None}
+    writes, expected = case.helpers.writes() - before, case.helpers.expected_writes(change)
+    if writes != expected and expected > 1 and case.helpers.known_split_bug:
+        pytest.xfail(f"{case.helpers.known_split_bug}: {writes} writes, {expected} fit")
+    assert writes == expected, f"{writes} write calls, expected {expected}"
 
 
 def assert_one_line(err: BaseException, *needles: str, secrets: Sequence[str] = ()) -> None:
