@@ -16,16 +16,18 @@ a server, e.g. BIND from tests/servers.py) and yields a :class:`Case`:
     with a wrapper around the provider's injectable client/session/runner),
   - ``second_writer(owner, rrset_or_None)``: change an owner's TLSA RRset behind the provider's
     back (another client, direct file edit, a second UPDATE...),
-  - ``bad_auth()``: a context manager yielding a provider whose credentials are refused (or
-    ``None`` when the provider has no authentication, e.g. zonefile/memory); ``secrets`` lists the
-    strings that must never appear in its error,
-  - ``missing_zone``: a zone name the backend does not have,
+  - ``bad_auth()``: a context manager yielding a provider whose credentials are refused
+    (default ``None``: the provider has no authentication, e.g. zonefile/memory); ``secrets``
+    lists the strings that must never appear in its error,
+  - ``missing_zone``: a zone name the backend does not have (default ``missing.test.``),
   - ``expected_writes(change)``: how many write calls ``apply(change)`` must make: 1, unless the
     provider documents splitting beyond a limit (Route 53: 1,000 values / 32,000 value characters
-    per batch; Cloudflare: ``batch_limit`` operations per batch).
+    per batch; Cloudflare: ``batch_limit`` operations per batch; RFC 2136: one 65,535-byte DNS
+    message), computed from that documented limit, never from the provider's own code.
 
-The ``case`` fixture is parametrised over ``sorted(PROVIDER_FACTORIES)``; the lead adds
-``zonefile``, ``memory`` and ``rfc2136`` (real BIND) the same way.
+The ``case`` fixture is parametrised over ``sorted(PROVIDER_FACTORIES)``: today ``rfc2136``
+(real BIND), ``route53`` (moto_server), ``cloudflare`` (tests/fake_cloudflare.py), ``zonefile``,
+``memory`` and ``plugin-example`` (tests/plugin_example, loaded by its entry point).
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ plugin_dir = plugins.plugin_dir  # tests/plugin_example installed in a temporary
 plugin_installed = plugins.plugin_installed
 
 ZONE = dns.name.from_text("example.test.")
+MISSING = dns.name.from_text("missing.test.")  # a zone no backend has
 
 
 def rd(i: int, params: str = "3 1 1") -> TLSA:
@@ -79,8 +82,8 @@ def owner(host: str, port: int = 25) -> dns.name.Name:
 class Helpers:
     writes: Callable[[], int]
     second_writer: Callable[[dns.name.Name, TlsaRRset | None], None]
-    bad_auth: Callable[[], AbstractContextManager[Provider]] | None
-    missing_zone: dns.name.Name
+    bad_auth: Callable[[], AbstractContextManager[Provider]] | None = None
+    missing_zone: dns.name.Name = MISSING
     expected_writes: Callable[[ZoneChange], int] = lambda change: 1
     secrets: Sequence[str] = field(default_factory=tuple)
     # a known product bug, reported: a change too big for one write is split into more writes
@@ -161,7 +164,6 @@ def route53_case(request: pytest.FixtureRequest) -> Iterator[Case]:
             writes=lambda: counting.calls.count("change_resource_record_sets"),
             second_writer=second_writer,
             bad_auth=bad_auth,
-            missing_zone=dns.name.from_text("missing.test."),
             expected_writes=route53_expected_writes,
             secrets=(DUMMY_SECRET,),
         ),
@@ -224,7 +226,6 @@ def cloudflare_case(request: pytest.FixtureRequest) -> Iterator[Case]:
             writes=fake.writes,
             second_writer=second_writer,
             bad_auth=bad_auth,
-            missing_zone=dns.name.from_text("missing.test."),
             expected_writes=expected,
             secrets=(CF_TOKEN, "cf-wrong-token-0a9b8c7d"),
         ),
@@ -258,8 +259,6 @@ def plugin_case(request: pytest.FixtureRequest) -> Iterator[Case]:
         Helpers(
             writes=lambda: int(prov.writes),
             second_writer=second_writer,
-            bad_auth=None,
-            missing_zone=dns.name.from_text("missing.test."),
         ),
     )
 
@@ -303,8 +302,6 @@ def zonefile_case(request: pytest.FixtureRequest) -> Iterator[Case]:
         Helpers(
             writes=lambda: len(reloads),
             second_writer=second_writer,
-            bad_auth=None,
-            missing_zone=dns.name.from_text("missing.test."),
         ),
     )
 
@@ -324,8 +321,6 @@ def memory_case(request: pytest.FixtureRequest) -> Iterator[Case]:
         Helpers(
             writes=lambda: len(prov.writes),
             second_writer=second_writer,
-            bad_auth=None,
-            missing_zone=dns.name.from_text("missing.test."),
         ),
     )
 
@@ -431,7 +426,6 @@ def rfc2136_case(request: pytest.FixtureRequest) -> Iterator[Case]:
             writes=lambda: applied["n"],
             second_writer=second_writer,
             bad_auth=bad_auth,
-            missing_zone=dns.name.from_text("missing.test."),
             expected_writes=lambda change: rfc2136_expected_writes(change, bind.keyring),
             known_split_bug="rfc2136 _parts sizes owners one by one, but name compression "
             "ends at 16 KiB: the first group overflows and is halved",
