@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import os
 import sys
 from collections.abc import Iterator
@@ -13,6 +13,7 @@ import dns.name
 import pytest
 
 from tests import fake_cloudflare
+from tests.conftest import assert_one_line, rd
 from tests.fake_cloudflare import FakeCloudflare
 from tlsarotate import records
 from tlsarotate.change import OwnerChange, TlsaRRset, ZoneChange
@@ -29,17 +30,7 @@ TOKEN = "cf-unit-token-31415926"
 ENV = "TLSAROTATE_TEST_CF_UNIT"
 
 
-def rd(i: int, params: str = "3 1 1") -> Any:
-    return records.from_text(f"{params} {hashlib.sha256(str(i).encode()).hexdigest()}")
-
-
-def one_line(err: BaseException, *needles: str) -> str:
-    text = str(err)
-    assert "\n" not in text and text, repr(text)
-    for n in needles:
-        assert n in text, f"{n!r} not in {text!r}"
-    assert TOKEN not in text and "wrong-token" not in text
-    return text
+one_line = functools.partial(assert_one_line, secrets=(TOKEN, "wrong-token"))
 
 
 @pytest.fixture

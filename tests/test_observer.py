@@ -19,6 +19,7 @@ import dns.rrset
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from tests.conftest import rrset
 from tests.servers import BindServers, Unbound, bind, bind_servers, unbound, wait_until  # noqa: F401
 from tlsarotate import records
 from tlsarotate.change import OwnerChange, TlsaRRset, ZoneChange
@@ -33,10 +34,6 @@ ZONE = dns.name.from_text("example.test.")
 UNSIGNED = dns.name.from_text("unsigned.test.")
 MX = dns.name.from_text("_25._tcp.mx.example.test.")
 MX2 = dns.name.from_text("_465._tcp.mx.example.test.")
-
-
-def rrset(*tags: int, ttl: int = 300) -> TlsaRRset:
-    return TlsaRRset.of(ttl, [records.from_text(f"3 1 1 {t:064x}") for t in tags])
 
 
 def write(bind: BindServers, zone: dns.name.Name, *changes: OwnerChange) -> None:

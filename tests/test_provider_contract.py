@@ -33,7 +33,6 @@ The ``case`` fixture is parametrised over ``sorted(PROVIDER_FACTORIES)``: today 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -47,6 +46,7 @@ import pytest
 from dns.rdtypes.ANY.TLSA import TLSA
 
 from tests import fake_cloudflare, moto_server, plugins
+from tests.conftest import assert_one_line, rd
 from tests.fake_cloudflare import FakeCloudflare
 from tests.moto_server import DUMMY_SECRET, CountingClient, moto_post, raw_client
 from tests.servers import bind, bind_servers  # noqa: F401  (real BIND for rfc2136)
@@ -64,10 +64,6 @@ plugin_installed = plugins.plugin_installed
 
 ZONE = dns.name.from_text("example.test.")
 MISSING = dns.name.from_text("missing.test.")  # a zone no backend has
-
-
-def rd(i: int, params: str = "3 1 1") -> TLSA:
-    return records.from_text(f"{params} {hashlib.sha256(str(i).encode()).hexdigest()}")
 
 
 def rr(ttl: int, *rds: TLSA) -> TlsaRRset:
@@ -472,15 +468,6 @@ def apply_to(case: Case, desired: Mapping[dns.name.Name, TlsaRRset | None]) -> N
     if writes != expected and expected > 1 and case.helpers.known_split_bug:
         pytest.xfail(f"{case.helpers.known_split_bug}: {writes} writes, {expected} fit")
     assert writes == expected, f"{writes} write calls, expected {expected}"
-
-
-def assert_one_line(err: BaseException, *needles: str, secrets: Sequence[str] = ()) -> None:
-    text = str(err)
-    assert "\n" not in text and text.strip() == text and text, repr(text)
-    for n in needles:
-        assert n in text, f"{n!r} not in {text!r}"
-    for s in secrets:
-        assert s not in text, f"secret leaked in {text!r}"
 
 
 # -------------------------------------------------------------------------------------- tests

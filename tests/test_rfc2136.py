@@ -21,6 +21,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
+from tests.conftest import rrset
 from tests.servers import BindServers, bind, bind_servers, query, wait_until  # noqa: F401
 from tlsarotate import config, records
 from tlsarotate.change import OwnerChange, TlsaRRset, ZoneChange
@@ -40,10 +41,6 @@ BIND_SETTINGS = {"with_secondary": False}  # the provider talks to the primary o
 
 def rec(tag: int) -> Any:
     return records.from_text(f"3 1 1 {tag:064x}")
-
-
-def rrset(*tags: int, ttl: int = 300) -> TlsaRRset:
-    return TlsaRRset.of(ttl, [rec(t) for t in tags])
 
 
 def provider(bind: BindServers, **overrides: Any) -> RFC2136Provider:

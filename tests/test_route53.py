@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import datetime
-import hashlib
+import functools
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -14,6 +14,7 @@ import pytest
 from botocore.stub import Stubber
 
 from tests import moto_server
+from tests.conftest import assert_one_line, rd
 from tests.moto_server import DUMMY_KEY_ID, DUMMY_SECRET, CountingClient, raw_client
 from tlsarotate import records
 from tlsarotate.change import OwnerChange, TlsaRRset, ZoneChange
@@ -36,17 +37,7 @@ A = records.owner_name("mx.example.test", 25)
 HZ = "Z0TLSAROTATE"
 
 
-def rd(i: int, params: str = "3 1 1") -> Any:
-    return records.from_text(f"{params} {hashlib.sha256(str(i).encode()).hexdigest()}")
-
-
-def one_line(err: BaseException, *needles: str) -> str:
-    text = str(err)
-    assert "\n" not in text and text, repr(text)
-    for n in needles:
-        assert n in text, f"{n!r} not in {text!r}"
-    assert DUMMY_SECRET not in text
-    return text
+one_line = functools.partial(assert_one_line, secrets=(DUMMY_SECRET,))
 
 
 # ------------------------------------------------------------------ Stubber (no network at all)
