@@ -36,6 +36,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import NameOID
 
+from tests.servers import free_port, free_ports
 from tlsarotate import pki
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,13 +44,6 @@ HOOKS = ROOT / "hooks"
 
 
 # -- generic helpers -------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def wait_port(
@@ -166,7 +160,7 @@ def start_pebble(base: Path) -> Pebble:
     (base / "listener.pem").write_bytes(leaf.cert_pem)
     (base / "listener.key").write_bytes(leaf.key_pem)
     (base / "listener.key").chmod(0o600)
-    port, mgmt, http, tls = free_port(), free_port(), free_port(), free_port()
+    port, mgmt, http, tls = free_ports(4)
     conf = {
         "pebble": {
             "listenAddress": f"127.0.0.1:{port}",

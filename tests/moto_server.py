@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -22,14 +21,10 @@ from typing import Any
 
 import pytest
 
+from tests.servers import free_port
+
 DUMMY_KEY_ID = "AKIATLSAROTATETEST01"
 DUMMY_SECRET = "tlsarotate-dummy-secret-9f8e7d6c5b4a"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def moto_post(url: str, path: str, data: bytes = b"") -> bytes:

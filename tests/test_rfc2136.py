@@ -22,7 +22,14 @@ import dns.rdatatype
 import pytest
 
 from tests.conftest import rrset
-from tests.servers import BindServers, bind, bind_servers, query, wait_until  # noqa: F401
+from tests.servers import (  # noqa: F401
+    BindServers,
+    bind,
+    bind_servers,
+    free_port,
+    query,
+    wait_until,
+)
 from tlsarotate import config, records
 from tlsarotate.change import OwnerChange, TlsaRRset, ZoneChange
 from tlsarotate.clock import FakeClock
@@ -288,9 +295,7 @@ def test_timeouts_are_retried_with_backoff_then_reported(silent_server: int) -> 
 
 def test_stopped_server_is_reported_after_retries(bind: BindServers) -> None:
     # a port where nothing listens any more (a stopped server)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
+    port = free_port()
     p = provider(bind, port=port, retries=3)
     with pytest.raises(ProviderError, match=rf"127.0.0.1:{port}.*3 attempt.*refused"):
         p.read(ZONE, [MX])

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.tls_servers import Chain, ScriptedServer, SmtpdServer, free_port
+from tests.servers import free_port
+from tests.tls_servers import Chain, ScriptedServer, SmtpdServer
 from tests.world import World
 from tlsarotate import config, planner
 from tlsarotate.errors import SwapError
@@ -24,7 +25,7 @@ class LiveWorld:
 
     def __init__(self, tmp: Path, behaviour: str) -> None:
         self.w = World(tmp)
-        self.port = free_port("127.0.0.1")
+        self.port = free_port()
         self.behaviour = behaviour  # "good" | "stale" (reload does nothing) | "nostarttls"
         slot = dataclasses.replace(
             self.w.service.certificates[0],
