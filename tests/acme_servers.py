@@ -36,7 +36,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import NameOID
 
-from tests.servers import free_port, free_ports
+from tests.servers import free_port, free_ports, stop_process
 from tlsarotate import pki
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -132,13 +132,7 @@ class Pebble:
         return f"https://127.0.0.1:{self.port}/dir"
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc)
 
     def root_pem(self) -> bytes:
         """Pebble's issuing root (regenerated at every start)."""

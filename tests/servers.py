@@ -35,7 +35,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -121,6 +120,18 @@ def free_ports(n: int, addrs: Sequence[str] = ("127.0.0.1",), *, udp: bool = Fal
         if port not in ports:
             ports.append(port)
     return ports
+
+
+def stop_process(p: subprocess.Popen[Any], timeout: float = 10) -> None:
+    """SIGTERM ``p`` and wait until it has exited (SIGKILL after ``timeout`` s); a process that
+    is already gone is only reaped."""
+    if p.poll() is None:
+        p.terminate()  # Popen ignores a process that exits just now
+        try:
+            p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(timeout=5)
 
 
 def wait_until(
@@ -233,16 +244,8 @@ class _Named:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self) -> None:
-        p = self.proc
-        if p is None:
-            return
-        if p.poll() is None:
-            os.kill(p.pid, signal.SIGTERM)
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.kill(p.pid, signal.SIGKILL)
-                p.wait(timeout=5)
+        if self.proc is not None:
+            stop_process(self.proc, timeout=15)  # named takes ~1.5 s to shut down
         self.proc = None
 
 
@@ -641,14 +644,8 @@ remote-control:
         return r
 
     def stop(self) -> None:
-        p = self.proc
-        if p is not None and p.poll() is None:
-            os.kill(p.pid, signal.SIGTERM)
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.kill(p.pid, signal.SIGKILL)
-                p.wait(timeout=5)
+        if self.proc is not None:
+            stop_process(self.proc)
         self.proc = None
 
 
