@@ -497,29 +497,7 @@ def postfix_running(
             pf.remove()
 
 
-# -- DANE oracle -----------------------------------------------------------------------------
-
-
-def openssl_dane(
-    port: int, tlsa_name: str, rrdata: Sequence[str], timeout: float = 20
-) -> subprocess.CompletedProcess[str]:
-    """``openssl s_client -starttls smtp`` verifying the served chain against ``rrdata``
-    (independent DANE oracle): rc 0 and "Verification: OK" when a record matches."""
-    cmd = [
-        "openssl",
-        "s_client",
-        "-brief",
-        "-starttls",
-        "smtp",
-        "-connect",
-        f"127.0.0.1:{port}",
-        "-dane_tlsa_domain",
-        tlsa_name,
-        "-verify_return_error",
-    ]
-    for rd in rrdata:
-        cmd += ["-dane_tlsa_rrdata", rd]
-    return subprocess.run(cmd, input="", capture_output=True, text=True, timeout=timeout)
+# -- fixtures ------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")

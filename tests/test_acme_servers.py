@@ -18,10 +18,10 @@ from tests.acme_servers import (
     Certbot,
     Pebble,
     Postfix,
-    openssl_dane,
     pebble,  # noqa: F401  (the module-scoped pebble fixture)
     postfix_running,
 )
+from tests.tls_servers import openssl_dane
 from tlsarotate import material, nextkey, pki
 
 pytestmark = pytest.mark.servers
@@ -223,8 +223,8 @@ def test_postfix_mismatched_key_drops_starttls(postfix: Postfix, ca: pki.Issued)
     postfix.reload()  # reload "succeeds"...
     assert postfix.served() is None  # ...but TLS is gone: the swap must verify after reload
     mb = material.parse(b.cert_pem, "b")
-    r = openssl_dane(postfix.port, "mx.example.test", [f"3 1 1 {mb.spki_sha256}"])
-    assert r.returncode != 0
+    r = openssl_dane("127.0.0.1", postfix.port, "mx.example.test", [f"3 1 1 {mb.spki_sha256}"])
+    assert not r.ok
     assert "disabling TLS support" in postfix.log.read_text()
     _serve(postfix, ca, b)  # a matching pair brings STARTTLS back
 
@@ -235,15 +235,18 @@ def test_openssl_dane_oracle_against_postfix(postfix: Postfix, ca: pki.Issued) -
     ma = material.parse(a.cert_pem, "a")
     mb = material.parse(b.cert_pem, "b")
     _serve(postfix, ca, a)
-    ok = openssl_dane(postfix.port, "mx.example.test", [f"3 1 1 {ma.spki_sha256}"])
-    assert ok.returncode == 0 and "Verification: OK" in ok.stderr + ok.stdout
-    bad = openssl_dane(postfix.port, "mx.example.test", [f"3 1 1 {mb.spki_sha256}"])
-    assert bad.returncode != 0
-    assert "no matching DANE TLSA records" in bad.stderr + bad.stdout
+    ok = openssl_dane("127.0.0.1", postfix.port, "mx.example.test", [f"3 1 1 {ma.spki_sha256}"])
+    assert ok.ok and ok.rc == 0 and "Verification: OK" in ok.output
+    bad = openssl_dane("127.0.0.1", postfix.port, "mx.example.test", [f"3 1 1 {mb.spki_sha256}"])
+    assert not bad.ok and bad.rc != 0
+    assert "no matching DANE TLSA records" in bad.output
     both = openssl_dane(
-        postfix.port, "mx.example.test", [f"3 1 1 {mb.spki_sha256}", f"3 1 1 {ma.spki_sha256}"]
+        "127.0.0.1",
+        postfix.port,
+        "mx.example.test",
+        [f"3 1 1 {mb.spki_sha256}", f"3 1 1 {ma.spki_sha256}"],
     )
-    assert both.returncode == 0
+    assert both.ok
 
 
 def test_certbot_lineage_served_by_postfix(certbot: Certbot) -> None:
@@ -255,5 +258,5 @@ def test_certbot_lineage_served_by_postfix(certbot: Certbot) -> None:
     pf: Postfix
     with postfix_running(key, full) as pf:
         assert pf.served() == m.chain_der[0]
-        r = openssl_dane(pf.port, "mx.example.test", [f"3 1 1 {m.spki_sha256}"])
-        assert r.returncode == 0, r.stderr
+        r = openssl_dane("127.0.0.1", pf.port, "mx.example.test", [f"3 1 1 {m.spki_sha256}"])
+        assert r.ok, r.output
