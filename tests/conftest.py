@@ -1,4 +1,9 @@
-"""Shared fixtures. Real-server fixtures live in tests/servers.py (BIND, unbound, moto, SMTP)."""
+"""Shared helpers and fixtures (run_cli, one-line error checks, TLSA test data, a CA).
+
+Real-server fixtures live in their own modules: tests/servers.py (BIND primary + secondary,
+unbound; free_port, stop_process), tests/moto_server.py (Route 53 on moto_server),
+tests/fake_cloudflare.py (the fake Cloudflare API), tests/tls_servers.py (aiosmtpd and scripted
+TLS servers, the openssl DANE oracle), tests/acme_servers.py (pebble, certbot, Postfix)."""
 
 from __future__ import annotations
 

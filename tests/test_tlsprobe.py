@@ -105,7 +105,9 @@ def test_connection_refused(addr: str) -> None:
     assert got.error == "connection refused"
 
 
-def test_timeout_is_one_line_and_bounded(servers: ServerPool, chains: Callable[..., Chain]) -> None:
+def test_timeout_is_one_line_naming_what_it_waited_for(
+    servers: ServerPool, chains: Callable[..., Chain]
+) -> None:
     srv = servers.scripted(chains("silent"), "silent")
     got = fetch_chain("127.0.0.1", srv.port, "smtp", 0.5, "mx.example.test")
     assert got.error == "timeout after 0.5s (waiting for the SMTP greeting)"

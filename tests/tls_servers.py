@@ -390,8 +390,16 @@ class ServerPool:
         return s
 
     def stop_all(self) -> None:
+        """Stop every server, even when one of them fails to stop (the first error is raised
+        after the others were stopped)."""
+        errors: list[BaseException] = []
         while self.started:
-            self.started.pop().stop()
+            try:
+                self.started.pop().stop()
+            except Exception as e:
+                errors.append(e)
+        if errors:
+            raise errors[0]
 
 
 @pytest.fixture
@@ -405,7 +413,8 @@ def servers(tmp_path: Path) -> Iterator[ServerPool]:
 
 @pytest.fixture
 def chains(tmp_path: Path, ca: pki.Issued) -> Callable[..., Chain]:
-    """chains(name, hosts=..., send_ca=True, key=None, ca=None) -> Chain"""
+    """chains(name, hosts=..., send_ca=True, key=None, issuer=None, kind="ecdsa-p256") -> Chain;
+    ``issuer`` defaults to the session ``ca``."""
 
     def make(
         name: str,
