@@ -36,6 +36,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import NameOID
 
+from tests.servers import free_port, free_ports, stop_process
 from tlsarotate import pki
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,13 +44,6 @@ HOOKS = ROOT / "hooks"
 
 
 # -- generic helpers -------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def wait_port(
@@ -92,7 +86,8 @@ def wait_pid_gone(pid: int, timeout: float = 15) -> None:
             if os.waitpid(pid, os.WNOHANG)[0] == pid:
                 return
         time.sleep(0.02)
-    os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):  # it may exit right now
+        os.kill(pid, signal.SIGKILL)
 
 
 def ip_leaf(ca: pki.Issued, ip: str = "127.0.0.1", days: int = 30) -> pki.Issued:
@@ -137,13 +132,7 @@ class Pebble:
         return f"https://127.0.0.1:{self.port}/dir"
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc)
 
     def root_pem(self) -> bytes:
         """Pebble's issuing root (regenerated at every start)."""
@@ -165,7 +154,7 @@ def start_pebble(base: Path) -> Pebble:
     (base / "listener.pem").write_bytes(leaf.cert_pem)
     (base / "listener.key").write_bytes(leaf.key_pem)
     (base / "listener.key").chmod(0o600)
-    port, mgmt, http, tls = free_port(), free_port(), free_port(), free_port()
+    port, mgmt, http, tls = free_ports(4)
     conf = {
         "pebble": {
             "listenAddress": f"127.0.0.1:{port}",
@@ -469,21 +458,25 @@ def start_postfix(
     traverse ("open lock file .../data/master.lock: Permission denied")."""
     require("postfix", "apt-get install postfix (preseed main_mailer_type)")
     d = Path(tempfile.mkdtemp(prefix="tlsarotate-postfix-")).resolve()
-    d.chmod(0o755)
-    for sub in ("queue", "data", "log"):
-        (d / sub).mkdir()
-    shutil.chown(d / "data", "postfix")
-    port = free_port()
-    chain = d / "chain.pem"
-    pf = Postfix(d, port, chain, hostname)
-    pf.install_chain(key_pem, fullchain_pem)
-    (d / "main.cf").write_text(MAIN_CF.format(dir=d, hostname=hostname, chain=chain))
-    (d / "master.cf").write_text(MASTER_CF.format(port=port))
+    pf: Postfix | None = None
     try:
+        d.chmod(0o755)
+        for sub in ("queue", "data", "log"):
+            (d / sub).mkdir()
+        shutil.chown(d / "data", "postfix")
+        port = free_port()
+        chain = d / "chain.pem"
+        pf = Postfix(d, port, chain, hostname)
+        pf.install_chain(key_pem, fullchain_pem)
+        (d / "main.cf").write_text(MAIN_CF.format(dir=d, hostname=hostname, chain=chain))
+        (d / "master.cf").write_text(MASTER_CF.format(port=port))
         pf.start()
     except BaseException:
-        pf.stop()
-        pf.remove()
+        try:
+            if pf is not None:
+                pf.stop()
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
         raise
     return pf
 
@@ -492,37 +485,19 @@ def start_postfix(
 def postfix_running(
     key_pem: bytes, fullchain_pem: bytes, hostname: str = "mx.example.test"
 ) -> Iterator[Postfix]:
+    """A started :func:`start_postfix` instance, stopped and its directory removed afterwards
+    (removed even when stopping fails)."""
     pf = start_postfix(key_pem, fullchain_pem, hostname)
     try:
         yield pf
     finally:
-        pf.stop()
-        pf.remove()
+        try:
+            pf.stop()
+        finally:
+            pf.remove()
 
 
-# -- DANE oracle -----------------------------------------------------------------------------
-
-
-def openssl_dane(
-    port: int, tlsa_name: str, rrdata: Sequence[str], timeout: float = 20
-) -> subprocess.CompletedProcess[str]:
-    """``openssl s_client -starttls smtp`` verifying the served chain against ``rrdata``
-    (independent DANE oracle): rc 0 and "Verification: OK" when a record matches."""
-    cmd = [
-        "openssl",
-        "s_client",
-        "-brief",
-        "-starttls",
-        "smtp",
-        "-connect",
-        f"127.0.0.1:{port}",
-        "-dane_tlsa_domain",
-        tlsa_name,
-        "-verify_return_error",
-    ]
-    for rd in rrdata:
-        cmd += ["-dane_tlsa_rrdata", rd]
-    return subprocess.run(cmd, input="", capture_output=True, text=True, timeout=timeout)
+# -- fixtures ------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")

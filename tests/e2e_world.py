@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,14 +21,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from tests.acme_servers import (
-    ROOT,
     Certbot,
     Postfix,
-    openssl_dane,
     pebble,  # noqa: F401  (re-exported: the end-to-end tests import it from here)
     served_leaf,
 )
+from tests.conftest import cli_env, run_cli
 from tests.servers import BindServers, query
+from tests.tls_servers import openssl_dane
 
 OWNER = "_25._tcp.mx.example.test."
 NAME = "mx.example.test"
@@ -60,18 +59,10 @@ class World:
     hook_log: Path | None = None
     history: list[tuple[float, dict[str, frozenset[str]]]] = field(default_factory=list)
 
-    def env(self) -> dict[str, str]:
-        return {**os.environ, "PYTHONPATH": str(ROOT), "TLSAROTATE_CONFIG": str(self.config)}
-
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        """``python -m tlsarotate ARGS`` of this checkout, as a real subprocess."""
-        r = subprocess.run(
-            [sys.executable, "-m", "tlsarotate", *args],
-            capture_output=True,
-            text=True,
-            env=self.env(),
-            timeout=120,
-        )
+        """``python -m tlsarotate ARGS`` of this checkout, as a real subprocess (the config
+        from ``TLSAROTATE_CONFIG``); never a traceback."""
+        r = run_cli(*args, env=cli_env(TLSAROTATE_CONFIG=str(self.config)), timeout=120)
         assert "Traceback" not in r.stderr, r.stderr
         return r
 
@@ -116,9 +107,9 @@ class World:
         for server, rrs in pub.items():
             if not rrs and bootstrap:
                 continue
-            r = openssl_dane(self.postfix.port, NAME, sorted(rrs))
-            assert r.returncode == 0 and "Verification: OK" in r.stdout + r.stderr, (
-                f"{phase}: openssl rejects Postfix against {server} {sorted(rrs)}:\n{r.stderr}"
+            r = openssl_dane("127.0.0.1", self.postfix.port, NAME, sorted(rrs))
+            assert r.ok, (
+                f"{phase}: openssl rejects Postfix against {server} {sorted(rrs)}:\n{r.output}"
             )
         return pub
 

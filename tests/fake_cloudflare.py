@@ -275,7 +275,7 @@ class FakeCloudflare:
             raise ApiError(
                 400,
                 1004,
-                "DNS Validation Error: ttl must be between 60 and 86400 "
+                "DNS Validation Error: ttl must be between 30 and 86400 "
                 "seconds, or 1 for Automatic",
             )
         data = body.get("data")

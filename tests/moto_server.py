@@ -2,17 +2,16 @@
 
 ``moto_url`` (session scope) starts ``moto_server -H 127.0.0.1 -p PORT`` on a free port and stops it
 by pid at the end; ``route53_env`` (function scope) resets moto (``POST /moto-api/reset``), points
-boto3's standard credential chain at dummy keys and away from the host's ``~/.aws``, and returns
-the dummy secret so tests can assert it never shows up in messages.
+boto3's standard credential chain at dummy keys (:data:`DUMMY_KEY_ID`, :data:`DUMMY_SECRET`: tests
+assert the secret never shows up in messages) and away from the host's ``~/.aws``, and returns
+moto's URL.
 A missing ``moto_server`` binary is a test failure, never a skip.
 """
 
 from __future__ import annotations
 
-import os
+import http.client
 import shutil
-import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -22,14 +21,10 @@ from typing import Any
 
 import pytest
 
+from tests.servers import free_port, stop_process
+
 DUMMY_KEY_ID = "AKIATLSAROTATETEST01"
 DUMMY_SECRET = "tlsarotate-dummy-secret-9f8e7d6c5b4a"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def moto_post(url: str, path: str, data: bytes = b"") -> bytes:
@@ -62,7 +57,7 @@ def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             try:
                 moto_post(url, "/moto-api/reset")
                 break
-            except OSError:
+            except (OSError, http.client.HTTPException):  # not listening, or not ready yet
                 time.sleep(0.05)
         if proc.poll() is None and time.monotonic() < deadline:
             break
@@ -73,12 +68,7 @@ def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     try:
         yield url
     finally:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_process(proc)
 
 
 @pytest.fixture

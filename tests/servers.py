@@ -35,7 +35,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -87,18 +86,22 @@ def need_binary(name: str) -> str:
     )
 
 
-def free_port(addrs: Sequence[str] = (PRIMARY_ADDR, SECONDARY_ADDR)) -> int:
-    """A port that is free for TCP and UDP on every address in ``addrs``."""
+def free_port(addrs: Sequence[str] = ("127.0.0.1",), *, udp: bool = False) -> int:
+    """A high port the kernel hands out on ``addrs[0]`` (bind to port 0) that is also free for
+    TCP -- and UDP with ``udp`` -- on every address in ``addrs``. Nothing holds it afterwards:
+    bind it soon (a server that fails to bind can retry with another one)."""
     for _ in range(200):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind((PRIMARY_ADDR, 0))
+        fam = socket.AF_INET6 if ":" in addrs[0] else socket.AF_INET
+        with socket.socket(fam, socket.SOCK_STREAM) as s:
+            s.bind((addrs[0], 0))
             port = int(s.getsockname()[1])
         if port < 1024:
             continue
+        kinds = (socket.SOCK_STREAM, socket.SOCK_DGRAM) if udp else (socket.SOCK_STREAM,)
         ok = True
         for addr in addrs:
             fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
-            for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+            for kind in kinds:
                 try:
                     with socket.socket(fam, kind) as s:
                         s.bind((addr, port))
@@ -107,6 +110,28 @@ def free_port(addrs: Sequence[str] = (PRIMARY_ADDR, SECONDARY_ADDR)) -> int:
         if ok:
             return port
     raise RuntimeError("no free port found on " + ", ".join(addrs))
+
+
+def free_ports(n: int, addrs: Sequence[str] = ("127.0.0.1",), *, udp: bool = False) -> list[int]:
+    """``n`` distinct ports, each as :func:`free_port` picks them."""
+    ports: list[int] = []
+    while len(ports) < n:
+        port = free_port(addrs, udp=udp)
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
+def stop_process(p: subprocess.Popen[Any], timeout: float = 10) -> None:
+    """SIGTERM ``p`` and wait until it has exited (SIGKILL after ``timeout`` s); a process that
+    is already gone is only reaped."""
+    if p.poll() is None:
+        p.terminate()  # Popen ignores a process that exits just now
+        try:
+            p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(timeout=5)
 
 
 def wait_until(
@@ -219,16 +244,8 @@ class _Named:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self) -> None:
-        p = self.proc
-        if p is None:
-            return
-        if p.poll() is None:
-            os.kill(p.pid, signal.SIGTERM)
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.kill(p.pid, signal.SIGKILL)
-                p.wait(timeout=5)
+        if self.proc is not None:
+            stop_process(self.proc, timeout=15)  # named takes ~1.5 s to shut down
         self.proc = None
 
 
@@ -259,7 +276,7 @@ class BindServers:
         }
         self.key_name = key_name
         self.notify_delay = notify_delay
-        self.port = free_port()
+        self.port = free_port((PRIMARY_ADDR, SECONDARY_ADDR), udp=True)
         self.primary_dir = self.dir / "primary"
         self.secondary_dir = self.dir / "secondary"
         self.key_file = self.dir / f"{key_name}.key"
@@ -557,7 +574,7 @@ class Unbound:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.bind = bind
         self.address = "127.0.0.1"
-        self.port = free_port((self.address,))
+        self.port = free_port((self.address,), udp=True)
         self.proc: subprocess.Popen[bytes] | None = None
         anchors = self.dir / "anchors.ds"
         anchors.write_text(
@@ -627,14 +644,8 @@ remote-control:
         return r
 
     def stop(self) -> None:
-        p = self.proc
-        if p is not None and p.poll() is None:
-            os.kill(p.pid, signal.SIGTERM)
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.kill(p.pid, signal.SIGKILL)
-                p.wait(timeout=5)
+        if self.proc is not None:
+            stop_process(self.proc)
         self.proc = None
 
 

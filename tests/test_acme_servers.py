@@ -4,7 +4,7 @@ private Postfix whose served certificate changes only on reload."""
 
 from __future__ import annotations
 
-import json
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,22 +18,14 @@ from tests.acme_servers import (
     Certbot,
     Pebble,
     Postfix,
-    openssl_dane,
     pebble,  # noqa: F401  (the module-scoped pebble fixture)
     postfix_running,
 )
+from tests.fakes import FakeTlsarotate
+from tests.tls_servers import openssl_dane
 from tlsarotate import material, nextkey, pki
 
 pytestmark = pytest.mark.servers
-
-FAKE_TLSAROTATE = """#!/bin/sh
-python3 - "$@" <<'PY' >>"$FAKE_RECORD"
-import json, os, sys
-keep = ("RENEWED_LINEAGE", "RENEWED_DOMAINS", "TLSAROTATE_CONFIG")
-print(json.dumps({"argv": sys.argv[1:], "env": {k: os.environ.get(k) for k in keep}}))
-PY
-exit "${FAKE_RC:-0}"
-"""
 
 
 @pytest.fixture
@@ -41,25 +33,15 @@ def certbot(pebble: Pebble, tmp_path: Path) -> Certbot:
     return Certbot(pebble, tmp_path / "certbot")
 
 
-def _fake_on_path(tmp_path: Path, certbot: Certbot, rc: int) -> Path:
-    b = tmp_path / "fakebin"
-    b.mkdir()
-    (b / "tlsarotate").write_text(FAKE_TLSAROTATE)
-    (b / "tlsarotate").chmod(0o755)
-    record = tmp_path / "calls.jsonl"
-    import os
-
+def _fake_on_path(tmp_path: Path, certbot: Certbot, rc: int) -> FakeTlsarotate:
+    """The fake tlsarotate first on certbot's PATH: the real deploy hook calls it."""
+    fake = FakeTlsarotate.install(tmp_path / "fakebin", tmp_path / "calls.jsonl")
     certbot.env.update(
-        PATH=f"{b}:{os.environ['PATH']}",
-        FAKE_RECORD=str(record),
-        FAKE_RC=str(rc),
+        PATH=f"{fake.bindir}:{os.environ['PATH']}",
         TLSAROTATE_CONFIG=str(tmp_path / "tlsarotate.yaml"),
+        **fake.variables(rc),
     )
-    return record
-
-
-def _calls(record: Path) -> list[dict[str, object]]:
-    return [json.loads(x) for x in record.read_text().splitlines()] if record.exists() else []
+    return fake
 
 
 def _spki(lineage: Path) -> str:
@@ -68,13 +50,13 @@ def _spki(lineage: Path) -> str:
 
 @pytest.mark.slow
 def test_certbot_deploy_hook_on_issue_and_renewals(certbot: Certbot, tmp_path: Path) -> None:
-    record = _fake_on_path(tmp_path, certbot, rc=2)  # "still waiting" must not fail certbot
+    fake = _fake_on_path(tmp_path, certbot, rc=2)  # "still waiting" must not fail certbot
     lineage = certbot.issue(
         ["mx.example.test", "mx2.example.test"], deploy_hook=HOOKS / "certbot-deploy"
     )
     assert (lineage / "fullchain.pem").is_symlink()  # live/ points into archive/
     first = _spki(lineage)
-    calls = _calls(record)
+    calls = fake.calls()
     assert len(calls) == 1
     assert calls[0]["argv"] == [
         "-c",
@@ -97,7 +79,7 @@ def test_certbot_deploy_hook_on_issue_and_renewals(certbot: Certbot, tmp_path: P
     assert "reported error" not in r.stderr
     second = _spki(lineage)
     assert second != first
-    assert len(_calls(record)) == 2
+    assert len(fake.calls()) == 2
 
     # --reuse-key keeps the SPKI and is sticky in renewal/NAME.conf
     certbot.renew(reuse_key=True)
@@ -108,7 +90,7 @@ def test_certbot_deploy_hook_on_issue_and_renewals(certbot: Certbot, tmp_path: P
     certbot.renew(reuse_key=False)  # only --no-reuse-key makes a new key again
     assert _spki(lineage) != second
     assert "reuse_key = False" in certbot.renewal_conf("mx.example.test")
-    calls = _calls(record)
+    calls = fake.calls()
     assert len(calls) == 5
     assert all(c["argv"][-4:-2] == ["--lineage", str(lineage)] for c in calls)  # type: ignore[index]
 
@@ -116,7 +98,7 @@ def test_certbot_deploy_hook_on_issue_and_renewals(certbot: Certbot, tmp_path: P
 def test_failing_apply_is_reported_but_does_not_undo_the_renewal(
     certbot: Certbot, tmp_path: Path
 ) -> None:
-    record = _fake_on_path(tmp_path, certbot, rc=1)
+    fake = _fake_on_path(tmp_path, certbot, rc=1)
     lineage = certbot.issue(["fail.example.test"], deploy_hook=HOOKS / "certbot-deploy")
     before = material.load_lineage(lineage).fingerprint
     r = certbot.renew()
@@ -125,7 +107,7 @@ def test_failing_apply_is_reported_but_does_not_undo_the_renewal(
     assert "Hook 'deploy-hook' reported error code 1" in r.stderr
     assert "tlsarotate-hook[certbot]" in r.stderr and "rc=1 error" in r.stderr
     assert material.load_lineage(lineage).fingerprint != before
-    assert len(_calls(record)) == 2
+    assert len(fake.calls()) == 2
 
 
 @pytest.mark.slow
@@ -223,8 +205,8 @@ def test_postfix_mismatched_key_drops_starttls(postfix: Postfix, ca: pki.Issued)
     postfix.reload()  # reload "succeeds"...
     assert postfix.served() is None  # ...but TLS is gone: the swap must verify after reload
     mb = material.parse(b.cert_pem, "b")
-    r = openssl_dane(postfix.port, "mx.example.test", [f"3 1 1 {mb.spki_sha256}"])
-    assert r.returncode != 0
+    r = openssl_dane("127.0.0.1", postfix.port, "mx.example.test", [f"3 1 1 {mb.spki_sha256}"])
+    assert not r.ok
     assert "disabling TLS support" in postfix.log.read_text()
     _serve(postfix, ca, b)  # a matching pair brings STARTTLS back
 
@@ -235,15 +217,18 @@ def test_openssl_dane_oracle_against_postfix(postfix: Postfix, ca: pki.Issued) -
     ma = material.parse(a.cert_pem, "a")
     mb = material.parse(b.cert_pem, "b")
     _serve(postfix, ca, a)
-    ok = openssl_dane(postfix.port, "mx.example.test", [f"3 1 1 {ma.spki_sha256}"])
-    assert ok.returncode == 0 and "Verification: OK" in ok.stderr + ok.stdout
-    bad = openssl_dane(postfix.port, "mx.example.test", [f"3 1 1 {mb.spki_sha256}"])
-    assert bad.returncode != 0
-    assert "no matching DANE TLSA records" in bad.stderr + bad.stdout
+    ok = openssl_dane("127.0.0.1", postfix.port, "mx.example.test", [f"3 1 1 {ma.spki_sha256}"])
+    assert ok.ok and ok.rc == 0 and "Verification: OK" in ok.output
+    bad = openssl_dane("127.0.0.1", postfix.port, "mx.example.test", [f"3 1 1 {mb.spki_sha256}"])
+    assert not bad.ok and bad.rc != 0
+    assert "no matching DANE TLSA records" in bad.output
     both = openssl_dane(
-        postfix.port, "mx.example.test", [f"3 1 1 {mb.spki_sha256}", f"3 1 1 {ma.spki_sha256}"]
+        "127.0.0.1",
+        postfix.port,
+        "mx.example.test",
+        [f"3 1 1 {mb.spki_sha256}", f"3 1 1 {ma.spki_sha256}"],
     )
-    assert both.returncode == 0
+    assert both.ok
 
 
 def test_certbot_lineage_served_by_postfix(certbot: Certbot) -> None:
@@ -255,5 +240,5 @@ def test_certbot_lineage_served_by_postfix(certbot: Certbot) -> None:
     pf: Postfix
     with postfix_running(key, full) as pf:
         assert pf.served() == m.chain_der[0]
-        r = openssl_dane(pf.port, "mx.example.test", [f"3 1 1 {m.spki_sha256}"])
-        assert r.returncode == 0, r.stderr
+        r = openssl_dane("127.0.0.1", pf.port, "mx.example.test", [f"3 1 1 {m.spki_sha256}"])
+        assert r.ok, r.output

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import os
 import sys
 from collections.abc import Iterator
@@ -13,6 +13,7 @@ import dns.name
 import pytest
 
 from tests import fake_cloudflare
+from tests.conftest import assert_one_line, rd
 from tests.fake_cloudflare import FakeCloudflare
 from tlsarotate import records
 from tlsarotate.change import OwnerChange, TlsaRRset, ZoneChange
@@ -29,17 +30,7 @@ TOKEN = "cf-unit-token-31415926"
 ENV = "TLSAROTATE_TEST_CF_UNIT"
 
 
-def rd(i: int, params: str = "3 1 1") -> Any:
-    return records.from_text(f"{params} {hashlib.sha256(str(i).encode()).hexdigest()}")
-
-
-def one_line(err: BaseException, *needles: str) -> str:
-    text = str(err)
-    assert "\n" not in text and text, repr(text)
-    for n in needles:
-        assert n in text, f"{n!r} not in {text!r}"
-    assert TOKEN not in text and "wrong-token" not in text
-    return text
+one_line = functools.partial(assert_one_line, secrets=(TOKEN, "wrong-token"))
 
 
 @pytest.fixture
@@ -131,8 +122,9 @@ def test_5xx_is_retried_then_surfaced(fake: FakeCloudflare, clock: FakeClock) ->
         "cf", {"api_token_env": ENV, "api_url": fake.url, "max_retries": 2}, clock=clock
     )
     fake.throttle(2, retry_after=None, status=503)
+    t0 = clock.now()
     assert prov.read(ZONE, [A]) == {}
-    assert clock.now() > FakeClock().now()  # backed off without Retry-After
+    assert clock.now() > t0  # backed off without Retry-After
     fake.throttle(3, retry_after="1", status=429)
     with pytest.raises(ProviderError) as ei:
         prov.read(ZONE, [A])

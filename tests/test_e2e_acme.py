@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.acme_servers import HOOKS, ROOT, Certbot, Pebble, start_postfix
+from tests.acme_servers import HOOKS, ROOT, Certbot, Pebble, postfix_running
 from tests.e2e_world import CONFIG_HEAD, World, pebble  # noqa: F401
 from tests.servers import BindServers, bind, bind_servers  # noqa: F401
 from tlsarotate import material
@@ -45,8 +45,7 @@ def world(bind: BindServers, pebble: Pebble, tmp_path: Path) -> Iterator[World]:
     lineage = certbot.issue(["mx.example.test"])
     key = (lineage / "privkey.pem").read_bytes()
     full = (lineage / "fullchain.pem").read_bytes()
-    pf = start_postfix(key, full)
-    try:
+    with postfix_running(key, full) as pf:
         cfg = tmp_path / "tlsarotate.yaml"
         cfg.write_text(
             CONFIG.format(
@@ -76,9 +75,6 @@ def world(bind: BindServers, pebble: Pebble, tmp_path: Path) -> Iterator[World]:
             TLSAROTATE_HOOK_LOG=str(hook_log),
         )
         yield World(bind, certbot, pf, cfg, TTL, lineage, hook_log)
-    finally:
-        pf.stop()
-        pf.remove()
 
 
 def _rec(lineage: Path) -> str:

@@ -6,60 +6,24 @@ provides; a fake ``tlsarotate`` records its argv/env and exits with a chosen cod
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.fakes import FakeTlsarotate as Fake
+
 ROOT = Path(__file__).resolve().parent.parent
 HOOKS = ROOT / "hooks"
-
-FAKE = """#!/bin/sh
-# records one JSON line per call: argv and the TLSAROTATE_* environment
-python3 - "$@" <<'PY' >>"$FAKE_RECORD"
-import json, os, sys
-print(json.dumps({"argv": sys.argv[1:],
-                  "env": {k: v for k, v in os.environ.items() if k.startswith("TLSAROTATE")}}))
-PY
-echo "fake tlsarotate says hello"
-exit "${FAKE_RC:-0}"
-"""
-
-
-@dataclass
-class Fake:
-    bindir: Path
-    record: Path
-
-    def calls(self) -> list[dict[str, object]]:
-        if not self.record.exists():
-            return []
-        return [json.loads(line) for line in self.record.read_text().splitlines()]
-
-    def env(self, rc: int = 0, **extra: str) -> dict[str, str]:
-        """A minimal environment: PATH with the fake first, plus what the ACME client sets."""
-        return {
-            "PATH": f"{self.bindir}:/usr/bin:/bin",
-            "FAKE_RECORD": str(self.record),
-            "FAKE_RC": str(rc),
-            **extra,
-        }
 
 
 @pytest.fixture
 def fake(tmp_path: Path) -> Fake:
-    b = tmp_path / "bin"
-    b.mkdir()
-    exe = b / "tlsarotate"
-    exe.write_text(FAKE)
-    exe.chmod(0o755)
-    return Fake(b, tmp_path / "calls.jsonl")
+    return Fake.install(tmp_path / "bin", tmp_path / "calls.jsonl")
 
 
 def run(hook: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import assert_one_line_error, cli_env, run_cli
+from tests.conftest import assert_one_line, assert_one_line_error, cli_env, run_cli
 from tlsarotate import material, pki, records
 from tlsarotate.errors import MaterialError
 
@@ -31,11 +31,7 @@ def ossl(*args: str | Path) -> None:
 
 
 def one_line(exc: pytest.ExceptionInfo[MaterialError], *needles: str) -> str:
-    msg = str(exc.value)
-    assert "\n" not in msg, msg
-    for n in needles:
-        assert n in msg, f"{n!r} not in {msg!r}"
-    return msg
+    return assert_one_line(exc.value, *needles)
 
 
 def records_fails(path: Path | str, *needles: str, params: str | None = None) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import stat
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from tests.conftest import ROOT, cli_env
 from tlsarotate import material, nextkey, pki, records
 from tlsarotate.errors import MaterialError
 
@@ -50,17 +50,23 @@ def test_ensure_is_stable_and_does_not_regenerate(tmp_path: Path) -> None:
 def test_ensure_concurrent_callers_agree(tmp_path: Path) -> None:
     p = tmp_path / "next.key"
     out: list[bytes] = []
+    errors: list[BaseException] = []
     barrier = threading.Barrier(4)
 
     def go() -> None:
         barrier.wait()
-        out.append(nextkey.ensure(p, "ecdsa-p256").spki)
+        try:
+            out.append(nextkey.ensure(p, "ecdsa-p256").spki)
+        except BaseException as e:  # a thread's exception would otherwise vanish
+            errors.append(e)
 
     ts = [threading.Thread(target=go) for _ in range(4)]
     for t in ts:
         t.start()
     for t in ts:
         t.join()
+    assert errors == []
+    assert len(out) == 4  # every caller got a key
     assert len(set(out)) == 1
     assert material.load(p).spki == out[0]
 
@@ -155,13 +161,12 @@ def test_key_never_printed(tmp_path: Path) -> None:
         "import sys; from pathlib import Path; from tlsarotate import nextkey; "
         "nextkey.ensure(Path(sys.argv[1]), 'ecdsa-p256')"
     )
-    root = Path(__file__).resolve().parent.parent
     r = subprocess.run(
         [sys.executable, "-c", code, str(p)],
         capture_output=True,
         text=True,
-        cwd=root,
-        env={**os.environ, "PYTHONPATH": str(root)},
+        cwd=ROOT,
+        env=cli_env(),
     )
     assert r.returncode == 0, r.stderr
     assert r.stdout == "" and r.stderr == ""

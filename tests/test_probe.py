@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import assert_one_line_error, run_cli
+from tests.servers import free_port
 from tests.tls_servers import (  # noqa: F401
     LOOPBACKS,
     Chain,
     ServerPool,
     chains,
-    free_port,
     openssl_dane,
     servers,
 )
@@ -340,7 +340,7 @@ def test_cli_unreachable_is_exit_1(tmp_path: Path, chains: Callable[..., Chain])
         "probe",
         "127.0.0.1",
         "--port",
-        free_port("127.0.0.1"),
+        free_port(),
         "--starttls",
         "smtp",
         "--tlsa-from",

@@ -16,22 +16,23 @@ a server, e.g. BIND from tests/servers.py) and yields a :class:`Case`:
     with a wrapper around the provider's injectable client/session/runner),
   - ``second_writer(owner, rrset_or_None)``: change an owner's TLSA RRset behind the provider's
     back (another client, direct file edit, a second UPDATE...),
-  - ``bad_auth()``: a context manager yielding a provider whose credentials are refused (or
-    ``None`` when the provider has no authentication, e.g. zonefile/memory); ``secrets`` lists the
-    strings that must never appear in its error,
-  - ``missing_zone``: a zone name the backend does not have,
+  - ``bad_auth()``: a context manager yielding a provider whose credentials are refused
+    (default ``None``: the provider has no authentication, e.g. zonefile/memory); ``secrets``
+    lists the strings that must never appear in its error,
+  - ``missing_zone``: a zone name the backend does not have (default ``missing.test.``),
   - ``expected_writes(change)``: how many write calls ``apply(change)`` must make: 1, unless the
     provider documents splitting beyond a limit (Route 53: 1,000 values / 32,000 value characters
-    per batch; Cloudflare: ``batch_limit`` operations per batch).
+    per batch; Cloudflare: ``batch_limit`` operations per batch; RFC 2136: one 65,535-byte DNS
+    message), computed from that documented limit, never from the provider's own code.
 
-The ``case`` fixture is parametrised over ``sorted(PROVIDER_FACTORIES)``; the lead adds
-``zonefile``, ``memory`` and ``rfc2136`` (real BIND) the same way.
+The ``case`` fixture is parametrised over ``sorted(PROVIDER_FACTORIES)``: today ``rfc2136``
+(real BIND), ``route53`` (moto_server), ``cloudflare`` (tests/fake_cloudflare.py), ``zonefile``,
+``memory`` and ``plugin-example`` (tests/plugin_example, loaded by its entry point).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -45,6 +46,7 @@ import pytest
 from dns.rdtypes.ANY.TLSA import TLSA
 
 from tests import fake_cloudflare, moto_server, plugins
+from tests.conftest import assert_one_line, rd
 from tests.fake_cloudflare import FakeCloudflare
 from tests.moto_server import DUMMY_SECRET, CountingClient, moto_post, raw_client
 from tests.servers import bind, bind_servers  # noqa: F401  (real BIND for rfc2136)
@@ -61,10 +63,7 @@ plugin_dir = plugins.plugin_dir  # tests/plugin_example installed in a temporary
 plugin_installed = plugins.plugin_installed
 
 ZONE = dns.name.from_text("example.test.")
-
-
-def rd(i: int, params: str = "3 1 1") -> TLSA:
-    return records.from_text(f"{params} {hashlib.sha256(str(i).encode()).hexdigest()}")
+MISSING = dns.name.from_text("missing.test.")  # a zone no backend has
 
 
 def rr(ttl: int, *rds: TLSA) -> TlsaRRset:
@@ -79,10 +78,13 @@ def owner(host: str, port: int = 25) -> dns.name.Name:
 class Helpers:
     writes: Callable[[], int]
     second_writer: Callable[[dns.name.Name, TlsaRRset | None], None]
-    bad_auth: Callable[[], AbstractContextManager[Provider]] | None
-    missing_zone: dns.name.Name
+    bad_auth: Callable[[], AbstractContextManager[Provider]] | None = None
+    missing_zone: dns.name.Name = MISSING
     expected_writes: Callable[[ZoneChange], int] = lambda change: 1
     secrets: Sequence[str] = field(default_factory=tuple)
+    # a known product bug, reported: a change too big for one write is split into more writes
+    # than needed (the outcome is still checked; only the count is excused)
+    known_split_bug: str | None = None
 
 
 @dataclass
@@ -158,7 +160,6 @@ def route53_case(request: pytest.FixtureRequest) -> Iterator[Case]:
             writes=lambda: counting.calls.count("change_resource_record_sets"),
             second_writer=second_writer,
             bad_auth=bad_auth,
-            missing_zone=dns.name.from_text("missing.test."),
             expected_writes=route53_expected_writes,
             secrets=(DUMMY_SECRET,),
         ),
@@ -221,7 +222,6 @@ def cloudflare_case(request: pytest.FixtureRequest) -> Iterator[Case]:
             writes=fake.writes,
             second_writer=second_writer,
             bad_auth=bad_auth,
-            missing_zone=dns.name.from_text("missing.test."),
             expected_writes=expected,
             secrets=(CF_TOKEN, "cf-wrong-token-0a9b8c7d"),
         ),
@@ -255,8 +255,6 @@ def plugin_case(request: pytest.FixtureRequest) -> Iterator[Case]:
         Helpers(
             writes=lambda: int(prov.writes),
             second_writer=second_writer,
-            bad_auth=None,
-            missing_zone=dns.name.from_text("missing.test."),
         ),
     )
 
@@ -300,8 +298,6 @@ def zonefile_case(request: pytest.FixtureRequest) -> Iterator[Case]:
         Helpers(
             writes=lambda: len(reloads),
             second_writer=second_writer,
-            bad_auth=None,
-            missing_zone=dns.name.from_text("missing.test."),
         ),
     )
 
@@ -321,10 +317,48 @@ def memory_case(request: pytest.FixtureRequest) -> Iterator[Case]:
         Helpers(
             writes=lambda: len(prov.writes),
             second_writer=second_writer,
-            bad_auth=None,
-            missing_zone=dns.name.from_text("missing.test."),
         ),
     )
+
+
+def rfc2136_expected_writes(change: ZoneChange, keyring: Any) -> int:
+    """From RFC 2136 and the provider's documented limit, not from its code: one UPDATE per
+    change, unless it does not fit in one 65,535-byte DNS message; then as few as fit. Built
+    here with dnspython: per owner the old RRset as prerequisite, delete, add; TSIG-signed
+    with the test key. Whether a group fits is decided by encoding it (name compression stops
+    working past 16 KiB, so sizes do not add up), and the fewest messages for the owners in
+    order is found greedily: each takes the longest run of owners that still fits."""
+    import dns.exception
+    import dns.rdataset
+    import dns.update
+
+    def fits(owners: Sequence[OwnerChange]) -> bool:
+        upd = dns.update.UpdateMessage(change.zone, keyring=keyring)
+        for ch in owners:
+            if ch.old is None:
+                upd.absent(ch.owner, "TLSA")
+            else:
+                upd.present(ch.owner, dns.rdataset.from_rdata_list(0, list(ch.old.records)))
+                upd.delete(ch.owner, "TLSA")
+            if ch.new is not None:
+                upd.add(ch.owner, dns.rdataset.from_rdata_list(ch.new.ttl, list(ch.new.records)))
+        try:
+            upd.to_wire()  # at most 65,535 bytes
+        except dns.exception.TooBig:
+            return False
+        return True
+
+    rest = [ch for ch in change.changes if ch.old != ch.new]  # the others need no UPDATE
+    messages = 0
+    while rest:
+        assert fits(rest[:1]), f"{rest[0].owner} alone does not fit in one message"
+        lo, hi = 1, len(rest)  # the longest prefix that fits (fitting is monotone)
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if fits(rest[:mid]) else (lo, mid - 1)
+        messages += 1
+        rest = rest[lo:]
+    return messages
 
 
 @contextlib.contextmanager
@@ -388,8 +422,9 @@ def rfc2136_case(request: pytest.FixtureRequest) -> Iterator[Case]:
             writes=lambda: applied["n"],
             second_writer=second_writer,
             bad_auth=bad_auth,
-            missing_zone=dns.name.from_text("missing.test."),
-            expected_writes=lambda change: len(prov._parts(change)) if change else 0,
+            expected_writes=lambda change: rfc2136_expected_writes(change, bind.keyring),
+            known_split_bug="rfc2136 _parts sizes owners one by one, but name compression "
+            "ends at 16 KiB: the first group overflows and is halved",
             secrets=(bind.key_secret, "d3JvbmcgYnV0IHZhbGlkIGJhc2U2NCBzZWNyZXQ="),
         ),
     )
@@ -427,18 +462,12 @@ def apply_to(case: Case, desired: Mapping[dns.name.Name, TlsaRRset | None]) -> N
     change = change_to(case, desired)
     before = case.helpers.writes()
     case.provider.apply(change)
-    assert case.helpers.writes() - before == case.helpers.expected_writes(change)
     after = case.provider.read(case.zone, list(desired))
     assert after == {o: s for o, s in desired.items() if s is not None}
-
-
-def assert_one_line(err: BaseException, *needles: str, secrets: Sequence[str] = ()) -> None:
-    text = str(err)
-    assert "\n" not in text and text.strip() == text and text, repr(text)
-    for n in needles:
-        assert n in text, f"{n!r} not in {text!r}"
-    for s in secrets:
-        assert s not in text, f"secret leaked in {text!r}"
+    writes, expected = case.helpers.writes() - before, case.helpers.expected_writes(change)
+    if writes != expected and expected > 1 and case.helpers.known_split_bug:
+        pytest.xfail(f"{case.helpers.known_split_bug}: {writes} writes, {expected} fit")
+    assert writes == expected, f"{writes} write calls, expected {expected}"
 
 
 # -------------------------------------------------------------------------------------- tests

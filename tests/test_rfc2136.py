@@ -3,6 +3,7 @@
 # ruff: noqa: F811
 from __future__ import annotations
 
+import base64
 import itertools
 import logging
 import os
@@ -21,7 +22,15 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from tests.servers import BindServers, bind, bind_servers, query, wait_until  # noqa: F401
+from tests.conftest import rrset
+from tests.servers import (  # noqa: F401
+    BindServers,
+    bind,
+    bind_servers,
+    free_port,
+    query,
+    wait_until,
+)
 from tlsarotate import config, records
 from tlsarotate.change import OwnerChange, TlsaRRset, ZoneChange
 from tlsarotate.clock import FakeClock
@@ -40,10 +49,6 @@ BIND_SETTINGS = {"with_secondary": False}  # the provider talks to the primary o
 
 def rec(tag: int) -> Any:
     return records.from_text(f"3 1 1 {tag:064x}")
-
-
-def rrset(*tags: int, ttl: int = 300) -> TlsaRRset:
-    return TlsaRRset.of(ttl, [rec(t) for t in tags])
 
 
 def provider(bind: BindServers, **overrides: Any) -> RFC2136Provider:
@@ -291,9 +296,7 @@ def test_timeouts_are_retried_with_backoff_then_reported(silent_server: int) -> 
 
 def test_stopped_server_is_reported_after_retries(bind: BindServers) -> None:
     # a port where nothing listens any more (a stopped server)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
+    port = free_port()
     p = provider(bind, port=port, retries=3)
     with pytest.raises(ProviderError, match=rf"127.0.0.1:{port}.*3 attempt.*refused"):
         p.read(ZONE, [MX])
@@ -349,6 +352,23 @@ def test_check_files_bad_key_file(tmp_path: Path, content: str | None, needle: s
     assert "not base64!!" not in msg and "c2VjcmV0" not in msg
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="product bug, reported: parse_key_file strips '//' comments inside the quoted "
+    "secret; about 1 in 100 tsig-keygen secrets contains '//'",
+)
+def test_key_file_secret_containing_double_slash(tmp_path: Path) -> None:
+    """A real tsig-keygen secret with "//" in it (base64 may hold any "/" run): BIND reads
+    such a file, so must tlsarotate. Strict xfail: remove the marker once fixed."""
+    from tlsarotate.providers.rfc2136 import parse_key_file
+
+    secret = "Dps2sSfB3Js2WfS7swkHUil1sKfm2//C1+zTwHXBxsg="
+    kf = tmp_path / "k.key"
+    kf.write_text(f'key "k" {{\n\talgorithm hmac-sha256;\n\tsecret "{secret}";\n}};\n')
+    key = parse_key_file(kf)
+    assert key.secret.reveal() == base64.b64decode(secret)
+
+
 def test_check_files_accepts_tsig_keygen_output_and_secret_sources(
     bind: BindServers, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -399,10 +419,7 @@ services:
     certificate: {{deployed: {{cert: /nonexistent.crt, key: /nonexistent.key}}}}
 """
     )
-    try:
-        cfg = config.load(cfg_path)
-    except ConfigError as e:  # pragma: no cover - shows the config loader's complaint
-        pytest.fail(str(e))
+    cfg = config.load(cfg_path)
     pc = cfg.providers["bind"]
     assert Path(pc.options["tsig_key_file"]) == tmp_path / "keys" / "tsig.key"
     RFC2136Provider.check_files("bind", pc.options)

@@ -1,3 +1,4 @@
+# ruff: noqa: F811
 """The same full rollover (publish -> wait -> swap -> retire) on every provider of the contract
 suite: memory, zone file, the example plugin, RFC 2136 on real BIND, Route 53 on moto_server,
 Cloudflare on the fake API. Exactly one backend write per zone per engine step, and the safety
@@ -5,24 +6,15 @@ invariants of tests/world.py after every event."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.fake_cloudflare import cf_server  # noqa: F401
 from tests.moto_server import moto_url, route53_env  # noqa: F401
 from tests.plugins import plugin_dir, plugin_installed  # noqa: F401
 from tests.servers import bind, bind_servers  # noqa: F401
-from tests.test_provider_contract import PROVIDER_FACTORIES, Case
+from tests.test_provider_contract import Case, case  # noqa: F401  (the contract's fixture)
 from tests.world import World
 from tlsarotate import planner, records
-
-
-@pytest.fixture(params=sorted(PROVIDER_FACTORIES))
-def case(request: pytest.FixtureRequest) -> Iterator[Case]:
-    with PROVIDER_FACTORIES[request.param](request) as c:
-        yield c
 
 
 def test_full_rollover_one_write_per_step(case: Case, tmp_path: Path) -> None:

@@ -132,6 +132,7 @@ def test_racing_writers_without_lock_lose_no_update(s3: Any, moto_url: str) -> N
         t.start()
     for t in ts:
         t.join()
+    assert sum(ok) + sum(conflicts) == 50  # every attempt accounted for (no thread died)
     assert store(moto_url).load("mx").hold_ttl == sum(ok)
 
 
@@ -163,10 +164,16 @@ def test_two_processes_with_lock_lose_no_update(s3: Any, moto_url: str) -> None:
         )
         for _ in range(2)
     ]
-    for p in procs:
-        out, err = p.communicate(timeout=120)
-        assert p.returncode == 0, err
-        assert out.strip() == "done"
+    try:
+        for p in procs:
+            out, err = p.communicate(timeout=120)
+            assert p.returncode == 0, err
+            assert out.strip() == "done"
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
     assert store(moto_url).load("mx").hold_ttl == 2 * n
     assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="ci/mx.lock")
 
@@ -174,6 +181,7 @@ def test_two_processes_with_lock_lose_no_update(s3: Any, moto_url: str) -> None:
 def test_lock_is_exclusive_between_threads(s3: Any, moto_url: str) -> None:
     inside = [0]
     peak = [0]
+    rounds = [0]
     guard = threading.Lock()
 
     def worker() -> None:
@@ -186,12 +194,14 @@ def test_lock_is_exclusive_between_threads(s3: Any, moto_url: str) -> None:
                 time.sleep(0.01)
                 with guard:
                     inside[0] -= 1
+                    rounds[0] += 1
 
     ts = [threading.Thread(target=worker) for _ in range(3)]
     for t in ts:
         t.start()
     for t in ts:
         t.join()
+    assert rounds[0] == 3 * 8  # every round finished (a thread's exception would be lost)
     assert peak[0] == 1
 
 
@@ -252,10 +262,12 @@ def test_taken_over_lock_is_not_deleted_by_old_holder(s3: Any, moto_url: str) ->
     with a.lock("mx", timeout=1):
         cm = b.lock("mx", timeout=1)
         cm.__enter__()
-    # a's release must not delete b's lock
-    body = json.loads(s3.get_object(Bucket=BUCKET, Key="ci/mx.lock")["Body"].read())
-    assert body["holder"] == "runner-b"
-    cm.__exit__(None, None, None)
+    try:
+        # a's release must not delete b's lock
+        body = json.loads(s3.get_object(Bucket=BUCKET, Key="ci/mx.lock")["Body"].read())
+        assert body["holder"] == "runner-b"
+    finally:
+        cm.__exit__(None, None, None)
     assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="ci/mx.lock")
 
 

@@ -9,12 +9,12 @@ from collections.abc import Callable
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from tests.servers import free_port
 from tests.tls_servers import (  # noqa: F401
     LOOPBACKS,
     Chain,
     ServerPool,
     chains,
-    free_port,
     servers,
 )
 from tlsarotate.tlsprobe import ServedChain, fetch_chain, resolve_starttls
@@ -101,11 +101,13 @@ def test_data_after_starttls_reply_is_refused(
 
 @pytest.mark.parametrize("addr", LOOPBACKS)
 def test_connection_refused(addr: str) -> None:
-    got = fetch_chain(addr, free_port(addr), "smtp", 5)
+    got = fetch_chain(addr, free_port((addr,)), "smtp", 5)
     assert got.error == "connection refused"
 
 
-def test_timeout_is_one_line_and_bounded(servers: ServerPool, chains: Callable[..., Chain]) -> None:
+def test_timeout_is_one_line_naming_what_it_waited_for(
+    servers: ServerPool, chains: Callable[..., Chain]
+) -> None:
     srv = servers.scripted(chains("silent"), "silent")
     got = fetch_chain("127.0.0.1", srv.port, "smtp", 0.5, "mx.example.test")
     assert got.error == "timeout after 0.5s (waiting for the SMTP greeting)"

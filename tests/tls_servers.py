@@ -29,33 +29,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.servers import free_port
 from tlsarotate import pki
 
 LOOPBACKS = ("127.0.0.1", "::1")
-
-
-def free_port(addr: str) -> int:
-    fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
-    with socket.socket(fam, socket.SOCK_STREAM) as s:
-        s.bind((addr, 0))
-        return int(s.getsockname()[1])
-
-
-def free_port_all(addrs: Sequence[str] = LOOPBACKS) -> int:
-    """A TCP port free on every address in ``addrs``."""
-    for _ in range(200):
-        port = free_port(addrs[0])
-        ok = True
-        for addr in addrs[1:]:
-            fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
-            with socket.socket(fam, socket.SOCK_STREAM) as s:
-                try:
-                    s.bind((addr, port))
-                except OSError:
-                    ok = False
-        if ok:
-            return port
-    raise RuntimeError("no port free on " + ", ".join(addrs))
 
 
 def publish(bind: object, zone: str, owner: str, texts: Sequence[str], ttl: int = 300) -> None:
@@ -142,7 +119,7 @@ class SmtpdServer:
         from aiosmtpd.controller import Controller
 
         self.addr = addr
-        self.port = port or free_port(addr)
+        self.port = port or free_port((addr,))
         self.controller = Controller(
             _Handler(),
             hostname=addr,
@@ -398,7 +375,7 @@ class ServerPool:
 
     def smtpd_pair(self, chain: Chain) -> int:
         """aiosmtpd on 127.0.0.1 AND ::1 on the same free port (one host, two addresses)."""
-        port = free_port_all()
+        port = free_port(LOOPBACKS)
         for addr in LOOPBACKS:
             self.smtpd(chain, addr, port)
         return port
@@ -413,8 +390,16 @@ class ServerPool:
         return s
 
     def stop_all(self) -> None:
+        """Stop every server, even when one of them fails to stop (the first error is raised
+        after the others were stopped)."""
+        errors: list[BaseException] = []
         while self.started:
-            self.started.pop().stop()
+            try:
+                self.started.pop().stop()
+            except Exception as e:
+                errors.append(e)
+        if errors:
+            raise errors[0]
 
 
 @pytest.fixture
@@ -428,7 +413,8 @@ def servers(tmp_path: Path) -> Iterator[ServerPool]:
 
 @pytest.fixture
 def chains(tmp_path: Path, ca: pki.Issued) -> Callable[..., Chain]:
-    """chains(name, hosts=..., send_ca=True, key=None, ca=None) -> Chain"""
+    """chains(name, hosts=..., send_ca=True, key=None, issuer=None, kind="ecdsa-p256") -> Chain;
+    ``issuer`` defaults to the session ``ca``."""
 
     def make(
         name: str,

@@ -149,7 +149,9 @@ class World:
         hosts: Sequence[str] = ("mx1.example.test",),
     ) -> None:
         self.tmp = tmp
-        self.clock = FakeClock()  # real time: caches and lagging servers live by it
+        # the world's true time (caches and lagging servers live by it), as opposed to the
+        # engine's clock, which may be skewed (engine_clock)
+        self.clock = FakeClock()
         self.engine_clock = SkewedClock(self.clock)
         self.ca = pki.make_ca()
         self.keys = [pki.new_key("ecdsa-p256") for _ in range(3)]
@@ -200,8 +202,8 @@ class World:
     # -- files -----------------------------------------------------------------------------
 
     @staticmethod
-    def _write_pair(d: Path, leaf: pki.Issued, ca: pki.Issued | None = None) -> None:
-        (d / "fullchain.pem").write_bytes(leaf.cert_pem + (ca.cert_pem if ca else b""))
+    def _write_pair(d: Path, leaf: pki.Issued) -> None:
+        (d / "fullchain.pem").write_bytes(leaf.cert_pem)
         (d / "privkey.pem").write_bytes(leaf.key_pem)
 
     def deployed(self) -> material.Material:
