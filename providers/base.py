@@ -1,24 +1,33 @@
 """The provider interface every DNS backend implements (built-in or plugin).
 
 A provider reads the TLSA RRsets of a set of owners in one zone, applies one
-:class:`~tlsarotate.change.ZoneChange` as exactly one write, and says when that write is live on
-its own servers. Heavy dependencies (boto3, requests) are imported lazily inside the provider,
-so the class itself can always be imported for config validation; a missing dependency is a
+:class:`~tlsarotate.change.ZoneChange` as one write (unless it must be split past the backend's
+limits; each part is atomic), and says when that write is live on its own servers. Heavy
+dependencies (boto3, requests) are imported lazily inside the provider, so the class itself can
+always be imported for config validation; a missing dependency is a
 :class:`~tlsarotate.errors.ProviderError` naming the extra to install.
+
+Shared by the built-in providers: :func:`backoff_delay` (jittered retries on the context's
+clock), :class:`Secret` and :func:`read_secret` (tokens and keys that never show themselves),
+:meth:`Provider.check_prerequisites`, and the message helpers :func:`one_line`/:func:`describe`.
 """
 
 from __future__ import annotations
 
+import os
+import random
 import subprocess
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import dns.name
 
 from tlsarotate.change import TlsaRRset, ZoneChange
+from tlsarotate.clock import Clock, SystemClock
+from tlsarotate.errors import ConcurrentChangeError, ConfigError
 
 
 @dataclass(frozen=True)
@@ -49,13 +58,104 @@ def run_command(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
 
 @dataclass
 class ProviderContext:
-    """What the engine hands a provider: where relative paths start and how to run commands.
+    """What the engine hands a provider: where relative paths start, how to run commands, the
+    clock retries and polls sleep on, and the random source of their jitter.
 
-    Tests replace ``runner`` (and wrap the provider) to intercept every call.
+    Tests replace ``runner``, ``clock`` and ``rng`` (and wrap the provider) to intercept every
+    call and to run backoffs on a fake clock.
     """
 
     base_dir: Path = field(default_factory=Path.cwd)
     runner: Runner = run_command
+    clock: Clock = field(default_factory=SystemClock)
+    rng: random.Random = field(default_factory=random.Random)
+
+
+def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
+    """The jittered, capped exponential backoff before retry number ``attempt`` + 1 (0: the
+    first retry): a delay between ``d/2`` and ``d``, where ``d = min(cap, base * 2**attempt)``."""
+    d = min(cap, base * 2 ** max(0, attempt))
+    return float(d / 2 + rng.uniform(0, d / 2))
+
+
+T = TypeVar("T", str, bytes)
+
+
+class Secret(Generic[T]):
+    """A secret value (an API token, a TSIG secret) that never shows itself in ``repr``/``str``;
+    :meth:`reveal` is the only way to the value."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: T) -> None:
+        self._value: T = value
+
+    def reveal(self) -> T:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "<secret hidden>"
+
+    __str__ = __repr__
+
+
+def read_secret(
+    file: str | os.PathLike[str] | None,
+    env: str | None,
+    *,
+    file_option: str,
+    env_option: str,
+    what: str = "secret",
+    environ: Mapping[str, str] | None = None,
+    check: Callable[[str], str | None] | None = None,
+) -> Secret[str]:
+    """The secret text (surrounding whitespace stripped) from the file ``file`` or else the
+    environment variable ``env``; the caller makes sure exactly one is set.
+
+    Errors are :class:`~tlsarotate.errors.ConfigError` lines starting with the option's name
+    (``api_token_file: PATH: is empty``), so the config loader can point at its line; ``check``
+    returns what is wrong with a value (or None). No message ever holds the value."""
+    if file is not None:
+        p = Path(file)
+        where = f"{file_option}: {p}"
+        try:
+            text = p.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"{where}: cannot read: file not found") from None
+        except IsADirectoryError:
+            raise ConfigError(f"{where}: cannot read: is a directory") from None
+        except PermissionError:
+            raise ConfigError(f"{where}: cannot read: permission denied") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{where}: not a UTF-8 text file") from None
+        except OSError as e:
+            raise ConfigError(f"{where}: cannot read: {e.strerror or type(e).__name__}") from None
+        value = text.strip()
+        if not value:
+            raise ConfigError(f"{where}: is empty")
+    else:
+        where = f"{env_option}: environment variable {env}"
+        value = (os.environ if environ is None else environ).get(str(env), "").strip()
+        if not value:
+            raise ConfigError(
+                f"{env_option}: no {what} in environment variable {env} ({env} is not set or empty)"
+            )
+    problem = check(value) if check is not None else None
+    if problem:
+        raise ConfigError(f"{where}: {problem}")
+    return Secret(value)
+
+
+def one_line(text: object) -> str:
+    """``text`` with every run of whitespace (newlines too) made one space."""
+    return " ".join(str(text).split())
+
+
+def describe(rr: TlsaRRset | None) -> str:
+    """``2 record(s), TTL 300`` or ``no records``, for concurrent-change messages."""
+    if rr is None:
+        return "no records"
+    return f"{len(rr.records)} record(s), TTL {rr.ttl}"
 
 
 @dataclass(frozen=True)
@@ -90,9 +190,31 @@ class Provider(ABC):
 
     @abstractmethod
     def apply(self, change: ZoneChange) -> WriteResult:
-        """Apply the whole change as one write. Each owner's ``old`` is a prerequisite: if the
-        RRset differs, raise :class:`~tlsarotate.errors.ConcurrentChangeError` and write
-        nothing."""
+        """Apply the whole change as one write, unless it must be split past the backend's
+        limits (each part atomic). Each owner's ``old`` is a prerequisite: if the RRset
+        differs, raise :class:`~tlsarotate.errors.ConcurrentChangeError` and write nothing."""
+
+    def check_prerequisites(
+        self,
+        change: ZoneChange,
+        current: Mapping[dns.name.Name, TlsaRRset],
+        *,
+        prefix: str | None = None,
+        hint: str = "",
+    ) -> None:
+        """Raise :class:`~tlsarotate.errors.ConcurrentChangeError` unless every owner of
+        ``change`` (those that stay as they are too) holds its ``old`` RRset (records and TTL)
+        in ``current``, a fresh read. ``prefix`` starts the message (default: the provider's
+        name and type); ``hint`` follows the "changed since it was read"."""
+        for ch in change.changes:
+            now = current.get(ch.owner)
+            if now != ch.old:
+                who = prefix or f"provider {self.name!r} ({self.type_name})"
+                raise ConcurrentChangeError(
+                    f"{who}: the TLSA RRset at {ch.owner} changed since it was read{hint} "
+                    f"(expected {describe(ch.old)}, found {describe(now)}); nothing was "
+                    "written; re-run to re-plan"
+                )
 
     @staticmethod
     def effective(change: ZoneChange) -> ZoneChange:

@@ -1,12 +1,15 @@
 """Cloudflare DNS (``type: cloudflare``), through the v4 REST API with ``requests``.
 
 The API token is never written in the config: ``api_token_env`` names an environment variable
-holding it, or ``api_token_file`` a file holding it (exactly one of the two). Messages name that
+holding it, or ``api_token_file`` a file holding it (exactly one of the two). It must be printable
+ASCII without whitespace (what Cloudflare issues); it is kept in a
+:class:`~tlsarotate.providers.base.Secret` and scrubbed from any error text. Messages name its
 source, never the token.
 
 Reads list ``GET /zones/{zone_id}/dns_records?type=TLSA`` page by page. TLSA records travel as
 ``data: {usage, selector, matching_type, certificate}``; Cloudflare answers the certificate hex in
-upper case, parsed here case-insensitively.
+upper case, parsed here case-insensitively. A record's TTL 1 means "automatic", which Cloudflare
+serves as 300 seconds: it is read as 300.
 
 Writes use ``POST /zones/{zone_id}/dns_records/batch``: ``deletes`` (by record id), ``patches``
 (TTL of records that stay) and ``posts`` (new records), which Cloudflare runs in that order in one
@@ -21,15 +24,18 @@ One batch request per :class:`ZoneChange`, unless the change needs more than ``b
 operations (200 on the Free plan, 3,500 on paid plans): then it is split into several batches at
 owner boundaries, sent in order; each batch is atomic, the change as a whole is not.
 
-429 and 5xx answers are retried (honouring ``Retry-After``; injectable clock); other API errors
-are one line with Cloudflare's codes and messages; 401/403 name the token source.
+429 and 5xx answers are retried (honouring ``Retry-After``; the context's clock and jitter), except
+a batch POST: a 5xx, a timeout or a lost connection there may or may not have applied it, so the
+batch's owners are read again: all as written means it was applied; all as read means it was not,
+and it is sent once more; anything else is a :class:`ConcurrentChangeError` (which does not claim
+that nothing was written). Other API errors are one line with Cloudflare's codes and messages;
+401/403 name the token source.
 All HTTP goes through ``self.session`` (a ``requests.Session``, created lazily); tests and the
 fault-injection harness may pass ``session=`` or assign ``provider.session``.
 """
 
 from __future__ import annotations
 
-import os
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -42,18 +48,23 @@ from dns.rdtypes.ANY.TLSA import TLSA
 
 from tlsarotate import records
 from tlsarotate.change import OwnerChange, TlsaRRset, ZoneChange
-from tlsarotate.clock import Clock, SystemClock
+from tlsarotate.clock import Clock
 from tlsarotate.errors import ConcurrentChangeError, ConfigError, ProviderError, RecordError
 from tlsarotate.providers.base import (
     Capabilities,
     Option,
     Provider,
     ProviderContext,
+    Secret,
     WriteResult,
+    backoff_delay,
+    one_line,
+    read_secret,
 )
 
 DEFAULT_API = "https://api.cloudflare.com/client/v4"
 PER_PAGE = 500
+AUTO_TTL = 300  # what Cloudflare serves for a record whose TTL is 1 ("automatic")
 
 
 class CloudflareApiError(ProviderError):
@@ -70,8 +81,15 @@ class CloudflareApiError(ProviderError):
 CONFLICT_CODES = frozenset({81044, 81058})
 
 
-def _one_line(text: object) -> str:
-    return " ".join(str(text).split())
+class _Unanswered(ProviderError):
+    """A request that may or may not have been carried out: a 5xx answer, a timeout, a lost
+    connection (raised instead of retrying when the request must not simply be repeated)."""
+
+
+def _token_problem(value: str) -> str | None:
+    if all(33 <= ord(c) <= 126 for c in value):
+        return None
+    return "the API token must be printable ASCII without whitespace (is it the right file?)"
 
 
 @dataclass(frozen=True)
@@ -91,7 +109,7 @@ class CloudflareProvider(Provider):
         "api_url": Option(str, default=DEFAULT_API, help="API base URL"),
         "batch_limit": Option(int, default=200, help="operations per batch request (plan limit)"),
         "timeout": Option(float, default=30.0, help="HTTP timeout in seconds"),
-        "max_retries": Option(int, default=5, help="retries of 429 and 5xx answers"),
+        "max_retries": Option(int, default=5, help="retries of 429 and 5xx answers (not batches)"),
     }
     # Each batch request is one transaction; a change needing more than batch_limit operations
     # is split (the instance's capabilities carry its own batch_limit).
@@ -121,33 +139,44 @@ class CloudflareProvider(Provider):
             atomic=True, prerequisites=False, max_changes_per_write=limit
         )
         self._session = session
-        self.clock: Clock = clock or SystemClock()
-        self.rng = rng or random.Random()
-        self._token: str | None = None
+        self.clock: Clock = clock or self.context.clock
+        self.rng = rng or self.context.rng
+        self._token: Secret[str] | None = None
         self._zone_ids: dict[dns.name.Name, str] = {}
 
     # -- configuration ----------------------------------------------------------------------
 
     @classmethod
     def check_files(cls, name: str, options: Mapping[str, Any]) -> None:
+        cls._read_token(options, None)
+
+    @staticmethod
+    def _read_token(options: Mapping[str, Any], base_dir: Path | None) -> Secret[str]:
         env, file = options.get("api_token_env"), options.get("api_token_file")
         if bool(env) == bool(file):
             raise ConfigError("set exactly one of api_token_env and api_token_file")
+        path = None
         if file:
-            p = Path(file)
-            try:
-                text = p.read_text(encoding="utf-8")
-            except OSError as e:
-                raise ConfigError(f"api_token_file: {p}: cannot read: {e.strerror or e}") from None
-            except UnicodeDecodeError:
-                raise ConfigError(f"api_token_file: {p}: not a text file") from None
-            if not text.strip():
-                raise ConfigError(f"api_token_file: {p}: is empty")
-        elif not os.environ.get(str(env), "").strip():
-            raise ConfigError(f"api_token_env: environment variable {env} is not set")
+            path = Path(str(file))
+            if base_dir is not None and not path.is_absolute():
+                path = base_dir / path
+        return read_secret(
+            path,
+            None if file else str(env),
+            file_option="api_token_file",
+            env_option="api_token_env",
+            what="API token",
+            check=_token_problem,
+        )
+
+    def _scrub(self, text: str) -> str:
+        """``text`` without the token (an exception's text may quote a header)."""
+        if self._token is not None:
+            text = text.replace(self._token.reveal(), "<token hidden>")
+        return text
 
     def _err(self, msg: str) -> ProviderError:
-        return ProviderError(f"provider {self.name!r} (cloudflare): {msg}")
+        return ProviderError(self._scrub(f"provider {self.name!r} (cloudflare): {msg}"))
 
     @property
     def token_source(self) -> str:
@@ -160,22 +189,13 @@ class CloudflareProvider(Provider):
         return p if p.is_absolute() else self.context.base_dir / p
 
     def token(self) -> str:
+        """The API token (read once, checked: printable ASCII, no whitespace)."""
         if self._token is None:
-            env, file = self.opts.get("api_token_env"), self.opts.get("api_token_file")
-            if bool(env) == bool(file):
-                raise self._err("set exactly one of api_token_env and api_token_file")
-            if file:
-                try:
-                    value = self._token_path().read_text(encoding="utf-8").strip()
-                except (OSError, UnicodeDecodeError) as e:
-                    why = e.strerror if isinstance(e, OSError) and e.strerror else "unreadable"
-                    raise self._err(f"cannot read {self.token_source}: {why}") from None
-            else:
-                value = os.environ.get(str(env), "").strip()
-            if not value:
-                raise self._err(f"no API token in {self.token_source}")
-            self._token = value
-        return self._token
+            try:
+                self._token = self._read_token(self.opts, self.context.base_dir)
+            except ConfigError as e:
+                raise self._err(str(e)) from None
+        return self._token.reveal()
 
     # -- HTTP -------------------------------------------------------------------------------
 
@@ -201,8 +221,7 @@ class CloudflareProvider(Provider):
             except ValueError:
                 delay = None
         if delay is None:
-            cap = min(self.backoff_cap, self.backoff_base * (2**attempt))
-            delay = cap / 2 + self.rng.uniform(0, cap / 2)
+            delay = backoff_delay(attempt, self.backoff_base, self.backoff_cap, self.rng)
         self.clock.sleep(max(0.0, delay))
 
     def request(
@@ -212,8 +231,12 @@ class CloudflareProvider(Provider):
         *,
         params: Mapping[str, Any] | None = None,
         body: Any = None,
+        repeatable: bool = True,
     ) -> dict[str, Any]:
-        """One API call (with retries); returns the decoded envelope of a successful answer."""
+        """One API call (with retries); returns the decoded envelope of a successful answer.
+
+        ``repeatable=False`` (a batch POST): only 429 is retried (the request was not carried
+        out); a 5xx answer, a timeout or a lost connection raise :class:`_Unanswered`."""
         try:
             import requests
         except ImportError:
@@ -232,9 +255,16 @@ class CloudflareProvider(Provider):
                     headers=headers,
                     timeout=float(self.opts["timeout"]),
                 )
-            except requests.RequestException as e:
-                raise self._err(f"{what} failed: {type(e).__name__}: {_short(e)}") from None
+            except (requests.RequestException, ValueError) as e:
+                # ValueError: a header requests or http.client refused (e.g. UnicodeEncodeError);
+                # its text may quote the header, hence _err's scrubbing
+                msg = f"{what} failed: {type(e).__name__}: {_short(self._scrub(str(e)))}"
+                if not repeatable and isinstance(e, (requests.Timeout, requests.ConnectionError)):
+                    raise _Unanswered(self._err(msg).args[0]) from None
+                raise self._err(msg) from None
             status = int(resp.status_code)
+            if not repeatable and status >= 500:
+                raise _Unanswered(self._err(f"{what} failed: HTTP {status}").args[0])
             if (status == 429 or status >= 500) and attempt < int(self.opts["max_retries"]):
                 self._wait(attempt, resp.headers.get("Retry-After"))
                 attempt += 1
@@ -255,8 +285,10 @@ class CloudflareProvider(Provider):
                     f"unexpected answer {_short(resp.text)!r}" if data is None else ""
                 )
                 raise CloudflareApiError(
-                    f"provider {self.name!r} (cloudflare): {what} failed: HTTP {status}"
-                    f"{': ' + detail if detail else ''}",
+                    self._scrub(
+                        f"provider {self.name!r} (cloudflare): {what} failed: HTTP {status}"
+                        f"{': ' + detail if detail else ''}"
+                    ),
                     status,
                     _codes(data),
                 )
@@ -304,7 +336,11 @@ class CloudflareProvider(Provider):
             raise self._err(
                 f"record {rec.get('id')} ({owner_text} TLSA): cannot parse: {_short(e)}"
             ) from None
-        return CfRecord(str(rec["id"]), owner, int(rec.get("ttl") or 1), rd)
+        try:
+            ttl = int(rec.get("ttl") or 1)
+        except (TypeError, ValueError):
+            raise self._err(f"record {rec.get('id')} ({owner_text} TLSA): bad TTL") from None
+        return CfRecord(str(rec["id"]), owner, AUTO_TTL if ttl == 1 else ttl, rd)
 
     def _read_records(
         self, zone: dns.name.Name, owners: Sequence[dns.name.Name]
@@ -370,21 +406,14 @@ class CloudflareProvider(Provider):
             return WriteResult(token=None)
         zid = self.zone_id(change.zone)
         current = self._read_records(change.zone, [ch.owner for ch in change.changes])
-        for ch in change.changes:
-            recs = current.get(ch.owner)
-            now = self._rrset(recs) if recs else None
-            if now != ch.old:
-                raise ConcurrentChangeError(
-                    f"provider {self.name!r} (cloudflare): {ch.owner} TLSA changed since it was "
-                    f"read (expected {_describe(ch.old)}, found {_describe(now)}); "
-                    "nothing was written"
-                )
-        batches: list[dict[str, list[dict[str, Any]]]] = []
+        self.check_prerequisites(
+            change, {o: self._rrset(recs) for o, recs in current.items() if recs}
+        )
+        batches: list[tuple[dict[str, list[dict[str, Any]]], list[OwnerChange]]] = []
         cur: dict[str, list[dict[str, Any]]] = {"deletes": [], "patches": [], "posts": []}
+        group: list[OwnerChange] = []
         size = 0
-        for ch in change.changes:
-            if ch.old == ch.new:
-                continue
+        for ch in self.effective(change).changes:
             d, p, n = self._operations(ch, current.get(ch.owner, []))
             k = len(d) + len(p) + len(n)
             if not k:
@@ -394,18 +423,19 @@ class CloudflareProvider(Provider):
                     f"{ch.owner}: {k} record operations exceed batch_limit {self.batch_limit}"
                 )
             if size + k > self.batch_limit:
-                batches.append(cur)
-                cur, size = {"deletes": [], "patches": [], "posts": []}, 0
+                batches.append((cur, group))
+                cur, group, size = {"deletes": [], "patches": [], "posts": []}, [], 0
             cur["deletes"] += d
             cur["patches"] += p
             cur["posts"] += n
+            group.append(ch)
             size += k
         if size:
-            batches.append(cur)
-        for i, batch in enumerate(batches):
+            batches.append((cur, group))
+        for i, (batch, owners) in enumerate(batches):
             body = {k: v for k, v in batch.items() if v}
             try:
-                self.request("POST", f"/zones/{zid}/dns_records/batch", body=body)
+                self._send_batch(change.zone, zid, body, owners)
             except ProviderError as e:
                 msg = str(e)
                 if i:
@@ -420,15 +450,49 @@ class CloudflareProvider(Provider):
                 raise
         return WriteResult(token=len(batches) or None)
 
+    def _send_batch(
+        self, zone: dns.name.Name, zid: str, body: dict[str, Any], group: Sequence[OwnerChange]
+    ) -> None:
+        """POST one batch. Its answer may be lost (5xx, timeout) after Cloudflare committed
+        it, so it is never blindly repeated: the owners are read again instead."""
+        path = f"/zones/{zid}/dns_records/batch"
+        for attempt in range(2):
+            try:
+                self.request("POST", path, body=body, repeatable=False)
+                return
+            except _Unanswered as e:
+                try:
+                    now = self.read(zone, [ch.owner for ch in group])
+                except ProviderError as re:
+                    raise self._err(
+                        f"{_strip_prefix(str(e))}; whether the batch was applied is unknown: the "
+                        f"owners could not be read again ({_strip_prefix(str(re))}); re-run to "
+                        "re-plan"
+                    ) from None
+                if all(now.get(ch.owner) == ch.new for ch in group):
+                    return  # applied; only the answer was lost
+                if all(now.get(ch.owner) == ch.old for ch in group):
+                    if attempt == 0:
+                        self._wait(0, None)
+                        continue  # not applied: sending it again is safe
+                    raise self._err(
+                        f"{_strip_prefix(str(e))} (twice); the batch was not applied"
+                    ) from None
+                moved = next(ch.owner for ch in group if now.get(ch.owner) != ch.new)
+                raise ConcurrentChangeError(
+                    f"{e}; read again, the TLSA RRset at {moved} is neither what was read nor "
+                    "what was written (a concurrent change?); re-run to re-plan"
+                ) from None
 
-def _describe(rr: TlsaRRset | None) -> str:
-    if rr is None:
-        return "no records"
-    return f"{len(rr.records)} record(s), TTL {rr.ttl}"
+
+def _strip_prefix(msg: str) -> str:
+    """A provider error's text without its ``provider 'x' (cloudflare): `` prefix."""
+    head, sep, rest = msg.partition(" (cloudflare): ")
+    return rest if sep and head.startswith("provider ") else msg
 
 
 def _short(e: object, n: int = 200) -> str:
-    s = _one_line(e)
+    s = one_line(e)
     return s if len(s) <= n else s[: n - 1] + "…"
 
 
@@ -451,8 +515,8 @@ def _errors(data: Any) -> str:
     parts = []
     for err in data.get("errors") or []:
         if isinstance(err, dict):
-            code, msg = err.get("code"), _one_line(err.get("message", ""))
+            code, msg = err.get("code"), one_line(err.get("message", ""))
             parts.append(f"{code}: {msg}" if code is not None else msg)
         else:
-            parts.append(_one_line(err))
+            parts.append(one_line(err))
     return _short("; ".join(parts), 400)

@@ -1,7 +1,7 @@
 """An in-memory provider: for tests, the property-based invariant tests and fault injection.
 
 Not useful from the command line (nothing survives the process). Every write is recorded in
-``writes``; ``fail_next`` makes the next write raise (after or before applying, as chosen).
+``writes``; ``set`` changes a record behind the engine's back (a concurrent writer).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import dns.name
 
 from tlsarotate.change import TlsaRRset, ZoneChange
-from tlsarotate.errors import ConcurrentChangeError, ProviderError
+from tlsarotate.errors import ProviderError
 from tlsarotate.providers.base import Capabilities, Option, Provider, ProviderContext, WriteResult
 
 
@@ -33,7 +33,6 @@ class MemoryProvider(Provider):
         self.data: dict[dns.name.Name, dict[dns.name.Name, TlsaRRset]] = {}
         self.writes: list[ZoneChange] = []
         self.reads = 0
-        self.fail_next: Exception | None = None
 
     def read(
         self, zone: dns.name.Name, owners: Sequence[dns.name.Name]
@@ -44,16 +43,9 @@ class MemoryProvider(Provider):
         return {o: z[o] for o in owners if o in z}
 
     def apply(self, change: ZoneChange) -> WriteResult:
-        if self.fail_next is not None:
-            err, self.fail_next = self.fail_next, None
-            raise err
         self._check_zone(change.zone)
         z = self.data.setdefault(change.zone, {})
-        for ch in change.changes:
-            if z.get(ch.owner) != ch.old:
-                raise ConcurrentChangeError(
-                    f"the TLSA RRset at {ch.owner} changed since it was read; re-run to re-plan"
-                )
+        self.check_prerequisites(change, z)
         change = self.effective(change)
         if not change:
             return WriteResult(token=None)
@@ -79,4 +71,4 @@ class MemoryProvider(Provider):
             z[owner] = rrset
 
 
-__all__ = ["MemoryProvider", "ProviderError"]
+__all__ = ["MemoryProvider"]

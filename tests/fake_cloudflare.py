@@ -11,6 +11,8 @@ No Cloudflare emulator exists in the package registries, so this is the test dou
 - bearer-token checks (401 with Cloudflare's error envelope, code 10000),
 - TLSA ``data.certificate`` and ``content`` answered in upper-case hex, like the real API,
 - ``throttle(n, retry_after)``: the next n requests answer 429 with ``Retry-After``,
+- ``fail_batches(n, status, commit)``: the next n batch POSTs answer ``status`` (a 5xx), after
+  carrying the batch out (``commit=True``: the answer is lost) or without carrying it out,
 - ``log``: every request (method, path, query, JSON body) to count writes.
 
 Error codes used: 10000 authentication error, 7003 unknown zone identifier, 81044 record does
@@ -59,6 +61,9 @@ class FakeCloudflare:
     _throttle: int = 0
     _retry_after: str | None = "1"
     _status: int = 429
+    _batch_fail: int = 0
+    _batch_fail_status: int = 502
+    _batch_fail_commit: bool = True
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
@@ -98,6 +103,12 @@ class FakeCloudflare:
         with self._lock:
             self._throttle, self._retry_after, self._status = times, retry_after, status
 
+    def fail_batches(self, times: int, status: int = 502, commit: bool = True) -> None:
+        """The next ``times`` batch POSTs answer ``status``, carried out first if ``commit``."""
+        with self._lock:
+            self._batch_fail, self._batch_fail_status = times, status
+            self._batch_fail_commit = commit
+
     def writes(self) -> int:
         return sum(1 for entry in self.log if entry.method != "GET")
 
@@ -107,6 +118,7 @@ class FakeCloudflare:
             self.records.clear()
             self.log.clear()
             self._throttle = 0
+            self._batch_fail = 0
             self.tokens = {"good-token"}
             self.batch_limit = 200
 
@@ -211,6 +223,12 @@ class FakeCloudflare:
                     self.envelope(errors=[{"code": 10000, "message": "Authentication error"}]),
                 )
             try:
+                if self._batch_fail > 0 and method == "POST" and path.endswith("/batch"):
+                    self._batch_fail -= 1
+                    if self._batch_fail_commit:
+                        self._route(method, path, query, body)
+                    err = {"code": 10001, "message": "bad gateway"}
+                    return self._batch_fail_status, {}, self.envelope(errors=[err])
                 return 200, {}, self._route(method, path, query, body)
             except ApiError as e:
                 return e.status, {}, self.envelope(errors=[{"code": e.code, "message": e.message}])

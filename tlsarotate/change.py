@@ -3,7 +3,8 @@
 Modelled on octoDNS's Plan/Change: a :class:`ZoneChange` carries, for every owner it touches,
 the RRset we read (``old``, used as a prerequisite so a concurrent change is detected, never
 clobbered) and the RRset we want (``new``; ``None`` deletes it). A provider applies one
-ZoneChange as exactly one write (one UPDATE, one change batch, one batch request).
+ZoneChange as one write (one UPDATE, one change batch, one batch request), unless it must be
+split past the backend's limits; each part is atomic.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import dns.name
+import dns.rdataset
 from dns.rdtypes.ANY.TLSA import TLSA
 
 from tlsarotate import records
@@ -26,6 +28,11 @@ class TlsaRRset:
     @classmethod
     def of(cls, ttl: int, rds: Iterable[TLSA]) -> TlsaRRset:
         return cls(int(ttl), frozenset(rds))
+
+    @classmethod
+    def from_rdataset(cls, rds: dns.rdataset.Rdataset) -> TlsaRRset:
+        """The TLSA records of a dnspython rdataset (or RRset) with its TTL."""
+        return cls.of(rds.ttl, [rd for rd in rds if isinstance(rd, TLSA)])
 
     def sorted(self) -> list[TLSA]:
         return sorted(self.records, key=records.sort_key)
