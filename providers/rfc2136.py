@@ -1,10 +1,12 @@
 """RFC 2136 dynamic updates (BIND, Knot, PowerDNS, ...) signed with TSIG (RFC 8945).
 
-One :class:`~tlsarotate.change.ZoneChange` becomes ONE UPDATE message over TCP to the primary,
-so the server applies it all-or-nothing. Every owner's ``old`` RRset is sent as a prerequisite
-(RFC 2136 §2.4): "RRset does not exist" when we read none, else "RRset exists with exactly these
-records" (value-dependent). A failed prerequisite (NXRRSET/YXRRSET) means someone changed the
-RRset since we read it: :class:`~tlsarotate.errors.ConcurrentChangeError`, nothing written.
+One :class:`~tlsarotate.change.ZoneChange` becomes one UPDATE message over TCP to the primary,
+unless it does not fit in one DNS message (65,535 bytes); then it is split into as few UPDATEs as
+fit, each atomic. Every owner's ``old`` RRset is sent as a prerequisite (RFC 2136 §2.4), that of
+an owner that stays as it is too: "RRset does not exist" when we read none, else "RRset exists
+with exactly these records" (value-dependent). A failed prerequisite (NXRRSET/YXRRSET) means
+someone changed the RRset since we read it: :class:`~tlsarotate.errors.ConcurrentChangeError`,
+nothing written. A change in which every owner stays as it is sends nothing.
 
 Config::
 
@@ -17,17 +19,18 @@ Config::
         # or: tsig_name: NAME, tsig_algorithm: hmac-sha256,
         #     tsig_secret_file: FILE  or  tsig_secret_env: VAR
         timeout: 5                  # seconds per attempt
-        retries: 3                  # attempts after a timeout / refused connection
+        retries: 3                  # attempts in all (1 = no retry) on timeouts / refusals
         read: query                 # or axfr (one zone transfer instead of one query per owner)
 
-The TSIG secret is kept in a :class:`_Secret` whose ``repr`` hides it; it never appears in an
-error message, a log line or ``repr(provider)``.
+The TSIG secret is kept in a :class:`~tlsarotate.providers.base.Secret` whose ``repr`` hides it;
+it never appears in an error message, a log line or ``repr(provider)``. Option errors start with
+the option's name (``tsig_key_file: PATH: ...``) so ``validate`` points at its line.
 
 Testing and fault injection: every network exchange goes through :meth:`RFC2136Provider._send`
 (one attempt, one message) and is counted in :attr:`RFC2136Provider.sent` by opcode
-(``"UPDATE"``, ``"QUERY"``, ``"AXFR"``). Retries sleep through :attr:`clock` (a
-:class:`tlsarotate.clock.Clock`; taken from ``context.clock`` when the context has one) with
-jitter from :attr:`rng`.
+(``"UPDATE"``, ``"QUERY"``, ``"AXFR"``). Retries and polls sleep through :attr:`clock` (the
+context's :class:`tlsarotate.clock.Clock`; tests may assign another) with jitter from
+:attr:`rng` (the context's).
 """
 
 from __future__ import annotations
@@ -38,7 +41,6 @@ import collections
 import ipaddress
 import logging
 import os
-import random
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -58,12 +60,20 @@ import dns.tsig
 import dns.update
 import dns.xfr
 import dns.zone
-from dns.rdtypes.ANY.TLSA import TLSA
 
 from tlsarotate.change import OwnerChange, TlsaRRset, ZoneChange
-from tlsarotate.clock import Clock, SystemClock
+from tlsarotate.clock import Clock
 from tlsarotate.errors import ConcurrentChangeError, ConfigError, ProviderError
-from tlsarotate.providers.base import Capabilities, Option, Provider, ProviderContext, WriteResult
+from tlsarotate.providers.base import (
+    Capabilities,
+    Option,
+    Provider,
+    ProviderContext,
+    Secret,
+    WriteResult,
+    backoff_delay,
+    read_secret,
+)
 
 log = logging.getLogger(__name__)
 
@@ -78,29 +88,13 @@ DEFAULT_ALGORITHM = "hmac-sha256"
 MAX_MESSAGE = 65535  # a DNS message over TCP (RFC 1035 §4.2.2 length field)
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 8.0
-
-
-class _Secret:
-    """A TSIG secret (raw bytes) that never shows itself in ``repr``/``str``."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: bytes) -> None:
-        self._value = value
-
-    def reveal(self) -> bytes:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "<secret hidden>"
-
-    __str__ = __repr__
+SERVED_AFTER_RETRY = 3.0  # seconds a retried UPDATE may take to be served (inline signing)
 
 
 class TsigKey:
     """A TSIG key: name, algorithm and the hidden secret. ``repr`` never shows the secret."""
 
-    def __init__(self, name: str, algorithm: str, secret: _Secret, source: str) -> None:
+    def __init__(self, name: str, algorithm: str, secret: Secret[bytes], source: str) -> None:
         self.name = dns.name.from_text(name)
         self.algorithm = algorithm
         self.secret = secret
@@ -117,22 +111,34 @@ class TsigKey:
         return f"TsigKey({self.label!r}, {self.algorithm!r}, from {self.source})"
 
 
-_COMMENTS = re.compile(r"/\*.*?\*/|//[^\n]*|#[^\n]*", re.S)
+# Comments (/* */, //, #) outside quoted strings: a quoted string is matched first and kept
+# (group 1), so a base64 secret holding "//" survives.
+_COMMENTS = re.compile(r'("(?:[^"\\]|\\.)*")|/\*.*?\*/|//[^\n]*|#[^\n]*', re.S)
 _KEY_BLOCK = re.compile(r'\bkey\s+("[^"]+"|[^\s{;]+)\s*\{(.*?)\}\s*;', re.S)
 
 
-def _decode_secret(text: str, where: str) -> _Secret:
+def _strip_comments(text: str) -> str:
+    return _COMMENTS.sub(lambda m: m.group(1) or " ", text)
+
+
+def _base64_problem(text: str) -> str | None:
     try:
         raw = base64.b64decode(text.strip(), validate=True)
     except (binascii.Error, ValueError):
-        raise ConfigError(f"{where}: the TSIG secret is not valid base64") from None
-    if not raw:
-        raise ConfigError(f"{where}: the TSIG secret is empty")
-    return _Secret(raw)
+        return "the TSIG secret is not valid base64"
+    return None if raw else "the TSIG secret is empty"
+
+
+def _decode_secret(text: str, where: str) -> Secret[bytes]:
+    problem = _base64_problem(text)
+    if problem:
+        raise ConfigError(f"{where}: {problem}")
+    return Secret(base64.b64decode(text.strip(), validate=True))
 
 
 def _check_algorithm(alg: str, where: str) -> str:
-    a = alg.strip().strip('"').lower().rstrip(".")
+    """The algorithm's canonical name (case, quotes and a final dot do not matter)."""
+    a = str(alg).strip().strip('"').lower().rstrip(".")
     if a not in ALGORITHMS:
         raise ConfigError(
             f"{where}: TSIG algorithm {alg!r} is not supported (use one of {', '.join(ALGORITHMS)})"
@@ -145,7 +151,7 @@ def parse_key_file(path: Path, want: str | None = None) -> TsigKey:
 
     ``want`` picks a key by name when the file holds several. Errors are one line naming the
     file and never showing the secret."""
-    where = f"tsig_key_file {path}"
+    where = f"tsig_key_file: {path}"
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -156,7 +162,7 @@ def parse_key_file(path: Path, want: str | None = None) -> TsigKey:
         raise ConfigError(f"{where}: permission denied") from None
     except (UnicodeDecodeError, OSError) as e:
         raise ConfigError(f"{where}: cannot read it ({type(e).__name__})") from None
-    blocks = _KEY_BLOCK.findall(_COMMENTS.sub(" ", text))
+    blocks = _KEY_BLOCK.findall(_strip_comments(text))
     if not blocks:
         raise ConfigError(
             f'{where}: no key found (expected key "NAME" {{ algorithm hmac-sha256; '
@@ -199,44 +205,41 @@ def load_key(
     if key_file is not None:
         if sfile is not None or senv is not None:
             raise ConfigError(
-                "tsig_key_file holds the secret already; drop tsig_secret_file/tsig_secret_env"
+                "tsig_key_file: holds the secret already; drop tsig_secret_file/tsig_secret_env"
             )
         key = parse_key_file(Path(key_file), name)
         if alg is not None and _check_algorithm(alg, "tsig_algorithm") != key.algorithm:
             raise ConfigError(
-                f"tsig_algorithm {alg!r} does not match the {key.algorithm} key in {key_file}"
+                f"tsig_algorithm: {alg!r} does not match the {key.algorithm} key in {key_file}"
             )
         return key
     if name is None:
         if sfile is not None or senv is not None or alg is not None:
-            raise ConfigError("tsig_name is required with tsig_secret_file/tsig_secret_env")
+            raise ConfigError(
+                "tsig_name: required with tsig_secret_file/tsig_secret_env/tsig_algorithm"
+            )
         return None
     try:
         dns.name.from_text(str(name))
     except dns.exception.DNSException:
-        raise ConfigError(f"tsig_name {name!r} is not a valid DNS name") from None
+        raise ConfigError(f"tsig_name: {name!r} is not a valid DNS name") from None
     algorithm = _check_algorithm(alg or DEFAULT_ALGORITHM, "tsig_algorithm")
     if (sfile is None) == (senv is None):
         raise ConfigError(
-            "with tsig_name set exactly one of tsig_secret_file or tsig_secret_env (or use "
+            "tsig_name: set exactly one of tsig_secret_file or tsig_secret_env with it (or use "
             "tsig_key_file)"
         )
-    if sfile is not None:
-        where = f"tsig_secret_file {sfile}"
-        try:
-            text = Path(sfile).read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ConfigError(f"{where}: file not found") from None
-        except PermissionError:
-            raise ConfigError(f"{where}: permission denied") from None
-        except (UnicodeDecodeError, OSError) as e:
-            raise ConfigError(f"{where}: cannot read it ({type(e).__name__})") from None
-        return TsigKey(str(name), algorithm, _decode_secret(text, where), str(sfile))
-    where = f"tsig_secret_env {senv}"
-    value = env.get(str(senv))
-    if not value:
-        raise ConfigError(f"{where}: the environment variable is not set or empty")
-    return TsigKey(str(name), algorithm, _decode_secret(value, where), f"env {senv}")
+    text = read_secret(
+        sfile,
+        None if sfile is not None else str(senv),
+        file_option="tsig_secret_file",
+        env_option="tsig_secret_env",
+        what="TSIG secret",
+        environ=env,
+        check=_base64_problem,
+    )
+    source = str(sfile) if sfile is not None else f"env {senv}"
+    return TsigKey(str(name), algorithm, _decode_secret(text.reveal(), source), source)
 
 
 def _rdataset(rr: TlsaRRset) -> dns.rdataset.Rdataset:
@@ -244,10 +247,6 @@ def _rdataset(rr: TlsaRRset) -> dns.rdataset.Rdataset:
     for rd in rr.sorted():
         rds.add(rd, rr.ttl)
     return rds
-
-
-def _rrset_of(rdataset: dns.rdataset.Rdataset) -> TlsaRRset:
-    return TlsaRRset.of(rdataset.ttl, [rd for rd in rdataset if isinstance(rd, TLSA)])
 
 
 class RFC2136Provider(Provider):
@@ -260,12 +259,14 @@ class RFC2136Provider(Provider):
         ),
         "tsig_name": Option(str, help="TSIG key name (with tsig_secret_file/_env)"),
         "tsig_algorithm": Option(
-            str, choices=tuple(ALGORITHMS), help="TSIG algorithm (default hmac-sha256)"
+            str, help=f"TSIG algorithm: {', '.join(ALGORITHMS)} (default {DEFAULT_ALGORITHM})"
         ),
         "tsig_secret_file": Option(str, path=True, help="file holding the base64 TSIG secret"),
         "tsig_secret_env": Option(str, help="environment variable holding the base64 secret"),
         "timeout": Option((int, float), default=5.0, help="seconds per attempt"),
-        "retries": Option(int, default=3, help="attempts after a timeout or refused connection"),
+        "retries": Option(
+            int, default=3, help="attempts in all on a timeout or refused connection (1: no retry)"
+        ),
         "read": Option(str, default="query", choices=("query", "axfr"), help="how to read"),
     }
     capabilities: ClassVar[Capabilities] = Capabilities(
@@ -285,10 +286,10 @@ class RFC2136Provider(Provider):
         self.server = str(self.opts["server"])
         self.port = int(self.opts.get("port", 53))
         self.timeout = float(self.opts.get("timeout", 5.0))
-        self.retries = max(1, int(self.opts.get("retries", 3)))
+        self.retries = int(self.opts.get("retries", 3))  # _check_server: 1 to 20
         self.read_mode = str(self.opts.get("read", "query"))
-        self.clock: Clock = getattr(context, "clock", None) or SystemClock()
-        self.rng = random.Random()
+        self.clock: Clock = context.clock
+        self.rng = context.rng
         self.sent: collections.Counter[str] = collections.Counter()
 
     # ---- config ------------------------------------------------------------------------
@@ -298,16 +299,20 @@ class RFC2136Provider(Provider):
         try:
             ipaddress.ip_address(str(server))
         except ValueError:
-            raise ConfigError(f"server {server!r} is not an IP address") from None
+            raise ConfigError(f"server: {server!r} is not an IP address") from None
         port = options.get("port", 53)
-        if not isinstance(port, int) or not 1 <= port <= 65535:
-            raise ConfigError(f"port {port!r} is not a port number (1-65535)")
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            raise ConfigError(f"port: {port!r} is not a port number (1-65535)")
         retries = options.get("retries", 3)
-        if not isinstance(retries, int) or not 1 <= retries <= 20:
-            raise ConfigError(f"retries {retries!r}: expected 1 to 20 attempts")
+        if isinstance(retries, bool) or not isinstance(retries, int) or not 1 <= retries <= 20:
+            raise ConfigError(f"retries: {retries!r}: expected 1 to 20 attempts in all")
         timeout = options.get("timeout", 5.0)
-        if not isinstance(timeout, (int, float)) or not 0 < timeout <= 300:
-            raise ConfigError(f"timeout {timeout!r}: expected 0 < seconds <= 300")
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, (int, float))
+            or not 0 < timeout <= 300
+        ):
+            raise ConfigError(f"timeout: {timeout!r}: expected 0 < seconds <= 300")
 
     @classmethod
     def check_files(cls, name: str, options: Mapping[str, Any]) -> None:
@@ -355,8 +360,7 @@ class RFC2136Provider(Provider):
         last = ""
         for attempt in range(self.retries):
             if attempt:
-                delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))
-                self.clock.sleep(delay * (0.5 + self.rng.random() / 2))
+                self.clock.sleep(backoff_delay(attempt - 1, BACKOFF_BASE, BACKOFF_CAP, self.rng))
             try:
                 return fn()
             except dns.exception.Timeout:
@@ -444,7 +448,7 @@ class RFC2136Provider(Provider):
             )
         for rrset in r.answer:
             if rrset.name == owner and rrset.rdtype == dns.rdatatype.TLSA:
-                return _rrset_of(rrset)
+                return TlsaRRset.from_rdataset(rrset)
         return None
 
     def _read_axfr(
@@ -466,12 +470,13 @@ class RFC2136Provider(Provider):
         for owner in owners:
             rds = z.get_rdataset(owner, dns.rdatatype.TLSA)
             if rds is not None and len(rds):
-                out[owner] = _rrset_of(rds)
+                out[owner] = TlsaRRset.from_rdataset(rds)
         return out
 
     # ---- write -------------------------------------------------------------------------
     def build_update(self, change: ZoneChange) -> dns.update.UpdateMessage:
-        """The one UPDATE message for ``change`` (prerequisites, deletes, adds)."""
+        """The UPDATE message for ``change``: every owner's prerequisite (those that stay as
+        they are too), then the deletes and adds of the owners that change."""
         upd = dns.update.UpdateMessage(change.zone)
         for ch in change.changes:
             self._check_owner(change.zone, ch.owner)
@@ -497,32 +502,44 @@ class RFC2136Provider(Provider):
         """One UPDATE for the whole change -- unless it does not fit in one DNS message
         (65,535 bytes: about 700 owners with one record each); then it is split into as few
         UPDATEs as fit, each atomic for the owners it carries (a failed one stops the rest, and
-        the engine re-reads and re-plans)."""
-        change = self.effective(change)  # owners that stay as they are: nothing to send
-        if not change:
+        the engine re-reads and re-plans). Owners that stay as they are still carry their
+        prerequisite; a change where every owner stays sends nothing."""
+        if not self.effective(change):
             return WriteResult(token=())
         token: tuple[Any, ...] = ()
         parts = self._parts(change)
         for i, part in enumerate(parts):
-            done = self._apply_one(part)
+            try:
+                done = self._apply_one(part)
+            except ProviderError as e:
+                if not i:
+                    raise
+                msg = str(e).replace("nothing was written", "this part was not written")
+                raise type(e)(
+                    f"{msg} (UPDATE {i + 1} of {len(parts)}; the {i} before it were applied)"
+                ) from None
             token += done
             if i < len(parts) - 1:
                 # BIND's inline signing can drop an UPDATE that arrives while it still signs
                 # the previous one (seen: "receive_secure_serial: unchanged"); send the next
                 # part only once this one is served
-                self._wait_served(change.zone, done)
+                limit = max(10.0, self.timeout * 4)
+                if not self._wait_served(change.zone, done, limit):
+                    raise ProviderError(
+                        f"{self._prefix()}: part of a split UPDATE of zone {change.zone} was "
+                        f"answered but not served within {limit:g}s; re-run to re-plan"
+                    )
         return WriteResult(token=token)
 
-    def _wait_served(self, zone: dns.name.Name, token: tuple[Any, ...]) -> None:
-        waited, step, limit = 0.0, 0.1, max(10.0, float(self.opts.get("timeout", 5.0)) * 4)
+    def _wait_served(self, zone: dns.name.Name, token: tuple[Any, ...], limit: float) -> bool:
+        """Poll until the primary serves ``token`` (True) or ``limit`` seconds passed."""
+        waited, step = 0.0, 0.1
         while not self._serves(zone, token):
             if waited >= limit:
-                raise ProviderError(
-                    f"{self._prefix()}: part of a split UPDATE of zone {zone} was answered but "
-                    f"not served within {limit:g}s; re-run to re-plan"
-                )
+                return False
             self.clock.sleep(step)
             waited += step
+        return True
 
     def _fits(self, change: ZoneChange) -> int | None:
         try:
@@ -579,8 +596,9 @@ class RFC2136Provider(Provider):
             return token
         if rc in (dns.rcode.NXRRSET, dns.rcode.YXRRSET, dns.rcode.NXDOMAIN, dns.rcode.YXDOMAIN):
             retried = self.sent["UPDATE"] - attempts_before > 1
-            if retried and self._serves(change.zone, token):
-                # an earlier attempt whose answer was lost did apply the change
+            if retried and self._wait_served(change.zone, token, SERVED_AFTER_RETRY):
+                # an earlier attempt whose answer was lost did apply the change (inline
+                # signing serves it a moment after applying it: polled briefly)
                 return token
             raise self._concurrent(change, rc)
         raise ProviderError(

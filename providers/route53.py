@@ -23,7 +23,9 @@ backoff; every other API error is one line naming the provider, the API call and
 
 All AWS calls go through ``self.client`` (a boto3 Route 53 client, created lazily); tests and the
 fault-injection harness may pass ``client=`` or assign ``provider.client``. Time goes through
-``clock`` (:mod:`tlsarotate.clock`) so retries and polling can run on a fake clock.
+the context's ``clock`` (:mod:`tlsarotate.clock`; ``clock=`` overrides it) so retries and polling
+can run on a fake clock. ``validate`` builds the client (no network) so a bad ``profile``,
+``region`` or ``endpoint_url`` is reported there, naming the option.
 """
 
 from __future__ import annotations
@@ -32,19 +34,22 @@ import random
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 import dns.name
 
 from tlsarotate import records
 from tlsarotate.change import OwnerChange, TlsaRRset, ZoneChange
-from tlsarotate.clock import Clock, SystemClock
-from tlsarotate.errors import ConcurrentChangeError, ProviderError, RecordError
+from tlsarotate.clock import Clock
+from tlsarotate.errors import ConcurrentChangeError, ConfigError, ProviderError, RecordError
 from tlsarotate.providers.base import (
     Capabilities,
     Option,
     Provider,
     ProviderContext,
     WriteResult,
+    backoff_delay,
+    one_line,
 )
 
 MAX_RECORDS_PER_BATCH = 1000  # ResourceRecord elements per ChangeResourceRecordSets request
@@ -75,10 +80,6 @@ def name_from_route53(text: str) -> dns.name.Name:
 
 def name_to_route53(name: dns.name.Name) -> str:
     return _DECIMAL_RE.sub(lambda m: f"\\{int(m.group(1)):03o}", name.to_text())
-
-
-def _one_line(text: object) -> str:
-    return " ".join(str(text).split())
 
 
 class Route53Provider(Provider):
@@ -115,8 +116,8 @@ class Route53Provider(Provider):
     ) -> None:
         super().__init__(name, options, context or ProviderContext())
         self._client = client
-        self.clock: Clock = clock or SystemClock()
-        self.rng = rng or random.Random()
+        self.clock: Clock = clock or self.context.clock
+        self.rng = rng or self.context.rng
         self._zone_ids: dict[dns.name.Name, str] = {}
 
     # -- plumbing ---------------------------------------------------------------------------
@@ -134,18 +135,39 @@ class Route53Provider(Provider):
     def client(self, value: Any) -> None:
         self._client = value
 
-    def _make_client(self) -> Any:
+    @classmethod
+    def check_files(cls, name: str, options: Mapping[str, Any]) -> None:
+        """Build the client from the options (no network call) so a bad ``profile``, ``region``
+        or ``endpoint_url`` is reported by ``validate``, naming the option."""
+        defaults = {k: o.default for k, o in cls.options.items() if o.default is not None}
+        cls._build_client({**defaults, **options})
+
+    @staticmethod
+    def _build_client(opts: Mapping[str, Any]) -> Any:
+        """A boto3 Route 53 client; :class:`ConfigError` starting with the option at fault."""
         try:
             import boto3
             import botocore.config
             import botocore.exceptions
         except ImportError:
-            raise self._err("needs boto3: pip install 'tlsarotate[route53]'") from None
+            raise ConfigError("needs boto3: pip install 'tlsarotate[route53]'") from None
+        url = opts.get("endpoint_url")
+        if url is not None:
+            try:
+                parts = urlsplit(str(url))
+                ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+                _ = parts.port  # ValueError when out of range
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ConfigError(f"endpoint_url: {url!r} is not an http(s):// URL with a host")
         try:
-            session = boto3.session.Session(profile_name=self.opts.get("profile"))
+            session = boto3.session.Session(profile_name=opts.get("profile"))
         except botocore.exceptions.ProfileNotFound:
-            raise self._err(f"AWS profile {self.opts.get('profile')!r} not found") from None
-        timeout = float(self.opts["timeout"])
+            raise ConfigError(f"profile: AWS profile {opts.get('profile')!r} not found") from None
+        except botocore.exceptions.BotoCoreError as e:
+            raise ConfigError(f"profile: {type(e).__name__}: {one_line(e)}") from None
+        timeout = float(opts.get("timeout", 30.0))
         cfg = botocore.config.Config(
             retries={"total_max_attempts": 1, "mode": "standard"},  # we retry ourselves
             connect_timeout=timeout,
@@ -153,17 +175,20 @@ class Route53Provider(Provider):
         )
         try:
             return session.client(
-                "route53",
-                region_name=self.opts["region"],
-                endpoint_url=self.opts.get("endpoint_url"),
-                config=cfg,
+                "route53", region_name=opts.get("region"), endpoint_url=url, config=cfg
             )
-        except (botocore.exceptions.BotoCoreError, ValueError) as e:
-            raise self._err(f"cannot create the Route 53 client: {_one_line(e)}") from None
+        except botocore.exceptions.InvalidRegionError as e:
+            raise ConfigError(f"region: {one_line(e)}") from None
+        except ValueError as e:  # botocore: "Invalid endpoint: ..."
+            raise ConfigError(f"endpoint_url: {one_line(e)}") from None
+        except botocore.exceptions.BotoCoreError as e:
+            raise ConfigError(f"cannot create the Route 53 client: {one_line(e)}") from None
 
-    def _backoff(self, attempt: int) -> float:
-        delay = min(self.backoff_cap, self.backoff_base * (2**attempt))
-        return float(delay / 2 + self.rng.uniform(0, delay / 2))
+    def _make_client(self) -> Any:
+        try:
+            return self._build_client(self.opts)
+        except ConfigError as e:
+            raise self._err(str(e)) from None
 
     def _call(self, op: str, **kwargs: Any) -> Any:
         """One API call through ``self.client``, retrying throttling; errors become one line."""
@@ -178,7 +203,9 @@ class Route53Provider(Provider):
             except bex.ClientError as e:
                 code, message, status = _client_error(e)
                 if code in RETRY_CODES and attempt < int(self.opts["max_retries"]):
-                    self.clock.sleep(self._backoff(attempt))
+                    self.clock.sleep(
+                        backoff_delay(attempt, self.backoff_base, self.backoff_cap, self.rng)
+                    )
                     attempt += 1
                     continue
                 if code in AUTH_CODES or status in (401, 403):
@@ -200,7 +227,7 @@ class Route53Provider(Provider):
                     "~/.aws profile, instance role)"
                 ) from None
             except bex.BotoCoreError as e:
-                raise self._err(f"{api} failed: {_one_line(e)}") from None
+                raise self._err(f"{api} failed: {one_line(e)}") from None
 
     # -- hosted zone ------------------------------------------------------------------------
 
@@ -320,9 +347,7 @@ class Route53Provider(Provider):
         batches: list[list[OwnerChange]] = []
         cur: list[OwnerChange] = []
         n_rr = n_chars = 0
-        for ch in change.changes:
-            if ch.old == ch.new:
-                continue
+        for ch in self.effective(change).changes:
             sets = [s for s in (ch.old, ch.new) if s is not None]
             rr = sum(len(s.records) for s in sets)
             chars = sum(len(t) for s in sets for t in s.texts())
@@ -357,15 +382,7 @@ class Route53Provider(Provider):
         if not change.changes:
             return WriteResult(token=None)
         zid = self.zone_id(change.zone)
-        current = self.read(change.zone, [ch.owner for ch in change.changes])
-        for ch in change.changes:
-            now = current.get(ch.owner)
-            if now != ch.old:
-                raise ConcurrentChangeError(
-                    f"provider {self.name!r} (route53): {ch.owner} TLSA changed since it was "
-                    f"read (expected {_describe(ch.old)}, found {_describe(now)}); "
-                    "nothing was written"
-                )
+        self.check_prerequisites(change, self.read(change.zone, [c.owner for c in change.changes]))
         ids: list[str] = []
         for i, batch in enumerate(self.batches(change)):
             try:
@@ -406,12 +423,6 @@ class Route53Provider(Provider):
             )
 
 
-def _describe(rr: TlsaRRset | None) -> str:
-    if rr is None:
-        return "no records"
-    return f"{len(rr.records)} record(s), TTL {rr.ttl}"
-
-
 def _client_error(e: Any) -> tuple[str, str, int]:
     """(code, message, HTTP status) of a botocore ClientError, whichever shape it came in."""
     resp = getattr(e, "response", {}) or {}
@@ -421,4 +432,4 @@ def _client_error(e: Any) -> tuple[str, str, int]:
         inner = (resp.get("Errors") or {}).get("Error") or {}
         code, message = inner.get("Code") or "", inner.get("Message") or message
     status = int((resp.get("ResponseMetadata") or {}).get("HTTPStatusCode") or 0)
-    return code, _one_line(message), status
+    return code, one_line(message), status
