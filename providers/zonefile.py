@@ -2,11 +2,13 @@
 
 Only the managed TLSA RRsets change; every other line is kept byte for byte. Removed TLSA
 records are cut out of the text where they stand, new ones are appended at the end with absolute
-owner names, the SOA serial is bumped where it stands. The result is parsed again and compared
-with the original, RRset by RRset, before anything is written: if anything but the intended TLSA
-RRsets and the serial differs, nothing is written. The file is replaced atomically, then the
-optional ``reload`` command runs (``rndc reload example.com``); if it fails, the previous file is
-put back and the write reported as failed.
+owner names (in the file's own line ending, LF or CRLF), the SOA serial is bumped where it stands.
+The result is parsed again and compared with the original, RRset by RRset, before anything is
+written: if anything but the intended TLSA RRsets and the serial differs, nothing is written. The
+file is replaced atomically, keeping its mode, owner and group (BIND may read it as ``bind``),
+then the optional ``reload`` command runs (``rndc reload example.com``; through the context's
+runner, which bounds it to 300 s); if it fails, the previous file is put back and the write
+reported as failed. The file must be UTF-8 (ASCII) text.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import fcntl
 import os
 import re
 import subprocess
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +33,7 @@ import dns.zone
 
 from tlsarotate import records
 from tlsarotate.change import TlsaRRset, ZoneChange
-from tlsarotate.errors import ConcurrentChangeError, ConfigError, ProviderError
+from tlsarotate.errors import ConfigError, ProviderError
 from tlsarotate.fsutil import atomic_write
 from tlsarotate.providers.base import Capabilities, Option, Provider, WriteResult
 
@@ -137,7 +140,6 @@ class ZoneFileProvider(Provider):
     options: ClassVar[Mapping[str, Option]] = {
         "path": Option(str, required=True, path=True, help="the zone's master file"),
         "reload": Option(list, help="command run after each write, e.g. [rndc, reload, ZONE]"),
-        "reload_timeout": Option((int, float), default=60, help="seconds the reload may take"),
     }
     capabilities = Capabilities(atomic=True, prerequisites=True)
 
@@ -148,22 +150,40 @@ class ZoneFileProvider(Provider):
     @classmethod
     def check_files(cls, name: str, options: Mapping[str, Any]) -> None:
         p = Path(options["path"])
-        if not p.is_file():
+        if not p.exists():
             raise ConfigError(f"path: zone file {p} not found")
+        if not p.is_file():
+            raise ConfigError(f"path: {p} is not a regular file")
+        try:
+            p.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"path: zone file {p} is not UTF-8 text ({_why(e)})") from None
+        except OSError as e:
+            raise ConfigError(f"path: zone file {p}: cannot read: {e.strerror}") from None
         if not os.access(p.parent, os.W_OK):
             raise ConfigError(f"path: directory {p.parent} is not writable")
 
     def _read_text(self) -> str:
         try:
-            return self.path.read_text(encoding="utf-8")
+            # newline="": the text exactly as stored (CRLF stays CRLF; read_text would not)
+            with open(self.path, encoding="utf-8", newline="") as f:
+                return f.read()
         except FileNotFoundError:
             raise ProviderError(f"zone file {self.path} not found") from None
+        except UnicodeDecodeError as e:
+            raise ProviderError(f"zone file {self.path} is not UTF-8 text ({_why(e)})") from None
         except OSError as e:
             raise ProviderError(f"zone file {self.path}: {e.strerror}") from None
 
     def _parse(self, text: str, zone: dns.name.Name) -> dns.zone.Zone:
         try:
-            return dns.zone.from_text(text, origin=zone, relativize=False, check_origin=True)
+            return dns.zone.from_text(
+                text,
+                origin=zone,
+                relativize=False,
+                check_origin=True,
+                filename=str(self.path),
+            )
         except dns.exception.DNSException as e:
             raise ProviderError(
                 f"zone file {self.path}: cannot parse as zone {zone}: {e}"
@@ -177,7 +197,7 @@ class ZoneFileProvider(Provider):
         rds = node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.TLSA)
         if rds is None or len(rds) == 0:
             return None
-        return TlsaRRset.of(rds.ttl, rds)  # type: ignore[arg-type]
+        return TlsaRRset.from_rdataset(rds)
 
     def read(
         self, zone: dns.name.Name, owners: Sequence[dns.name.Name]
@@ -193,7 +213,12 @@ class ZoneFileProvider(Provider):
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         lock = self.path.parent / f".{self.path.name}.tlsarotate.lock"
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as e:
+            raise ProviderError(
+                f"zone file {self.path}: cannot open its lock {lock}: {e.strerror}"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -204,15 +229,21 @@ class ZoneFileProvider(Provider):
         """The new file text for ``change`` (pure; raises if the edit cannot be made safely)."""
         zone = change.zone
         before = self._parse(text, zone)
+        current = {}
         for ch in change.changes:
-            if self._tlsa(before, ch.owner) != ch.old:
-                raise ConcurrentChangeError(
-                    f"zone file {self.path}: the TLSA RRset at {ch.owner} changed since it was "
-                    "read (edited by hand or another process?); re-run to re-plan"
-                )
+            rr = self._tlsa(before, ch.owner)
+            if rr is not None:
+                current[ch.owner] = rr
+        self.check_prerequisites(
+            change,
+            current,
+            prefix=f"zone file {self.path}",
+            hint=" (edited by hand or by another process?)",
+        )
         change = self.effective(change)
         touched = {ch.owner for ch in change.changes}
         lines = text.splitlines(keepends=True)
+        eol = "\r\n" if lines and lines[0].endswith("\r\n") else "\n"
         drop: set[int] = set()
         give_owner: dict[int, dns.name.Name] = {}
         soa: _Rec | None = None
@@ -247,15 +278,15 @@ class ZoneFileProvider(Provider):
             out.append(line)
         new_text = "".join(out)
         if new_text and not new_text.endswith("\n"):
-            new_text += "\n"
+            new_text += eol
         added = []
         for ch in change.changes:
             if ch.new is not None:
                 added += [
-                    records.zone_line(ch.owner, ch.new.ttl, rd) + "\n" for rd in ch.new.sorted()
+                    records.zone_line(ch.owner, ch.new.ttl, rd) + eol for rd in ch.new.sorted()
                 ]
         if added and MARKER not in new_text:
-            new_text += MARKER + "\n"
+            new_text += MARKER + eol
         new_text += "".join(added)
         self._verify(before, self._parse(new_text, zone), change, new_serial)
         return new_text
@@ -275,7 +306,8 @@ class ZoneFileProvider(Provider):
     ) -> None:
         touched = {ch.owner: ch.new for ch in change.changes}
 
-        def rdatasets(z: dns.zone.Zone) -> dict[tuple[dns.name.Name, int], Any]:
+        def rdatasets(z: dns.zone.Zone) -> dict[tuple[dns.name.Name, int, int], Any]:
+            # keyed by covered type too: the RRSIGs over A and over NS are different sets
             out = {}
             for name, node in z.nodes.items():
                 for rds in node.rdatasets:
@@ -283,7 +315,7 @@ class ZoneFileProvider(Provider):
                         continue
                     if rds.rdtype == dns.rdatatype.TLSA and name in touched:
                         continue
-                    out[(name, rds.rdtype)] = (rds.ttl, set(rds))
+                    out[(name, rds.rdtype, rds.covers)] = (rds.ttl, set(rds))
             return out
 
         if rdatasets(before) != rdatasets(after):
@@ -303,24 +335,35 @@ class ZoneFileProvider(Provider):
             raise ProviderError(f"zone file {self.path}: SOA serial bump failed; nothing written")
 
     def apply(self, change: ZoneChange) -> WriteResult:
-        import time
-
         with self._locked():
             text = self._read_text()
             new_text = self.render(text, change, time.time())  # checks every prerequisite
             if not self.effective(change):
                 return WriteResult(token=None)
-            mode = self.path.stat().st_mode & 0o7777
             try:
-                atomic_write(self.path, new_text.encode("utf-8"), mode=mode)
+                st = self.path.stat()
             except OSError as e:
-                raise ProviderError(f"zone file {self.path}: cannot write: {e.strerror}") from None
+                raise ProviderError(f"zone file {self.path}: {e.strerror}") from None
+            mode, owner = st.st_mode & 0o7777, (st.st_uid, st.st_gid)
+            try:
+                atomic_write(self.path, new_text.encode("utf-8"), mode=mode, owner=owner)
+            except PermissionError as e:
+                raise ProviderError(
+                    f"zone file {self.path}: cannot write it keeping its owner "
+                    f"{owner[0]}:{owner[1]} and mode {mode:o}: {e.strerror}; nothing was written"
+                ) from None
+            except OSError as e:
+                raise ProviderError(
+                    f"zone file {self.path}: cannot write: {e.strerror}; nothing was written"
+                ) from None
             reload = self.opts.get("reload")
             if reload:
-                self._reload(list(map(str, reload)), text)
+                self._reload(list(map(str, reload)), text, mode, owner)
         return WriteResult(token=None)
 
-    def _reload(self, argv: list[str], previous_text: str) -> None:
+    def _reload(
+        self, argv: list[str], previous_text: str, mode: int, owner: tuple[int, int]
+    ) -> None:
         try:
             proc = self.context.runner(argv)
             ok, detail = proc.returncode == 0, (proc.stderr or proc.stdout or "").strip()
@@ -328,11 +371,17 @@ class ZoneFileProvider(Provider):
             ok, detail = False, str(e)
         if ok:
             return
-        atomic_write(
-            self.path, previous_text.encode("utf-8"), mode=self.path.stat().st_mode & 0o7777
-        )
         first = detail.splitlines()[0] if detail else "no output"
-        raise ProviderError(
-            f"zone file {self.path}: reload command {' '.join(argv)!r} failed ({first}); "
-            "the previous zone file was restored"
-        )
+        what = f"zone file {self.path}: reload command {' '.join(argv)!r} failed ({first})"
+        try:
+            atomic_write(self.path, previous_text.encode("utf-8"), mode=mode, owner=owner)
+        except OSError as e:
+            raise ProviderError(
+                f"{what}; putting the previous zone file back failed too ({e.strerror}): "
+                "the NEW file stays in place, not reloaded"
+            ) from None
+        raise ProviderError(f"{what}; the previous zone file was restored")
+
+
+def _why(e: UnicodeDecodeError) -> str:
+    return f"byte 0x{e.object[e.start]:02x} at offset {e.start}"
