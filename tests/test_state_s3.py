@@ -19,8 +19,8 @@ from tests.moto_server import moto_url, route53_env  # noqa: F401  (one moto_ser
 from tlsarotate.clock import FakeClock
 from tlsarotate.config import Config, StateBackend
 from tlsarotate.errors import LockTimeout, StateError
-from tlsarotate.state import State, StateStore
-from tlsarotate.state_s3 import S3StateStore, make_store
+from tlsarotate.state import State, StateStore, make_store
+from tlsarotate.state_s3 import S3StateStore
 
 BUCKET = "tlsarotate-state"
 PREFIX = "ci/"
@@ -314,7 +314,10 @@ def test_unknown_profile_is_one_line_error(tmp_path: Path, monkeypatch: Any) -> 
     s = S3StateStore("b", profile="nope")
     with pytest.raises(StateError) as ei:
         s.load("mx")
-    assert str(ei.value) == "s3://b/tlsarotate/: cannot set up the S3 client: ProfileNotFound"
+    assert str(ei.value) == (
+        "s3://b/tlsarotate/: cannot set up the S3 client: "
+        "ProfileNotFound: The config profile (nope) could not be found"
+    )
 
 
 def test_cli_rollover_with_state_in_s3(route53_env: str, tmp_path: Path) -> None:

@@ -35,14 +35,11 @@ def ensure(path: Path, key_type: str) -> material.Material:
         return _load(path)
     _check_type(key_type, path)
     _ensure_parent(path)
-    key = pki.new_key(key_type)
     try:
-        _write_new(path, pki.key_pem(key))
+        _write_new(path, pki.key_pem(pki.new_key(key_type)))
     except FileExistsError:
         # another process won the race to create it: use theirs
         return _load(path)
-    finally:
-        del key
     return _load(path)
 
 
@@ -60,9 +57,13 @@ def rotate(path: Path, key_type: str, *, consumed_spki: str | None = None) -> ma
         current = _load(path)  # refuse to move aside something that is not a usable key
         if consumed_spki is not None and current.spki_sha256 != consumed_spki.lower():
             return current
-        os.chmod(path, 0o600)
-        os.replace(path, used)
-        fsync_dir(path.parent)
+        try:  # _load refused group/other access already: no chmod needed
+            os.replace(path, used)
+            fsync_dir(path.parent)
+        except OSError as e:
+            raise MaterialError(
+                f"{path}: cannot move the consumed key aside to {used}: {_why(e)}"
+            ) from None
     return ensure(path, key_type)
 
 
@@ -88,8 +89,6 @@ def csr_for(path: Path, names: Sequence[str]) -> bytes:
         csr = builder.sign(key, algo)
     except ValueError as e:
         raise MaterialError(f"{path}: cannot build a CSR for {', '.join(names)}: {e}") from None
-    finally:
-        del key
     return csr.public_bytes(serialization.Encoding.PEM)
 
 
@@ -111,15 +110,25 @@ def _ensure_parent(path: Path) -> None:
 
 
 def _write_new(path: Path, data: bytes) -> None:
-    """Create ``path`` atomically (0600) but never replace an existing key."""
+    """Create ``path`` atomically (0600) but never replace an existing key: FileExistsError
+    when somebody else created it first; any other failure is a one-line MaterialError."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.new")
-    atomic_write(tmp, data, mode=0o600)
     try:
-        os.link(tmp, path)  # fails with FileExistsError if somebody else created it
-        fsync_dir(path.parent)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        atomic_write(tmp, data, mode=0o600)
+        try:
+            os.link(tmp, path)  # fails with FileExistsError if somebody else created it
+            fsync_dir(path.parent)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+    except FileExistsError:
+        raise
+    except OSError as e:
+        raise MaterialError(f"{path}: cannot write the next private key: {_why(e)}") from None
+
+
+def _why(e: OSError) -> str:
+    return e.strerror or type(e).__name__
 
 
 def _load(path: Path) -> material.Material:

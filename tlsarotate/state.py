@@ -12,11 +12,12 @@ import contextlib
 import errno
 import fcntl
 import json
+import math
 import os
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -62,17 +63,79 @@ class State:
         return d
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> State:
+    def from_json(cls, d: Any) -> State:
+        """The state in a decoded JSON document; :class:`ValueError` naming the first field
+        that is missing, unknown or of the wrong type (the caller then rebuilds the state)."""
+        if not isinstance(d, dict):
+            raise ValueError(f"expected a JSON object, found {_json_kind(d)}")
         if d.get("version") != VERSION:
             raise ValueError(f"unsupported state version {d.get('version')!r}")
         d = {k: v for k, v in d.items() if k != "version"}
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(str(k) for k in set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown field {unknown[0]!r}")
+        if "service" not in d:
+            raise ValueError("field 'service' is missing")
+        _check(d, "service", _is_str)
+        _check(d, "digest", _is_str, none=True)
+        _check(d, "visible_since", _is_number, none=True)
+        _check(d, "updated", _is_number, none=True)
+        for k in ("hold_ttl", "ttl_seen"):
+            _check(d, k, _is_count)
+        for k in ("deployed", "previous"):
+            _check(d, k, _is_str_map)
+        _check(d, "retiring", lambda v: isinstance(v, list) and all(map(_is_str, v)))
+        for k in ("last_step", "rebuilt"):
+            _check(d, k, _is_str)
         swap = d.pop("swap", None)
+        if swap is not None:
+            if not isinstance(swap, dict) or set(swap) != {"slot", "fingerprint", "started"}:
+                raise ValueError("field 'swap' is not a swap journal (slot, fingerprint, started)")
+            _check(swap, "slot", _is_str, where="swap.")
+            _check(swap, "fingerprint", _is_str, where="swap.")
+            _check(swap, "started", _is_number, where="swap.")
+        if d.get("updated") is None:
+            d.pop("updated", None)
         st = cls(**d)
         if swap is not None:
-            st = replace(st, swap=SwapJournal(**swap))
-        if not isinstance(st.service, str) or not isinstance(st.hold_ttl, int):
-            raise ValueError("malformed state")
+            st = replace(st, swap=SwapJournal(swap["slot"], swap["fingerprint"], swap["started"]))
         return st
+
+
+def _json_kind(v: Any) -> str:
+    if isinstance(v, list):
+        return "a list"
+    if v is None:
+        return "null"
+    return f"a {type(v).__name__}"
+
+
+def _is_str(v: Any) -> bool:
+    return isinstance(v, str)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _is_count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _is_str_map(v: Any) -> bool:
+    return isinstance(v, dict) and all(_is_str(k) and _is_str(x) for k, x in v.items())
+
+
+def _check(d: dict[str, Any], key: str, ok: Any, *, none: bool = False, where: str = "") -> None:
+    if key not in d or (none and d[key] is None) or ok(d[key]):
+        return
+    raise ValueError(f"field {where}{key!r} has a wrong value {_short(d[key])}")
+
+
+def _short(v: Any) -> str:
+    text = json.dumps(v) if not isinstance(v, float) else repr(v)
+    return text if len(text) <= 40 else text[:39] + "…"
 
 
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -99,14 +162,14 @@ class StateStore:
         """The stored state, or a fresh one whose ``rebuilt`` says why."""
         p = self._path(service, "json")
         try:
-            raw = p.read_text(encoding="utf-8")
+            raw = p.read_bytes()
         except FileNotFoundError:
             return State(service, rebuilt="no state file yet")
         except OSError as e:
             raise StateError(f"{p}: cannot read state: {e.strerror}") from None
         try:
-            st = State.from_json(json.loads(raw))
-        except (ValueError, TypeError, KeyError) as e:
+            st = parse(raw)
+        except ValueError as e:
             return State(service, rebuilt=f"state file {p} was corrupt ({e}); rebuilt from DNS")
         if st.service != service:
             return State(service, rebuilt=f"state file {p} belongs to {st.service!r}; rebuilt")
@@ -125,7 +188,10 @@ class StateStore:
         """Exclusive per-service lock (flock); waits up to ``timeout`` seconds."""
         self._ensure_dir()
         p = self._path(service, "lock")
-        fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as e:
+            raise StateError(f"{p}: cannot open the lock file: {e.strerror}") from None
         try:
             deadline = time.monotonic() + timeout
             while True:
@@ -142,11 +208,29 @@ class StateStore:
                             f"({p}); gave up after {timeout:g}s (--lock-timeout)"
                         ) from None
                     time.sleep(min(0.2, max(0.01, deadline - time.monotonic())))
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n".encode())
+            try:
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode())
+            except OSError as e:
+                raise StateError(f"{p}: cannot write the lock file: {e.strerror}") from None
             yield
         finally:
             os.close(fd)
+
+
+def parse(raw: bytes) -> State:
+    """A stored state document (UTF-8 JSON); :class:`ValueError` saying what is wrong."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8 text") from None
+    try:
+        doc = json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    except ValueError as e:
+        raise ValueError(f"not JSON: {e}") from None
+    return State.from_json(doc)
 
 
 def _read_holder(fd: int) -> str:

@@ -1,16 +1,19 @@
 """Rollover state in S3, for runners without a persistent disk (CI jobs, autoscaled hosts).
 
 Same interface as :class:`tlsarotate.state.StateStore`; objects ``<prefix><service>.json`` and
-``<prefix><service>.lock``. Every write is a conditional request, so two runners can never
-overwrite each other's work:
+``<prefix><service>.lock``. Every write is a conditional request, so a runner never overwrites a
+state object another runner wrote after its own ``load``:
 
 * ``save`` sends ``If-Match: <ETag seen at load>`` (``If-None-Match: *`` when the object did not
   exist). A lost race (412 Precondition Failed, or 409 ConditionalRequestConflict for two writes
-  in flight) raises :class:`~tlsarotate.errors.StateError`; nothing is overwritten.
+  in flight) raises :class:`~tlsarotate.errors.StateError` and writes nothing. (A runner that
+  loaded the latest object may still save over it: that is what the lock is for.)
 * ``lock`` creates the lock object with ``If-None-Match: *``. Its body names the holder and an
   expiry time; while held, a background thread extends the expiry (``If-Match`` on its own
   ETag). A lock whose holder died is broken after its expiry by overwriting it with ``If-Match``
-  on the stale ETag, so of several runners breaking it at once exactly one wins. Release is a
+  on the stale ETag, so of several runners breaking it at once exactly one wins. A holder whose
+  lease was taken over (its heartbeat's ``If-Match`` fails) is told at its next ``save``, which
+  raises :class:`~tlsarotate.errors.StateError` instead of writing. Release is a
   ``DeleteObject`` with ``If-Match`` on the holder's current ETag: a lock somebody else has
   taken over is never deleted.
 
@@ -33,9 +36,9 @@ from typing import Any
 
 from tlsarotate.clock import Clock, SystemClock
 from tlsarotate.errors import LockTimeout, StateError
-from tlsarotate.state import _SAFE, State, make_store
+from tlsarotate.state import _SAFE, State, parse
 
-__all__ = ["DEFAULT_LEASE", "S3StateStore", "make_store"]  # make_store lives in state.py
+__all__ = ["DEFAULT_LEASE", "S3StateStore"]
 
 log = logging.getLogger("tlsarotate.state")
 
@@ -66,9 +69,9 @@ class S3StateStore:
         self.lease = lease
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._etags: dict[str, str | None] = {}  # service -> ETag seen at load (None: absent)
+        self._held: dict[str, _Held] = {}  # service -> the lease this store holds on it
         self._client = client
         self._client_args = (region, endpoint_url, profile)
-        self._mutex = threading.Lock()
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -86,9 +89,12 @@ class S3StateStore:
                 session = boto3.Session(profile_name=profile) if profile else boto3.Session()
                 self._client = session.client("s3", region_name=region, endpoint_url=endpoint_url)
             except Exception as e:  # ProfileNotFound, invalid endpoint, ...
+                # botocore's messages name the profile, region or endpoint, never a credential
+                text = " ".join(str(e).split())
+                text = text if len(text) <= 200 else text[:199] + "…"
                 raise StateError(
                     f"s3://{self.bucket}/{self.prefix}: cannot set up the S3 client: "
-                    f"{type(e).__name__}"
+                    f"{type(e).__name__}: {text}"
                 ) from None
         return self._client
 
@@ -141,15 +147,13 @@ class S3StateStore:
         key = self._key(service, "json")
         got = self._get(key)
         if got is None:
-            with self._mutex:
-                self._etags[service] = None
+            self._etags[service] = None
             return State(service, rebuilt="no state object yet")
         raw, etag = got
-        with self._mutex:
-            self._etags[service] = etag
+        self._etags[service] = etag
         try:
-            st = State.from_json(json.loads(raw.decode("utf-8")))
-        except (ValueError, TypeError, KeyError, UnicodeDecodeError) as e:
+            st = parse(raw)
+        except ValueError as e:
             return State(
                 service,
                 rebuilt=f"state object {self._url(key)} was corrupt ({e}); rebuilt from DNS",
@@ -161,26 +165,35 @@ class S3StateStore:
         return st
 
     def save(self, st: State) -> None:
-        """Write ``st`` only if nobody else wrote the object since our ``load``."""
+        """Write ``st`` only if nobody else wrote the object since our ``load``, and never
+        once the lease on the service was lost to another runner."""
         key = self._key(st.service, "json")
+        held = self._held.get(st.service)
+        if held is not None and (held.lost or self.clock.now() >= held.expires):
+            why = (
+                "lost the lock for {} to another runner; stopping"
+                if held.lost
+                else "the lock for {} expired (its lease could not be extended); stopping"
+            )
+            lock_url = self._url(self._key(st.service, "lock"))
+            raise StateError(f"{why.format(st.service)} ({lock_url})")
         data = json.dumps(st.with_(rebuilt="").to_json(), indent=2, sort_keys=True) + "\n"
-        with self._mutex:
-            seen = self._etags.get(st.service)
+        seen = self._etags.get(st.service)
         new = self._put(key, data.encode(), if_match=seen)
         if new is None:
             raise StateError(
                 f"state for service {st.service!r} changed underneath (another runner?); re-run "
                 f"({self._url(key)})"
             )
-        with self._mutex:
-            self._etags[st.service] = new
+        self._etags[st.service] = new
 
     @contextlib.contextmanager
     def lock(self, service: str, timeout: float) -> Iterator[None]:
         """Exclusive per-service lease; waits up to ``timeout`` seconds for another holder."""
         key = self._key(service, "lock")
-        etag = self._acquire(service, key, timeout)
-        held = _Held(etag)
+        etag, expires = self._acquire(service, key, timeout)
+        held = _Held(etag, expires)
+        self._held[service] = held
         stop = threading.Event()
         beat = threading.Thread(
             target=self._heartbeat, args=(key, held, stop), name=f"s3lock-{service}", daemon=True
@@ -188,58 +201,77 @@ class S3StateStore:
         beat.start()
         try:
             yield
-        finally:
+        except BaseException:
+            # the work failed: release, but a failing release must not hide why
+            stop.set()
+            beat.join()
+            try:
+                self._release(key, held)
+            except StateError as e:
+                log.warning("%s", e)
+            raise
+        else:
             stop.set()
             beat.join()
             self._release(key, held)
+        finally:
+            if self._held.get(service) is held:
+                del self._held[service]
 
     # -- locking ----------------------------------------------------------------------------
 
-    def _body(self) -> bytes:
-        now = self.clock.now()
+    def _body(self, now: float) -> bytes:
         doc = {"holder": self.holder, "acquired": now, "expires": now + self.lease}
         return json.dumps(doc, sort_keys=True).encode()
 
-    def _acquire(self, service: str, key: str, timeout: float) -> str:
+    def _acquire(self, service: str, key: str, timeout: float) -> tuple[str, float]:
+        """The lock object's ETag and the expiry it carries."""
         deadline = self.clock.now() + timeout
         while True:
-            etag = self._put(key, self._body(), if_match=None)
+            now = self.clock.now()
+            etag = self._put(key, self._body(now), if_match=None)
             if etag is not None:
-                return etag
+                return etag, now + self.lease
             got = self._get(key)
-            if got is None:
-                continue  # released between our put and our get: try again at once
-            raw, stale_etag = got
-            holder, expires = _parse_lock(raw)
-            if expires is None or self.clock.now() > expires:
-                # Expired (or unreadable): take it over; of several breakers exactly one wins.
-                etag = self._put(key, self._body(), if_match=stale_etag)
-                if etag is not None:
-                    log.warning(
-                        "broke the stale lock %s of %s (expired)", self._url(key), holder or "?"
-                    )
-                    return etag
-                continue
+            holder: str | None = None
+            pause = 0.05  # released, or broken by someone else, meanwhile: look again soon
+            if got is not None:
+                raw, stale_etag = got
+                holder, expires = _parse_lock(raw)
+                if expires is None or self.clock.now() > expires:
+                    # Expired (or unreadable): take it over; of several breakers one wins.
+                    now = self.clock.now()
+                    etag = self._put(key, self._body(now), if_match=stale_etag)
+                    if etag is not None:
+                        log.warning(
+                            "broke the stale lock %s of %s (expired)", self._url(key), holder or "?"
+                        )
+                        return etag, now + self.lease
+                else:
+                    pause = 0.5
+            # every way round the loop passes the deadline check
             if self.clock.now() >= deadline:
                 raise LockTimeout(
                     f"service {service!r} is locked by another tlsarotate ({holder or '?'}) "
                     f"({self._url(key)}); gave up after {timeout:g}s (--lock-timeout)"
                 )
-            self.clock.sleep(min(0.5, max(0.01, deadline - self.clock.now())))
+            self.clock.sleep(min(pause, max(0.01, deadline - self.clock.now())))
 
     def _heartbeat(self, key: str, held: _Held, stop: threading.Event) -> None:
         interval = max(0.05, self.lease / 3)
         while not stop.wait(interval):
             try:
-                new = self._put(key, self._body(), if_match=held.etag)
+                now = self.clock.now()
+                new = self._put(key, self._body(now), if_match=held.etag)
             except StateError as e:
                 log.warning("could not extend the lock %s: %s", self._url(key), e)
                 continue
             if new is None:
                 log.warning("lost the lock %s to another runner (it expired)", self._url(key))
+                held.lost = True  # the next save refuses to write
                 held.etag = None
                 return
-            held.etag = new
+            held.etag, held.expires = new, now + self.lease
 
     def _release(self, key: str, held: _Held) -> None:
         if held.etag is None:
@@ -255,8 +287,12 @@ class S3StateStore:
 
 
 class _Held:
-    def __init__(self, etag: str | None) -> None:
+    """A lease this store holds; the heartbeat thread updates ``etag`` and sets ``lost``."""
+
+    def __init__(self, etag: str | None, expires: float) -> None:
         self.etag = etag
+        self.expires = expires  # the expiry written in the lock object last
+        self.lost = False
 
 
 def _parse_lock(raw: bytes) -> tuple[str | None, float | None]:
