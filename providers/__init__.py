@@ -1,5 +1,10 @@
 """DNS providers. Built-ins are registered by type name; third parties add theirs through the
-``tlsarotate.providers`` entry-point group (``type = "package.module:ProviderClass"``)."""
+``tlsarotate.providers`` entry-point group, in their ``pyproject.toml``::
+
+    [project.entry-points."tlsarotate.providers"]
+    mydns = "mypackage.provider:MyDNSProvider"   # a tlsarotate.providers.Provider subclass
+
+and a config then uses it as ``type: mydns``."""
 
 from __future__ import annotations
 

@@ -21,9 +21,6 @@ Servers are asked concurrently (one thread each); a server that fails a query ge
 ``ServerAnswer(error="timeout after 3s")`` (or the rcode) and the remaining owners are not
 asked. Every query goes through :meth:`DnsObserver._query` (counted in ``queries``), which a
 test or a fault harness can wrap.
-
-For ``probe``: :func:`fetch_tlsa` looks one owner up the way a DANE client does (through a
-validating resolver, reporting the AD bit), or straight at given nameservers.
 """
 
 from __future__ import annotations
@@ -46,7 +43,6 @@ import dns.rdatatype
 import dns.resolver
 import dns.rrset
 from dns.rdtypes.ANY.RRSIG import RRSIG
-from dns.rdtypes.ANY.TLSA import TLSA
 
 from tlsarotate.change import TlsaRRset
 from tlsarotate.clock import Clock, SystemClock
@@ -263,7 +259,7 @@ class DnsObserver:
         _authoritative(r, zone, f"TLSA {owner}")
         tlsa = _find(r.answer, owner, dns.rdatatype.TLSA) if rc == dns.rcode.NOERROR else None
         if tlsa is not None:
-            got.rrsets[owner] = TlsaRRset.of(tlsa.ttl, [rd for rd in tlsa if isinstance(rd, TLSA)])
+            got.rrsets[owner] = TlsaRRset.from_rdataset(tlsa)
             got.signed[owner] = self._check(r.answer, tlsa, zone, keys, sigs)
             return
         got.rrsets[owner] = None
@@ -340,65 +336,3 @@ def _authoritative(r: dns.message.Message, zone: dns.name.Name, what: str) -> No
         raise _QueryFailed(f"{what} answered {dns.rcode.to_text(rc)} (does it serve {zone}?)")
     if not r.flags & dns.flags.AA:
         raise _QueryFailed(f"not authoritative for {zone} (no AA flag on the {what} answer)")
-
-
-# ---- probe ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TlsaLookup:
-    """What a DANE client would get for one owner."""
-
-    owner: dns.name.Name
-    rrset: TlsaRRset | None
-    secure: bool | None  # resolver: AD bit; direct: RRSIG validated (None: not checked)
-    source: str  # "resolver 127.0.0.1:53" or the answering server's label
-    error: str | None = None
-
-
-def fetch_tlsa(
-    owner: dns.name.Name,
-    nameservers: Sequence[Nameserver] | None = None,
-    *,
-    resolver: dns.resolver.Resolver | None = None,
-    zone: dns.name.Name | None = None,
-    timeout: float = 3.0,
-) -> TlsaLookup:
-    """The TLSA RRset at ``owner``.
-
-    With ``nameservers`` (and the ``zone`` they serve): asked directly like
-    :meth:`DnsObserver.observe`; the first server without an error answers and ``secure`` is
-    whether its RRSIGs validated. Otherwise through ``resolver`` (default: the system
-    resolver; a validating one for DANE) with the DO bit; ``secure`` is the AD flag.
-    """
-    if nameservers:
-        if zone is None:
-            raise ObserverError("fetch_tlsa with nameservers needs the zone they serve")
-        obs = DnsObserver(nameservers, timeout=timeout).observe(zone, [owner])
-        errors = []
-        for s in obs.servers:
-            if s.error:
-                errors.append(f"{s.label}: {s.error}")
-                continue
-            return TlsaLookup(owner, s.rrsets.get(owner), s.signed.get(owner), s.label)
-        return TlsaLookup(owner, None, None, "", error="; ".join(errors) or "no servers")
-    res = resolver
-    if res is None:
-        res = dns.resolver.Resolver()
-        res.use_edns(0, dns.flags.DO, 1232)
-    res.lifetime = timeout
-    where = ", ".join(hostport(str(a), res.port) for a in res.nameservers)
-    source = f"resolver {where}"
-    try:
-        ans = res.resolve(owner, dns.rdatatype.TLSA, raise_on_no_answer=False)
-    except dns.resolver.NXDOMAIN as e:
-        responses = e.responses()  # type: ignore[no-untyped-call]
-        ad = any(bool(r.flags & dns.flags.AD) for r in responses.values())
-        return TlsaLookup(owner, None, ad, source)
-    except dns.exception.DNSException as e:
-        return TlsaLookup(owner, None, None, source, error=_short(e))
-    secure = bool(ans.response.flags & dns.flags.AD)
-    if ans.rrset is None:
-        return TlsaLookup(owner, None, secure, source)
-    rrset = TlsaRRset.of(ans.rrset.ttl, [rd for rd in ans.rrset if isinstance(rd, TLSA)])
-    return TlsaLookup(owner, rrset, secure, source)
