@@ -352,14 +352,9 @@ def test_check_files_bad_key_file(tmp_path: Path, content: str | None, needle: s
     assert "not base64!!" not in msg and "c2VjcmV0" not in msg
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug, reported: parse_key_file strips '//' comments inside the quoted "
-    "secret; about 1 in 100 tsig-keygen secrets contains '//'",
-)
 def test_key_file_secret_containing_double_slash(tmp_path: Path) -> None:
     """A real tsig-keygen secret with "//" in it (base64 may hold any "/" run): BIND reads
-    such a file, so must tlsarotate. Strict xfail: remove the marker once fixed."""
+    such a file, so must tlsarotate."""
     from tlsarotate.providers.rfc2136 import parse_key_file
 
     secret = "Dps2sSfB3Js2WfS7swkHUil1sKfm2//C1+zTwHXBxsg="
