@@ -61,7 +61,7 @@ import dns.update
 import dns.xfr
 import dns.zone
 
-from tlsarotate.change import OwnerChange, TlsaRRset, ZoneChange
+from tlsarotate.change import TlsaRRset, ZoneChange
 from tlsarotate.clock import Clock
 from tlsarotate.errors import ConcurrentChangeError, ConfigError, ProviderError
 from tlsarotate.providers.base import (
@@ -548,35 +548,28 @@ class RFC2136Provider(Provider):
             return None
 
     def _parts(self, change: ZoneChange) -> list[ZoneChange]:
-        """As few owner groups as fit in one message each: greedy on each owner's encoded
-        size, every group checked by encoding it (halved again if it still does not fit)."""
+        """As few owner groups as fit in one message each, owners in order: each part is the
+        longest run of owners that still fits, found by encoding (a binary search; sizes do
+        not add up, as name compression only reaches the first 16 KiB of a message)."""
         if self._fits(change) is not None:
             return [change]
-        if len(change.changes) == 1:
-            raise ProviderError(
-                f"{self._prefix()}: the change at {change.changes[0].owner} does not fit in one "
-                f"{MAX_MESSAGE}-byte UPDATE message"
-            )
-        base = self._fits(ZoneChange(change.zone, ())) or 0
-        budget = MAX_MESSAGE - base - 512
-        groups: list[list[OwnerChange]] = [[]]
-        used = 0
-        for ch in change.changes:
-            size = (self._fits(ZoneChange(change.zone, (ch,))) or MAX_MESSAGE) - base
-            if groups[-1] and used + size > budget:
-                groups.append([])
-                used = 0
-            groups[-1].append(ch)
-            used += size
         out: list[ZoneChange] = []
-        for g in groups:
-            part = ZoneChange(change.zone, tuple(g))
-            if self._fits(part) is None:
-                half = len(g) // 2
-                out += self._parts(ZoneChange(change.zone, tuple(g[:half])))
-                out += self._parts(ZoneChange(change.zone, tuple(g[half:])))
-            else:
-                out.append(part)
+        rest = list(change.changes)
+        while rest:
+            if self._fits(ZoneChange(change.zone, tuple(rest[:1]))) is None:
+                raise ProviderError(
+                    f"{self._prefix()}: the change at {rest[0].owner} does not fit in one "
+                    f"{MAX_MESSAGE}-byte UPDATE message"
+                )
+            lo, hi = 1, len(rest)  # rest[:lo] fits; fitting is monotone in the prefix length
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                if self._fits(ZoneChange(change.zone, tuple(rest[:mid]))) is not None:
+                    lo = mid
+                else:
+                    hi = mid - 1
+            out.append(ZoneChange(change.zone, tuple(rest[:lo])))
+            rest = rest[lo:]
         return out
 
     def _apply_one(self, change: ZoneChange) -> tuple[Any, ...]:
