@@ -84,7 +84,6 @@ class Helpers:
     secrets: Sequence[str] = field(default_factory=tuple)
     # a known product bug, reported: a change too big for one write is split into more writes
     # than needed (the outcome is still checked; only the count is excused)
-    known_split_bug: str | None = None
 
 
 @dataclass
@@ -423,8 +422,6 @@ def rfc2136_case(request: pytest.FixtureRequest) -> Iterator[Case]:
             second_writer=second_writer,
             bad_auth=bad_auth,
             expected_writes=lambda change: rfc2136_expected_writes(change, bind.keyring),
-            known_split_bug="rfc2136 _parts sizes owners one by one, but name compression "
-            "ends at 16 KiB: the first group overflows and is halved",
             secrets=(bind.key_secret, "d3JvbmcgYnV0IHZhbGlkIGJhc2U2NCBzZWNyZXQ="),
         ),
     )
@@ -465,8 +462,6 @@ def apply_to(case: Case, desired: Mapping[dns.name.Name, TlsaRRset | None]) -> N
     after = case.provider.read(case.zone, list(desired))
     assert after == {o: s for o, s in desired.items() if s is not None}
     writes, expected = case.helpers.writes() - before, case.helpers.expected_writes(change)
-    if writes != expected and expected > 1 and case.helpers.known_split_bug:
-        pytest.xfail(f"{case.helpers.known_split_bug}: {writes} writes, {expected} fit")
     assert writes == expected, f"{writes} write calls, expected {expected}"
 
 

@@ -70,7 +70,7 @@ def test_probe_save_chain_unwritable_is_one_line(tmp_path: Path) -> None:
 
 
 def test_probe_with_dead_nameserver_names_it_and_does_not_fall_back(tmp_path: Path) -> None:
-    port = free_port("127.0.0.1")  # nothing listens there
+    port = free_port(("127.0.0.1",))  # nothing listens there
     proc = run_cli(
         "probe",
         "mx.example.test",
