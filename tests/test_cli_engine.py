@@ -66,6 +66,14 @@ def test_apply_steps_then_idle_and_plan_exit_0(setup: Path) -> None:
     first = run_cli("-c", setup, "apply")
     assert first.returncode == 2, first.stderr  # published; waiting for the TTL
     assert zone_text(setup).count(" IN TLSA ") == 4
+    # caches may hold the first run's unknown RRset and the deployed-only one (2 records)
+    waiting = json.loads(run_cli("-c", setup, "status", "--output", "json").stdout)
+    cached = waiting["services"][0]["cached"]
+    assert [c["records"] is None for c in cached] == [True, False]
+    assert [len(v) for v in cached[1]["records"].values()] == [2]
+    assert all(c["ttl"] == 2 and c["until"].endswith("Z") for c in cached)
+    text = run_cli("-c", setup, "status").stdout
+    assert "caches may still hold an older RRset (2 at _25._tcp.mx.example.test.), TTL 2s" in text
     done = run_cli("-c", setup, "apply", "--wait", timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
     assert zone_text(setup).count(" IN TLSA ") == 2

@@ -111,6 +111,79 @@ def test_fast_path_key_reuse_swaps_without_write_or_wait(tmp_path: Path) -> None
     assert w.deployed().same_as(w.next())
 
 
+def test_reuse_key_renewal_right_after_a_rollover_swaps_at_once(tmp_path: Path) -> None:
+    """The RRset caches may still hold from before the retire ({old, new}) accepts a renewal
+    with the new key, so the swap needs no wait (the hook's apply finishes it)."""
+    w = World(tmp_path, params=("3 1 1",))
+    w.apply()
+    w.clock.advance(1000)
+    w.new_next(key_index=1)
+    assert phases(w.apply()) == [planner.WAIT_TTL]
+    w.clock.advance(300)
+    assert phases(w.apply()) == [planner.IDLE]  # swapped and retired: only the new record
+    assert w.reloads == 1 and len(w.published_texts()) == 1
+    w.new_next(reuse=True)  # renewed again at once, same key
+    writes = len(w.provider.writes)
+    plans = w.engine().step([w.service], act=True)
+    assert phases(plans) == [planner.SWAP]
+    assert w.reloads == 2 and len(w.provider.writes) == writes
+    assert w.deployed().same_as(w.next()) and w.violations == []
+
+
+def test_swap_waits_for_a_cached_rrset_with_a_combination_the_next_chain_lacks(
+    tmp_path: Path,
+) -> None:
+    """Right after 3 0 1 is retired, caches may still hold {3 1 1, 3 0 1 (old certificate)}: a
+    client holding it requires the 3 0 1 to match too, so a same-key renewal waits one TTL."""
+    w = World(tmp_path)  # 3 1 1 + 3 0 1
+    w.apply()
+    w.clock.advance(1000)
+    w.apply()
+    w.set_params(["3 1 1"])
+    assert phases(w.apply()) == [planner.IDLE]  # 3 1 1 has long been visible: 3 0 1 goes
+    assert {t[:5] for t in w.published_texts()} == {"3 1 1"}
+    w.new_next(reuse=True)
+    plans = w.apply()
+    assert phases(plans) == [planner.WAIT_TTL]
+    assert "caches may still hold an older RRset" in plans[0].summary
+    assert plans[0].ready_at == pytest.approx(w.clock.now() + 300)
+    assert w.reloads == 0
+    w.clock.advance(299)
+    assert phases(w.apply()) == [planner.WAIT_TTL] and w.reloads == 0
+    w.clock.advance(1)
+    assert phases(w.apply()) == [planner.IDLE]
+    assert w.reloads == 1 and w.violations == []
+
+
+def test_state_without_record_history_waits_for_the_unknown_cache(tmp_path: Path) -> None:
+    """A state file written before older RRsets were remembered: what caches hold is unknown,
+    so even a swap the current RRset accepts waits out the TTL."""
+    import json
+
+    w = World(tmp_path, params=("3 1 1",))
+    w.apply()
+    w.clock.advance(1000)
+    w.new_next(key_index=1)
+    w.apply()
+    w.clock.advance(300)
+    w.apply()  # swapped and retired
+    path = tmp_path / "state/mail.json"
+    doc = json.loads(path.read_text())
+    assert doc["records"] and len(doc["cached"]) == 1  # {old, new} until its TTL runs out
+    for k in ("records", "cached"):
+        del doc[k]
+    path.write_text(json.dumps(doc))
+    w.new_next(reuse=True)
+    # the swap does not wait: the current RRset was recorded before the history was lost, and
+    # only a change of the RRset pushes the (now unknown) records into the cache list
+    assert phases(w.apply()) == [planner.IDLE] and w.reloads == 2
+    w.new_next(key_index=2)
+    plans = w.apply()  # publish: the RRset before it is unknown
+    assert phases(plans) == [planner.WAIT_TTL]
+    assert json.loads(path.read_text())["cached"][0]["records"] is None
+    assert w.violations == []
+
+
 def test_parameter_change_adds_waits_then_drops(tmp_path: Path) -> None:
     w = World(tmp_path, params=("3 0 1",))
     w.clock.advance(1000)

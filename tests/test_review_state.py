@@ -18,10 +18,11 @@ from tests.moto_server import moto_url  # noqa: F401  (a real moto_server over H
 from tlsarotate import nextkey
 from tlsarotate.clock import FakeClock
 from tlsarotate.errors import LockTimeout, MaterialError, StateError
-from tlsarotate.state import State, StateStore
+from tlsarotate.state import CachedRRset, State, StateStore
 from tlsarotate.state_s3 import S3StateStore
 
 GOOD = {"version": 1, "service": "mx"}
+RECORD = "3 1 1 " + "ab" * 32
 
 CORRUPT: list[tuple[str, bytes]] = [
     ("not utf-8", b'{"version": 1, "service": "mx\xff\xfe"}'),
@@ -49,6 +50,23 @@ CORRUPT: list[tuple[str, bytes]] = [
     ("service number", json.dumps({"version": 1, "service": 7}).encode()),
     ("no service", json.dumps({"version": 1}).encode()),
     ("unknown field", json.dumps({**GOOD, "surprise": 1}).encode()),
+    ("records list", json.dumps({**GOOD, "records": ["3 1 1 ab"]}).encode()),
+    ("records bad text", json.dumps({**GOOD, "records": {"_25._tcp.mx.": ["3 1 1 zz"]}}).encode()),
+    ("records short digest", json.dumps({**GOOD, "records": {"o.": ["3 1 1 abcd"]}}).encode()),
+    ("cached object", json.dumps({**GOOD, "cached": {"records": None}}).encode()),
+    ("cached fields", json.dumps({**GOOD, "cached": [{"records": None, "ttl": 5}]}).encode()),
+    (
+        "cached ttl",
+        json.dumps({**GOOD, "cached": [{"records": None, "ttl": "5", "until": None}]}).encode(),
+    ),
+    (
+        "cached until",
+        json.dumps({**GOOD, "cached": [{"records": None, "ttl": 5, "until": "x"}]}).encode(),
+    ),
+    (
+        "cached records",
+        json.dumps({**GOOD, "cached": [{"records": {"o.": [1]}, "ttl": 5, "until": 1}]}).encode(),
+    ),
     ("deep", b"[" * 100_000 + b"]" * 100_000),
 ]
 
@@ -74,6 +92,11 @@ def test_valid_state_still_loads(tmp_path: Path) -> None:
         deployed={"default": "ab"},
         previous={"default": "cd"},
         retiring=["3 1 1 00"],
+        records={"_25._tcp.mx.example.": [RECORD]},
+        cached=[
+            CachedRRset({"_25._tcp.mx.example.": [RECORD, "3 0 1 " + "cd" * 32]}, 300, 99.5),
+            CachedRRset(None, 3600, None),
+        ],
         last_step="wait",
         updated=99.0,
     )

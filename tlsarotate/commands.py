@@ -302,6 +302,10 @@ def cmd_status(args: argparse.Namespace) -> int:
                 ],
                 "visible_since": timefmt.iso(p.state.visible_since),
                 "hold_ttl": p.state.hold_ttl,
+                "cached": [
+                    {"records": c.records, "ttl": c.ttl, "until": timefmt.iso(c.until)}
+                    for c in p.state.cached
+                ],
                 "ready_at": timefmt.iso(p.ready_at),
                 "ready_in": None if p.ready_at is None else max(0, round(p.ready_at - now)),
                 "last_step": st.last_step,
@@ -333,6 +337,18 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"  visible since {d['visible_since'] or '-'}, hold TTL {d['hold_ttl']}s, "
             f"last step {d['last_step'] or '-'} at {d['updated'] or '-'}"
         )
+        for c in d["cached"]:
+            what = (
+                "an RRset from before tlsarotate knew it"
+                if c["records"] is None
+                else (
+                    "an older RRset ("
+                    + ", ".join(f"{len(v)} at {o}" for o, v in sorted(c["records"].items()))
+                    + ")"
+                )
+            )
+            until = f"until {c['until']}" if c["until"] else "until its successor is visible + TTL"
+            print(f"  caches may still hold {what}, TTL {c['ttl']}s, {until}")
         if d["ready_at"]:
             left = timefmt.duration(d["ready_in"])
             print(f"  next step possible at {d['ready_at']} (in {left})")

@@ -17,15 +17,17 @@ The rollover of RFC 7671 §8.1, per service (its hosts x ports are its TLSA owne
 The safety rules the planner enforces:
 
 - every usage/selector/mtype combination present in the RRset matches the served chain;
-- a swap happens only when the current RRset has been served by every authoritative server for
-  ``hold_ttl + safety_margin`` seconds and accepts the chain about to be served;
+- a swap happens only when every authoritative server serves the current RRset and it accepts
+  the chain about to be served, and so does every older RRset a cache may still hold (each is
+  remembered in the state until its TTL + safety margin after its successor became visible;
+  when the history is unknown, the swap waits out the longest TTL that may be cached);
 - records matching the deployed certificate with configured parameters are never removed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import dns.name
 from dns.rdtypes.ANY.TLSA import TLSA
@@ -35,7 +37,7 @@ from tlsarotate.change import OwnerChange, TlsaRRset, ZoneChange, digest
 from tlsarotate.material import Material
 from tlsarotate.observation import Observation
 from tlsarotate.records import Params
-from tlsarotate.state import State
+from tlsarotate.state import MAX_CACHED, CachedRRset, State
 
 IDLE = "idle"
 PUBLISH = "publish"
@@ -149,8 +151,8 @@ class _Books:
 
 
 def _advance_state(inp: PlanInput, visible: bool) -> State:
-    """Fold this observation into the state: when did the current RRset become visible, and
-    which TTL may caches still hold from before it."""
+    """Fold this observation into the state: when did the current RRset become visible, which
+    TTL may caches still hold from before it, and which older RRsets they may still hold."""
     st = inp.state
     cur = digest(inp.published, inp.owners)
     observed_ttl = inp.observation.max_ttl(list(inp.owners)) if inp.observation else 0
@@ -158,18 +160,67 @@ def _advance_state(inp: PlanInput, visible: bool) -> State:
     observed_ttl = max([observed_ttl, *(rr.ttl for rr in inp.published.values())])
     if st.digest != cur:
         if st.digest is None:
-            # no history (first run, or state lost): assume caches may hold an RRset with the
-            # configured TTL or the one we see now, whichever is longer
+            # no history (first run, or state lost): assume caches may hold an unknown RRset
+            # with the configured TTL or the one we see now, whichever is longer
             hold = max(inp.ttl, observed_ttl, st.ttl_seen)
+            gone = CachedRRset(None, hold)
         else:
             hold = st.ttl_seen
+            # state written before records were kept: what caches may hold is unknown
+            gone = CachedRRset(st.records, st.ttl_seen)
             if st.visible_since is None or inp.now < st.visible_since + st.hold_ttl:
                 hold = max(hold, st.hold_ttl)  # the previous wait had not run out yet
-        st = st.with_(digest=cur, visible_since=None, hold_ttl=hold, ttl_seen=0)
+        st = st.with_(
+            digest=cur,
+            visible_since=None,
+            hold_ttl=hold,
+            ttl_seen=0,
+            records={
+                o.to_text(): list(inp.published[o].texts())
+                for o in inp.owners
+                if o in inp.published
+            },
+            cached=_bounded([*st.cached, gone]),
+        )
     st = st.with_(ttl_seen=max(st.ttl_seen, observed_ttl))
     if visible and st.visible_since is None:
-        st = st.with_(visible_since=inp.now)
+        # from now on nobody serves the older RRsets: caches drop them within their TTL
+        st = st.with_(
+            visible_since=inp.now,
+            cached=[
+                c if c.until is not None else replace(c, until=inp.now + c.ttl) for c in st.cached
+            ],
+        )
+    # forget the older RRsets no cache can hold any more
+    kept = [c for c in st.cached if c.until is None or inp.now < c.until + inp.safety_margin]
+    if len(kept) != len(st.cached):
+        st = st.with_(cached=kept)
     return st
+
+
+def _bounded(cached: list[CachedRRset]) -> list[CachedRRset]:
+    """At most MAX_CACHED entries: the oldest are merged into one unknown RRset that lives as
+    long as the longest of them."""
+    if len(cached) <= MAX_CACHED:
+        return cached
+    cut = len(cached) - MAX_CACHED + 1
+    old = cached[:cut]
+    untils = [c.until for c in old]
+    until = None if None in untils else max(u for u in untils if u is not None)
+    return [CachedRRset(None, max(c.ttl for c in old), until), *cached[cut:]]
+
+
+def _cache_blocks(
+    c: CachedRRset, owners: Sequence[dns.name.Name], chains: Sequence[Sequence[bytes]]
+) -> bool:
+    """True if a resolver holding this older RRset could reject one of these chains."""
+    if c.records is None:
+        return True
+    for owner in owners:
+        rds = [records.from_text(t) for t in c.records.get(owner.to_text(), [])]
+        if any(not records.accepts(rds, chain) for chain in chains):
+            return True
+    return False
 
 
 def _target(inp: PlanInput, per_owner: Mapping[dns.name.Name, set[TLSA]]) -> ZoneChange | None:
@@ -281,18 +332,17 @@ def plan(inp: PlanInput) -> Plan:
             st = st.with_(retiring=[])
         return done(IDLE, "idle: the published records match the deployed certificates")
 
-    if inp.now < safe_at:
-        reason = "caches may still hold an older RRset"
-        what = "retire the old parameters" if old_params else "swap to the next certificate"
-        return done(
-            WAIT_TTL,
-            f"waiting {timefmt.duration(safe_at - inp.now)} (TTL {st.hold_ttl}s + margin "
-            f"{inp.safety_margin}s) before it is safe to {what}: {reason}",
-            ready_at=safe_at,
-        )
-
-    # 4. parameters no longer configured: remove them (after the wait above)
+    # 4. parameters no longer configured: removed once caches can no longer hold an RRset
+    #    without the configured ones (RFC 7671 §8.3: add new, wait, remove old)
     if old_params:
+        if inp.now < safe_at:
+            return done(
+                WAIT_TTL,
+                f"waiting {timefmt.duration(safe_at - inp.now)} (TTL {st.hold_ttl}s + margin "
+                f"{inp.safety_margin}s) before it is safe to retire the old parameters: "
+                "caches may still hold an older RRset",
+                ready_at=safe_at,
+            )
         drop = {(m.owner, m.record) for m in old_params}
         change = _target(
             inp, {o: {rd for rd in current[o] if (o, rd) not in drop} for o in inp.owners}
@@ -304,9 +354,11 @@ def plan(inp: PlanInput) -> Plan:
             removals=tuple(old_params),
         )
 
-    # 5. swap: every chain served afterwards must be accepted by every owner's RRset
+    # 5. swap: every chain served afterwards must be accepted by every owner's RRset, the
+    #    current one and every older one a cache may still hold
     ready: list[str] = []
     problems: list[str] = []
+    waits: list[tuple[float, int]] = []  # (when, ttl) per slot that must wait for caches
     for slot in swappable:
         nxt = slot.pending
         assert nxt is not None
@@ -321,10 +373,25 @@ def plan(inp: PlanInput) -> Plan:
         ]
         if bad:
             problems.append(f"certificate {slot.name!r}: no matching record for {bad[0]}")
+            continue
+        blocking = [c for c in st.cached if _cache_blocks(c, inp.owners, served_after)]
+        if blocking:
+            # visible, so every older RRset has its expiry (see _advance_state)
+            until = max((c.until or inp.now) for c in blocking) + inp.safety_margin
+            waits.append((until, max(c.ttl for c in blocking)))
         else:
             ready.append(slot.name)
     if ready:
         return done(SWAP, f"install the next certificate ({', '.join(ready)})", swap=tuple(ready))
+    if waits:
+        until, ttl = min(waits)
+        return done(
+            WAIT_TTL,
+            f"waiting {timefmt.duration(until - inp.now)} (TTL {ttl}s + margin "
+            f"{inp.safety_margin}s) before it is safe to swap to the next certificate: "
+            "caches may still hold an older RRset without its records",
+            ready_at=until,
+        )
     return done(BLOCKED, "cannot swap safely: " + "; ".join(problems))
 
 

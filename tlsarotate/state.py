@@ -21,7 +21,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tlsarotate.errors import LockTimeout, StateError
+from tlsarotate import records
+from tlsarotate.errors import LockTimeout, RecordError, StateError
 from tlsarotate.fsutil import atomic_write
 
 if TYPE_CHECKING:
@@ -40,12 +41,27 @@ class SwapJournal:
 
 
 @dataclass(frozen=True)
+class CachedRRset:
+    """An RRset no longer published that resolvers may still hold in their caches."""
+
+    records: dict[str, list[str]] | None  # owner -> record texts; None: unknown (no history)
+    ttl: int  # the largest TTL it was seen with
+    until: float | None = None  # its successor visible + ttl; None: successor not visible yet
+
+
+# more older RRsets than this are merged (as unknown) into the oldest kept one
+MAX_CACHED = 16
+
+
+@dataclass(frozen=True)
 class State:
     service: str
     digest: str | None = None  # what was published when last looked at (change.digest)
     visible_since: float | None = None  # when every authoritative server served ``digest``
     hold_ttl: int = 0  # the longest TTL caches may still hold from before ``digest``
     ttl_seen: int = 0  # the largest TTL seen for ``digest``
+    records: dict[str, list[str]] | None = None  # the records of ``digest``: owner -> texts
+    cached: list[CachedRRset] = field(default_factory=list)  # older RRsets caches may hold
     swap: SwapJournal | None = None
     deployed: dict[str, str] = field(default_factory=dict)  # slot -> fingerprint at last run
     previous: dict[str, str] = field(default_factory=dict)  # slot -> fingerprint before swap
@@ -86,6 +102,19 @@ class State:
         for k in ("deployed", "previous"):
             _check(d, k, _is_str_map)
         _check(d, "retiring", lambda v: isinstance(v, list) and all(map(_is_str, v)))
+        _check(d, "records", _is_records, none=True)
+        cached = d.pop("cached", [])
+        if not isinstance(cached, list):
+            raise ValueError(f"field 'cached' has a wrong value {_short(cached)}")
+        entries = []
+        for i, c in enumerate(cached):
+            where = f"cached[{i}]."
+            if not isinstance(c, dict) or set(c) != {"records", "ttl", "until"}:
+                raise ValueError(f"field 'cached[{i}]' is not a cached RRset (records, ttl, until)")
+            _check(c, "records", _is_records, none=True, where=where)
+            _check(c, "ttl", _is_count, where=where)
+            _check(c, "until", _is_number, none=True, where=where)
+            entries.append(CachedRRset(c["records"], c["ttl"], c["until"]))
         for k in ("last_step", "rebuilt"):
             _check(d, k, _is_str)
         swap = d.pop("swap", None)
@@ -97,7 +126,7 @@ class State:
             _check(swap, "started", _is_number, where="swap.")
         if d.get("updated") is None:
             d.pop("updated", None)
-        st = cls(**d)
+        st = cls(**d, cached=entries)
         if swap is not None:
             st = replace(st, swap=SwapJournal(swap["slot"], swap["fingerprint"], swap["started"]))
         return st
@@ -121,6 +150,22 @@ def _is_number(v: Any) -> bool:
 
 def _is_count(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _is_records(v: Any) -> bool:
+    return isinstance(v, dict) and all(
+        _is_str(k) and isinstance(x, list) and all(map(_is_record, x)) for k, x in v.items()
+    )
+
+
+def _is_record(v: Any) -> bool:
+    if not isinstance(v, str):
+        return False
+    try:
+        records.from_text(v)
+    except RecordError:
+        return False
+    return True
 
 
 def _is_str_map(v: Any) -> bool:
