@@ -85,17 +85,25 @@ def route53_env(moto_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     return moto_url
 
 
-def raw_client(url: str) -> object:
+def raw_client(url: str, service: str = "route53") -> Any:
     """A plain boto3 client on moto: the 'second writer' and the test's own setup."""
     import boto3
 
     return boto3.client(
-        "route53",
+        service,
         endpoint_url=url,
         region_name="us-east-1",
         aws_access_key_id=DUMMY_KEY_ID,
         aws_secret_access_key=DUMMY_SECRET,
     )
+
+
+def fresh_bucket(url: str, bucket: str) -> Any:
+    """Reset moto and create an empty S3 bucket; the S3 client on it."""
+    moto_post(url, "/moto-api/reset")
+    client = raw_client(url, "s3")
+    client.create_bucket(Bucket=bucket)
+    return client
 
 
 class CountingClient:

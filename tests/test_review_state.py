@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.moto_server import moto_url  # noqa: F401  (a real moto_server over HTTP)
+from tests.moto_server import fresh_bucket, moto_url, raw_client  # noqa: F401  (a real moto_server)
 from tlsarotate import nextkey
 from tlsarotate.clock import FakeClock
 from tlsarotate.errors import LockTimeout, MaterialError, StateError
@@ -125,30 +125,13 @@ BUCKET = "tlsarotate-review"
 PREFIX = "ci/"
 
 
-def _client(url: str) -> Any:
-    import boto3
-
-    return boto3.client(
-        "s3",
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-
-
 @pytest.fixture
 def s3(moto_url: str) -> Any:
-    import requests
-
-    requests.post(f"{moto_url}/moto-api/reset", timeout=10)
-    c = _client(moto_url)
-    c.create_bucket(Bucket=BUCKET)
-    return c
+    return fresh_bucket(moto_url, BUCKET)
 
 
 def store(url: str, client: Any = None, **kw: Any) -> S3StateStore:
-    return S3StateStore(BUCKET, PREFIX, client=client or _client(url), **kw)
+    return S3StateStore(BUCKET, PREFIX, client=client or raw_client(url, "s3"), **kw)
 
 
 @pytest.mark.parametrize(("what", "raw"), CORRUPT[:8], ids=[c[0] for c in CORRUPT[:8]])
@@ -214,13 +197,15 @@ def test_failing_release_does_not_hide_the_error_in_flight(s3: Any, moto_url: st
     def denied(**kw: Any) -> Any:
         raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "DeleteObject")
 
-    client = _Wrapped(_client(moto_url), delete_object=denied)
+    client = _Wrapped(raw_client(moto_url, "s3"), delete_object=denied)
     a = store(moto_url, client=client)
     with pytest.raises(RuntimeError, match="the real failure"), a.lock("mx", timeout=1):
         raise RuntimeError("the real failure")
     assert client.calls.get("delete_object") == 1
     # without an error in flight a failing release is still reported
-    b = store(moto_url, client=_Wrapped(_client(moto_url), delete_object=denied), lease=300)
+    b = store(
+        moto_url, client=_Wrapped(raw_client(moto_url, "s3"), delete_object=denied), lease=300
+    )
     s3.delete_object(Bucket=BUCKET, Key="ci/mx.lock")
     with pytest.raises(StateError, match="AccessDenied"), b.lock("mx", timeout=1):
         pass
@@ -231,7 +216,7 @@ def test_acquire_deadline_holds_when_the_lock_keeps_vanishing(s3: Any, moto_url:
     retry-at-once path must still pass the deadline (a fake clock: no real time goes by)."""
     from botocore.exceptions import ClientError
 
-    real = _client(moto_url)
+    real = raw_client(moto_url, "s3")
     real.put_object(Bucket=BUCKET, Key="ci/mx.lock", Body=b'{"holder": "x", "expires": 9e99}')
     gets = {"n": 0}
 

@@ -15,7 +15,12 @@ from typing import Any
 
 import pytest
 
-from tests.moto_server import moto_url, route53_env  # noqa: F401  (one moto_server for all)
+from tests.moto_server import (  # noqa: F401  (one moto_server for all)
+    fresh_bucket,
+    moto_url,
+    raw_client,
+    route53_env,
+)
 from tlsarotate.clock import FakeClock
 from tlsarotate.config import Config, StateBackend
 from tlsarotate.errors import LockTimeout, StateError
@@ -26,30 +31,13 @@ BUCKET = "tlsarotate-state"
 PREFIX = "ci/"
 
 
-def _client(url: str) -> Any:
-    import boto3
-
-    return boto3.client(
-        "s3",
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-
-
 @pytest.fixture
 def s3(moto_url: str) -> Any:
-    import requests
-
-    requests.post(f"{moto_url}/moto-api/reset", timeout=10)
-    c = _client(moto_url)
-    c.create_bucket(Bucket=BUCKET)
-    return c
+    return fresh_bucket(moto_url, BUCKET)
 
 
 def store(url: str, **kw: Any) -> S3StateStore:
-    return S3StateStore(BUCKET, PREFIX, client=_client(url), **kw)
+    return S3StateStore(BUCKET, PREFIX, client=raw_client(url, "s3"), **kw)
 
 
 def test_load_missing_then_roundtrip(s3: Any, moto_url: str) -> None:
@@ -272,7 +260,7 @@ def test_taken_over_lock_is_not_deleted_by_old_holder(s3: Any, moto_url: str) ->
 
 
 def test_missing_bucket_is_one_line_error(moto_url: str) -> None:
-    s = S3StateStore("no-such-bucket", "x/", client=_client(moto_url))
+    s = S3StateStore("no-such-bucket", "x/", client=raw_client(moto_url, "s3"))
     with pytest.raises(StateError) as ei:
         s.load("mx")
     assert str(ei.value) == "s3://no-such-bucket/x/mx.json: cannot read state (NoSuchBucket)"
@@ -291,7 +279,7 @@ def test_make_store_from_config(moto_url: str, tmp_path: Path, monkeypatch: Any)
     assert isinstance(fs, StateStore) and fs.dir == tmp_path / "state"
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    c = _client(moto_url)
+    c = raw_client(moto_url, "s3")
     c.create_bucket(Bucket="cfg-bucket")
     cfg3 = Config(
         tmp_path / "c.yaml",
