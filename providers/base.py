@@ -28,6 +28,7 @@ import dns.name
 from tlsarotate.change import TlsaRRset, ZoneChange
 from tlsarotate.clock import Clock, SystemClock
 from tlsarotate.errors import ConcurrentChangeError, ConfigError
+from tlsarotate.fsutil import read_text
 
 
 @dataclass(frozen=True)
@@ -118,18 +119,7 @@ def read_secret(
     if file is not None:
         p = Path(file)
         where = f"{file_option}: {p}"
-        try:
-            text = p.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ConfigError(f"{where}: cannot read: file not found") from None
-        except IsADirectoryError:
-            raise ConfigError(f"{where}: cannot read: is a directory") from None
-        except PermissionError:
-            raise ConfigError(f"{where}: cannot read: permission denied") from None
-        except UnicodeDecodeError:
-            raise ConfigError(f"{where}: not a UTF-8 text file") from None
-        except OSError as e:
-            raise ConfigError(f"{where}: cannot read: {e.strerror or type(e).__name__}") from None
+        text = read_text(p, "file", where=where)
         value = text.strip()
         if not value:
             raise ConfigError(f"{where}: is empty")

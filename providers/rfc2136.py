@@ -64,6 +64,7 @@ import dns.zone
 from tlsarotate.change import TlsaRRset, ZoneChange
 from tlsarotate.clock import Clock
 from tlsarotate.errors import ConcurrentChangeError, ConfigError, ProviderError
+from tlsarotate.fsutil import read_text
 from tlsarotate.providers.base import (
     Capabilities,
     Option,
@@ -152,16 +153,7 @@ def parse_key_file(path: Path, want: str | None = None) -> TsigKey:
     ``want`` picks a key by name when the file holds several. Errors are one line naming the
     file and never showing the secret."""
     where = f"tsig_key_file: {path}"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{where}: file not found") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{where}: is a directory, expected a BIND key file") from None
-    except PermissionError:
-        raise ConfigError(f"{where}: permission denied") from None
-    except (UnicodeDecodeError, OSError) as e:
-        raise ConfigError(f"{where}: cannot read it ({type(e).__name__})") from None
+    text = read_text(path, "BIND key file", where=where)
     blocks = _KEY_BLOCK.findall(_strip_comments(text))
     if not blocks:
         raise ConfigError(

@@ -21,6 +21,7 @@ import yaml
 
 from tlsarotate import material, records
 from tlsarotate.errors import ConfigError, RecordError, TlsarotateError
+from tlsarotate.fsutil import read_text
 
 DEFAULT_PATH = Path("/etc/tlsarotate/config.yaml")
 SECRET_WORDS = ("secret", "password", "token", "api_key", "access_key", "private_key")
@@ -697,20 +698,7 @@ def parse(text: str, path: Path) -> Config:
 
 def load(path: str | os.PathLike[str] | None = None) -> Config:
     p = Path(path) if path is not None else Path(os.environ.get("TLSAROTATE_CONFIG", DEFAULT_PATH))
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(
-            f"{p}: config file not found (use -c FILE or TLSAROTATE_CONFIG)"
-        ) from None
-    except IsADirectoryError:
-        raise ConfigError(f"{p}: is a directory, expected a config file") from None
-    except PermissionError:
-        raise ConfigError(f"{p}: permission denied reading the config file") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{p}: not a UTF-8 text file") from None
-    except OSError as e:
-        raise ConfigError(f"{p}: cannot read the config file: {e.strerror}") from None
+    text = read_text(p, "config file", hint=" (use -c FILE or TLSAROTATE_CONFIG)")
     return parse(text, p.absolute())
 
 

@@ -1,4 +1,5 @@
-"""Atomic file writes: temp file in the same directory, fsync, rename, fsync the directory."""
+"""Files the user names: read with one-line errors; written atomically (temp file in the same
+directory, fsync, rename, fsync the directory)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,53 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
+
+from tlsarotate.errors import ConfigError, TlsarotateError
+
+
+def read_file(
+    path: str | os.PathLike[str],
+    what: str,
+    *,
+    where: str | None = None,
+    error: type[TlsarotateError] = ConfigError,
+    hint: str = "",
+) -> bytes:
+    """The bytes of a file the user named. Every failure is ``error`` with one line starting
+    with ``where`` (default: the path) and saying which kind of file (``what``) was expected;
+    ``hint`` follows "not found"."""
+    p = Path(path)
+    at = where or str(p)
+    try:
+        return p.read_bytes()
+    except FileNotFoundError:
+        if p.is_symlink():
+            raise error(
+                f"{at}: broken symbolic link to {os.readlink(p)}, expected a {what}"
+            ) from None
+        raise error(f"{at}: {what} not found{hint}") from None
+    except IsADirectoryError:
+        raise error(f"{at}: is a directory, expected a {what}") from None
+    except PermissionError:
+        raise error(f"{at}: permission denied reading the {what}") from None
+    except OSError as e:
+        raise error(f"{at}: cannot read the {what}: {e.strerror or type(e).__name__}") from None
+
+
+def read_text(
+    path: str | os.PathLike[str],
+    what: str,
+    *,
+    where: str | None = None,
+    error: type[TlsarotateError] = ConfigError,
+    hint: str = "",
+) -> str:
+    """:func:`read_file`, decoded as UTF-8 (anything else is one line too)."""
+    data = read_file(path, what, where=where, error=error, hint=hint)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise error(f"{where or path}: not a UTF-8 text file, expected a {what}") from None
 
 
 def atomic_write(

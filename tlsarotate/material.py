@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 
 from tlsarotate.errors import MaterialError
+from tlsarotate.fsutil import read_file
 
 _PEM_RE = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", re.DOTALL)
 _SPKI_DER = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -75,20 +76,7 @@ def _spki_of_public(key: object) -> bytes:
 
 
 def _read_bytes(path: Path, what: str) -> bytes:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        if path.is_symlink():
-            raise MaterialError(
-                f"{path}: broken symbolic link to {os.readlink(path)}, expected a {what}"
-            ) from None
-        raise MaterialError(f"{path}: {what} not found") from None
-    except IsADirectoryError:
-        raise MaterialError(f"{path}: is a directory, expected a {what} file") from None
-    except PermissionError:
-        raise MaterialError(f"{path}: permission denied reading {what}") from None
-    except OSError as e:
-        raise MaterialError(f"{path}: cannot read {what}: {e.strerror}") from None
+    data = read_file(path, what, error=MaterialError)
     if not data.strip():
         raise MaterialError(f"{path}: empty file, expected a {what}")
     return data

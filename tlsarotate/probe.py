@@ -73,7 +73,7 @@ from tlsarotate import records, timefmt
 from tlsarotate.config import Nameserver, parse_nameserver
 from tlsarotate.dane import Verdict, describe, diagnose
 from tlsarotate.errors import ObserverError, RecordError, TlsarotateError
-from tlsarotate.fsutil import atomic_write
+from tlsarotate.fsutil import atomic_write, read_text
 from tlsarotate.observation import Observation, Observer
 from tlsarotate.observer import DnsObserver
 from tlsarotate.tlsprobe import ServedChain, fetch_chain, is_ip, resolve_starttls
@@ -100,12 +100,7 @@ def read_tlsa_file(path: str | Path, owner: dns.name.Name | None) -> list[TLSA]:
     (``owner [ttl] [IN] TLSA 3 1 1 <hex>``). Zone-file lines for another owner are skipped.
     Blank lines and ``;``/``#`` comments are ignored."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise RecordError(f"{p}: TLSA file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise RecordError(f"{p}: cannot read TLSA file: {e}") from None
+    text = read_text(p, "TLSA file", error=RecordError)
     out: list[TLSA] = []
     other_owners = 0
     for n, raw in enumerate(text.splitlines(), 1):
