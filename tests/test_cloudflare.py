@@ -157,7 +157,7 @@ def test_token_source_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     empty.write_text("\n")
     with pytest.raises(ConfigError, match="is empty"):
         CloudflareProvider.check_files("cf", {"api_token_file": str(empty)})
-    with pytest.raises(ConfigError, match="api_token_file: .*nope: file not found"):
+    with pytest.raises(ConfigError, match=r"api_token_file: .*nope: file not found"):
         CloudflareProvider.check_files("cf", {"api_token_file": str(tmp_path / "nope")})
     prov = CloudflareProvider("cf", {"api_token_env": "TLSAROTATE_TEST_UNSET"})
     with pytest.raises(ProviderError) as ei:
