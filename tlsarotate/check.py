@@ -78,7 +78,7 @@ from tlsarotate import config, material, planner, records, timefmt
 from tlsarotate.clock import Clock, SystemClock
 from tlsarotate.config import Config, Service
 from tlsarotate.dane import diagnose, not_after, short, short_record
-from tlsarotate.engine import load_slots, make_providers
+from tlsarotate.engine import load_slots, make_providers, plan_input
 from tlsarotate.errors import RecordError, TlsarotateError
 from tlsarotate.fsutil import atomic_write
 from tlsarotate.observation import Observation, Observer, ProviderObserver
@@ -217,22 +217,7 @@ def swap_readiness(
     when = now if now is not None else SystemClock().now()
     first = next((s for s in obs.servers if not s.error), None)
     published_rr = {o: rr for o, rr in (first.rrsets.items() if first else ()) if rr is not None}
-    plan = planner.plan(
-        planner.PlanInput(
-            service=service.name,
-            zone=service.zone,
-            owners=tuple(service.owners),
-            ttl=service.ttl,
-            params=service.params,
-            slots=slots,
-            published=published_rr,
-            observation=obs,
-            state=state,
-            now=when,
-            safety_margin=safety_margin,
-            allow_unsigned=service.allow_unsigned,
-        )
-    )
+    plan = planner.plan(plan_input(service, slots, published_rr, obs, state, when, safety_margin))
     if plan.phase == planner.SWAP:
         return SwapReadiness(True, True, (), "published and old enough")
     if plan.phase == planner.WAIT_TTL and plan.ready_at is not None:

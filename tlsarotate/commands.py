@@ -42,28 +42,19 @@ def change_rows(p: Plan) -> list[dict[str, Any]]:
         return []
     why = {(m.owner, m.record): m.why for m in p.removals + p.stale}
     rows: list[dict[str, Any]] = []
-    for ch in p.change.changes:
-        for rd in ch.removed:
-            rows.append(
+    for op in ("remove", "add"):
+        for ch in p.change.changes:
+            rds, rr = (ch.removed, ch.old) if op == "remove" else (ch.added, ch.new)
+            rows += [
                 {
-                    "op": "remove",
+                    "op": op,
                     "owner": ch.owner.to_text(),
-                    "ttl": ch.old.ttl if ch.old else None,
+                    "ttl": rr.ttl if rr else None,
                     "record": records.to_text(rd),
-                    "why": why.get((ch.owner, rd)),
+                    "why": why.get((ch.owner, rd)) if op == "remove" else None,
                 }
-            )
-    for ch in p.change.changes:
-        for rd in ch.added:
-            rows.append(
-                {
-                    "op": "add",
-                    "owner": ch.owner.to_text(),
-                    "ttl": ch.new.ttl if ch.new else None,
-                    "record": records.to_text(rd),
-                    "why": None,
-                }
-            )
+                for rd in rds
+            ]
     return rows
 
 

@@ -23,7 +23,7 @@ from typing import Protocol
 import dns.name
 
 from tlsarotate import material, nextkey, planner, records, swap
-from tlsarotate.change import OwnerChange, ZoneChange
+from tlsarotate.change import OwnerChange, TlsaRRset, ZoneChange
 from tlsarotate.clock import Clock, SystemClock
 from tlsarotate.config import CertSlot, Config, Service, load_cert
 from tlsarotate.errors import (
@@ -34,7 +34,7 @@ from tlsarotate.errors import (
     TlsarotateError,
 )
 from tlsarotate.material import Material
-from tlsarotate.observation import Observer, ProviderObserver
+from tlsarotate.observation import Observation, Observer, ProviderObserver
 from tlsarotate.observer import DnsObserver
 from tlsarotate.planner import Plan
 from tlsarotate.providers.base import Provider, ProviderContext, Runner, run_command
@@ -97,6 +97,32 @@ def load_slots(svc: Service) -> tuple[planner.SlotInput, ...]:
     return tuple(out)
 
 
+def plan_input(
+    svc: Service,
+    slots: tuple[planner.SlotInput, ...],
+    published: Mapping[dns.name.Name, TlsaRRset],
+    observation: Observation | None,
+    state: State,
+    now: float,
+    safety_margin: int,
+) -> planner.PlanInput:
+    """What the planner needs to know about one configured service."""
+    return planner.PlanInput(
+        service=svc.name,
+        zone=svc.zone,
+        owners=tuple(svc.owners),
+        ttl=svc.ttl,
+        params=svc.params,
+        slots=slots,
+        published=published,
+        observation=observation,
+        state=state,
+        now=now,
+        safety_margin=safety_margin,
+        allow_unsigned=svc.allow_unsigned,
+    )
+
+
 def _record_texts(m: Material, svc: Service) -> list[str]:
     """The records a certificate has for the service's parameters, as text (for the state)."""
     return [records.to_text(rd) for rd in records.build_all(m, svc.params)]
@@ -141,19 +167,8 @@ class Engine:
             log.warning("service %s: %s", svc.name, e)
             observation = None
         st = self.store.load(svc.name)
-        inp = planner.PlanInput(
-            service=svc.name,
-            zone=svc.zone,
-            owners=owners,
-            ttl=svc.ttl,
-            params=svc.params,
-            slots=slots,
-            published=published,
-            observation=observation,
-            state=st,
-            now=self.clock.now(),
-            safety_margin=self.cfg.safety_margin,
-            allow_unsigned=svc.allow_unsigned,
+        inp = plan_input(
+            svc, slots, published, observation, st, self.clock.now(), self.cfg.safety_margin
         )
         p = planner.plan(inp)
         self.inputs[svc.name] = inp

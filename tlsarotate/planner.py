@@ -80,7 +80,6 @@ class PlanInput:
     now: float
     safety_margin: int = 60
     allow_unsigned: bool = False
-    ta_depth: int = 1
 
 
 @dataclass(frozen=True)
@@ -124,14 +123,14 @@ class _Books:
         self.cfg = set(inp.params)
         self.want: set[TLSA] = set()
         for slot in inp.slots:
-            self.want.update(records.build_all(slot.deployed, inp.params, inp.ta_depth))
+            self.want.update(records.build_all(slot.deployed, inp.params))
             nxt = slot.pending
             if nxt is not None:
-                self.want.update(records.build_all(nxt, inp.params, inp.ta_depth))
+                self.want.update(records.build_all(nxt, inp.params))
             key = slot.next_key
             if key is not None and key.spki != slot.deployed.spki:
                 self.want.update(
-                    records.build(key, p, inp.ta_depth)
+                    records.build(key, p)
                     for p in inp.params
                     if p.selector == 1 and p.usage in (1, 3)
                 )
