@@ -249,6 +249,8 @@ def test_unreachable_nameserver_is_not_published(
     js = json.loads(proc.stdout)
     assert proc.returncode == 3 and js["status"] == "UNKNOWN"
     assert js["perfdata"]["unpublished"] is None
+    (own,) = js["services"][0]["owners"]
+    assert own["records"] is None and own["consistent"] is None and own["signed"] is None, own
 
 
 def test_one_server_unreachable_published_is_absent_or_a_seen_zero(

@@ -33,10 +33,12 @@ JSON output (``--output json``)::
                     "address": str|null, "message": str}],   # everything not OK
       "services": [{
         "name": str, "zone": str,
-        "owners": [{"owner": str, "records": ["3 1 1 <hex>", ...],   # first server's RRset
+        "owners": [{"owner": str,
+                    "records": ["3 1 1 <hex>", ...] | null,  # first answering server's RRset
                     "servers": [{"label": str, "error": str|null, "records": [...]|null,
                                  "signed": bool|null}],
-                    "consistent": bool, "signed": bool|null,
+                    "consistent": bool|null,     # null (and records null): no server answered
+                    "signed": bool|null,
                     "rrsig_expiry": iso|null}],
         "endpoints": [{"host": str, "port": int, "owner": str, "address": str,
                        "ok": bool|null, "error": str|null, "summary": str|null,
@@ -710,9 +712,11 @@ def report_json(rep: CheckReport) -> dict[str, object]:
             owners.append(
                 {
                     "owner": owner.to_text(),
-                    "records": first or [],
+                    "records": first,  # None: no server answered (not "no records")
                     "servers": servers,
-                    "consistent": obs is not None and len(obs.variants(owner)) <= 1,
+                    "consistent": (
+                        len(obs.variants(owner)) <= 1 if obs and first is not None else None
+                    ),
                     "signed": (
                         None
                         if not signed_vals or any(v is None for v in signed_vals)
