@@ -224,9 +224,9 @@ def test_unreachable_nameserver_is_not_published(
 ) -> None:
     """The only nameserver is a closed port: status 3, and nothing claims the records are
     published (the old textfile said ``tlsarotate_tlsa_published 1``, nagios ``unpublished=0``)."""
-    cur = chains("cur")
+    cur, nxt = chains("cur"), chains("next")
     closed = free_port(udp=True)
-    cfg = with_nameservers(world.config(cur), f'"127.0.0.1:{closed}"')
+    cfg = with_nameservers(world.config(cur, nxt), f'"127.0.0.1:{closed}"')
     prom = tmp_path / "check.prom"
     args = ("-c", cfg, "check", "--no-live", "--timeout", "1", "--prometheus", prom)
     proc = run_cli(*args)
@@ -236,6 +236,7 @@ def test_unreachable_nameserver_is_not_published(
     assert "tlsarotate_check_status 3" in text
     assert samples(text, "tlsarotate_tlsa_published") == [], text
     assert samples(text, "tlsarotate_tlsa_signed") == [], text
+    assert samples(text, "tlsarotate_next_records_published") == [], text
     assert samples(text, "tlsarotate_tlsa_observed") == [
         f'tlsarotate_tlsa_observed{{service="mail",owner="{world.owner}"}} 0'
     ]

@@ -886,7 +886,7 @@ def render_prometheus(rep: CheckReport) -> str:
       certificate's notAfter as a Unix timestamp (alert on ``... - time() < 14*86400``);
       ``tlsarotate_cert_expiry_seconds`` is the same value under its old name (deprecated)
     - ``tlsarotate_next_records_published{service,slot}`` 1 when the next certificate's records
-      are on every server
+      are on every server, 0 when one lacks them; absent when a server did not answer
     """
     lines: list[str] = []
 
@@ -994,12 +994,14 @@ def render_prometheus(rep: CheckReport) -> str:
             sample(name, ts, service=svc, slot=slot, which=which)
     metric(
         "tlsarotate_next_records_published",
-        "1 when the next certificate's records are on every server",
+        "1 when the next certificate's records are on every server (absent: not known)",
     )
     for r in rep.services:
         for c in r.certs:
             sr = c.get("swap_readiness")
-            if isinstance(sr, dict):
+            # a server that did not answer is "missing" to swap_readiness (never swap blind),
+            # but to the metric it is unknown, not a 0
+            if isinstance(sr, dict) and (sr["published"] or _dns_answered(r)):
                 sample(
                     "tlsarotate_next_records_published",
                     int(bool(sr["published"])),
