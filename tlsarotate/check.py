@@ -1033,6 +1033,12 @@ def cmd_check(args: argparse.Namespace) -> int:
             live=not args.no_live,
             timeout=args.timeout,
         )
+        if args.output == "json":
+            out = json.dumps(report_json(rep), indent=2) + "\n"
+        elif args.output == "nagios":
+            out = render_nagios(rep)
+        else:
+            out = render_text(rep)
         if args.prometheus:
             _write_textfile(args.prometheus, render_prometheus(rep))
     except TlsarotateError as e:
@@ -1040,29 +1046,25 @@ def cmd_check(args: argparse.Namespace) -> int:
     except Exception as e:  # a bug must not read as WARNING (exit 1) to the monitoring
         log.debug("check failed", exc_info=True)
         return _unknown(args, f"internal error: {type(e).__name__}: {e}")
-    if args.output == "json":
-        sys.stdout.write(json.dumps(report_json(rep), indent=2) + "\n")
-    elif args.output == "nagios":
-        sys.stdout.write(render_nagios(rep))
-    else:
-        sys.stdout.write(render_text(rep))
+    sys.stdout.write(out)
     return rep.exit_code
 
 
 def _unknown(args: argparse.Namespace, reason: str) -> int:
     """The check could not run: report UNKNOWN in the chosen output format."""
-    msg = " ".join(reason.split()).replace("|", "/")  # one line; "|" starts Nagios perfdata
+    msg = " ".join(reason.split())  # one line
     if args.prometheus:
         # never leave node-exporter serving the last OK: the check itself is UNKNOWN now
         with contextlib.suppress(TlsarotateError):
             _write_textfile(args.prometheus, _unknown_textfile())
+    status_line = f"TLSAROTATE UNKNOWN - {msg.replace('|', '/')}\n"  # "|" starts perfdata
     if args.output == "nagios":
-        sys.stdout.write(f"TLSAROTATE UNKNOWN - {msg}\n")
+        sys.stdout.write(status_line)
         return UNKNOWN
     if args.output == "json":
         sys.stdout.write(json.dumps(error_json(msg, SystemClock().now()), indent=2) + "\n")
     else:
-        sys.stdout.write(f"TLSAROTATE UNKNOWN - {msg}\n")
+        sys.stdout.write(status_line)
     sys.stderr.write(f"tlsarotate: error: {msg}\n")
     return UNKNOWN
 
