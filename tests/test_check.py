@@ -135,7 +135,8 @@ def test_all_good_ok_and_nagios_one_line(
     assert status == "OK" and "2 endpoints pass DANE" in text
     assert perf["endpoints"] == "2" and perf["failing"].split(";")[0] == "0"
     assert perf["unpublished"].split(";")[0] == "0"
-    assert perf["rrsig_expiry"].endswith(f";{check.RRSIG_WARN_SECONDS};0")
+    # plugin range syntax: warn BELOW 3 days ("N:"), critical below 0 (tests/test_check_outputs.py)
+    assert perf["rrsig_expiry"].endswith(f";{check.RRSIG_WARN_SECONDS}:;0:")
 
     proc = run_cli("-c", cfg, "check", "--output", "json")
     assert proc.returncode == 0, proc.stdout + proc.stderr

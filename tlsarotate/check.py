@@ -24,6 +24,7 @@ errors). CRITICAL wins over UNKNOWN, UNKNOWN over WARNING.
 JSON output (``--output json``)::
 
     {
+      "version": str,                      # tlsarotate's version
       "status": "OK" | "WARNING" | "CRITICAL" | "UNKNOWN",
       "exit": 0 | 1 | 2 | 3,
       "summary": str,                      # the Nagios status text
@@ -32,10 +33,12 @@ JSON output (``--output json``)::
                     "address": str|null, "message": str}],   # everything not OK
       "services": [{
         "name": str, "zone": str,
-        "owners": [{"owner": str, "records": ["3 1 1 <hex>", ...],   # first server's RRset
+        "owners": [{"owner": str,
+                    "records": ["3 1 1 <hex>", ...] | null,  # first answering server's RRset
                     "servers": [{"label": str, "error": str|null, "records": [...]|null,
                                  "signed": bool|null}],
-                    "consistent": bool, "signed": bool|null,
+                    "consistent": bool|null,     # null (and records null): no server answered
+                    "signed": bool|null,
                     "rrsig_expiry": iso|null}],
         "endpoints": [{"host": str, "port": int, "owner": str, "address": str,
                        "ok": bool|null, "error": str|null, "summary": str|null,
@@ -49,10 +52,21 @@ JSON output (``--output json``)::
                                                     "missing": [str], "detail": str}}]
       }],
       "next_gate": null | {"file": str, "ok": bool, "missing": [str]},
+      "error": null,
       "perfdata": {"endpoints": int, "failing": int, "unknown": int, "owners": int,
-                   "unpublished": int, "warnings": int, "criticals": int,
-                   "cert_expiry_min_seconds": int|null, "rrsig_expiry_min_seconds": int|null}
+                   "unpublished": int|null,     # null: a server did not answer (not known)
+                   "warnings": int, "criticals": int,
+                   "cert_expiry_min_seconds": int|null,          # earliest deployed certificate
+                   "cert_expiry_no_next_min_seconds": int|null,  # ... of those with no next one
+                   "rrsig_expiry_min_seconds": int|null}
     }
+
+When the check cannot run at all (config error, ...) the document has the same keys with
+``"status": "UNKNOWN"``, ``"exit": 3``, ``"summary"`` and ``"error"`` the one-line reason, one
+UNKNOWN finding, no services and ``"perfdata": null`` (:func:`error_json`).
+
+Nagios perfdata (``--output nagios``) thresholds follow the plugin range syntax and alert exactly
+when the check does: :data:`PERF_THRESHOLDS`.
 
 Prometheus (``--prometheus FILE``): a node-exporter textfile written atomically; see
 :func:`render_prometheus` for the metric names.
@@ -65,6 +79,8 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
+import logging
+import math
 import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -74,7 +90,7 @@ from pathlib import Path
 import dns.name
 from dns.rdtypes.ANY.TLSA import TLSA
 
-from tlsarotate import config, material, planner, records, timefmt
+from tlsarotate import __version__, config, material, planner, records, timefmt
 from tlsarotate.clock import Clock, SystemClock
 from tlsarotate.config import Config, Service
 from tlsarotate.dane import diagnose, not_after, short, short_record
@@ -86,6 +102,8 @@ from tlsarotate.probe import default_observer, resolve_addresses
 from tlsarotate.providers.base import ProviderContext
 from tlsarotate.state import State, make_store
 from tlsarotate.tlsprobe import ServedChain, fetch_chain, format_endpoint
+
+log = logging.getLogger(__name__)
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 STATUS = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
@@ -385,6 +403,7 @@ def run_check(
     unpublished = 0
     rrsig_min: float | None = None
     cert_min: float | None = None
+    cert_alone_min: float | None = None  # of the certificates with no next one (warned about)
     gate_missing: list[str] = []
     for rep in reports:
         s = rep.service
@@ -430,6 +449,8 @@ def run_check(
                     nxt = None  # already deployed (as after every rollover): nothing is next
             if exp is not None:
                 cert_min = exp if cert_min is None else min(cert_min, exp)
+                if nxt is None:
+                    cert_alone_min = exp if cert_alone_min is None else min(cert_alone_min, exp)
                 left = exp - now
                 if left < CERT_WARN_SECONDS and nxt is None:
                     when = (
@@ -477,18 +498,39 @@ def run_check(
                 )
             )
     eps = [ep for r in reports for ep in r.endpoints]
+    judged = all(_publication_judged(r) for r in reports)
+
+    def seconds_left(t: float | None) -> int | None:
+        # floor, not int(): -0.5 s left is expired (CRITICAL), and must not print as 0
+        return math.floor(t - now) if t is not None else None
+
     perf: dict[str, int | None] = {
         "endpoints": len(eps),
         "failing": sum(1 for ep in eps if ep.ok is False),
         "unknown": sum(1 for ep in eps if ep.ok is None),
         "owners": owners_total,
-        "unpublished": unpublished,
+        # a count of 0 would claim "published" where a server did not answer: unknown is null
+        "unpublished": unpublished if judged else None,
         "warnings": sum(1 for f in findings if f.severity == WARNING),
         "criticals": sum(1 for f in findings if f.severity == CRITICAL),
-        "cert_expiry_min_seconds": int(cert_min - now) if cert_min is not None else None,
-        "rrsig_expiry_min_seconds": int(rrsig_min - now) if rrsig_min is not None else None,
+        "cert_expiry_min_seconds": seconds_left(cert_min),
+        "cert_expiry_no_next_min_seconds": seconds_left(cert_alone_min),
+        "rrsig_expiry_min_seconds": seconds_left(rrsig_min),
     }
     return CheckReport(now, reports, findings, gate, perf)
+
+
+def _dns_answered(r: ServiceReport) -> bool:
+    """Did every authoritative server of the service's zone answer (so what they serve is
+    known, not assumed)?"""
+    obs = r.observation
+    return obs is not None and bool(obs.servers) and all(not s.error for s in obs.servers)
+
+
+def _publication_judged(r: ServiceReport) -> bool:
+    """Could the published records be judged against every deployed certificate: every
+    server answered and every deployed certificate was read?"""
+    return _dns_answered(r) and all(c.get("deployed") is not None for c in r.certs)
 
 
 def _cert_json(file: str, m: material.Material, exp: float | None, now: float) -> dict[str, object]:
@@ -610,7 +652,7 @@ def _judge_endpoint(
         ep.summary = err
         findings.append(Finding(sev, ep.service, f"{label}: {err}", owner=o, address=ep.address))
         return
-    if obs is None:
+    if obs is None or all(srv.error for srv in obs.servers):
         ep.summary = "TLSA records unknown (DNS not observed)"
         return
     problems: list[str] = []
@@ -670,9 +712,11 @@ def report_json(rep: CheckReport) -> dict[str, object]:
             owners.append(
                 {
                     "owner": owner.to_text(),
-                    "records": first or [],
+                    "records": first,  # None: no server answered (not "no records")
                     "servers": servers,
-                    "consistent": obs is not None and len(obs.variants(owner)) <= 1,
+                    "consistent": (
+                        len(obs.variants(owner)) <= 1 if obs and first is not None else None
+                    ),
                     "signed": (
                         None
                         if not signed_vals or any(v is None for v in signed_vals)
@@ -710,6 +754,7 @@ def report_json(rep: CheckReport) -> dict[str, object]:
             }
         )
     return {
+        "version": __version__,
         "status": rep.status,
         "exit": rep.exit_code,
         "summary": rep.summary(),
@@ -717,6 +762,7 @@ def report_json(rep: CheckReport) -> dict[str, object]:
         "findings": [f.to_json() for f in rep.findings],
         "services": services,
         "next_gate": rep.next_gate,
+        "error": None,
         "perfdata": rep.perf,
     }
 
@@ -773,21 +819,42 @@ def _rank(sev: int) -> int:
     return _RANK[sev]
 
 
+# Nagios plugin range syntax (monitoring-plugins guidelines, "Threshold and ranges"): a label
+# alerts when its value lies OUTSIDE the range. "N:" alerts below N, "0" alerts above 0 (and below
+# 0), "" never alerts. Each pair (warning, critical) alerts exactly when check's own logic does.
+PERF_THRESHOLDS: dict[str, tuple[str, str]] = {
+    "failing": ("", "0"),  # an endpoint failing DANE: CRITICAL
+    "unpublished": ("", "0"),  # an owner whose records reject a deployed certificate: CRITICAL
+    "warnings": ("0", ""),
+    "criticals": ("", "0"),
+    # seconds left of the earliest certificate with no next one: WARNING below 14 days
+    "cert_expiry": (f"{CERT_WARN_SECONDS}:", ""),
+    # seconds left of the earliest RRSIG: WARNING below 3 days, CRITICAL once expired
+    "rrsig_expiry": (f"{RRSIG_WARN_SECONDS}:", "0:"),
+}
+
+
 def render_nagios(rep: CheckReport) -> str:
+    """One status line with perfdata. A value that is not known (the ``unpublished`` count when
+    a server did not answer, an expiry with nothing to expire) is left out, never guessed."""
     p = rep.perf
-    perf = [
-        f"endpoints={p['endpoints']}",
-        f"failing={p['failing']};;1",
-        f"unknown={p['unknown']}",
-        f"owners={p['owners']}",
-        f"unpublished={p['unpublished']};;1",
-        f"warnings={p['warnings']}",
-        f"criticals={p['criticals']}",
+    items: list[tuple[str, int | None, str]] = [
+        ("endpoints", p.get("endpoints"), ""),
+        ("failing", p.get("failing"), ""),
+        ("unknown", p.get("unknown"), ""),
+        ("owners", p.get("owners"), ""),
+        ("unpublished", p.get("unpublished"), ""),
+        ("warnings", p.get("warnings"), ""),
+        ("criticals", p.get("criticals"), ""),
+        ("cert_expiry", p.get("cert_expiry_no_next_min_seconds"), "s"),
+        ("rrsig_expiry", p.get("rrsig_expiry_min_seconds"), "s"),
     ]
-    if p.get("cert_expiry_min_seconds") is not None:
-        perf.append(f"cert_expiry={p['cert_expiry_min_seconds']}s;{CERT_WARN_SECONDS}")
-    if p.get("rrsig_expiry_min_seconds") is not None:
-        perf.append(f"rrsig_expiry={p['rrsig_expiry_min_seconds']}s;{RRSIG_WARN_SECONDS};0")
+    perf = []
+    for label, value, uom in items:
+        if value is None:
+            continue
+        warn, crit = PERF_THRESHOLDS.get(label, ("", ""))
+        perf.append(f"{label}={value}{uom};{warn};{crit}".rstrip(";"))
     return f"TLSAROTATE {rep.status} - {rep.summary()} | {' '.join(perf)}\n"
 
 
@@ -796,21 +863,30 @@ def _esc(v: str) -> str:
 
 
 def render_prometheus(rep: CheckReport) -> str:
-    """Metrics (gauges):
+    """Metrics (gauges). A yes/no metric is 1 or 0 only when it was seen; when it could not be
+    observed its sample is absent (never a made-up 1 or 0), and a companion metric that is
+    always present says why (``_observed``, ``_up``), so ``== 0`` alerts fire on real breakage
+    and ``_observed == 0`` / ``_up == 0`` on blindness:
 
-    - ``tlsarotate_check_status`` 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN
+    - ``tlsarotate_check_status`` 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (also when the check
+      could not run at all: then only this and the timestamp are written)
     - ``tlsarotate_check_timestamp_seconds`` when the check ran
+    - ``tlsarotate_tlsa_observed{service,owner}`` 1 when every authoritative server answered
     - ``tlsarotate_tlsa_published{service,owner}`` 1 when every server serves records that
-      accept every deployed certificate at this owner
-    - ``tlsarotate_tlsa_signed{service,owner}`` 1 when every server's answer validates
+      accept every deployed certificate at this owner; 0 when a server was seen serving records
+      that do not (or none, or unsigned ones); absent when neither is known (a server did not
+      answer, a deployed certificate could not be read)
+    - ``tlsarotate_tlsa_signed{service,owner}`` 1 when every server's answer validates, 0 when
+      one does not; absent when a server did not answer or signatures were not checked
     - ``tlsarotate_tlsa_rrsig_expiry_timestamp_seconds{service,zone}`` earliest RRSIG expiry
-    - ``tlsarotate_endpoint_dane_ok{service,owner,address}`` 1 ok, 0 fails DANE (absent when
-      the endpoint could not be reached; see ``tlsarotate_endpoint_up``)
     - ``tlsarotate_endpoint_up{service,owner,address}`` 1 when a chain was fetched
-    - ``tlsarotate_cert_expiry_seconds{service,slot,which="deployed"|"next"}`` the certificate's
-      notAfter as a Unix timestamp (alert on ``... - time() < 14*86400``)
+    - ``tlsarotate_endpoint_dane_ok{service,owner,address}`` 1 ok, 0 fails DANE (absent when
+      the endpoint could not be reached or its TLSA records are not known)
+    - ``tlsarotate_cert_expiry_timestamp_seconds{service,slot,which="deployed"|"next"}`` the
+      certificate's notAfter as a Unix timestamp (alert on ``... - time() < 14*86400``);
+      ``tlsarotate_cert_expiry_seconds`` is the same value under its old name (deprecated)
     - ``tlsarotate_next_records_published{service,slot}`` 1 when the next certificate's records
-      are on every server
+      are on every server, 0 when one lacks them; absent when a server did not answer
     """
     lines: list[str] = []
 
@@ -826,11 +902,22 @@ def render_prometheus(rep: CheckReport) -> str:
     sample("tlsarotate_check_status", rep.exit_code)
     metric("tlsarotate_check_timestamp_seconds", "when the check ran")
     sample("tlsarotate_check_timestamp_seconds", int(rep.checked_at))
+    metric("tlsarotate_tlsa_observed", "1 when every authoritative server answered")
+    for r in rep.services:
+        for owner in r.service.owners:
+            sample(
+                "tlsarotate_tlsa_observed",
+                int(_dns_answered(r)),
+                service=r.service.name,
+                owner=owner.to_text(),
+            )
     metric(
         "tlsarotate_tlsa_published",
-        "1 when every server serves records accepting every deployed certificate",
+        "1 when every server serves records accepting every deployed certificate "
+        "(absent: not known)",
     )
     for r in rep.services:
+        judged = _publication_judged(r)
         for owner in r.service.owners:
             o = owner.to_text()
             bad = any(
@@ -838,22 +925,23 @@ def render_prometheus(rep: CheckReport) -> str:
                 for f in rep.findings
                 if f.service == r.service.name
             )
-            sample(
-                "tlsarotate_tlsa_published",
-                int(r.observation is not None and not bad),
-                service=r.service.name,
-                owner=o,
-            )
-    metric("tlsarotate_tlsa_signed", "1 when every server's TLSA answer has a valid RRSIG")
+            if bad or judged:
+                sample("tlsarotate_tlsa_published", int(not bad), service=r.service.name, owner=o)
+    metric(
+        "tlsarotate_tlsa_signed",
+        "1 when every server's TLSA answer has a valid RRSIG (absent: not known)",
+    )
     for r in rep.services:
+        obs = r.observation
         for owner in r.service.owners:
-            vals = [s.signed.get(owner) for s in r.observation.servers] if r.observation else []
-            sample(
-                "tlsarotate_tlsa_signed",
-                int(bool(vals) and all(v is True for v in vals)),
-                service=r.service.name,
-                owner=owner.to_text(),
-            )
+            vals = [s.signed.get(owner) for s in obs.servers if not s.error] if obs else []
+            if False in vals or (_dns_answered(r) and all(v is True for v in vals)):
+                sample(
+                    "tlsarotate_tlsa_signed",
+                    int(False not in vals),
+                    service=r.service.name,
+                    owner=owner.to_text(),
+                )
     metric("tlsarotate_tlsa_rrsig_expiry_timestamp_seconds", "earliest RRSIG expiry")
     for r in rep.services:
         exps = [s.min_rrsig_expiry for s in (r.observation.servers if r.observation else ())]
@@ -886,28 +974,34 @@ def render_prometheus(rep: CheckReport) -> str:
                     owner=ep.owner.to_text(),
                     address=ep.address,
                 )
-    metric("tlsarotate_cert_expiry_seconds", "certificate notAfter (Unix time)")
-    for r in rep.services:
-        for c in r.certs:
-            for which in ("deployed", "next"):
-                info = c.get(which)
-                ts = info.get("not_after_unix") if isinstance(info, dict) else None
-                if isinstance(ts, int):
-                    sample(
-                        "tlsarotate_cert_expiry_seconds",
-                        int(ts),
-                        service=r.service.name,
-                        slot=str(c["slot"]),
-                        which=which,
-                    )
+    expiries = [
+        (str(c["slot"]), which, ts, r.service.name)
+        for r in rep.services
+        for c in r.certs
+        for which in ("deployed", "next")
+        if isinstance(info := c.get(which), dict)
+        and isinstance(ts := info.get("not_after_unix"), int)
+    ]
+    for name, help_ in (
+        ("tlsarotate_cert_expiry_timestamp_seconds", "certificate notAfter (Unix time)"),
+        (
+            "tlsarotate_cert_expiry_seconds",
+            "deprecated name of tlsarotate_cert_expiry_timestamp_seconds",
+        ),
+    ):
+        metric(name, help_)
+        for slot, which, ts, svc in expiries:
+            sample(name, ts, service=svc, slot=slot, which=which)
     metric(
         "tlsarotate_next_records_published",
-        "1 when the next certificate's records are on every server",
+        "1 when the next certificate's records are on every server (absent: not known)",
     )
     for r in rep.services:
         for c in r.certs:
             sr = c.get("swap_readiness")
-            if isinstance(sr, dict):
+            # a server that did not answer is "missing" to swap_readiness (never swap blind),
+            # but to the metric it is unknown, not a 0
+            if isinstance(sr, dict) and (sr["published"] or _dns_answered(r)):
                 sample(
                     "tlsarotate_next_records_published",
                     int(bool(sr["published"])),
@@ -918,6 +1012,10 @@ def render_prometheus(rep: CheckReport) -> str:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    """Run the check and print it in the chosen format. An error that stops the check (a
+    config error, an unwritable --prometheus file, even a bug) is UNKNOWN (exit 3) in every
+    format: text and json print their UNKNOWN report on stdout (and the one-line error on
+    stderr), nagios its status line, and the --prometheus file gets status 3."""
     try:
         if args.timeout <= 0:
             raise TlsarotateError(f"--timeout {args.timeout:g} must be positive")
@@ -935,25 +1033,64 @@ def cmd_check(args: argparse.Namespace) -> int:
             live=not args.no_live,
             timeout=args.timeout,
         )
+        if args.output == "json":
+            out = json.dumps(report_json(rep), indent=2) + "\n"
+        elif args.output == "nagios":
+            out = render_nagios(rep)
+        else:
+            out = render_text(rep)
         if args.prometheus:
             _write_textfile(args.prometheus, render_prometheus(rep))
     except TlsarotateError as e:
-        if args.prometheus:
-            # never leave node-exporter serving the last OK: the check itself is UNKNOWN now
-            with contextlib.suppress(TlsarotateError):
-                _write_textfile(args.prometheus, _unknown_textfile())
-        if args.output == "nagios":
-            msg = str(e).replace("|", "/").replace("\n", " ")
-            sys.stdout.write(f"TLSAROTATE UNKNOWN - {msg}\n")
-            return UNKNOWN
-        raise
-    if args.output == "json":
-        sys.stdout.write(json.dumps(report_json(rep), indent=2) + "\n")
-    elif args.output == "nagios":
-        sys.stdout.write(render_nagios(rep))
-    else:
-        sys.stdout.write(render_text(rep))
+        return _unknown(args, str(e))
+    except Exception as e:  # a bug must not read as WARNING (exit 1) to the monitoring
+        log.debug("check failed", exc_info=True)
+        return _unknown(args, f"internal error: {type(e).__name__}: {e}")
+    sys.stdout.write(out)
     return rep.exit_code
+
+
+def _unknown(args: argparse.Namespace, reason: str) -> int:
+    """The check could not run: report UNKNOWN in the chosen output format."""
+    msg = " ".join(reason.split())  # one line
+    if args.prometheus:
+        # never leave node-exporter serving the last OK: the check itself is UNKNOWN now
+        with contextlib.suppress(TlsarotateError):
+            _write_textfile(args.prometheus, _unknown_textfile())
+    status_line = f"TLSAROTATE UNKNOWN - {msg.replace('|', '/')}\n"  # "|" starts perfdata
+    if args.output == "nagios":
+        sys.stdout.write(status_line)
+        return UNKNOWN
+    if args.output == "json":
+        sys.stdout.write(json.dumps(error_json(msg, SystemClock().now()), indent=2) + "\n")
+    else:
+        sys.stdout.write(status_line)
+    sys.stderr.write(f"tlsarotate: error: {msg}\n")
+    return UNKNOWN
+
+
+def error_json(reason: str, now: float) -> dict[str, object]:
+    """The JSON document of a check that could not run (same keys as :func:`report_json`)."""
+    return {
+        "version": __version__,
+        "status": STATUS[UNKNOWN],
+        "exit": UNKNOWN,
+        "summary": reason,
+        "error": reason,
+        "checked_at": timefmt.iso(now),
+        "findings": [
+            {
+                "severity": "UNKNOWN",
+                "service": None,
+                "owner": None,
+                "address": None,
+                "message": reason,
+            }
+        ],
+        "services": [],
+        "next_gate": None,
+        "perfdata": None,
+    }
 
 
 def _write_textfile(path: str, text: str) -> None:
