@@ -381,6 +381,8 @@ def _pkix(
         path = verifier.verify(certs[0], list(certs[1:]))
     except verification.VerificationError as e:
         why = str(e).split(" (encountered processing", 1)[0]
+        if "candidates exhausted" in why:
+            why = f"no path from the chain to a trust anchor ({why})"
         return None, f"PKIX validation against {trust.source} fails: {why}"
     except Exception as e:  # a name cryptography refuses, an unsupported key, ...
         return None, f"PKIX validation against {trust.source} fails: {e}"
