@@ -41,11 +41,15 @@ from tests.tls_servers import (
     Chain,
     ScriptedServer,
     SmtpdServer,
+    SmtpsServer,
     make_chain,
     make_pkix_chain,
     need_openssl,
 )
 from tlsarotate import material, pki, records
+from tlsarotate.config import Nameserver
+from tlsarotate.probe import run_probe
+from tlsarotate.tlsprobe import ServedChain, fetch_chain
 
 AUTH, FAILS, NONE = "authenticated", "fails", "none"
 V4, V6 = "127.0.0.1", "::1"
@@ -118,6 +122,9 @@ class Row:
     why: str = ""  # why openssl differs / is not asked, or which RFC rule decides
     owner_port: int | None = None  # publish the TLSA at this port's owner (wrong port)
     trust_root: bool = False  # the PKIX trust store is the test root (SSL_CERT_FILE, -CAfile)
+    # SMTPS (implicit TLS SMTP, RFC 8314): posttls-finger -w; tlsarotate probes "port 465"
+    # (in-process, its connections sent to the server's real port; records at both owners)
+    wrapper: bool = False
 
 
 ONE = {V4: AUTH}
@@ -260,6 +267,18 @@ ROWS = [
         ee("good"),
         {V4: AUTH, V6: FAILS},
     ),
+    # SMTPS on 465: implicit TLS, but SMTP: RFC 7672's rules, as Postfix applies them
+    Row("SMTPS (465), 3 1 1", "smtps", ee("good"), ONE, wrapper=True),
+    Row(
+        "SMTPS (465), 1 1 1 alone",
+        "smtps",
+        ee("good", "1 1 1"),
+        {V4: NONE},
+        wrapper=True,
+        openssl=FAILS,
+        why="RFC 7672 §3.1.3 for the SMTP client on 465 (posttls-finger -w agrees); openssl "
+        "knows no SMTP rules and demands PKIX",
+    ),
     # not SMTP (implicit TLS, e.g. HTTPS): posttls-finger does not apply, openssl does
     Row("implicit TLS, 3 1 1", "implicit", ee("good"), ONE, smtp=False, openssl=AUTH),
     Row(
@@ -345,6 +364,54 @@ def _run_row(i: int, row: Row, w: World) -> Outcome:
     env = cli_env()
     if row.trust_root:
         env["SSL_CERT_FILE"] = str(w.pkix_root)
+    if row.wrapper:
+        js = _probe_as_465(host, port, w.dns.port)
+        out = Outcome({str(a["address"]): a["dane"] for a in js["addresses"]}, js)  # type: ignore[attr-defined]
+    else:
+        out = _probe_cli(host, port, row, w.dns.port, env)
+    if row.smtp:
+        for addr in row.expect:
+            family = "ipv6" if ":" in addr else "ipv4"
+            text = w.dns.posttls_finger(host, port, family, wrapper=row.wrapper)
+            out.posttls[addr] = (posttls_verdict(text), text)
+    if row.openssl is not None:
+        rrdata = row.records(w)
+        for addr in row.expect:
+            target = f"[{addr}]" if ":" in addr else addr
+            out.openssl[addr] = _openssl(
+                target,
+                port,
+                host,
+                rrdata,
+                row.smtp and not row.wrapper,
+                w.pkix_root if row.trust_root else None,
+            )
+    return out
+
+
+def _probe_as_465(host: str, port: int, named_port: int) -> dict[str, object]:
+    """``probe HOST --port 465 --starttls auto`` whose connections reach the SMTPS server's
+    real (high) port."""
+
+    def fetch(
+        address: str, _port: int, mode: str, timeout: float, server_name: str | None = None
+    ) -> ServedChain:
+        return fetch_chain(address, port, mode, timeout, server_name)
+
+    rep = run_probe(
+        host,
+        465,
+        "auto",
+        5,
+        resolver=Nameserver(RESOLVER, 53),
+        nameservers=[Nameserver(NAMED_ADDR, named_port)],
+        fetch=fetch,
+    )
+    assert rep.smtp and rep.starttls == "none"
+    return rep.to_json()
+
+
+def _probe_cli(host: str, port: int, row: Row, named_port: int, env: dict[str, str]) -> Outcome:
     proc = run_cli(
         "probe",
         host,
@@ -355,7 +422,7 @@ def _run_row(i: int, row: Row, w: World) -> Outcome:
         "--resolver",
         RESOLVER,
         "--nameserver",
-        f"{NAMED_ADDR}:{w.dns.port}",
+        f"{NAMED_ADDR}:{named_port}",
         "--timeout",
         "5",
         "--output",
@@ -365,19 +432,7 @@ def _run_row(i: int, row: Row, w: World) -> Outcome:
     assert "Traceback" not in proc.stderr, proc.stderr
     js = json.loads(proc.stdout)
     got = {str(a["address"]): a["dane"] for a in js["addresses"]}
-    out = Outcome(got, js)
-    if row.smtp:
-        for addr in row.expect:
-            text = w.dns.posttls_finger(host, port, "ipv6" if ":" in addr else "ipv4")
-            out.posttls[addr] = (posttls_verdict(text), text)
-    if row.openssl is not None:
-        rrdata = row.records(w)
-        for addr in row.expect:
-            target = f"[{addr}]" if ":" in addr else addr
-            out.openssl[addr] = _openssl(
-                target, port, host, rrdata, row.smtp, w.pkix_root if row.trust_root else None
-            )
-    return out
+    return Outcome(got, js)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -407,7 +462,7 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Outco
         "pkix": pkix,
     }
     w = World(chains, ca, pkix_root)
-    started: list[SmtpdServer | ScriptedServer] = []
+    started: list[SmtpdServer | ScriptedServer | SmtpsServer] = []
     try:
         # one port per server key; "good" and "mixed" on both loopbacks
         for key, plan in {
@@ -421,6 +476,9 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Outco
             for addr, chain in plan.items():
                 started.append(SmtpdServer(addr, chains[chain], port).start())
             w.ports[key] = port
+        smtps = SmtpsServer(V4, chains["good"]).start()
+        started.append(smtps)
+        w.ports["smtps"] = smtps.port
         for key, chain in (("implicit", "good"), ("pkix", "pkix")):
             srv = ScriptedServer(V4, chains[chain], "implicit").start()
             started.append(srv)
@@ -433,8 +491,9 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Outco
             for addr in row.expect:
                 lines[row.zone].append(f"{label} {'AAAA' if ':' in addr else 'A'} {addr}")
             owner = f"_{_owner_port(row, w.ports[row.server])}._tcp.{label}"
+            owners = [owner, f"_465._tcp.{label}"] if row.wrapper else [owner]
             for r in row.records(w):
-                lines[row.zone].append(f"{owner} TLSA {r}")
+                lines[row.zone] += [f"{o} TLSA {r}" for o in owners]
             if row.zone == "bogus.test.":
                 tamper.add(f"{owner}.{row.zone}")
         kinds = {"dane.test.": "inline", "insecure.test.": "unsigned", "bogus.test.": "tampered"}
