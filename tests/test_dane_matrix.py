@@ -439,8 +439,19 @@ def _probe_cli(host: str, port: int, row: Row, named_port: int, env: dict[str, s
 # the fixture
 
 
+@dataclass
+class Matrix:
+    results: dict[str, Outcome]
+    world: World
+
+    def row(self, row_id: str) -> tuple[str, int]:
+        """(host, port) of a row."""
+        i, row = next((i, r) for i, r in enumerate(ROWS, 1) if r.id == row_id)
+        return _host(i, row), self.world.ports[row.server]
+
+
 @pytest.fixture(scope="module")
-def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Outcome]]:
+def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
     d = tmp_path_factory.mktemp("matrix")
     ca = pki.make_ca("Matrix Root")
     good = make_chain(d, "good", ca, hosts=WILD)
@@ -508,7 +519,7 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Outco
                     row.id: pool.submit(_run_row, i, row, w) for i, row in enumerate(ROWS, 1)
                 }
                 results = {k: f.result() for k, f in futures.items()}
-            yield results
+            yield Matrix(results, w)
         finally:
             dns_world.stop()
             tmp.cleanup()
@@ -527,8 +538,8 @@ def test_matrix_is_big_enough() -> None:
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[r.id for r in ROWS])
-def test_row(row: Row, matrix: dict[str, Outcome]) -> None:
-    out = matrix[row.id]
+def test_row(row: Row, matrix: Matrix) -> None:
+    out = matrix.results[row.id]
     js = out.probe_json
     where = json.dumps(js, indent=1)[:3000]
     # tlsarotate: one verdict per address, as expected
@@ -559,3 +570,55 @@ def test_row(row: Row, matrix: dict[str, Outcome]) -> None:
                 assert "RFC" in row.why, f"{row.id}: openssl differs and the row does not say why"
     else:
         assert row.why, f"{row.id}: openssl is not asked and the row does not say why"
+
+
+# ---------------------------------------------------------------------------------------------
+# the text output says the same as the JSON (the issue: "=> OK: DANE ok" beside "DNS makes DANE
+# fail"; an unsigned zone called both "bogus" and "ignored")
+
+
+def _probe_text(matrix: Matrix, row_id: str) -> tuple[int, str]:
+    host, port = matrix.row(row_id)
+    assert matrix.world.dns is not None
+    proc = run_cli(
+        "probe",
+        host,
+        "--port",
+        str(port),
+        "--starttls",
+        "smtp",
+        "--resolver",
+        RESOLVER,
+        "--nameserver",
+        f"{NAMED_ADDR}:{matrix.world.dns.port}",
+        "--timeout",
+        "5",
+    )
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc.returncode, proc.stdout
+
+
+def test_text_unsigned_zone_is_no_dane_in_one_voice(matrix: Matrix) -> None:
+    code, out = _probe_text(matrix, "unsigned zone, matching 3 1 1")
+    assert code == 3, out
+    assert "zone insecure.test. is not DNSSEC-signed: DANE clients ignore its TLSA records" in out
+    assert "no valid RRSIG" not in out and "bogus" not in out, out
+    assert "=> NO DANE: zone insecure.test. is not DNSSEC-signed" in out
+    assert "=> OK" not in out and "=> FAIL" not in out
+    assert "result: no DANE for 1 of 1 address(es): a sender delivers without DANE" in out
+
+
+def test_text_bogus_fails_in_one_voice(matrix: Matrix) -> None:
+    code, out = _probe_text(matrix, "bogus RRSIG over the TLSA RRset")
+    assert code == 2, out
+    assert "DNS PROBLEM:" in out and "SERVFAIL" in out
+    assert "=> FAIL:" in out and "=> OK" not in out
+    assert "result: DNS makes DANE fail for every address: a DANE sender defers mail" in out
+
+
+def test_text_1_1_1_on_a_lab_smtp_port_is_no_dane(matrix: Matrix) -> None:
+    """The issue's first item: --starttls smtp on a port that is not 25/587."""
+    code, out = _probe_text(matrix, "1 1 1 alone on SMTP (lab port)")
+    assert code == 3, out
+    assert "unusable  1 1 1 " in out and "not used for SMTP (RFC 7672 §3.1.3)" in out
+    assert "=> NO DANE: no usable TLSA record" in out and "DANE ok" not in out

@@ -423,7 +423,15 @@ def diagnose(
         text = records.to_text(rd)
         if rd in unusable:
             checks.append(
-                RecordCheck(text, records.params_of(rd), False, False, False, False, unusable[rd])
+                RecordCheck(
+                    text,
+                    records.params_of(rd),
+                    False,
+                    False,
+                    False,
+                    False,
+                    f"{short_record(rd)}: {unusable[rd]}",
+                )
             )
             continue
         strongest = best[(rd.usage, rd.selector)]
