@@ -457,7 +457,7 @@ def address_verdict(
     means no DANE; else the worst verdict over the RRset variants the servers serve."""
     worst = max((v for _, v in verdicts), key=lambda v: RANK[v.dane], default=None)
     if tlsa.problems:
-        return FAILS, f"{tlsa.problems[0]}: a DANE sender defers mail"
+        return FAILS, tlsa.problems[0]
     if tlsa.insecure:
         alone = f" (the records alone: {worst.summary})" if worst is not None else ""
         return NO_DANE, f"{tlsa.insecure[0]}{alone}"
@@ -703,7 +703,7 @@ def render_text(rep: ProbeReport) -> str:
             ad = "AD set (validated)" if r["ad"] else "no AD bit (NOT validated)"
             out.append(f"resolver {r['server']}: {r['rcode']}, {ad}")
     for p in t.problems:
-        out.append(f"DNS PROBLEM: {p}: DANE fails")
+        out.append(f"DNS PROBLEM: {p}")
     for p in t.insecure:
         out.append(f"NO DANE: {p}")
     for e in [*rep.errors, *t.errors]:
