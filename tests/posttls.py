@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import dns.name
+import dns.query
 import dns.rdatatype
 import dns.rdtypes.ANY.TLSA
 import dns.zone
@@ -189,22 +190,24 @@ controls {{ }};
                 pytest.fail(f"{name} exited:\n{log[-2000:]}", pytrace=False)
 
     def _signed(self, z: Zone) -> bool:
-        """The zone is served, and (signed kinds) every TLSA RRset carries an RRSIG."""
+        """The zone is served, and (signed kinds) completely signed: every RRset in a zone
+        transfer carries its RRSIG and the NSEC chain is there (BIND's inline signing works
+        in batches; a half-signed zone would make denials or addresses bogus)."""
         self._alive()
         r = query(NAMED_ADDR, self.port, z.name, "SOA", timeout=0.5)
         if not r.answer:
             return False
         if z.kind == "unsigned":
             return True
-        owners = [
-            ln.split()[0] for ln in z.lines if len(ln.split()) > 2 and ln.split()[1] == "TLSA"
-        ]
-        for owner in [z.name, *owners]:
-            rdtype = "SOA" if owner == z.name else "TLSA"
-            name = dns.name.from_text(owner, dns.name.from_text(z.name))
-            a = query(NAMED_ADDR, self.port, name, rdtype, timeout=0.5)
-            if not any(rr.rdtype == dns.rdatatype.RRSIG for rr in a.answer):
-                return False
+        xfr = dns.zone.from_xfr(dns.query.xfr(NAMED_ADDR, z.name, port=self.port, lifetime=5))
+        nsec3 = xfr.get_rdataset(xfr.origin, dns.rdatatype.NSEC3PARAM) is not None
+        for _, node in xfr.nodes.items():
+            types = {rds.rdtype for rds in node.rdatasets}
+            covered = {rds.covers for rds in node.rdatasets if rds.rdtype == dns.rdatatype.RRSIG}
+            if types - covered - {dns.rdatatype.RRSIG}:
+                return False  # an RRset not signed yet
+            if not nsec3 and dns.rdatatype.NSEC not in types:
+                return False  # the denial chain is not complete yet
         return True
 
     def ds(self, zone: str) -> str:
