@@ -149,7 +149,7 @@ def test_verdict_equals_openssl(
         srv = servers.smtpd(chains_[case.serve], addr)
         served = fetch_chain(addr, srv.port, "smtp", 10, case.host)
         assert served.ok, served.error
-        verdict = diagnose(served.der, [records.from_text(r) for r in rrdata], 25, case.host)
+        verdict = diagnose(served.der, [records.from_text(r) for r in rrdata], case.host, smtp=True)
         oracle = openssl_dane(addr, srv.port, case.host, rrdata)
         assert verdict.ok == oracle.ok, (
             f"probe says {verdict.ok} ({verdict.summary}); openssl says {oracle.ok}:\n"
@@ -173,7 +173,7 @@ def test_documented_difference_openssl_default_ee_namecheck(
     srv = servers.smtpd(chains_["cur"])
     rr = [rec(chains_["cur"], "3 1 1")]
     served = fetch_chain("127.0.0.1", srv.port, "smtp", 10, "other.example")
-    assert diagnose(served.der, [records.from_text(r) for r in rr], 25, "other.example").ok
+    assert diagnose(served.der, [records.from_text(r) for r in rr], "other.example", smtp=True).ok
     assert openssl_dane("127.0.0.1", srv.port, "other.example", rr).ok
     default = openssl_dane("127.0.0.1", srv.port, "other.example", rr, ee_namechecks=True)
     assert not default.ok and "hostname mismatch" in default.output
@@ -185,21 +185,21 @@ def test_reasons_in_words(world: tuple[dict[str, Chain], dict[str, pki.Issued]])
     served = material.parse(cur.fullchain.read_bytes(), "x").chain_der
     spki = hashlib.sha256(material.parse(cur.fullchain.read_bytes(), "x").spki).hexdigest()
     stale = rec(other, "3 1 1")
-    v = diagnose(served, [records.from_text(stale)], 25, HOST)
+    v = diagnose(served, [records.from_text(stale)], HOST, smtp=True)
     assert not v.ok
     assert v.summary == (
         f"no record matches: the leaf's SPKI sha256 is {spki[:12]}…; the published "
         f"3 1 1 {stale.split()[3][:12]}… belongs to another public key"
     )
-    good = diagnose(served, [records.from_text(rec(cur, "3 1 1"))], 25, HOST)
+    good = diagnose(served, [records.from_text(rec(cur, "3 1 1"))], HOST, smtp=True)
     assert good.ok and good.summary == f"DANE ok: 3 1 1 {spki[:12]}… matches the leaf's public key"
 
     # agility: the report names the weaker record that would have matched
     v = diagnose(
         served,
         [records.from_text(rec(other, "3 1 2")), records.from_text(rec(cur, "3 1 1"))],
-        25,
         HOST,
+        smtp=True,
     )
     assert not v.ok
     assert f"3 1 1 {spki[:12]}… would match, but clients ignore it" in v.summary
@@ -209,23 +209,27 @@ def test_reasons_in_words(world: tuple[dict[str, Chain], dict[str, pki.Issued]])
     v = diagnose(
         served,
         [records.from_text(rec(cur, "3 1 1")), records.from_text(rec(chains_["samekey"], "3 0 1"))],
-        25,
         HOST,
+        smtp=True,
     )
     assert v.ok and len(v.warnings) == 1
     assert "usage 3 selector 0" in v.warnings[0] and "same key" in v.warnings[0]
 
     # usage 1 on SMTP is unusable, even when it matches
-    v = diagnose(served, [records.from_text(rec(cur, "1 1 1"))], 25, HOST)
+    v = diagnose(served, [records.from_text(rec(cur, "1 1 1"))], HOST, smtp=True)
     assert not v.ok and "RFC 7672" in v.summary and "not used for SMTP" in v.summary
-    # ... but on HTTPS it matches (PKIX part not checked, and the reason says so)
-    v = diagnose(served, [records.from_text(rec(cur, "1 1 1"))], 443, HOST)
-    assert v.ok and "PKIX" in v.summary
+    assert v.dane == "none"  # no usable record: senders deliver without DANE (§2.2)
+    # ... off SMTP it is usable, but only with PKIX validation: the throwaway CA is in no
+    # trust store, so it fails (it used to pass unvalidated: "PKIX not checked", yet "ok")
+    v = diagnose(served, [records.from_text(rec(cur, "1 1 1"))], HOST, smtp=False)
+    assert not v.ok and v.dane == "fails" and "PKIX validation against" in v.summary
 
     # usage 2: the name check is explained
-    v = diagnose(served, [records.from_text(rec_of(cas["ca"], "2 0 1"))], 25, "mx.other.test")
+    v = diagnose(
+        served, [records.from_text(rec_of(cas["ca"], "2 0 1"))], "mx.other.test", smtp=True
+    )
     assert not v.ok and "do not include mx.other.test" in v.summary
-    assert diagnose(served, [], 25, HOST).summary.startswith("no TLSA records")
+    assert diagnose(served, [], HOST, smtp=True).summary.startswith("no TLSA records")
 
 
 # ---------------------------------------------------------------------------------------------

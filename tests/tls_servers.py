@@ -427,3 +427,93 @@ def chains(tmp_path: Path, ca: pki.Issued) -> Callable[..., Chain]:
         return make_chain(tmp_path, name, issuer or ca, hosts, send_ca, key, kind)
 
     return make
+
+
+# ---------------------------------------------------------------------------------------------
+# PKIX-valid chains (for PKIX-TA(0)/PKIX-EE(1) off SMTP)
+
+
+def make_pkix_chain(directory: Path, name: str, hosts: Sequence[str]) -> tuple[Chain, Path]:
+    """A root + leaf that pass strict RFC 5280 / CA/B path validation (cryptography's
+    x509.verification wants the leaf's authorityKeyIdentifier, which tlsarotate.pki leaves
+    out). Returns the chain (leaf + root, as a server sends it) and the root's PEM file, to
+    use as a trust store (``SSL_CERT_FILE`` for tlsarotate, ``-CAfile`` for openssl)."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = dt.datetime.now(dt.timezone.utc)
+    root_key = pki.new_key()
+    root_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} PKIX root")])
+    root_cert = (
+        x509.CertificateBuilder()
+        .subject_name(root_name)
+        .issuer_name(root_name)
+        .public_key(root_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), True
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(root_key.public_key()), False)
+        .sign(root_key, hashes.SHA256())
+    )
+    root = pki.Issued(root_key, root_cert)
+    leaf_key = pki.new_key()
+    ski = root_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    leaf_cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]))
+        .issuer_name(root_name)
+        .public_key(leaf_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(True, False, False, False, False, False, False, False, False), True
+        )
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(h) for h in hosts]), False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(leaf_key.public_key()), False)
+        .sign(root_key, hashes.SHA256())
+    )
+    leaf = pki.Issued(leaf_key, leaf_cert)
+    full = directory / f"{name}.fullchain.pem"
+    keyf = directory / f"{name}.key"
+    full.write_bytes(pki.fullchain_pem(leaf, root))
+    keyf.write_bytes(leaf.key_pem)
+    keyf.chmod(0o600)
+    anchor = directory / f"{name}.root.pem"
+    anchor.write_bytes(root.cert_pem)
+    return Chain(leaf, (root,), full, keyf), anchor
+
+
+class SmtpsServer:
+    """aiosmtpd with implicit TLS (SMTPS, as on 465) on ``addr``, serving ``chain``."""
+
+    def __init__(self, addr: str, chain: Chain, port: int | None = None) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.addr = addr
+        self.port = port or free_port((addr,))
+        self.controller = Controller(
+            _Handler(),
+            hostname=addr,
+            port=self.port,
+            ssl_context=chain.server_context(),
+            server_hostname="mx.example.test",
+            ready_timeout=10,
+        )
+
+    def start(self) -> SmtpsServer:
+        self.controller.start()
+        return self
+
+    def stop(self) -> None:
+        self.controller.stop()

@@ -101,7 +101,7 @@ from tlsarotate.observation import Observation, Observer, ProviderObserver
 from tlsarotate.probe import default_observer, resolve_addresses
 from tlsarotate.providers.base import ProviderContext
 from tlsarotate.state import State, make_store
-from tlsarotate.tlsprobe import ServedChain, fetch_chain, format_endpoint
+from tlsarotate.tlsprobe import ServedChain, fetch_chain, format_endpoint, speaks_smtp
 
 log = logging.getLogger(__name__)
 
@@ -658,7 +658,7 @@ def _judge_endpoint(
     problems: list[str] = []
     summaries: list[str] = []
     for labels, rrset in obs.variants(ep.owner):
-        v = diagnose(s.der, rrset, ep.port, ep.host, now=now)
+        v = diagnose(s.der, rrset, ep.host, smtp=speaks_smtp(ep.starttls, ep.port), now=now)
         summaries.append(v.summary)
         suffix = "" if len(labels) == len(obs.servers) else f" (RRset of {', '.join(labels)})"
         if not v.ok:

@@ -1,8 +1,19 @@
 """DANE verdicts: does a served chain satisfy a TLSA RRset, and why (RFC 6698, 7671, 7672).
 
-Pure functions, no I/O: :func:`diagnose` takes the chain as the server sent it (DER, leaf
-first), the TLSA records, the port and the host name, and returns a :class:`Verdict` whose
-reasons are sentences an operator can act on.
+:func:`diagnose` takes the chain as the server sent it (DER, leaf first), the TLSA records,
+the host name and the PROTOCOL (``smtp=True`` for SMTP, whatever the port), and returns a
+:class:`Verdict` with one of three outcomes, as RFC 7672 §2.2 defines them:
+
+- ``authenticated``: a usable record authenticates the chain; a DANE client proceeds.
+- ``fails``: usable records exist but none authenticates the chain; a DANE client refuses
+  the server (an SMTP sender defers the mail).
+- ``none``: no TLSA records, or none usable: "treated as if no TLSA records" (RFC 7672 §2.2,
+  RFC 6698 §4.1): the client connects without DANE (an SMTP sender delivers with
+  opportunistic TLS, unauthenticated).
+
+Whether the records themselves are DNSSEC-secure is the caller's part (probe combines the two:
+an insecure RRset is ``none``, a bogus one ``fails``). The reasons are sentences an operator can
+act on. No I/O, except :func:`system_trust`, which reads the PKIX trust store once.
 
 Rules followed
 --------------
@@ -12,8 +23,13 @@ Rules followed
   the trust anchor must be within their validity, and the leaf must name the host (subjectAltName
   dNSName, leftmost-label wildcards allowed; the subject CN only when there is no dNSName;
   RFC 7672 §3.2.3).
-- PKIX-TA(0) / PKIX-EE(1) are unusable for SMTP (RFC 7672 §3.1.3; ports 25, 587, 465). On other
-  ports they are matched like 2/3, with a note that PKIX validation is not checked here.
+- PKIX-TA(0) / PKIX-EE(1) are unusable for SMTP (RFC 7672 §3.1.3): the protocol decides, never
+  the port (SMTP on a lab port 2525 is SMTP; HTTPS on 25 would not be). Off SMTP they need
+  real PKIX validation as well as the match (RFC 6698 §2.1.1): the served chain must verify
+  to a trust anchor of ``trust`` (default :func:`system_trust`: ``$SSL_CERT_FILE`` or the
+  system bundle) for the host name (cryptography's ``x509.verification``); PKIX-EE matches
+  the leaf, PKIX-TA a CA certificate of the validated path. Without a trust store they can
+  not authenticate (and the reason says they were not checked), never "ok".
 - Digest algorithm agility (RFC 7671 §9, as OpenSSL implements it): for each usage+selector,
   only records with the strongest digest present are considered, SHA2-512(2) > SHA2-256(1);
   Full(0) records are never discarded by agility. A record the client discards can not help,
@@ -25,19 +41,28 @@ Rules followed
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
-from collections.abc import Iterable, Sequence
+import ipaddress
+import os
+import warnings
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.x509 import verification
 from cryptography.x509.oid import NameOID
 from dns.rdtypes.ANY.TLSA import TLSA
 
 from tlsarotate import records
 from tlsarotate.material import is_ca, spki_of_cert
 
-SMTP_PORTS = frozenset({25, 465, 587})
+AUTHENTICATED = "authenticated"
+FAILS = "fails"
+NO_DANE = "none"
+OUTCOMES = (AUTHENTICATED, FAILS, NO_DANE)
+SYSTEM_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 # digest agility preference, strongest first (Full(0) is outside the ordering)
 DIGEST_PREFERENCE = (2, 1)
 HEX_SHOWN = 12  # hex digits shown in reasons before "…"
@@ -188,13 +213,19 @@ class RecordCheck:
 
 @dataclass(frozen=True)
 class Verdict:
-    ok: bool
-    summary: str  # one line: why it passes, or why it fails
+    dane: str  # authenticated | fails | none (see the module docstring)
+    summary: str  # one line: why it passes, fails, or why DANE does not apply
     records: tuple[RecordCheck, ...] = ()
     warnings: tuple[str, ...] = field(default=())
 
+    @property
+    def ok(self) -> bool:
+        """DANE authenticates the chain."""
+        return self.dane == AUTHENTICATED
+
     def to_json(self) -> dict[str, object]:
         return {
+            "dane": self.dane,
             "ok": self.ok,
             "summary": self.summary,
             "records": [r.to_json() for r in self.records],
@@ -245,7 +276,7 @@ def _path(certs: Sequence[x509.Certificate], ta: int) -> list[int] | None:
     return None
 
 
-def _usability(rd: TLSA, port: int) -> str | None:
+def _usability(rd: TLSA, smtp: bool) -> str | None:
     """Why a record is unusable here, or None."""
     if rd.usage not in records.USAGES:
         return f"unknown usage {rd.usage}: ignored by clients"
@@ -259,7 +290,7 @@ def _usability(rd: TLSA, port: int) -> str | None:
             f"malformed: matching type {rd.mtype} needs {want} bytes of data, "
             f"the record has {len(rd.cert)}; ignored by clients"
         )
-    if rd.usage in (0, 1) and port in SMTP_PORTS:
+    if rd.usage in (0, 1) and smtp:
         name = records.USAGES[rd.usage]
         return (
             f"usage {rd.usage} ({name}) is not used for SMTP (RFC 7672 §3.1.3): "
@@ -283,41 +314,134 @@ def _agility(usable: Sequence[TLSA]) -> dict[tuple[int, int], int | None]:
     return best
 
 
+@dataclass(frozen=True)
+class Trust:
+    """PKIX trust anchors for PKIX-TA(0)/PKIX-EE(1) records (``error``: none could be read)."""
+
+    source: str
+    anchors: tuple[x509.Certificate, ...] = ()
+    error: str | None = None
+
+
+def load_trust(path: str) -> Trust:
+    """The certificates of a PEM bundle; blocks that do not parse are skipped."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        return Trust(path, error=f"cannot read the trust store {path}: {e.strerror or e}")
+    end = b"-----END CERTIFICATE-----"
+    anchors = []
+    for block in data.split(end)[:-1]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. a root with a negative serial number
+            try:
+                anchors.append(x509.load_pem_x509_certificate(block.strip() + b"\n" + end))
+            except ValueError:
+                continue
+    if not anchors:
+        return Trust(path, error=f"no certificates in the trust store {path}")
+    return Trust(path, tuple(anchors))
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_trust(path: str) -> Trust:
+    return load_trust(path)
+
+
+def system_trust() -> Trust:
+    """The PKIX trust store: ``$SSL_CERT_FILE`` (as OpenSSL honours it), else the system
+    bundle (Debian: /etc/ssl/certs/ca-certificates.crt). Read once per path."""
+    return _cached_trust(os.environ.get("SSL_CERT_FILE") or SYSTEM_BUNDLE)
+
+
+PkixResult = tuple[list[x509.Certificate] | None, str]
+
+
+def _pkix(
+    certs: Sequence[x509.Certificate], host: str, now: dt.datetime, trust: Trust
+) -> PkixResult:
+    """(the validated path leaf..root, "") or (None, why not) -- RFC 5280 validation with
+    the host name, by cryptography's x509.verification."""
+    if trust.error:
+        return None, f"PKIX validation was not checked ({trust.error})"
+    name = host.rstrip(".")
+    subject: x509.DNSName | x509.IPAddress
+    try:
+        subject = x509.IPAddress(ipaddress.ip_address(name.strip("[]")))
+    except ValueError:
+        subject = x509.DNSName(name)
+    try:
+        verifier = (
+            verification.PolicyBuilder()
+            .store(verification.Store(list(trust.anchors)))
+            .time(now)
+            .build_server_verifier(subject)
+        )
+        path = verifier.verify(certs[0], list(certs[1:]))
+    except verification.VerificationError as e:
+        why = str(e).split(" (encountered processing", 1)[0]
+        if "candidates exhausted" in why:
+            why = f"no path from the chain to a trust anchor ({why})"
+        return None, f"PKIX validation against {trust.source} fails: {why}"
+    except Exception as e:  # a name cryptography refuses, an unsupported key, ...
+        return None, f"PKIX validation against {trust.source} fails: {e}"
+    return list(path), ""
+
+
 def diagnose(
     chain_der: Sequence[bytes],
     tlsa_records: Iterable[TLSA],
-    port: int,
     host: str,
+    *,
+    smtp: bool,
+    trust: Trust | None = None,
     now: dt.datetime | None = None,
 ) -> Verdict:
-    """Would a DANE client (RFC 7671/7672) accept ``chain_der`` for ``host`` on ``port``?"""
+    """Would a DANE client accept ``chain_der`` for ``host``? ``smtp``: the protocol is SMTP
+    (RFC 7672 rules: usages 0 and 1 unusable). ``trust``: PKIX anchors for usages 0/1 off
+    SMTP (default :func:`system_trust`, read only when such a record is present)."""
     rds = sorted(set(tlsa_records), key=records.sort_key, reverse=True)
     now = now or dt.datetime.now(dt.timezone.utc)
-    if not chain_der:
-        return Verdict(False, "the server sent no certificate")
     if not rds:
-        return Verdict(False, "no TLSA records: DANE does not protect this endpoint")
+        return Verdict(NO_DANE, "no TLSA records: DANE does not protect this endpoint")
+    if not chain_der:
+        return Verdict(FAILS, "the server sent no certificate")
     certs = [x509.load_der_x509_certificate(d) for d in chain_der]
     leaf, leaf_der = certs[0], chain_der[0]
 
-    unusable = {rd: why for rd in rds if (why := _usability(rd, port)) is not None}
+    unusable = {rd: why for rd in rds if (why := _usability(rd, smtp)) is not None}
     usable = [rd for rd in rds if rd not in unusable]
     best = _agility(usable)
+
+    @functools.lru_cache(maxsize=1)
+    def pkix() -> PkixResult:
+        return _pkix(certs, host, now, trust or system_trust())
 
     checks: list[RecordCheck] = []
     for rd in rds:
         text = records.to_text(rd)
         if rd in unusable:
             checks.append(
-                RecordCheck(text, records.params_of(rd), False, False, False, False, unusable[rd])
+                RecordCheck(
+                    text,
+                    records.params_of(rd),
+                    False,
+                    False,
+                    False,
+                    False,
+                    f"{short_record(rd)}: {unusable[rd]}",
+                )
             )
             continue
         strongest = best[(rd.usage, rd.selector)]
         considered = rd.mtype == 0 or strongest is None or rd.mtype == strongest
-        checks.append(_check_record(rd, text, considered, strongest, certs, chain_der, host, now))
+        checks.append(
+            _check_record(rd, text, considered, strongest, certs, chain_der, host, now, pkix)
+        )
 
     ok_checks = [c for c in checks if c.authenticates]
-    warnings: list[str] = []
+    warnings_: list[str] = []
     if ok_checks:
         summary = f"DANE ok: {ok_checks[0].reason}"
         # combinations present in the RRset that match nothing (stale records)
@@ -337,22 +461,27 @@ def diagnose(
                         " (the key is unchanged: the certificate was renewed with the same key; "
                         f"{usage} 0 x records change on every renewal, {usage} 1 x do not)"
                     )
-                warnings.append(
+                warnings_.append(
                     f"no usage {usage} selector {sel} record matches the served chain (clients "
                     f"still accept it via {ok_checks[0].params}); stale: {stale}{hint}"
                 )
         if not_after(leaf) < now:
-            warnings.append(
+            warnings_.append(
                 f"the leaf certificate expired on {not_after(leaf):%Y-%m-%d %H:%M} UTC "
                 "(DANE-EE clients ignore expiry; PKIX clients will refuse it)"
             )
-        return Verdict(True, summary, tuple(checks), tuple(warnings))
+        return Verdict(AUTHENTICATED, summary, tuple(checks), tuple(warnings_))
 
-    # failure: explain
     kept = [c for c in checks if c.considered]
     if not kept:
+        # RFC 7672 §2.2 / RFC 6698 §4.1: an RRset without usable records counts as none
         reasons = "; ".join(f"{short_record(rd)}: {unusable[rd]}" for rd in rds)
-        return Verdict(False, f"no usable TLSA record ({reasons})", tuple(checks))
+        return Verdict(
+            NO_DANE,
+            f"no usable TLSA record ({reasons}); clients treat the RRset as if there were no "
+            "TLSA records and connect without DANE (RFC 7672 §2.2)",
+            tuple(checks),
+        )
     first = kept[0]
     matched_not_auth = [c for c in kept if c.matched]
     if matched_not_auth:
@@ -377,7 +506,7 @@ def diagnose(
             f"; {short_record_text(c.record)} would match, but clients ignore it because "
             f"{u} {sel} {best[(u, sel)]} records are published (RFC 7671 §9 digest agility)"
         )
-    return Verdict(False, summary, tuple(checks), tuple(warnings))
+    return Verdict(FAILS, summary, tuple(checks), tuple(warnings_))
 
 
 def _check_record(
@@ -389,6 +518,7 @@ def _check_record(
     chain_der: Sequence[bytes],
     host: str,
     now: dt.datetime,
+    pkix: Callable[[], PkixResult],
 ) -> RecordCheck:
     sr = short_record(rd)
 
@@ -409,7 +539,13 @@ def _check_record(
         if matched:
             reason = f"{sr} matches the leaf's {_what(rd.selector)}"
             if rd.usage == 1:
-                reason += " (PKIX validation against public CAs is not checked by tlsarotate)"
+                pkix_path, why = pkix()
+                if pkix_path is None:
+                    return result(True, False, f"{reason}, but {why}")
+                reason += (
+                    f", and the chain validates (PKIX) to {_cn(pkix_path[-1])!r} for "
+                    f"{host.rstrip('.')}"
+                )
             return result(True, considered, reason)
         own = _own_value(rd.selector, rd.mtype, leaf, leaf_der)
         reason = f"{sr} does not match: the leaf's {own}; this record is for another " + _what(
@@ -417,7 +553,10 @@ def _check_record(
         )
         return result(False, False, reason)
 
-    # usage 2 (and 0 off SMTP): a CA certificate the server sent
+    if rd.usage == 0:
+        return _check_pkix_ta(rd, sr, considered, certs, host, pkix, result)
+
+    # usage 2: a CA certificate the server sent
     if len(certs) < 2:
         reason = (
             f"{sr} can not match: the server sent only its leaf certificate, but "
@@ -466,9 +605,44 @@ def _check_record(
         f"{sr} matches {where} (trust anchor); the chain verifies up to it and the leaf "
         f"names {host.rstrip('.')}"
     )
-    if rd.usage == 0:
-        reason += " (PKIX validation against public CAs is not checked by tlsarotate)"
     return result(True, considered, reason)
+
+
+def _check_pkix_ta(
+    rd: TLSA,
+    sr: str,
+    considered: bool,
+    certs: Sequence[x509.Certificate],
+    host: str,
+    pkix: Callable[[], PkixResult],
+    result: Callable[[bool, bool, str], RecordCheck],
+) -> RecordCheck:
+    """PKIX-TA(0): the record names a CA certificate of the PKIX-validated path (RFC 6698
+    §2.1.1), which may be a trust anchor of the store the server did not send."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    def matches(cert: x509.Certificate) -> bool:
+        der = cert.public_bytes(Encoding.DER)
+        return records.digest(rd.mtype, _selected(cert, der, rd.selector)) == rd.cert
+
+    path, why = pkix()
+    if path is None:
+        served = next((c for c in certs[1:] if matches(c)), None)
+        if served is not None:
+            return result(True, False, f"{sr} matches the served CA {_cn(served)!r}, but {why}")
+        return result(False, False, f"{sr} can not authenticate: {why}")
+    depth = next((i for i in range(1, len(path)) if matches(path[i])), None)
+    if depth is None:
+        names = ", ".join(repr(_cn(c)) for c in path[1:])
+        return result(
+            False, False, f"{sr} matches none of the CA certificates of the PKIX path ({names})"
+        )
+    return result(
+        True,
+        considered,
+        f"{sr} matches {_cn(path[depth])!r} at depth {depth} of the chain, which validates "
+        f"(PKIX) for {host.rstrip('.')}",
+    )
 
 
 def _cn(cert: x509.Certificate) -> str:

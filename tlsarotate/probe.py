@@ -5,9 +5,26 @@ every authoritative server (or read it from ``--tlsa-from FILE``); connect to ea
 concurrently (STARTTLS as needed) and take the full served chain; judge each chain with
 :func:`tlsarotate.dane.diagnose` (re-exported here as :func:`diagnose`).
 
-Exit codes: 0 every address passes DANE; 2 any address fails DANE (or the DNS side makes DANE
-fail: an unsigned zone, a bad signature, a validating resolver without AD); 1 errors (an
-address unreachable, no DNS answer) when nothing fails DANE.
+One verdict per address, the same in text and JSON (``dane``), as RFC 7672 §2.2 defines them:
+
+- ``authenticated``: the TLSA RRset is DNSSEC-secure (or read from a file) and a usable record
+  authenticates the served chain. A DANE sender delivers.
+- ``fails``: the TLSA answer is bogus (an RRSIG that does not validate, a validating resolver
+  answering SERVFAIL), or usable records exist and none authenticates the chain. A DANE sender
+  defers the mail.
+- ``none``: no DANE: the zone is unsigned, the resolver returns the records without the AD
+  bit, there are no TLSA records, or none is usable (e.g. only ``1 1 1`` for SMTP). A sender
+  delivers without DANE (opportunistic, unauthenticated TLS).
+
+The rules follow the PROTOCOL, never the port (:func:`tlsarotate.tlsprobe.speaks_smtp`):
+STARTTLS smtp (``--starttls smtp`` on any port, or ``auto`` on 25/587) and implicit TLS on 465
+(SMTP submission, RFC 8314) use RFC 7672's SMTP rules (usages 0 and 1 unusable); every other
+protocol validates usages 0/1 with PKIX against ``$SSL_CERT_FILE`` or the system bundle.
+
+Exit codes: 0 every address authenticated; 2 DANE fails for any address (or for all of
+them, by DNS); 1 something could not be checked (an address unreachable, no DNS answer) when
+nothing fails; 3 no DANE for some address (nothing fails, everything was checked): DANE does
+not protect the endpoint, which a monitor should see, but mail still flows.
 
 JSON output (``--output json``), one object::
 
@@ -16,6 +33,7 @@ JSON output (``--output json``), one object::
       "port": 25,
       "owner": "_25._tcp.mx.example.com.",
       "starttls": "smtp",                  # protocol used: smtp | imap | pop3 | none
+      "smtp": true,                        # RFC 7672 SMTP rules applied (see above)
       "tlsa": {
         "source": "dns" | "file:/path",
         "zone": "example.com." | null,
@@ -29,21 +47,28 @@ JSON output (``--output json``), one object::
                             "records": [...], "error": str|null}
       },
       "addresses": [
-        {"address": "192.0.2.1", "port": 25, "ok": bool, "error": str|null,
+        {"address": "192.0.2.1", "port": 25,
+         "dane": "authenticated" | "fails" | "none" | null,   # null: not probed (error)
+         "ok": bool,                       # dane == "authenticated"
+         "summary": str | null,            # why, DNS and chain together
+         "error": str|null,
          "tls_version": "TLSv1.3"|null, "cipher": str|null, "server_name": str|null,
          "chain": [{"depth": 0, "subject": str, "issuer": str, "not_before": iso,
                     "not_after": iso, "key_type": "EC P-256", "spki_sha256": hex,
                     "cert_sha256": hex, "names": [str], "ca": bool}],
-         "verdicts": [{"servers": [...], "ok": bool, "summary": str, "warnings": [str],
+         "verdicts": [{"servers": [...], "dane": str, "ok": bool, "summary": str,
+                       "warnings": [str],     # the chain against one RRset variant
                        "records": [{"record": "3 1 1 <hex>", "usable": bool,
                                     "considered": bool, "matched": bool,
                                     "authenticates": bool, "reason": str}]}],
          "saved_chain": "/dir/file.pem" | null}
       ],
-      "problems": [str],   # DNS-side reasons DANE fails for every address
+      "problems": [str],   # DNS-side reasons DANE fails for every address (bogus)
+      "insecure": [str],   # DNS-side reasons there is no DANE (unsigned zone, no AD bit)
       "errors": [str],     # things that could not be checked
-      "ok": bool,
-      "exit": 0 | 1 | 2
+      "dane": "authenticated" | "fails" | "none" | null,   # fails > none > authenticated
+      "ok": bool,          # exit == 0
+      "exit": 0 | 1 | 2 | 3
     }
 """
 
@@ -71,12 +96,20 @@ from dns.rdtypes.ANY.TLSA import TLSA
 
 from tlsarotate import records, timefmt
 from tlsarotate.config import Nameserver, parse_nameserver
-from tlsarotate.dane import Verdict, describe, diagnose
+from tlsarotate.dane import (
+    AUTHENTICATED,
+    FAILS,
+    NO_DANE,
+    Trust,
+    Verdict,
+    describe,
+    diagnose,
+)
 from tlsarotate.errors import ObserverError, RecordError, TlsarotateError
 from tlsarotate.fsutil import atomic_write, read_text
 from tlsarotate.observation import Observation, Observer
 from tlsarotate.observer import DnsObserver
-from tlsarotate.tlsprobe import ServedChain, fetch_chain, is_ip, resolve_starttls
+from tlsarotate.tlsprobe import ServedChain, fetch_chain, is_ip, resolve_starttls, speaks_smtp
 
 __all__ = ["ProbeReport", "cmd_probe", "run_probe"]
 
@@ -248,7 +281,8 @@ class TlsaAnswer:
     dnssec: str = "unknown"
     min_rrsig_expiry: float | None = None
     resolver: dict[str, object] | None = None
-    problems: list[str] = field(default_factory=list)  # DANE fails because of these
+    problems: list[str] = field(default_factory=list)  # bogus: DANE fails because of these
+    insecure: list[str] = field(default_factory=list)  # DANE does not apply because of these
     errors: list[str] = field(default_factory=list)  # could not check
 
 
@@ -311,6 +345,8 @@ def tlsa_from_dns(
 
 def _digest_observation(ans: TlsaAnswer, obs: Observation, owner: dns.name.Name) -> None:
     signed_states: list[bool | None] = []
+    # an unsigned zone has no RRSIGs at all: that is "insecure" (no DANE), not "bogus"
+    unsigned = obs.zone_signed is False
     for s in obs.servers:
         rr = s.rrsets.get(owner)
         recs = sorted(rr.records, key=records.sort_key) if rr else []
@@ -329,7 +365,7 @@ def _digest_observation(ans: TlsaAnswer, obs: Observation, owner: dns.name.Name)
             ans.errors.append(f"authoritative server {s.label}: {s.error}")
             continue
         signed_states.append(signed)
-        if signed is False:
+        if signed is False and not unsigned:
             why = f" ({s.sig_problem})" if s.sig_problem else ""
             ans.problems.append(
                 f"{s.label}: the TLSA answer at {owner} has no valid RRSIG{why}: "
@@ -342,9 +378,9 @@ def _digest_observation(ans: TlsaAnswer, obs: Observation, owner: dns.name.Name)
     if not obs.servers:
         ans.errors.append(f"no authoritative servers found for {obs.zone}")
     ans.variants = obs.variants(owner)
-    if obs.zone_signed is False:
+    if unsigned:
         ans.dnssec = "unsigned"
-        ans.problems.append(
+        ans.insecure.append(
             f"zone {obs.zone} is not DNSSEC-signed: DANE clients ignore its TLSA records"
         )
     elif any(s is False for s in signed_states):
@@ -386,7 +422,7 @@ def _ask_resolver(
             "(DNSSEC bogus?): DANE clients defer delivery"
         )
     elif rcode == "NOERROR" and recs and not ad:
-        ans.problems.append(
+        ans.insecure.append(
             f"validating resolver {resolver} returns the TLSA records without the AD bit: "
             "DANE clients treat them as insecure and ignore them"
         )
@@ -396,15 +432,38 @@ def _ask_resolver(
 # the report
 
 
+RANK = {AUTHENTICATED: 0, NO_DANE: 1, FAILS: 2}  # the worse verdict wins
+VERDICT_WORD = {AUTHENTICATED: "OK", FAILS: "FAIL", NO_DANE: "NO DANE"}
+
+
 @dataclass
 class AddressResult:
     served: ServedChain
     verdicts: list[tuple[tuple[str, ...], Verdict]]
     saved: str | None = None
+    dane: str | None = None  # authenticated | fails | none; None: could not be judged
+    summary: str | None = None  # why, in one line (DNS and chain together)
 
     @property
     def ok(self) -> bool:
-        return self.served.ok and bool(self.verdicts) and all(v.ok for _, v in self.verdicts)
+        return self.dane == AUTHENTICATED
+
+
+def address_verdict(
+    tlsa: TlsaAnswer, verdicts: Sequence[tuple[tuple[str, ...], Verdict]]
+) -> tuple[str | None, str | None]:
+    """One verdict per address, from what DNS says and what the chain does (RFC 7672 §2.2):
+    a bogus TLSA answer fails whatever the chain; an insecure one (unsigned zone, no AD bit)
+    means no DANE; else the worst verdict over the RRset variants the servers serve."""
+    worst = max((v for _, v in verdicts), key=lambda v: RANK[v.dane], default=None)
+    if tlsa.problems:
+        return FAILS, tlsa.problems[0]
+    if tlsa.insecure:
+        alone = f" (the records alone: {worst.summary})" if worst is not None else ""
+        return NO_DANE, f"{tlsa.insecure[0]}{alone}"
+    if worst is None:
+        return None, None
+    return worst.dane, worst.summary
 
 
 @dataclass
@@ -416,25 +475,41 @@ class ProbeReport:
     tlsa: TlsaAnswer
     addresses: list[AddressResult]
     errors: list[str] = field(default_factory=list)
+    smtp: bool = False  # RFC 7672 rules applied (the protocol is SMTP)
 
     @property
-    def dane_failed(self) -> bool:
-        return bool(self.tlsa.problems) or any(
-            a.served.ok and a.verdicts and not all(v.ok for _, v in a.verdicts)
-            for a in self.addresses
+    def dane(self) -> str | None:
+        """The endpoint's verdict: ``fails`` if any address fails, else ``none`` if any
+        address has no DANE, else ``authenticated`` if every address is; None: nothing
+        could be judged."""
+        known = [a.dane for a in self.addresses if a.dane is not None]
+        if self.tlsa.problems or FAILS in known:
+            return FAILS
+        if NO_DANE in known or (self.tlsa.insecure and not known):
+            return NO_DANE
+        if known and len(known) == len(self.addresses):
+            return AUTHENTICATED
+        return None
+
+    @property
+    def incomplete(self) -> bool:
+        return bool(
+            self.errors
+            or self.tlsa.errors
+            or not self.addresses
+            or any(a.dane is None for a in self.addresses)
         )
 
     @property
     def exit_code(self) -> int:
-        if self.dane_failed:
+        """2 DANE fails (anywhere); 1 something could not be checked; 3 no DANE (a sender
+        delivers without DANE authentication); 0 authenticated on every address."""
+        if self.dane == FAILS:
             return 2
-        if (
-            self.errors
-            or self.tlsa.errors
-            or not self.addresses
-            or any(not a.served.ok or not a.verdicts for a in self.addresses)
-        ):
+        if self.incomplete:
             return 1
+        if self.dane == NO_DANE:
+            return 3
         return 0
 
     def to_json(self) -> dict[str, object]:
@@ -445,6 +520,7 @@ class ProbeReport:
             "port": self.port,
             "owner": self.owner.to_text(),
             "starttls": self.starttls,
+            "smtp": self.smtp,
             "tlsa": {
                 "source": self.tlsa.source,
                 "zone": self.tlsa.zone.to_text() if self.tlsa.zone else None,
@@ -460,7 +536,9 @@ class ProbeReport:
             },
             "addresses": [_address_json(a) for a in self.addresses],
             "problems": list(self.tlsa.problems),
+            "insecure": list(self.tlsa.insecure),
             "errors": [*self.errors, *self.tlsa.errors],
+            "dane": self.dane,
             "ok": self.exit_code == 0,
             "exit": self.exit_code,
         }
@@ -475,7 +553,9 @@ def _address_json(a: AddressResult) -> dict[str, object]:
     return {
         "address": s.address,
         "port": s.port,
+        "dane": a.dane,
         "ok": a.ok,
+        "summary": a.summary,
         "error": s.error,
         "tls_version": s.tls_version,
         "cipher": s.cipher,
@@ -498,10 +578,12 @@ def run_probe(
     fetch: Callable[..., ServedChain] = fetch_chain,
     observer_factory: ObserverFactory = default_observer,
     addresses: Sequence[str] | None = None,
+    trust: Trust | None = None,
 ) -> ProbeReport:
     """Everything ``probe`` does except printing. Raises TlsarotateError for bad input.
 
-    ``addresses`` probes these instead of resolving ``host`` (a server not yet in DNS)."""
+    ``addresses`` probes these instead of resolving ``host`` (a server not yet in DNS).
+    ``trust``: PKIX trust anchors for usages 0/1 off SMTP (default :func:`system_trust`)."""
     host = host.rstrip(".")
     if not host:
         raise TlsarotateError("probe: empty host name")
@@ -557,16 +639,21 @@ def run_probe(
             assert file_records is not None
             tlsa.variants = [(("file",), frozenset(file_records))]
 
+    smtp = speaks_smtp(mode, port)
     results: list[AddressResult] = []
     for s in served:
         verdicts = (
-            [(labels, diagnose(s.der, rrset, port, host)) for labels, rrset in tlsa.variants]
+            [
+                (labels, diagnose(s.der, rrset, host, smtp=smtp, trust=trust))
+                for labels, rrset in tlsa.variants
+            ]
             if s.ok
             else []
         )
         saved = _save(save_chain, host, s) if save_chain and s.ok else None
-        results.append(AddressResult(s, verdicts, saved))
-    return ProbeReport(host, port, owner, mode, tlsa, results, errors)
+        dane, summary = address_verdict(tlsa, verdicts) if s.ok else (None, None)
+        results.append(AddressResult(s, verdicts, saved, dane, summary))
+    return ProbeReport(host, port, owner, mode, tlsa, results, errors, smtp)
 
 
 def _save(directory: str, host: str, s: ServedChain) -> str:
@@ -617,6 +704,8 @@ def render_text(rep: ProbeReport) -> str:
             out.append(f"resolver {r['server']}: {r['rcode']}, {ad}")
     for p in t.problems:
         out.append(f"DNS PROBLEM: {p}")
+    for p in t.insecure:
+        out.append(f"NO DANE: {p}")
     for e in [*rep.errors, *t.errors]:
         out.append(f"error: {e}")
     for a in rep.addresses:
@@ -637,7 +726,8 @@ def render_text(rep: ProbeReport) -> str:
                 f"{c.key_type}, SPKI sha256 {c.spki_sha256}"
             )
         for labels, v in a.verdicts:
-            if len(a.verdicts) > 1:
+            several = len(a.verdicts) > 1
+            if several:
                 out.append(f"  against the RRset of {', '.join(labels)}:")
             for rc in v.records:
                 state = (
@@ -650,29 +740,43 @@ def render_text(rep: ProbeReport) -> str:
                     else "NO MATCH"
                 )
                 out.append(f"    {state:<9} {rc.reason}")
-            out.append(f"  => {'OK' if v.ok else 'FAIL'}: {v.summary}")
+            if several:
+                out.append(f"    -> {VERDICT_WORD[v.dane]}: {v.summary}")
             for w in v.warnings:
                 out.append(f"  warning: {w}")
+        if a.dane is not None:
+            out.append(f"  => {VERDICT_WORD[a.dane]}: {a.summary}")
         if a.saved:
             out.append(f"  chain saved to {a.saved}")
     out.append("")
+    out.append("result: " + result_line(rep))
+    return "\n".join(out) + "\n"
+
+
+def result_line(rep: ProbeReport) -> str:
+    """One line that agrees with every per-address verdict and with the exit code."""
     n = len(rep.addresses)
-    failing = sum(1 for a in rep.addresses if a.served.ok and a.verdicts and not a.ok)
+    count = {d: sum(1 for a in rep.addresses if a.dane == d) for d in RANK}
     unreachable = sum(1 for a in rep.addresses if not a.served.ok)
     if rep.exit_code == 0:
-        out.append(f"result: all {n} address(es) pass DANE")
-    else:
-        parts = []
-        if failing:
-            parts.append(f"{failing} of {n} address(es) fail DANE")
-        if t.problems:
-            parts.append("DNS makes DANE fail for every address")
-        if unreachable:
-            parts.append(f"{unreachable} of {n} address(es) could not be probed")
-        if not parts:
-            parts.append("could not check" if n else "no addresses to probe")
-        out.append("result: " + "; ".join(parts))
-    return "\n".join(out) + "\n"
+        return f"all {n} address(es) pass DANE (authenticated)"
+    parts = []
+    if rep.tlsa.problems:
+        parts.append("DNS makes DANE fail for every address: a DANE sender defers mail")
+    elif count[FAILS]:
+        parts.append(f"{count[FAILS]} of {n} address(es) fail DANE: a DANE sender defers mail")
+    if count[NO_DANE]:
+        parts.append(
+            f"no DANE for {count[NO_DANE]} of {n} address(es): a sender delivers without "
+            "DANE authentication"
+        )
+    if count[AUTHENTICATED] and parts:
+        parts.append(f"{count[AUTHENTICATED]} of {n} authenticated")
+    if unreachable:
+        parts.append(f"{unreachable} of {n} address(es) could not be probed")
+    if not parts:
+        parts.append("could not check" if n else "no addresses to probe")
+    return "; ".join(parts)
 
 
 def cmd_probe(args: argparse.Namespace) -> int:

@@ -63,6 +63,15 @@ def resolve_starttls(starttls: str, port: int) -> str:
     return AUTO_STARTTLS.get(port, "none")
 
 
+def speaks_smtp(starttls: str, port: int) -> bool:
+    """The protocol is SMTP, so RFC 7672's DANE rules apply: STARTTLS smtp (asked for, on any
+    port, or picked by ``auto`` for 25/587), or implicit TLS on 465, the SMTP submission
+    service over TLS (RFC 8314 §7.3) whose SMTP clients (Postfix ``smtp_tls_wrappermode``,
+    ``posttls-finger -w``) apply the same rules."""
+    mode = resolve_starttls(starttls, port)
+    return mode == "smtp" or (mode == "none" and port == 465)
+
+
 class _ProbeFailure(Exception):
     """Internal: one line describing why the probe stopped."""
 
