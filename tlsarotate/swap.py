@@ -348,7 +348,8 @@ def run_bounded(argv: Sequence[str], timeout: float) -> subprocess.CompletedProc
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        text=True,
+        encoding="utf-8",
+        errors="replace",
         start_new_session=True,
     )
     try:
