@@ -218,12 +218,7 @@ def test_recovery_never_deploys_a_pair_whose_records_are_not_published(tmp_path:
     assert material.load_pair(store / "1/cert.pem", store / "1/key.pem").same_as(first)
     # torn: the second certificate beside the first key, as regular files
     cert = (tmp_path / "deployed/fullchain.pem").read_bytes()
-    for p, data in (
-        (tmp_path / "deployed/fullchain.pem", cert),
-        (w.tmp / "deployed/privkey.pem", first_key),
-    ):
-        p.unlink()
-        p.write_bytes(data)
+    _tear(w, cert, first_key)
     st = w.store.load("mail")
     j = SwapJournal("default", "ab" * 32, 1.0, first.fingerprint, str(store / "1"), "")
     w.store.save(st.with_(swap=j))
@@ -236,6 +231,76 @@ def test_recovery_never_deploys_a_pair_whose_records_are_not_published(tmp_path:
     assert (tmp_path / "deployed/fullchain.pem").read_bytes() == cert
     assert w.store.load("mail").swap == j  # still there: the next run says it again
     assert second.fingerprint != first.fingerprint
+
+
+def _tear(w: World, cert: bytes, key: bytes) -> None:
+    """Regular files at the deployed paths, as an older version's crash left them."""
+    for p, data in (
+        (w.tmp / "deployed/fullchain.pem", cert),
+        (w.tmp / "deployed/privkey.pem", key),
+    ):
+        p.unlink()
+        p.write_bytes(data)
+
+
+def test_an_older_journal_with_a_torn_pair_is_undone_from_the_prev_copies(tmp_path: Path) -> None:
+    """Upgraded in the middle of a crashed swap of the old code: new key beside the old
+    certificate, the old pair in *.prev, a journal without fingerprints. The published records
+    accept the *.prev pair: it is put back (into the store), then the rollover goes on."""
+    w = World(tmp_path)
+    old = w.deployed()
+    ready_to_swap(w)
+    d = tmp_path / "deployed"
+    old_cert, old_key = (d / "fullchain.pem").read_bytes(), (d / "privkey.pem").read_bytes()
+    (d / "fullchain.pem.prev").write_bytes(old_cert)
+    (d / "privkey.pem.prev").write_bytes(old_key)
+    _tear(w, old_cert, (tmp_path / "next/privkey.pem").read_bytes())
+    legacy = {"slot": "default", "fingerprint": w.next().fingerprint, "started": 1.0}
+    doc = json.loads((tmp_path / "state/mail.json").read_text())
+    doc["swap"] = legacy
+    (tmp_path / "state/mail.json").write_text(json.dumps(doc))
+    events: list[str] = []
+    e = w.engine()
+    e.on_event = events.append
+    e.recover(w.service)
+    assert any("restoring the pair the swap of 'default' backed up" in x for x in events)
+    assert w.deployed().same_as(old) and (d / "privkey.pem").is_symlink()
+    assert journal(w) is None
+    w.apply(wait=True)
+    assert w.deployed().same_as(w.next()) and w.violations == []
+
+
+def test_a_torn_pair_with_the_new_pair_written_is_finished_from_its_version(
+    tmp_path: Path,
+) -> None:
+    """The backup named by the journal is gone, the deployed pair torn, the new version
+    complete and its records published: recovery installs it and finishes the swap."""
+    w = World(tmp_path)
+    old = w.deployed()
+    ready_to_swap(w)
+    new = w.next()
+    prepared = swap.prepare(w.service.certificates[0], new.fingerprint)
+    store = tmp_path / "deployed/.tlsarotate/privkey.pem"
+    assert prepared.installed == store / "2"
+    swap._Store(
+        tmp_path / "deployed/fullchain.pem", tmp_path / "deployed/privkey.pem"
+    ).write_version(prepared.installed, prepared.pair.chain_pem, prepared.pair.key_pem)
+    d = tmp_path / "deployed"
+    _tear(w, (d / "fullchain.pem").read_bytes(), (tmp_path / "next/privkey.pem").read_bytes())
+    j = SwapJournal(
+        "default", new.fingerprint, 1.0, old.fingerprint, str(store / "1"), str(store / "2")
+    )
+    w.store.save(w.store.load("mail").with_(swap=j))
+    reloads = w.reloads
+    w.engine().recover(w.service)
+    assert w.deployed().same_as(new) and w.served.same_as(new) and w.reloads == reloads + 1
+    st = w.store.load("mail")
+    assert st.swap is None and st.previous == {"default": old.fingerprint}
+    w.apply(wait=True)
+    assert w.published_texts() == {
+        records.to_text(r) for r in records.build_all(new, w.service.params)
+    }
+    assert w.violations == []
 
 
 # -- owner, group, mode; temp files -------------------------------------------------------------

@@ -198,7 +198,9 @@ def _write(path: Path, data: bytes, meta: Meta | None, secret: bool) -> None:
     uid, gid, mode = meta
     if secret:
         mode &= ~0o007
-    owner = None if (uid, gid) == (os.geteuid(), os.getegid()) else (uid, gid)
+    # root always sets them (a setgid directory would otherwise give its group)
+    same = (uid, gid) == (os.geteuid(), os.getegid())
+    owner = (uid, gid) if os.geteuid() == 0 or not same else None
     atomic_write(path, data, mode=mode, owner=owner)
 
 
