@@ -303,6 +303,55 @@ def test_a_torn_pair_with_the_new_pair_written_is_finished_from_its_version(
     assert w.violations == []
 
 
+def test_a_write_failure_leaves_the_deployed_pair_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    w = World(tmp_path)
+    old = w.deployed()
+    ready_to_swap(w)
+    real = swap.atomic_write
+
+    def full(path: Any, *a: Any, **kw: Any) -> None:
+        if "/2/" in str(path):  # the new version's files
+            raise OSError(28, "No space left on device", str(path))
+        real(path, *a, **kw)
+
+    monkeypatch.setattr(swap, "atomic_write", full)
+    with pytest.raises(SwapError) as e:
+        w.apply()
+    assert_one_line(e.value, "No space left on device", "the deployed pair is unchanged")
+    assert w.deployed().same_as(old) and w.reloads == 0 and journal(w) is None
+
+
+def test_a_failure_right_after_the_switch_switches_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rename of current happened, the fsync of its directory failed: the new pair is
+    deployed, so it is switched back and reloaded, not reported unchanged."""
+    w = World(tmp_path)
+    old = w.deployed()
+    ready_to_swap(w)
+    w.apply(wait=True)  # converted; the second rollover switches versions
+    second = w.deployed()
+    ready_to_swap(w)
+    real = swap.replace_with_symlink
+    calls = {"n": 0}
+
+    def eio_after(path: Path, target: str) -> None:
+        real(path, target)
+        if path.name == "current":
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise OSError(5, "Input/output error", str(path.parent))
+
+    monkeypatch.setattr(swap, "replace_with_symlink", eio_after)
+    with pytest.raises(SwapError) as e:
+        w.apply()
+    assert_one_line(e.value, "Input/output error", "previous certificate was restored")
+    assert w.deployed().same_as(second) and w.served.same_as(second) and journal(w) is None
+    assert not second.same_as(old)
+
+
 # -- owner, group, mode; temp files -------------------------------------------------------------
 
 

@@ -458,17 +458,22 @@ def commit(p: Prepared, runner: Runner | None, verify: Verifier | None = None) -
             "Records were NOT retired."
         ) from None
     except OSError as e:
-        # nothing a reader sees has changed: the switch (or the combined rename) is the last step
         where = f" {e.filename}" if e.filename else ""
+        problem = f"cannot write{where}: {e.strerror or e}"
+        now = deployed(slot)
+        if now is not None and now.same_as(p.pair.material):
+            # the switch (or the combined rename) is the last step: only a failing fsync of
+            # the directory after it gets here
+            _undo(slot, str(p.backup), p.previous.fingerprint, problem, runner)
         raise SwapError(
-            f"certificate {slot.name!r}: cannot write{where}: {e.strerror or e}; "
-            "the deployed pair is unchanged. Records were NOT retired."
+            f"certificate {slot.name!r}: {problem}; the deployed pair is unchanged. "
+            "Records were NOT retired."
         ) from None
-    problem = reload(slot, runner)
-    if problem is None and verify is not None:
-        problem = verify(slot, p.pair.material)
-    if problem is not None:
-        _undo(slot, str(p.backup), p.previous.fingerprint, problem, runner)
+    failed = reload(slot, runner)
+    if failed is None and verify is not None:
+        failed = verify(slot, p.pair.material)
+    if failed is not None:
+        _undo(slot, str(p.backup), p.previous.fingerprint, failed, runner)
     if store is not None:
         store.prune({p.installed, p.backup})
     log.info("certificate %r: installed %s", slot.name, p.pair.material.spki_sha256[:16])
@@ -527,6 +532,16 @@ def put_back(slot: CertSlot, where: str, fingerprint: str) -> None:
     m = kept(slot, where)
     if m is None or m.fingerprint != fingerprint:
         raise SwapError(f"no pair {fingerprint[:16]}… at {where or 'the *.prev copies'}")
+    try:
+        _put_back(slot, where)
+    except OSError as e:
+        raise RestoreFailed(
+            f"certificate {slot.name!r}: cannot deploy the pair kept at "
+            f"{where or 'the *.prev copies'}: {e.strerror or e}"
+        ) from None
+
+
+def _put_back(slot: CertSlot, where: str) -> None:
     store = _store(slot)
     if store is None:
         f = slot.deployed.combined
