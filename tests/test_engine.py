@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 
 import pytest
@@ -51,10 +52,17 @@ def test_full_rollover_publish_wait_swap_retire(tmp_path: Path) -> None:
     assert w.published_texts() == texts(w, nxt)
     assert len(w.provider.writes) == 2  # publish, retire
     assert w.violations == []
-    # the previous pair is kept
-    assert (tmp_path / "deployed/fullchain.pem.prev").exists()
-    assert (tmp_path / "deployed/privkey.pem.prev").stat().st_mode & 0o777 == 0o600
-    assert (tmp_path / "deployed/privkey.pem").stat().st_mode & 0o777 == 0o600
+    # the deployed paths are links into the versioned store; the previous pair is kept there
+    store = tmp_path / "deployed/.tlsarotate/privkey.pem"
+    assert (tmp_path / "deployed/privkey.pem").is_symlink()
+    assert (tmp_path / "deployed/fullchain.pem").is_symlink()
+    assert os.readlink(store / "current") == "2"
+    from tlsarotate import material
+
+    assert material.load_pair(store / "1/cert.pem", store / "1/key.pem").same_as(old)
+    # the key keeps its mode (World writes 0644), minus what others could read
+    assert (tmp_path / "deployed/privkey.pem").stat().st_mode & 0o777 == 0o640
+    assert (store / "1/key.pem").stat().st_mode & 0o777 == 0o640
 
 
 def test_wait_uses_the_old_ttl_as_observed_not_as_configured(tmp_path: Path) -> None:
@@ -356,8 +364,8 @@ def test_two_certificates_rolled_independently(tmp_path: Path) -> None:
     w.apply()
     from tlsarotate import material
 
-    assert (tmp_path / "deployed/fullchain.pem.prev").exists()  # the ECDSA slot was swapped
-    assert not (tmp_path / "rsa/fullchain.pem.prev").exists()  # the rsa slot was never swapped
+    assert (tmp_path / "deployed/fullchain.pem").is_symlink()  # the ECDSA slot was swapped
+    assert not (tmp_path / "rsa/fullchain.pem").is_symlink()  # the rsa slot was never swapped
     assert w.deployed().same_as(w.next())
     rsa_rec = records.to_text(
         records.build(material.load(tmp_path / "rsa/fullchain.pem"), records.parse_params("3 1 1"))
@@ -465,25 +473,25 @@ def test_keep_ahead_next_key_gives_a_zero_wait_renewal(tmp_path: Path) -> None:
 def test_swap_installs_only_the_bytes_it_checked(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """The ACME client replaces the next files between the plan and the copy: nothing is
     installed, the swap says so, and the next run plans afresh."""
-    from tlsarotate import pki, swap
+    from tlsarotate import material, pki, swap
 
     w = World(tmp_path)
     old = w.deployed()
     w.new_next()
     w.apply()
     w.clock.advance(300)
-    real = swap.read_bundle
+    real = swap.read_pair
     other = pki.make_leaf(w.ca, ["mx1.example.test"])
 
     def changed_underneath(paths):  # type: ignore[no-untyped-def]
         real(paths)
-        return swap.Bundle(other.cert_pem, other.key_pem)
+        return swap.Pair(other.cert_pem, other.key_pem, material.parse(other.cert_pem, "x"))
 
-    monkeypatch.setattr(swap, "read_bundle", changed_underneath)
+    monkeypatch.setattr(swap, "read_pair", changed_underneath)
     with pytest.raises(SwapError, match="changed while it was read"):
         w.apply()
     assert w.deployed().same_as(old) and w.reloads == 0
-    monkeypatch.setattr(swap, "read_bundle", real)
+    monkeypatch.setattr(swap, "read_pair", real)
     w.apply()
     assert w.deployed().same_as(w.next()) and w.violations == []
 
@@ -491,9 +499,10 @@ def test_swap_installs_only_the_bytes_it_checked(tmp_path: Path, monkeypatch) ->
 def test_crashed_swap_whose_next_changed_restores_and_reloads(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A crash between writing the new key and the new certificate; before the rerun the ACME
-    client renewed again. The rerun cannot finish that swap (its certificate is gone), so it
-    puts the previous files back AND reloads, then rolls to the newest certificate safely."""
+    """A crash while the new pair is written (after the first swap converted the deployed
+    files into the versioned store, between the new key and the new certificate); before the
+    rerun the ACME client renewed again. The rerun keeps the deployed pair (nothing was
+    switched) AND reloads, then rolls to the newest certificate safely."""
     from tlsarotate import swap
 
     w = World(tmp_path)
@@ -505,7 +514,7 @@ def test_crashed_swap_whose_next_changed_restores_and_reloads(
     calls = {"n": 0}
 
     def crash_on_fourth(*a, **kw):  # type: ignore[no-untyped-def]
-        calls["n"] += 1  # two .prev copies, the key, then the certificate
+        calls["n"] += 1  # the deployed key and cert into version 1, the new key, the new cert
         if calls["n"] == 4:
             raise Crash("between the key and the certificate")
         return real(*a, **kw)

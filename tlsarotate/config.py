@@ -73,6 +73,7 @@ class CertSlot:
     reload: tuple[str, ...] = ()
     verify: Verify | None = None
     next_key: NextKey | None = None
+    reload_timeout: float = 60.0  # seconds each run of ``reload`` may take before it is killed
 
 
 @dataclass(frozen=True)
@@ -321,6 +322,7 @@ SLOT_KEYS = {
     "reload": False,
     "verify": False,
     "next_key": False,
+    "reload_timeout": False,
 }
 NEXT_KEY_KEYS = {"path": True, "type": False}
 
@@ -353,6 +355,11 @@ def _slot(ctx: _Ctx, node: yaml.Node, kp: str, default_name: str) -> CertSlot:
     if "reload" in m:
         reload = _list(ctx, m["reload"][1], f"{kp}.reload", lambda n, k: _str(ctx, n, k))
     verify = _verify(ctx, m["verify"][1], f"{kp}.verify") if "verify" in m else None
+    reload_timeout = 60.0
+    if "reload_timeout" in m:
+        reload_timeout = _number(
+            ctx, m["reload_timeout"][1], f"{kp}.reload_timeout", 1, 3600, "timeout"
+        )
     next_key = None
     if "next_key" in m:
         nk = _mapping(ctx, m["next_key"][1], f"{kp}.next_key", NEXT_KEY_KEYS)
@@ -375,7 +382,7 @@ def _slot(ctx: _Ctx, node: yaml.Node, kp: str, default_name: str) -> CertSlot:
                 "must be a copy of the next key taken when the CSR was made, not next_key.path "
                 "itself (that file is replaced by a fresh key after the swap)",
             )
-    return CertSlot(name, deployed, nxt, reload, verify, next_key)
+    return CertSlot(name, deployed, nxt, reload, verify, next_key, reload_timeout)
 
 
 def parse_nameserver(text: str) -> Nameserver:

@@ -37,7 +37,7 @@ from tlsarotate.material import Material
 from tlsarotate.observation import Observation, Observer, ProviderObserver
 from tlsarotate.observer import DnsObserver
 from tlsarotate.planner import Plan
-from tlsarotate.providers.base import Provider, ProviderContext, Runner, run_command
+from tlsarotate.providers.base import Provider, ProviderContext, Runner
 from tlsarotate.state import State, SwapJournal
 
 log = logging.getLogger("tlsarotate.engine")
@@ -135,7 +135,7 @@ class Engine:
     providers: Mapping[str, Provider]
     clock: Clock = field(default_factory=SystemClock)
     observer_for: ObserverFactory = default_observer
-    runner: Runner = run_command
+    runner: Runner | None = None  # the reload command's runner; None: swap.run_bounded
     # after each swap: (service, slot, installed) -> None if the live service serves it, else why
     verify: Callable[[Service, CertSlot, Material], str | None] | None = None
     on_plan: Callable[[Plan], None] | None = None  # called with every plan made (for output)
@@ -233,21 +233,30 @@ class Engine:
             slot_in = slots[name]
             nxt = slot_in.pending
             assert nxt is not None
-            old_records = _record_texts(slot_in.deployed, svc)
-            st = self.store.load(svc.name)
-            st = st.with_(swap=SwapJournal(name, nxt.fingerprint, self.clock.now()))
-            self.store.save(st)
+            # read and check everything first; the journal names both pairs and where each
+            # is before any file moves (a crash after this is finished or undone by recover)
+            prepared = swap.prepare(cfg_slot, nxt.fingerprint)
+            journal = SwapJournal(
+                name,
+                nxt.fingerprint,
+                self.clock.now(),
+                previous=prepared.previous.fingerprint,
+                backup=str(prepared.backup),
+                installed=str(prepared.installed),
+            )
+            self.store.save(self.store.load(svc.name).with_(swap=journal))
             self._event(f"{svc.name}: installing the next certificate {name!r}")
             try:
-                installed = swap.install(
-                    cfg_slot, nxt.fingerprint, self.runner, self._verifier(svc)
-                )
+                swap.commit(prepared, self.runner, self._verifier(svc))
+            except swap.RestoreFailed:
+                raise  # the journal stays: the next run recovers from the files it names
             except SwapError:
                 # rolled back cleanly: no swap to finish; the next run plans afresh
                 self.store.save(self.store.load(svc.name).with_(swap=None))
                 raise
-            self._finish_swap(svc, name, slot_in.deployed.fingerprint, old_records)
-            self._rotate_next_key(svc, name, installed)
+            old_records = _record_texts(prepared.previous, svc)
+            self._finish_swap(svc, name, prepared.previous.fingerprint, old_records)
+            self._rotate_next_key(svc, name, prepared.pair.material)
 
     def _verifier(self, svc: Service) -> swap.Verifier | None:
         check = self.verify
@@ -290,42 +299,103 @@ class Engine:
         self._event(f"{svc.name}: certificate {slot!r} swapped; old records will be retired")
 
     def recover(self, svc: Service) -> None:
-        """Finish a swap that a crash interrupted (the journal in the state says which)."""
+        """Clean up after a killed run, and finish or undo a swap it interrupted (the journal
+        in the state names both pairs and where each is). A pair is deployed or kept only if
+        the published records accept it; if no pair on disk qualifies, stop with one line."""
+        for slot in svc.certificates:
+            for path in swap.cleanup(slot):
+                log.info("service %s: removed %s, left by a killed run", svc.name, path)
         st = self.store.load(svc.name)
         if st.swap is None:
             return
         j = st.swap
         cfg_slot = next((s for s in svc.certificates if s.name == j.slot), None)
-        if cfg_slot is None or cfg_slot.next is None:
+        if cfg_slot is None:
             self.store.save(st.with_(swap=None))
             return
-        self._event(f"{svc.name}: finishing the swap of {j.slot!r} interrupted at {j.started:.0f}")
-        nxt = load_cert(cfg_slot.next)
-        try:
-            deployed = load_cert(cfg_slot.deployed)
-        except TlsarotateError:
-            deployed = None
-        old_fp = st.deployed.get(j.slot, "")
-        if deployed is not None and deployed.fingerprint == j.fingerprint:
-            swap.reload_and_verify(cfg_slot, deployed, self.runner, self._verifier(svc))
-        elif nxt.fingerprint == j.fingerprint:
-            swap.install(cfg_slot, j.fingerprint, self.runner, self._verifier(svc))
-        else:
-            # the next certificate changed since: put the previous files back (and reload:
-            # the interrupted swap may have reloaded the service already)
-            self._event(f"{svc.name}: next certificate changed since; restoring the previous one")
-            problem = swap.restore_previous(cfg_slot, self.runner)
-            self.store.save(st.with_(swap=None))
+        self._event(f"{svc.name}: recovering the swap of {j.slot!r} interrupted at {j.started:.0f}")
+        published = self.providers[svc.provider].read(svc.zone, tuple(svc.owners))
+
+        def accepted(m: Material | None) -> bool:
+            return m is not None and all(
+                o in published and records.accepts(published[o].records, m.chain_der)
+                for o in svc.owners
+            )
+
+        def clear() -> None:
+            self.store.save(self.store.load(svc.name).with_(swap=None))
+
+        disk = swap.deployed(cfg_slot)
+        kept = swap.kept(cfg_slot, j.backup)
+        backup_ok = kept is not None and accepted(kept)
+        if kept is not None and j.previous and kept.fingerprint != j.previous:
+            backup_ok = False  # not the pair this journal backed up (a rollover before)
+        previous = j.previous or (kept.fingerprint if kept is not None else "")
+        verifier = self._verifier(svc)
+        old_fp = j.previous or st.deployed.get(j.slot, "")
+        old_records = _record_texts(kept, svc) if kept is not None and backup_ok else []
+
+        def finish(installed: Material) -> None:
+            try:
+                swap.finish(
+                    cfg_slot,
+                    installed,
+                    self.runner,
+                    verifier,
+                    j.backup if backup_ok else None,
+                    previous,
+                )
+            except swap.RestoreFailed:
+                raise
+            except SwapError:
+                clear()  # the previous pair is back in place and reloaded
+                raise
+            self._finish_swap(svc, j.slot, old_fp, old_records)
+
+        if disk is not None and disk.fingerprint == j.fingerprint and accepted(disk):
+            finish(disk)  # the new pair is in place: reload and verify again
+            return
+        if disk is not None and accepted(disk):
+            # nothing was switched, or it was switched back: keep it; the service may have
+            # been reloaded with the new pair meanwhile, so reload once more
+            self._event(
+                f"{svc.name}: the swap of {j.slot!r} did not happen; keeping the deployed pair"
+            )
+            problem = swap.reload(cfg_slot, self.runner)
+            clear()
             if problem is not None:
-                raise SwapError(f"certificate {j.slot!r}: restoring the previous one: {problem}")
+                raise SwapError(
+                    f"certificate {j.slot!r}: reloading after an interrupted swap: {problem}"
+                )
             return
-        old_records: list[str] = []
-        prev_path = cfg_slot.deployed.cert or cfg_slot.deployed.combined
-        if prev_path is not None and prev_path.with_name(prev_path.name + ".prev").exists():
-            with contextlib.suppress(TlsarotateError):
-                prev = material.load(prev_path.with_name(prev_path.name + ".prev"))
-                old_records = _record_texts(prev, svc)
-        self._finish_swap(svc, j.slot, old_fp, old_records)
+        if backup_ok:
+            self._event(f"{svc.name}: restoring the pair the swap of {j.slot!r} backed up")
+            swap.put_back(cfg_slot, j.backup, previous)
+            problem = swap.reload(cfg_slot, self.runner)
+            clear()
+            if problem is not None:
+                raise SwapError(
+                    f"certificate {j.slot!r}: the previous pair was restored after an "
+                    f"interrupted swap, but its reload failed: {problem}"
+                )
+            return
+        new = swap.kept(cfg_slot, j.installed) if j.installed else None
+        if new is not None and new.fingerprint == j.fingerprint and accepted(new):
+            self._event(f"{svc.name}: installing the pair the swap of {j.slot!r} wrote")
+            swap.put_back(cfg_slot, j.installed, j.fingerprint)
+            finish(new)
+            return
+        found = (
+            "unreadable or not a matching pair"
+            if disk is None
+            else (f"{disk.fingerprint[:16]}…, whose records are not published")
+        )
+        raise SwapError(
+            f"certificate {j.slot!r}: an interrupted swap can be neither finished nor undone "
+            f"safely: the deployed pair at {cfg_slot.deployed.describe()} is {found}, and no "
+            "kept pair has its records published; deploy a pair whose records are published "
+            "and re-run"
+        )
 
     # -- the loop ------------------------------------------------------------------------------
 

@@ -93,3 +93,52 @@ def fsync_dir(d: str | os.PathLike[str]) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _temp_name(p: Path) -> Path:
+    """A temp name beside ``p`` of the form atomic_write's ``mkstemp`` uses
+    (``.NAME.XXXXXXXX.tmp``), so :func:`remove_temp_files` finds what a killed run left."""
+    import secrets
+
+    return p.with_name(f".{p.name}.{secrets.token_hex(4)}.tmp")
+
+
+def replace_with_symlink(path: str | os.PathLike[str], target: str) -> None:
+    """Make ``path`` a symbolic link to ``target`` in one rename: a reader opening ``path`` gets
+    the old file (or link) or the new link, never nothing."""
+    p = Path(path)
+    while True:
+        tmp = _temp_name(p)
+        try:
+            os.symlink(target, tmp)
+            break
+        except FileExistsError:
+            continue
+    try:
+        os.replace(tmp, p)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(p.parent)
+
+
+def remove_temp_files(path: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temp files that :func:`atomic_write` or :func:`replace_with_symlink` of
+    ``path`` left behind when the process was killed (``.NAME.XXXXXXXX.tmp`` beside it).
+    Returns what was removed; a missing directory is nothing to do."""
+    import re
+
+    p = Path(path)
+    pattern = re.compile(rf"\.{re.escape(p.name)}\.[a-z0-9_]{{8}}\.tmp")
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(p.parent))
+    except (FileNotFoundError, NotADirectoryError):
+        return removed
+    for entry in entries:
+        if pattern.fullmatch(entry.name) and not entry.is_dir(follow_symlinks=False):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+    return removed

@@ -33,11 +33,19 @@ VERSION = 1
 
 @dataclass(frozen=True)
 class SwapJournal:
-    """Written before a swap starts, cleared after it finished: a crash in between is redone."""
+    """Written before any file of a swap moves, cleared after it finished or was undone: a crash
+    in between is finished or rolled back from exactly the files it names (see swap.py)."""
 
     slot: str
     fingerprint: str  # the next certificate being installed
     started: float
+    previous: str = ""  # the fingerprint of the pair being replaced ("" in an older journal)
+    backup: str = ""  # where that pair is kept during the swap (a version directory, *.prev)
+    installed: str = ""  # where the new pair is written (a version directory, the file itself)
+
+
+SWAP_REQUIRED = ("slot", "fingerprint", "started")
+SWAP_FIELDS = (*SWAP_REQUIRED, "previous", "backup", "installed")
 
 
 @dataclass(frozen=True)
@@ -119,16 +127,19 @@ class State:
             _check(d, k, _is_str)
         swap = d.pop("swap", None)
         if swap is not None:
-            if not isinstance(swap, dict) or set(swap) != {"slot", "fingerprint", "started"}:
-                raise ValueError("field 'swap' is not a swap journal (slot, fingerprint, started)")
-            _check(swap, "slot", _is_str, where="swap.")
-            _check(swap, "fingerprint", _is_str, where="swap.")
-            _check(swap, "started", _is_number, where="swap.")
+            if (
+                not isinstance(swap, dict)
+                or not set(SWAP_REQUIRED) <= set(swap)
+                or not set(swap) <= set(SWAP_FIELDS)
+            ):
+                raise ValueError(f"field 'swap' is not a swap journal ({', '.join(SWAP_FIELDS)})")
+            for k in SWAP_FIELDS:
+                _check(swap, k, _is_number if k == "started" else _is_str, where="swap.")
         if d.get("updated") is None:
             d.pop("updated", None)
         st = cls(**d, cached=entries)
         if swap is not None:
-            st = replace(st, swap=SwapJournal(swap["slot"], swap["fingerprint"], swap["started"]))
+            st = replace(st, swap=SwapJournal(**swap))
         return st
 
 
