@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -94,6 +95,7 @@ def test_full_rollover_then_reuse_key_fast_path(world: World) -> None:
 
     # 1. certbot renews with a NEW key; the deploy hook publishes the new record beside the old
     #    one and returns at once (exit 2 -> success for certbot)
+    renewed_at = time.time()  # the hook publishes after this: the new RRset is visible later
     r = w.certbot.renew(reuse_key=False)
     assert r.returncode == 0 and "reported error" not in r.stderr, r.stderr
     hook_lines = hook_log.read_text().splitlines()
@@ -106,8 +108,13 @@ def test_full_rollover_then_reuse_key_fast_path(world: World) -> None:
     assert w.postfix.served() == material.load(w.postfix.chain_file).chain_der[0]  # still old
 
     # 2. the timer finishes: wait for propagation + TTL, swap, reload, retire
-    codes = w.drive("full rollover")
-    assert codes[0] == 2  # it had to wait at least once
+    w.drive("full rollover")
+    # The swap waited at least the TTL after the new RRset could first have been visible (the
+    # hook ran after renewed_at). On a loaded machine the wait may already have run out before
+    # the first timer run, so whether that run still waited (exit 2) is not asserted; what
+    # caches may hold is checked by w.check at every step.
+    swapped_at = w.postfix.chain_file.stat().st_mtime
+    assert swapped_at - renewed_at >= TTL, (swapped_at - renewed_at, TTL)
     assert all(p == {second} for p in w.published().values())
     assert w.postfix.served() == material.load_lineage(lineage).chain_der[0]
     assert material.load_combined(w.postfix.chain_file).spki_sha256 == second[6:]
