@@ -376,10 +376,8 @@ def test_plan_json_and_text_list_the_foreign_records() -> None:
     ]
     assert doc["changes"] == [] and doc["stale"] == []
     lines = plan_text(p, NOW)
-    assert any(
-        line.startswith(f"  foreign: {OWNER} TLSA {records.to_text(OTHER)} (not published")
-        for line in lines
-    ), lines
+    row = f"  foreign: {OWNER} TLSA {records.to_text(OTHER)} (kept: not published by this "
+    assert row + "tlsarotate)" in lines, lines
     forced = plan_json(plan(recs(A, P311) | {OTHER}, mode="force"), NOW)
     assert forced["foreign"] == []
     assert [(c["op"], c["record"], c["why"]) for c in forced["changes"]] == [

@@ -104,7 +104,8 @@ def plan_text(p: Plan, now: float) -> list[str]:
             )
     for m in p.foreign:
         out.append(
-            f"  foreign: {m.owner} TLSA {records.to_text(m.record)} ({planner.FOREIGN_REASON})"
+            f"  foreign: {m.owner} TLSA {records.to_text(m.record)} (kept: not published by "
+            "this tlsarotate)"
         )
     for name in p.swap:
         out.append(f"  swap: install the next certificate {name!r}")
@@ -120,6 +121,8 @@ def plan_text(p: Plan, now: float) -> list[str]:
             out.append("  next step possible once every authoritative server serves the records")
     for w in p.warnings:
         out.append(f"  note: {w}")
+    if p.foreign:
+        out.append(f"  note: foreign records: {planner.FOREIGN_REASON}")
     return out
 
 
