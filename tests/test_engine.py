@@ -244,6 +244,38 @@ def test_unknown_record_on_a_shared_owner_is_foreign_and_kept(tmp_path: Path) ->
     assert all(v.startswith("(b) cached version 0 ") for v in w.violations), w.violations
 
 
+def test_records_published_just_before_a_crash_stay_ours(tmp_path: Path) -> None:
+    """The planner claims a write's records before it is made: a crash right after the write
+    (before the state is saved) cannot leave them looking like another writer's. A renewal
+    then replaces that next certificate, and its records go as ours."""
+    w = World(tmp_path)
+    w.new_next()
+    first = w.next()
+    w.crash_at = "apply-after"
+    with pytest.raises(Crash):
+        w.apply()
+    assert texts(w, first) <= w.published_texts()
+    w.new_next()  # renewed again before the rollover went on
+    plans = w.apply(wait=True)
+    assert phases(plans) == [planner.IDLE] and plans[0].foreign == ()
+    assert w.published_texts() == texts(w, w.next()) and w.violations == []
+
+
+def test_engine_folds_each_write_into_ours(tmp_path: Path) -> None:
+    w = World(tmp_path)
+    old = w.deployed()
+    w.new_next()
+    w.engine().step([w.service], act=True)  # publish
+    owner = w.service.owners[0].to_text()
+    assert set(w.store.load("mail").ours[owner]) == texts(w, old) | texts(w, w.next())
+    assert phases(w.engine().step([w.service], act=True)) == [planner.WAIT_TTL]
+    w.clock.advance(300)
+    assert phases(w.engine().step([w.service], act=True)) == [planner.SWAP]
+    assert phases(w.engine().step([w.service], act=True)) == [planner.CLEANUP]
+    # right after the retire write, before any new look at DNS: the retired are not ours
+    assert set(w.store.load("mail").ours[owner]) == texts(w, w.next())
+
+
 def test_reload_failure_restores_previous_and_does_not_retire(tmp_path: Path) -> None:
     w = World(tmp_path)
     old = w.deployed()
