@@ -39,6 +39,7 @@ import dns.rdatatype
 import pytest
 
 from tests.conftest import cli_env, run_cli
+from tests.moto_server import fresh_bucket, moto_url, route53_env  # noqa: F401
 from tests.servers import BindServers, bind, bind_servers  # noqa: F401
 from tlsarotate import material, pki, records
 
@@ -339,13 +340,25 @@ def test_two_configs_sharing_an_owner_roll_over_at_once(
     assert doc["changes"] == [] and doc["stale"] == []
 
 
+@pytest.mark.parametrize("backend", ["file", "s3"])
 def test_same_config_twice_at_once_is_serialised_by_the_lock(
-    tmp_path: Path, bind: BindServers
+    tmp_path: Path, bind: BindServers, backend: str, request: pytest.FixtureRequest
 ) -> None:
+    """Two runners of one config (two timers, failover CI runners) on one state: in
+    ``state_dir`` (flock) or in S3 (conditional writes, a lease): the lock serialises them."""
     ca = pki.make_ca()
     host = make_host(tmp_path / "a", bind, ca, ["a"], '"3 1 1", "3 0 1"')
+    if backend == "s3":
+        url = request.getfixturevalue("route53_env")  # moto, dummy credentials in the env
+        fresh_bucket(url, "tlsarotate-state")
+        text = host.config.read_text().replace(
+            "state_dir: state\n",
+            f"state: {{backend: s3, bucket: tlsarotate-state, prefix: ci/, endpoint_url: {url}}}\n",
+        )
+        host.config.write_text(text)
     done = run_cli("-c", host.config, "apply", "--wait", timeout=120, cwd=host.dir)
     assert done.returncode == 0, done.stdout + done.stderr
+    assert (host.dir / "state").exists() == (backend == "file")
     results, sampler, nxt = roll_concurrently(bind, [host], ca, runs=2)
     for code, out in results:
         assert code == 0, out
