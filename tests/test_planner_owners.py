@@ -383,3 +383,35 @@ def test_plan_json_and_text_list_the_foreign_records() -> None:
     assert [(c["op"], c["record"], c["why"]) for c in forced["changes"]] == [
         ("remove", records.to_text(OTHER), planner.FORCED)
     ]
+
+
+def test_a_different_ttl_on_a_shared_rrset_is_no_reason_to_write() -> None:
+    """The TTL is the whole RRset's: two configs with different ``ttl:`` would each set
+    theirs in turn, for ever. With foreign records there, a note; alone, the TTL is fixed."""
+    published = recs(A, P311) | recs(B, P311)
+    pub = {OWNER: TlsaRRset.of(600, published)}
+    from tlsarotate.change import digest
+
+    def run(mode: str) -> planner.Plan:
+        return planner.plan(
+            planner.PlanInput(
+                "mail",
+                ZONE,
+                (OWNER,),
+                300,
+                (P311,),
+                (planner.SlotInput("default", A, None),),
+                pub,
+                visible(pub),
+                State("mail", digest=digest(pub, [OWNER]), visible_since=NOW - 3600, ours={}),
+                NOW,
+                0,
+                owners_mode=mode,
+            )
+        )
+
+    p = run("shared")
+    assert p.phase == planner.IDLE and p.change is None
+    assert any("TTL is 600, not the configured 300" in w for w in p.warnings), p.warnings
+    p = run("exclusive")
+    assert p.phase == planner.PUBLISH and p.summary == "set the TTL to 300"

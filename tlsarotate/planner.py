@@ -436,6 +436,14 @@ def plan(inp: PlanInput) -> Plan:
     # 1. publish whatever the deployed and next certificates need, beside what is there
     missing = {o: books.want[o] - current[o] for o in inp.owners}
     ttl_off = [o for o in inp.owners if o in inp.published and inp.published[o].ttl != inp.ttl]
+    # the TTL belongs to the whole RRset: where another writer shares it, a different TTL alone
+    # is no reason to write (two configs would set theirs in turn, for ever)
+    for o in [o for o in ttl_off if books.foreign[o]]:
+        ttl_off.remove(o)
+        warnings.append(
+            f"{o}: the RRset's TTL is {inp.published[o].ttl}, not the configured {inp.ttl}; "
+            "another writer shares it: give every host the same `ttl:`"
+        )
     if any(missing.values()) or ttl_off:
         change = _target(inp, {o: current[o] | books.want[o] for o in inp.owners})
         if change is not None:
