@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from pathlib import Path
 
@@ -207,8 +208,16 @@ def test_parameter_change_adds_waits_then_drops(tmp_path: Path) -> None:
     assert w.violations == []
 
 
+def _exclusive(w: World) -> None:
+    w.service = dataclasses.replace(w.service, owners_mode="exclusive")
+    w.cfg = dataclasses.replace(w.cfg, services=(w.service,))
+
+
 def test_stale_record_is_marked_and_removed_only_after_deployed_visible(tmp_path: Path) -> None:
+    """With ``owners: exclusive`` a record nobody accounts for is stale and goes (once the
+    deployed certificate's records are visible)."""
     w = World(tmp_path, params=("3 1 1",), lags=(0.0, 50.0))
+    _exclusive(w)
     owner = w.service.owners[0]
     stale = records.from_text("3 1 1 " + "ab" * 32)
     # the incident: DNS holds only a stale 3 1 1
@@ -224,6 +233,55 @@ def test_stale_record_is_marked_and_removed_only_after_deployed_visible(tmp_path
     w.clock.advance(50)
     w.apply()
     assert records.to_text(stale) not in w.published_texts()
+
+
+def test_unknown_record_on_a_shared_owner_is_foreign_and_kept(tmp_path: Path) -> None:
+    """The incident without ``owners: exclusive``: the deployed certificate's records are
+    added, the record nobody here accounts for (maybe another host's) is kept and shown."""
+    w = World(tmp_path, params=("3 1 1",))
+    owner = w.service.owners[0]
+    other = records.from_text("3 1 1 " + "ab" * 32)
+    w.provider.data[w.service.zone][owner] = TlsaRRset.of(300, [other])
+    w.versions[-1].data[owner] = TlsaRRset.of(300, [other])
+    plans = w.apply(wait=True)
+    assert phases(plans) == [planner.IDLE]
+    assert [(m.owner, m.record, m.why) for m in plans[0].foreign] == [(owner, other, "foreign")]
+    assert w.published_texts() == texts(w, w.deployed()) | {records.to_text(other)}
+    assert len(w.provider.writes) == 1
+    # (the world started broken: only the RRset from before the fix fails the chain)
+    assert all(v.startswith("(b) cached version 0 ") for v in w.violations), w.violations
+
+
+def test_records_published_just_before_a_crash_stay_ours(tmp_path: Path) -> None:
+    """The planner claims a write's records before it is made: a crash right after the write
+    (before the state is saved) cannot leave them looking like another writer's. A renewal
+    then replaces that next certificate, and its records go as ours."""
+    w = World(tmp_path)
+    w.new_next()
+    first = w.next()
+    w.crash_at = "apply-after"
+    with pytest.raises(Crash):
+        w.apply()
+    assert texts(w, first) <= w.published_texts()
+    w.new_next()  # renewed again before the rollover went on
+    plans = w.apply(wait=True)
+    assert phases(plans) == [planner.IDLE] and plans[0].foreign == ()
+    assert w.published_texts() == texts(w, w.next()) and w.violations == []
+
+
+def test_engine_folds_each_write_into_ours(tmp_path: Path) -> None:
+    w = World(tmp_path)
+    old = w.deployed()
+    w.new_next()
+    w.engine().step([w.service], act=True)  # publish
+    owner = w.service.owners[0].to_text()
+    assert set(w.store.load("mail").ours[owner]) == texts(w, old) | texts(w, w.next())
+    assert phases(w.engine().step([w.service], act=True)) == [planner.WAIT_TTL]
+    w.clock.advance(300)
+    assert phases(w.engine().step([w.service], act=True)) == [planner.SWAP]
+    assert phases(w.engine().step([w.service], act=True)) == [planner.CLEANUP]
+    # right after the retire write, before any new look at DNS: the retired are not ours
+    assert set(w.store.load("mail").ours[owner]) == texts(w, w.next())
 
 
 def test_reload_failure_restores_previous_and_does_not_retire(tmp_path: Path) -> None:

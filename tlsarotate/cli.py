@@ -141,6 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
     pl = add("plan", "show what the next rollover step would change, and when; never writes")
     pl.add_argument("--service", metavar="NAME")
     pl.add_argument("--output", choices=["text", "json"], default="text")
+    pl.add_argument(
+        "--force-cleanup",
+        action="store_true",
+        help="show what apply --force-cleanup would remove (other writers' records too)",
+    )
 
     a = add("apply", "perform every rollover step that is safe now")
     a.add_argument("--service", metavar="NAME")
@@ -157,6 +162,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="only services whose next certificate is this certbot lineage (deploy hooks)",
     )
     a.add_argument("--output", choices=["text", "json"], default="text")
+    a.add_argument(
+        "--force-cleanup",
+        action="store_true",
+        help="remove, this once, records this tlsarotate did not publish (other writers'); "
+        "see them with plan --force-cleanup first; not with --wait",
+    )
 
     s = add("status", "phase, published records, certificates and timestamps per service")
     s.add_argument("--service", metavar="NAME")

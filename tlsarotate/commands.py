@@ -9,11 +9,13 @@ JSON plan schema (``plan --output json``, ``apply --output json``)::
        "summary": "...", "pending": bool,
        "changes": [{"op": "add"|"remove", "owner": "_25._tcp.mx.example.com.", "ttl": 3600,
                     "record": "3 1 1 <hex>",
-                    "why": "stale"|"old certificate"|"old parameters"|null}],
+                    "why": "stale"|"old certificate"|"old parameters"|"foreign (forced)"|null}],
        "swap": ["default"],
        "ready_at": "2026-11-28T21:00:00Z"|null, "ready_in": 192|null,
        "waiting_for": ["ns2.example.com 192.0.2.2: serial 2026112801, still serving ..."],
        "stale": [{"owner": "...", "record": "3 1 1 <hex>", "why": "stale"}],
+       "foreign": [{"owner": "...", "record": "3 1 1 <hex>", "why": "foreign",
+                    "reason": "not published by this tlsarotate ... kept; ..."}],
        "warnings": ["..."]}]}
 """
 
@@ -29,6 +31,7 @@ from typing import Any
 from tlsarotate import config, planner, records, timefmt
 from tlsarotate.clock import SystemClock
 from tlsarotate.engine import Engine, make_providers
+from tlsarotate.errors import TlsarotateError
 from tlsarotate.material import Material
 from tlsarotate.planner import Plan
 from tlsarotate.providers.base import ProviderContext
@@ -73,6 +76,15 @@ def plan_json(p: Plan, now: float) -> dict[str, Any]:
             {"owner": m.owner.to_text(), "record": records.to_text(m.record), "why": m.why}
             for m in p.stale
         ],
+        "foreign": [
+            {
+                "owner": m.owner.to_text(),
+                "record": records.to_text(m.record),
+                "why": m.why,
+                "reason": planner.FOREIGN_REASON,
+            }
+            for m in p.foreign
+        ],
         "warnings": list(p.warnings),
     }
 
@@ -90,6 +102,11 @@ def plan_text(p: Plan, now: float) -> list[str]:
                 f"  stale: {m.owner} TLSA {records.to_text(m.record)} ({m.why}; removed "
                 "once the deployed certificate's records are visible)"
             )
+    for m in p.foreign:
+        out.append(
+            f"  foreign: {m.owner} TLSA {records.to_text(m.record)} (kept: not published by "
+            "this tlsarotate)"
+        )
     for name in p.swap:
         out.append(f"  swap: install the next certificate {name!r}")
     for w in p.waiting_for:
@@ -104,6 +121,8 @@ def plan_text(p: Plan, now: float) -> list[str]:
             out.append("  next step possible once every authoritative server serves the records")
     for w in p.warnings:
         out.append(f"  note: {w}")
+    if p.foreign:
+        out.append(f"  note: foreign records: {planner.FOREIGN_REASON}")
     return out
 
 
@@ -115,7 +134,15 @@ def _setup(args: argparse.Namespace, persist: bool = True) -> tuple[config.Confi
         store = _ReadOnlyStore(store)
     from tlsarotate.verify import verify_live
 
-    engine = Engine(cfg, store, providers, clock=SystemClock(), verify=verify_live, persist=persist)
+    engine = Engine(
+        cfg,
+        store,
+        providers,
+        clock=SystemClock(),
+        verify=verify_live,
+        persist=persist,
+        force_cleanup=getattr(args, "force_cleanup", False),
+    )
     return cfg, engine
 
 
@@ -211,6 +238,13 @@ class _Countdown:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
+    if args.force_cleanup and args.wait:
+        # once means once: a run that waits for hours would remove whatever another writer
+        # publishes meanwhile, which is the fight this flag is meant to end
+        raise TlsarotateError(
+            "--force-cleanup removes other writers' records once and cannot be combined with "
+            "--wait; run `tlsarotate apply --force-cleanup` (again if it says it is waiting)"
+        )
     cfg, engine = _setup(args)
     svcs = _select(cfg, args)
     text = args.output == "text"

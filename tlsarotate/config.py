@@ -118,6 +118,9 @@ class Service:
     # replace: ask only ``nameservers``; add: the zone's NS set and ``nameservers`` (hidden
     # primaries must serve the records too)
     nameservers_mode: str = "replace"
+    # shared (default): other writers' records at the owners are kept; exclusive: this service
+    # alone writes its owners, so a record it does not account for is stale and removed
+    owners_mode: str = "shared"
 
     @property
     def owners(self) -> list[dns.name.Name]:
@@ -429,6 +432,7 @@ SERVICE_KEYS = {
     "observe": False,
     "nameservers": False,
     "nameservers_mode": False,
+    "owners": False,
 }
 
 
@@ -526,6 +530,16 @@ def _service(
                 f"{kp}.nameservers_mode",
                 "only meaningful together with nameservers",
             )
+    owners_mode = "shared"
+    if "owners" in m:
+        owners_mode = _str(ctx, m["owners"][1], f"{kp}.owners")
+        if owners_mode not in ("shared", "exclusive"):
+            raise ctx.err(
+                m["owners"][1],
+                f"{kp}.owners",
+                "must be shared (keep other writers' records) or exclusive (remove every "
+                "record this service does not account for)",
+            )
     return Service(
         name,
         zone,
@@ -540,6 +554,7 @@ def _service(
         observe,
         ns,
         ns_mode,
+        owners_mode,
     )
 
 

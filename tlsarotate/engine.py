@@ -105,6 +105,7 @@ def plan_input(
     state: State,
     now: float,
     safety_margin: int,
+    force_cleanup: bool = False,
 ) -> planner.PlanInput:
     """What the planner needs to know about one configured service."""
     return planner.PlanInput(
@@ -120,6 +121,7 @@ def plan_input(
         now=now,
         safety_margin=safety_margin,
         allow_unsigned=svc.allow_unsigned,
+        owners_mode="force" if force_cleanup else svc.owners_mode,
     )
 
 
@@ -141,6 +143,7 @@ class Engine:
     on_plan: Callable[[Plan], None] | None = None  # called with every plan made (for output)
     on_event: Callable[[str], None] | None = None  # called with every action taken, in words
     persist: bool = True  # False for plan/status: never write state or generate keys
+    force_cleanup: bool = False  # apply/plan --force-cleanup: other writers' records go too
     # what each service's last plan was made from (status and the swap use it; no re-reading)
     inputs: dict[str, planner.PlanInput] = field(default_factory=dict)
     _observers: dict[str, Observer] = field(default_factory=dict)
@@ -168,7 +171,14 @@ class Engine:
             observation = None
         st = self.store.load(svc.name)
         inp = plan_input(
-            svc, slots, published, observation, st, self.clock.now(), self.cfg.safety_margin
+            svc,
+            slots,
+            published,
+            observation,
+            st,
+            self.clock.now(),
+            self.cfg.safety_margin,
+            force_cleanup=self.force_cleanup,
         )
         p = planner.plan(inp)
         self.inputs[svc.name] = inp
@@ -203,7 +213,7 @@ class Engine:
                 self._event(f"{svc.name}: {p.summary}")
             result = provider.apply(change)
             for svc, p in items:
-                st = self.store.load(svc.name)
+                st = planner.after_write(self.store.load(svc.name), p.change)  # what is ours
                 self.store.save(st.with_(last_step=p.phase, updated=self.clock.now()))
             try:
                 live = provider.is_live(zone, result)

@@ -34,6 +34,7 @@ from dns.rdtypes.ANY.TLSA import TLSA
 
 from tlsarotate import records, timefmt
 from tlsarotate.change import OwnerChange, TlsaRRset, ZoneChange, digest
+from tlsarotate.errors import RecordError
 from tlsarotate.material import Material
 from tlsarotate.observation import Observation
 from tlsarotate.records import Params
@@ -80,6 +81,10 @@ class PlanInput:
     now: float
     safety_margin: int = 60
     allow_unsigned: bool = False
+    # who else may write the owners: "shared" (default: records this instance did not publish
+    # are another writer's, kept), "exclusive" (config ``owners: exclusive``: everything not
+    # accounted for is stale) or "force" (``apply --force-cleanup``: remove them this once)
+    owners_mode: str = "shared"
 
 
 @dataclass(frozen=True)
@@ -88,7 +93,7 @@ class Marked:
 
     owner: dns.name.Name
     record: TLSA
-    why: str  # "stale" | "old certificate" | "old parameters"
+    why: str  # "stale" | "old certificate" | "old parameters" | "foreign" | "foreign (forced)"
 
 
 @dataclass(frozen=True)
@@ -104,6 +109,7 @@ class Plan:
     removals: tuple[Marked, ...] = ()  # what ``change`` removes, and why
     stale: tuple[Marked, ...] = ()  # records nobody accounts for (removed once it is safe)
     warnings: tuple[str, ...] = ()
+    foreign: tuple[Marked, ...] = ()  # other writers' records: kept, never removed (FOREIGN)
 
     @property
     def pending(self) -> bool:
@@ -115,38 +121,170 @@ class Plan:
         return bool(self.change) or bool(self.swap)
 
 
-class _Books:
-    """Which certificate each published record belongs to."""
+FOREIGN = "foreign"
+FORCED = "foreign (forced)"
+FOREIGN_REASON = (
+    "not published by this tlsarotate (another host's, or there before it kept track of its "
+    "records): kept; `owners: exclusive` in the config or `apply --force-cleanup` removes it"
+)
 
-    def __init__(self, inp: PlanInput) -> None:
+
+class _Books:
+    """Which certificate each published record belongs to, and which records are ours.
+
+    A record this instance did not publish (not in ``State.ours``) and that no certificate of
+    the service accounts for is another writer's (*foreign*): kept, unless the owners are
+    claimed exclusively or ``--force-cleanup`` asks. Every usage/selector/mtype combination
+    present must match every host's chain, so at an owner with foreign records we also publish
+    our records for each combination they use, and never introduce one they lack (that other
+    host's certificate would not match it)."""
+
+    def __init__(
+        self,
+        inp: PlanInput,
+        current: Mapping[dns.name.Name, set[TLSA]],
+        ours: Mapping[str, Sequence[str]],
+    ) -> None:
         self.inp = inp
         self.cfg = set(inp.params)
-        self.want: set[TLSA] = set()
-        for slot in inp.slots:
-            self.want.update(records.build_all(slot.deployed, inp.params))
-            nxt = slot.pending
-            if nxt is not None:
-                self.want.update(records.build_all(nxt, inp.params))
+        self.retiring = set(inp.state.retiring)
+        self.mode = inp.owners_mode
+        self.notes: list[str] = []
+        base = self._records(inp.params)
+        # records neither a certificate of ours accounts for nor this instance published
+        self.unclaimed = {
+            o: {
+                rd
+                for rd in current[o]
+                if rd not in base and records.to_text(rd) not in ours.get(o.to_text(), ())
+            }
+            for o in inp.owners
+        }
+        self.foreign = {
+            o: (self.unclaimed[o] if self.mode == "shared" else set()) for o in inp.owners
+        }
+        self.want: dict[dns.name.Name, set[TLSA]] = {}
+        self.extra: dict[dns.name.Name, set[Params]] = {}
+        for o in inp.owners:
+            want = set(base)
+            extra: set[Params] = set()
+            if self.foreign[o]:
+                present = {records.params_of(rd) for rd in current[o]}
+                held = [p for p in inp.params if p not in present]
+                if held:
+                    want = {rd for rd in want if records.params_of(rd) not in held}
+                    self.notes.append(
+                        f"{o}: not adding {', '.join(map(str, held))}: the other writer's "
+                        "records there have no such record, and its certificate would not match "
+                        "that combination; give every host the same `records:`"
+                    )
+                extra = {
+                    records.params_of(rd) for rd in self.foreign[o] if records.usable(rd)
+                } - self.cfg
+                if extra:
+                    want |= self._records(sorted(extra), o)
+                    self.notes.append(
+                        f"{o}: also publishing {', '.join(map(str, sorted(extra)))} for this "
+                        "host's certificates: the other writer's records there use it, and every "
+                        "combination present must match each host's certificate"
+                    )
+            self.want[o] = want
+            self.extra[o] = extra
+
+    def _records(self, params: Sequence[Params], owner: dns.name.Name | None = None) -> set[TLSA]:
+        """Our certificates' records for these parameters (the deployed and next ones, and the
+        keep-ahead key's selector-1 records). Configured parameters were checked when the config
+        was loaded; another writer's (``owner`` given) may not apply: a note says so."""
+        out: set[TLSA] = set()
+        for slot in self.inp.slots:
+            certs = [slot.deployed] + ([slot.pending] if slot.pending is not None else [])
+            for m in certs:
+                for p in params:
+                    if owner is None:
+                        out.add(records.build(m, p))
+                        continue
+                    try:
+                        out.add(records.build(m, p))
+                    except RecordError as e:
+                        self.notes.append(
+                            f"{owner}: certificate {slot.name!r} cannot match the other writer's "
+                            f"{p} records there ({e}); swaps wait until they are gone"
+                        )
             key = slot.next_key
             if key is not None and key.spki != slot.deployed.spki:
-                self.want.update(
-                    records.build(key, p)
-                    for p in inp.params
-                    if p.selector == 1 and p.usage in (1, 3)
+                out.update(
+                    records.build(key, p) for p in params if p.selector == 1 and p.usage in (1, 3)
                 )
-        self.retiring = set(inp.state.retiring)
+        return out
 
-    def classify(self, rd: TLSA) -> str:
-        """'want' | 'old parameters' | 'old certificate' | 'stale'."""
-        if rd in self.want:
+    def classify(self, owner: dns.name.Name, rd: TLSA) -> str:
+        """'want' | 'foreign' | 'old parameters' | 'old certificate' | 'foreign (forced)' |
+        'stale'."""
+        if rd in self.want[owner]:
             return "want"
+        if rd in self.foreign[owner]:
+            return FOREIGN
         for slot in self.inp.slots:
             if records.matches_material(rd, slot.deployed):
                 # the deployed certificate, but with parameters no longer configured
-                return "old parameters" if records.params_of(rd) not in self.cfg else "want"
+                keep = self.cfg | self.extra[owner]
+                return "old parameters" if records.params_of(rd) not in keep else "want"
         if records.to_text(rd) in self.retiring:
             return "old certificate"
+        if self.mode == "force" and rd in self.unclaimed[owner]:
+            return FORCED
         return "stale"
+
+
+def _known_ours(inp: PlanInput, current: Mapping[dns.name.Name, set[TLSA]]) -> dict[str, list[str]]:
+    """A state that never tracked which records this instance published (first run, state lost,
+    or written by an older tlsarotate): the records of a certificate this config knows, and
+    those the state says are being retired, count as ours; everything else is foreign."""
+    mats: list[Material] = []
+    for slot in inp.slots:
+        mats.append(slot.deployed)
+        if slot.next is not None:
+            mats.append(slot.next)
+        if slot.next_key is not None:
+            mats.append(slot.next_key)
+    retiring = set(inp.state.retiring)
+    return {
+        o.to_text(): [
+            records.to_text(rd)
+            for rd in records_sorted(rds)
+            if records.to_text(rd) in retiring or any(records.matches_material(rd, m) for m in mats)
+        ]
+        for o, rds in current.items()
+    }
+
+
+def _track_ours(inp: PlanInput, st: State, current: Mapping[dns.name.Name, set[TLSA]]) -> State:
+    """``State.ours`` for this observation: what this instance published and is still there."""
+    ours = st.ours if st.ours is not None else _known_ours(inp, current)
+    kept = {}
+    for o in inp.owners:
+        texts = {records.to_text(rd) for rd in current[o]}
+        mine = sorted(t for t in ours.get(o.to_text(), ()) if t in texts)
+        if mine:
+            kept[o.to_text()] = mine
+    return st if kept == st.ours else st.with_(ours=kept)
+
+
+def after_write(st: State, change: ZoneChange | None, *, removed: bool = True) -> State:
+    """Fold a write into ``State.ours``: the records it adds become ours, the ones it removes
+    stop being ours (with ``removed``). Pure. The planner claims a write's additions before it
+    is made (a crash right after the write cannot leave our records looking foreign); the
+    engine folds each write in after it succeeded."""
+    if not change:
+        return st
+    ours = {k: set(v) for k, v in (st.ours or {}).items()}
+    for ch in change.changes:
+        key = ch.owner.to_text()
+        mine = ours.get(key, set()) | {records.to_text(rd) for rd in ch.added}
+        if removed:
+            mine -= {records.to_text(rd) for rd in ch.removed}
+        ours[key] = mine
+    return st.with_(ours={k: sorted(v) for k, v in sorted(ours.items()) if v})
 
 
 def _advance_state(inp: PlanInput, visible: bool) -> State:
@@ -238,7 +376,9 @@ def _target(inp: PlanInput, per_owner: Mapping[dns.name.Name, set[TLSA]]) -> Zon
 
 def plan(inp: PlanInput) -> Plan:
     """The one next step for a service. Pure: same input, same Plan."""
-    books = _Books(inp)
+    current = {
+        o: set(inp.published[o].records) if o in inp.published else set() for o in inp.owners
+    }
     obs = inp.observation
     expected: dict[dns.name.Name, TlsaRRset | None] = {o: inp.published.get(o) for o in inp.owners}
     require_signed = not inp.allow_unsigned and (obs is None or obs.source == "dns")
@@ -249,34 +389,40 @@ def plan(inp: PlanInput) -> Plan:
     )
     visible = not lagging
     st = _advance_state(inp, visible)
+    st = _track_ours(inp, st, current)
+    assert st.ours is not None
+    books = _Books(inp, current, st.ours)
     warnings: list[str] = []
     if inp.state.rebuilt:
         warnings.append(f"{inp.state.rebuilt}; treating the published records as visible from now")
+    warnings += books.notes
 
-    current = {
-        o: set(inp.published[o].records) if o in inp.published else set() for o in inp.owners
-    }
     # what each published record is, worked out once (matching parses certificates)
-    kind = {rd: books.classify(rd) for rds in current.values() for rd in rds}
+    kind = {(o, rd): books.classify(o, rd) for o, rds in current.items() for rd in rds}
 
     def marked(*kinds: str) -> list[Marked]:
         return [
-            Marked(o, rd, kind[rd])
+            Marked(o, rd, kind[(o, rd)])
             for o in inp.owners
             for rd in records_sorted(current[o])
-            if kind[rd] in kinds
+            if kind[(o, rd)] in kinds
         ]
 
-    stale = tuple(marked("stale", "old certificate"))
+    stale = tuple(marked("stale", "old certificate", FORCED))
+    foreign = tuple(marked(FOREIGN))
 
     def done(phase: str, summary: str, **kw: object) -> Plan:
+        change = kw.get("change")
+        assert change is None or isinstance(change, ZoneChange)
         return Plan(
             inp.service,
             phase,
             summary,
-            st,
+            # what this write adds is ours from now on, even if we crash right after it
+            after_write(st, change, removed=False),
             stale=stale,
             warnings=tuple(warnings),
+            foreign=foreign,
             **kw,  # type: ignore[arg-type]
         )
 
@@ -288,10 +434,18 @@ def plan(inp: PlanInput) -> Plan:
         )
 
     # 1. publish whatever the deployed and next certificates need, beside what is there
-    missing = {o: books.want - current[o] for o in inp.owners}
+    missing = {o: books.want[o] - current[o] for o in inp.owners}
     ttl_off = [o for o in inp.owners if o in inp.published and inp.published[o].ttl != inp.ttl]
+    # the TTL belongs to the whole RRset: where another writer shares it, a different TTL alone
+    # is no reason to write (two configs would set theirs in turn, for ever)
+    for o in [o for o in ttl_off if books.foreign[o]]:
+        ttl_off.remove(o)
+        warnings.append(
+            f"{o}: the RRset's TTL is {inp.published[o].ttl}, not the configured {inp.ttl}; "
+            "another writer shares it: give every host the same `ttl:`"
+        )
     if any(missing.values()) or ttl_off:
-        change = _target(inp, {o: current[o] | books.want for o in inp.owners})
+        change = _target(inp, {o: current[o] | books.want[o] for o in inp.owners})
         if change is not None:
             what = "add the records of the deployed and next certificates"
             if not any(missing.values()):
@@ -315,12 +469,12 @@ def plan(inp: PlanInput) -> Plan:
             inp, {o: {rd for rd in current[o] if (o, rd) not in drop} for o in inp.owners}
         )
         if change is not None:
-            retiring = any(m.why == "old certificate" for m in removals)
-            summary = (
-                "retire the records of the replaced certificate"
-                if retiring
-                else "remove stale records that match no certificate in use"
-            )
+            if any(m.why == FORCED for m in removals):
+                summary = "remove the records of other writers (--force-cleanup)"
+            elif any(m.why == "old certificate" for m in removals):
+                summary = "retire the records of the replaced certificate"
+            else:
+                summary = "remove stale records that match no certificate in use"
             return done(CLEANUP, summary, change=change, removals=tuple(removals))
 
     safe_at = (st.visible_since or inp.now) + st.hold_ttl + inp.safety_margin
@@ -329,7 +483,10 @@ def plan(inp: PlanInput) -> Plan:
     if not old_params and not swappable:
         if st.retiring and "old certificate" not in kind.values():
             st = st.with_(retiring=[])
-        return done(IDLE, "idle: the published records match the deployed certificates")
+        summary = "idle: the published records match the deployed certificates"
+        if foreign:
+            summary += f" ({len(foreign)} record(s) of other writers kept)"
+        return done(IDLE, summary)
 
     # 4. parameters no longer configured: removed once caches can no longer hold an RRset
     #    without the configured ones (RFC 7671 §8.3: add new, wait, remove old)

@@ -77,6 +77,10 @@ class State:
     last_step: str = ""
     updated: float = 0.0
     rebuilt: str = ""  # why the state was rebuilt, if it was
+    # owner -> texts of the records this instance published that are still there; None: not
+    # known (first run, rebuilt, or a state from an older tlsarotate): the planner then counts
+    # the records of the certificates it knows, and ``retiring``, as ours
+    ours: dict[str, list[str]] | None = None
 
     def with_(self, **kw: Any) -> State:
         return replace(self, **kw)
@@ -111,6 +115,7 @@ class State:
             _check(d, k, _is_str_map)
         _check(d, "retiring", lambda v: isinstance(v, list) and all(map(_is_str, v)))
         _check(d, "records", _is_records, none=True)
+        _check(d, "ours", _is_records, none=True)
         cached = d.pop("cached", [])
         if not isinstance(cached, list):
             raise ValueError(f"field 'cached' has a wrong value {_short(cached)}")
