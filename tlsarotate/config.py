@@ -11,6 +11,7 @@ import difflib
 import ipaddress
 import os
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any, TypeVar
 import dns.name
 import yaml
 
-from tlsarotate import material, records
+from tlsarotate import material, nextkey, records
 from tlsarotate.errors import ConfigError, RecordError, TlsarotateError
 from tlsarotate.fsutil import read_text
 
@@ -117,6 +118,8 @@ class Service:
     # replace: ask only ``nameservers``; add: the zone's NS set and ``nameservers`` (hidden
     # primaries must serve the records too)
     nameservers_mode: str = "replace"
+    # seconds a next certificate must stay valid after the swap (next_min_days)
+    next_min_validity: float = material.DEFAULT_MIN_VALIDITY
 
     @property
     def owners(self) -> list[dns.name.Name]:
@@ -235,10 +238,12 @@ def _int(ctx: _Ctx, node: yaml.Node, kp: str, lo: int, hi: int, what: str = "val
     return v
 
 
-def _number(ctx: _Ctx, node: yaml.Node, kp: str, lo: float, hi: float, what: str) -> float:
+def _number(
+    ctx: _Ctx, node: yaml.Node, kp: str, lo: float, hi: float, what: str, unit: str = "seconds"
+) -> float:
     v = _scalar(ctx, node, kp)
     if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise ctx.err(node, kp, f"expected a number of seconds, got {_kind(node)}")
+        raise ctx.err(node, kp, f"expected a number of {unit}, got {_kind(node)}")
     if not lo <= v <= hi:
         raise ctx.err(node, kp, f"{what} {v} out of range {lo:g}-{hi:g}")
     return float(v)
@@ -422,6 +427,7 @@ SERVICE_KEYS = {
     "observe": False,
     "nameservers": False,
     "nameservers_mode": False,
+    "next_min_days": False,
 }
 
 
@@ -519,6 +525,12 @@ def _service(
                 f"{kp}.nameservers_mode",
                 "only meaningful together with nameservers",
             )
+    min_validity = float(material.DEFAULT_MIN_VALIDITY)
+    if "next_min_days" in m:
+        days = _number(
+            ctx, m["next_min_days"][1], f"{kp}.next_min_days", 0, 365, "next_min_days", "days"
+        )
+        min_validity = days * 86400
     return Service(
         name,
         zone,
@@ -533,6 +545,7 @@ def _service(
         observe,
         ns,
         ns_mode,
+        min_validity,
     )
 
 
@@ -702,11 +715,15 @@ def load(path: str | os.PathLike[str] | None = None) -> Config:
     return parse(text, p.absolute())
 
 
-def check_files(cfg: Config) -> list[str]:
+def check_files(cfg: Config, now: float | None = None) -> list[str]:
     """Load every certificate and key the config names and every provider file; return one
-    line per service slot describing what was found. Raises on the first problem."""
+    line per service slot describing what was found (and a note where a next certificate has
+    names DANE-EE clients ignore). Raises on the first problem, including a next certificate
+    the planner would refuse to swap in at ``now`` (expired, not valid yet, wrong names, not
+    signed by the CA its 2 x x records pin)."""
     from tlsarotate import providers as registry
 
+    when = time.time() if now is None else now
     lines: list[str] = []
     for pc in cfg.providers.values():
         try:
@@ -734,17 +751,23 @@ def check_files(cfg: Config) -> list[str]:
                 if slot.next_key is not None and (
                     slot.next_key.path.exists() or slot.next_key.path.is_symlink()
                 ):
-                    nk = material.load(slot.next_key.path)
-                    if nk.kind != "private key":
-                        raise ConfigError(
-                            f"{slot.next_key.path}: next_key must be a private key, "
-                            f"found a {nk.kind}"
-                        )
+                    nextkey.load(slot.next_key.path)  # the loader apply uses, same checks
             except TlsarotateError as e:
                 raise ConfigError(f"{cfg.path}: {where}: {e}") from None
+            notes: list[str] = []
+            if nxt is not None and not nxt.same_as(dep):
+                usages = {p.usage for p in s.params}
+                for u in material.unfit(nxt, when, s.hosts, usages, s.next_min_validity):
+                    if u.blocking:
+                        raise ConfigError(
+                            f"{cfg.path}: {where}: next certificate "
+                            f"{slot.next.describe() if slot.next else ''} {u.reason}"
+                        )
+                    notes.append(f"note: next certificate {u.reason}")
             lines.append(
                 f"{s.name}/{slot.name}: deployed {dep.spki_sha256[:16]}… "
                 + (f"next {nxt.spki_sha256[:16]}…" if nxt else "no next certificate")
+                + "".join(f"; {n}" for n in notes)
             )
     return lines
 

@@ -90,7 +90,7 @@ def load_slots(svc: Service) -> tuple[planner.SlotInput, ...]:
         key: Material | None = None
         if slot.next_key is not None and slot.next_key.path.exists():
             try:
-                key = material.load(slot.next_key.path)
+                key = nextkey.load(slot.next_key.path)
             except TlsarotateError as e:
                 raise ConfigError(f"{where}: next_key: {e}") from None
         out.append(planner.SlotInput(slot.name, deployed, nxt, key))
@@ -120,6 +120,8 @@ def plan_input(
         now=now,
         safety_margin=safety_margin,
         allow_unsigned=svc.allow_unsigned,
+        hosts=tuple(svc.hosts),
+        min_validity=svc.next_min_validity,
     )
 
 
@@ -268,7 +270,7 @@ class Engine:
         nk = slot.next_key
         if nk is None or not nk.path.exists():
             return
-        if material.load(nk.path).spki != installed.spki:
+        if nextkey.load(nk.path).spki != installed.spki:
             return
         nextkey.rotate(nk.path, nk.type, consumed_spki=installed.spki_sha256)
         self._event(f"{svc.name}: the next key was used; generated a fresh one at {nk.path}")

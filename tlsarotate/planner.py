@@ -34,7 +34,7 @@ from dns.rdtypes.ANY.TLSA import TLSA
 
 from tlsarotate import records, timefmt
 from tlsarotate.change import OwnerChange, TlsaRRset, ZoneChange, digest
-from tlsarotate.material import Material
+from tlsarotate.material import DEFAULT_MIN_VALIDITY, Material, unfit
 from tlsarotate.observation import Observation
 from tlsarotate.records import Params
 from tlsarotate.state import MAX_CACHED, CachedRRset, State
@@ -80,6 +80,10 @@ class PlanInput:
     now: float
     safety_margin: int = 60
     allow_unsigned: bool = False
+    # what a next certificate must be fit for before it is swapped in (material.unfit): the
+    # service's host names, and how long it must stay valid after the swap
+    hosts: tuple[str, ...] = ()
+    min_validity: float = DEFAULT_MIN_VALIDITY
 
 
 @dataclass(frozen=True)
@@ -355,12 +359,31 @@ def plan(inp: PlanInput) -> Plan:
 
     # 5. swap: every chain served afterwards must be accepted by every owner's RRset, the
     #    current one and every older one a cache may still hold
+    #    -- and the next certificate must be one clients accept: valid now and for
+    #    min_validity on, naming the hosts, signed by the CA its 2 x x records pin
     ready: list[str] = []
     problems: list[str] = []
+    unfit_at: list[float] = []  # when a not-yet-valid next certificate becomes valid
     waits: list[tuple[float, int]] = []  # (when, ttl) per slot that must wait for caches
+    usages = {p.usage for p in inp.params}
     for slot in swappable:
         nxt = slot.pending
         assert nxt is not None
+        why = unfit(nxt, inp.now, inp.hosts, usages, inp.min_validity)
+        warnings.extend(
+            f"next certificate {slot.name!r} ({nxt.source}) {u.reason}"
+            for u in why
+            if not u.blocking
+        )
+        blockers = [u for u in why if u.blocking]
+        if blockers:
+            problems.append(
+                f"next certificate {slot.name!r} ({nxt.source}) "
+                + "; ".join(u.reason for u in blockers)
+            )
+            if all(u.until is not None for u in blockers):
+                unfit_at.append(max(u.until for u in blockers if u.until is not None))
+            continue
         served_after = [nxt.chain_der] + [
             s.deployed.chain_der for s in inp.slots if s.name != slot.name
         ]
@@ -380,6 +403,9 @@ def plan(inp: PlanInput) -> Plan:
             waits.append((until, max(c.ttl for c in blocking)))
         else:
             ready.append(slot.name)
+    if ready or waits:
+        # another slot that cannot swap is said, not hidden behind this one's step
+        warnings.extend(f"cannot swap: {p}" for p in problems)
     if ready:
         return done(SWAP, f"install the next certificate ({', '.join(ready)})", swap=tuple(ready))
     if waits:
@@ -391,7 +417,11 @@ def plan(inp: PlanInput) -> Plan:
             "caches may still hold an older RRset without its records",
             ready_at=until,
         )
-    return done(BLOCKED, "cannot swap safely: " + "; ".join(problems))
+    return done(
+        BLOCKED,
+        "cannot swap safely: " + "; ".join(problems),
+        ready_at=min(unfit_at) if len(unfit_at) == len(problems) else None,
+    )
 
 
 def records_sorted(rds: set[TLSA] | frozenset[TLSA]) -> list[TLSA]:
