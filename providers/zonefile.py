@@ -163,6 +163,21 @@ class ZoneFileProvider(Provider):
         if not os.access(p.parent, os.W_OK):
             raise ConfigError(f"path: directory {p.parent} is not writable")
 
+    @classmethod
+    def check_service(cls, options: Mapping[str, Any], zone: dns.name.Name, ttl: int) -> None:
+        """The file must parse as the service's zone (``apply`` would fail on it later)."""
+        p = Path(options["path"])
+        try:
+            with open(p, encoding="utf-8", newline="") as f:
+                text = f.read()
+            dns.zone.from_text(
+                text, origin=zone, relativize=False, check_origin=True, filename=str(p)
+            )
+        except (OSError, UnicodeDecodeError):
+            return  # check_files said so already
+        except dns.exception.DNSException as e:
+            raise ConfigError(f"path: zone file {p}: cannot parse as zone {zone}: {e}") from None
+
     def _read_text(self) -> str:
         try:
             # newline="": the text exactly as stored (CRLF stays CRLF; read_text would not)

@@ -729,16 +729,19 @@ def check_files(cfg: Config, now: float | None = None) -> list[str]:
         try:
             registry.get_class(pc.type).check_files(pc.name, pc.options)
         except TlsarotateError as e:
-            # Convention: a provider names the option first ("path: ... not found"); the
-            # message then gets that option's key path and line.
-            msg = str(e)
-            key, sep, rest = msg.partition(": ")
-            if sep and key in pc.lines:
-                raise ConfigError(
-                    f"{cfg.path}:{pc.lines[key]}: providers.{pc.name}.{key}: {rest}"
-                ) from None
-            raise ConfigError(f"{pc.where or cfg.path}: providers.{pc.name}: {msg}") from None
+            raise _option_error(cfg, pc, str(e)) from None
+    _check_state_dir(cfg)
     for s in cfg.services:
+        pc = cfg.providers[s.provider]
+        try:
+            registry.get_class(pc.type).check_service(pc.options, s.zone, s.ttl)
+        except TlsarotateError as e:
+            key = str(e).partition(": ")[0]
+            if key in pc.lines:  # about the provider's option (the zone file it names)
+                raise _option_error(cfg, pc, f"{e} (service {s.name!r})") from None
+            raise ConfigError(
+                f"{cfg.path}: service {s.name!r} (provider {pc.name}, {pc.type}): {e}"
+            ) from None
         for slot in s.certificates:
             where = f"service {s.name!r} certificate {slot.name!r}"
             try:
@@ -770,6 +773,31 @@ def check_files(cfg: Config, now: float | None = None) -> list[str]:
                 + "".join(f"; {n}" for n in notes)
             )
     return lines
+
+
+def _option_error(cfg: Config, pc: ProviderConfig, msg: str) -> ConfigError:
+    """Convention: a provider names the option first ("path: ... not found"); the message then
+    gets that option's key path and line."""
+    key, sep, rest = msg.partition(": ")
+    if sep and key in pc.lines:
+        return ConfigError(f"{cfg.path}:{pc.lines[key]}: providers.{pc.name}.{key}: {rest}")
+    return ConfigError(f"{pc.where or cfg.path}: providers.{pc.name}: {msg}")
+
+
+def _check_state_dir(cfg: Config) -> None:
+    """``state_dir`` must be a directory tlsarotate can write (or create), not a file."""
+    if cfg.state.backend != "file":
+        return
+    d = cfg.state_dir
+    probe = d
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent  # the nearest existing ancestor: mkdir -p starts there
+    if not probe.is_dir():
+        what = "is not a directory" if probe == d else f"cannot be created: {probe} is a file"
+        raise ConfigError(f"{cfg.path}: state_dir: {d} {what}")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        where = d if probe == d else f"{probe} (to create {d})"
+        raise ConfigError(f"{cfg.path}: state_dir: {where} is not writable")
 
 
 def load_cert(paths: CertPaths) -> material.Material:

@@ -56,9 +56,25 @@ class Store(Protocol):
 ObserverFactory = Callable[[Service, Provider], Observer]
 
 
+class _AsServed:
+    """A provider's read with the TTLs its servers hand out (Cloudflare's "automatic" 1 is
+    served as 300): what ``observe: provider`` must wait for."""
+
+    def __init__(self, provider: Provider) -> None:
+        self.provider = provider
+
+    def read(
+        self, zone: dns.name.Name, owners: tuple[dns.name.Name, ...] | list[dns.name.Name]
+    ) -> dict[dns.name.Name, TlsaRRset]:
+        got = self.provider.read(zone, owners)
+        return {
+            o: TlsaRRset.of(self.provider.served_ttl(rr.ttl), rr.records) for o, rr in got.items()
+        }
+
+
 def default_observer(service: Service, provider: Provider) -> Observer:
     if service.observe == "provider":
-        return ProviderObserver(provider, provider.name)
+        return ProviderObserver(_AsServed(provider), provider.name)
     return DnsObserver(service.nameservers or None, replace=service.nameservers_mode == "replace")
 
 
