@@ -476,7 +476,7 @@ def run_check(
                         s, nxt, obs, state, now, cfg.safety_margin, slot_inputs
                     ).to_json()
             rep.certs.append(entry)
-        if gate_cert is not None:
+        if gate_cert is not None and gate_cert.leaf is not None:  # (a bare key: records only)
             for u in next_unfit(s, gate_cert, now):
                 if u.blocking:
                     gate_missing.append(f"service {s.name}: the certificate {u.reason}")
