@@ -209,7 +209,7 @@ def swap_readiness(
     if blockers:
         # what the planner would block on, whatever DNS says
         return SwapReadiness(
-            False, published, tuple(missing), "the next certificate " + "; ".join(blockers)
+            False, published, tuple(missing), "the next certificate: " + "; ".join(blockers)
         )
     if not published:
         detail = f"{len(missing)} record(s) of the next certificate missing"
