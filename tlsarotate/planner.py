@@ -21,7 +21,10 @@ The safety rules the planner enforces:
   the chain about to be served, and so does every older RRset a cache may still hold (each is
   remembered in the state until its TTL + safety margin after its successor became visible;
   when the history is unknown, the swap waits out the longest TTL that may be cached);
-- records matching the deployed certificate with configured parameters are never removed.
+- records matching the deployed certificate with configured parameters are never removed;
+- a next certificate is swapped in only if clients will accept it (:func:`material.unfit`): valid
+  now and for ``min_validity`` on, naming the service's hosts (a note only when every usage is
+  3), signed by the CA certificate its 2 x x records pin; else BLOCKED, naming it and why.
 """
 
 from __future__ import annotations
