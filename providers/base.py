@@ -172,6 +172,16 @@ class Provider(ABC):
         """Validate the files the options name (``validate``); never touches DNS. Raise
         :class:`~tlsarotate.errors.ConfigError` with the provider name and key."""
 
+    @classmethod  # noqa: B027 - optional hook
+    def check_service(cls, options: Mapping[str, Any], zone: dns.name.Name, ttl: int) -> None:
+        """Validate what a service asks of this backend (``validate``): its zone and TTL. Raise
+        :class:`~tlsarotate.errors.ConfigError` saying why; never touches DNS."""
+
+    def served_ttl(self, ttl: int) -> int:
+        """The TTL servers hand out for records stored with ``ttl`` as :meth:`read` returns it
+        (Cloudflare stores 1 for "automatic" and serves 300)."""
+        return ttl
+
     @abstractmethod
     def read(
         self, zone: dns.name.Name, owners: Sequence[dns.name.Name]

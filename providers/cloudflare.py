@@ -8,8 +8,11 @@ source, never the token.
 
 Reads list ``GET /zones/{zone_id}/dns_records?type=TLSA`` page by page. TLSA records travel as
 ``data: {usage, selector, matching_type, certificate}``; Cloudflare answers the certificate hex in
-upper case, parsed here case-insensitively. A record's TTL 1 means "automatic", which Cloudflare
-serves as 300 seconds: it is read as 300.
+upper case, parsed here case-insensitively. A record's TTL 1 means "automatic": the API stores and
+returns 1, and Cloudflare serves it as 300 seconds. It is read as 1 (so a service configured with
+``ttl: 1`` finds what it asked for, instead of re-writing it for ever), and :meth:`served_ttl`
+gives the 300 the waits must count with. Other TTLs must be 60-86400 (``validate`` says so; 30
+on Enterprise zones only, not accepted here).
 
 Writes use ``POST /zones/{zone_id}/dns_records/batch``: ``deletes`` (by record id), ``patches``
 (TTL of records that stay) and ``posts`` (new records), which Cloudflare runs in that order in one
@@ -65,6 +68,7 @@ from tlsarotate.providers.base import (
 DEFAULT_API = "https://api.cloudflare.com/client/v4"
 PER_PAGE = 500
 AUTO_TTL = 300  # what Cloudflare serves for a record whose TTL is 1 ("automatic")
+MIN_TTL, MAX_TTL = 60, 86400  # the API's range besides 1 (30 on Enterprise zones)
 
 
 class CloudflareApiError(ProviderError):
@@ -149,6 +153,16 @@ class CloudflareProvider(Provider):
     @classmethod
     def check_files(cls, name: str, options: Mapping[str, Any]) -> None:
         cls._read_token(options, None)
+
+    @classmethod
+    def check_service(cls, options: Mapping[str, Any], zone: dns.name.Name, ttl: int) -> None:
+        if ttl != 1 and not MIN_TTL <= ttl <= MAX_TTL:
+            raise ConfigError(
+                f"ttl {ttl}: Cloudflare accepts 1 (automatic) or {MIN_TTL}-{MAX_TTL} seconds"
+            )
+
+    def served_ttl(self, ttl: int) -> int:
+        return AUTO_TTL if ttl == 1 else ttl
 
     @staticmethod
     def _read_token(options: Mapping[str, Any], base_dir: Path | None) -> Secret[str]:
@@ -340,7 +354,7 @@ class CloudflareProvider(Provider):
             ttl = int(rec.get("ttl") or 1)
         except (TypeError, ValueError):
             raise self._err(f"record {rec.get('id')} ({owner_text} TLSA): bad TTL") from None
-        return CfRecord(str(rec["id"]), owner, AUTO_TTL if ttl == 1 else ttl, rd)
+        return CfRecord(str(rec["id"]), owner, ttl, rd)
 
     def _read_records(
         self, zone: dns.name.Name, owners: Sequence[dns.name.Name]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -220,3 +221,95 @@ def test_missing_requests(monkeypatch: pytest.MonkeyPatch) -> None:
         prov.read(ZONE, [A])
     one_line(ei.value, "'cf'", "needs requests", "pip install 'tlsarotate[cloudflare]'")
     assert os.environ[ENV] == TOKEN
+
+
+# -- TTL 1 ("automatic") and the API's TTL range ---------------------------------------------
+
+CF_CONFIG = """\
+state_dir: state
+safety_margin: 0
+providers:
+  cf:
+    type: cloudflare
+    api_token_env: {env}
+    api_url: {url}
+services:
+  - name: mail
+    zone: example.test.
+    provider: cf
+    hosts: [mx.example.test]
+    ttl: {ttl}
+    records: ["3 1 1"]
+    observe: provider
+    certificate:
+      deployed: {{cert: deployed.crt, key: deployed.key}}
+      next: {{cert: next.crt, key: next.key}}
+      reload: ["true"]
+"""
+
+
+def _cf_engine(tmp_path: Path, fake: FakeCloudflare, ttl: int, write_pair: Any) -> Any:
+    import shutil
+
+    from tlsarotate import config
+    from tlsarotate.engine import Engine, make_providers
+    from tlsarotate.providers.base import ProviderContext
+    from tlsarotate.state import StateStore
+
+    write_pair("deployed", host="mx.example.test")
+    shutil.copy(tmp_path / "deployed.crt", tmp_path / "next.crt")  # nothing to roll yet
+    shutil.copy(tmp_path / "deployed.key", tmp_path / "next.key")
+    path = tmp_path / "config.yaml"
+    path.write_text(CF_CONFIG.format(env=ENV, url=fake.url, ttl=ttl))
+    cfg = config.load(path)
+    clock = FakeClock(time.time())  # the certificates are valid now, not at FakeClock's default
+    providers = make_providers(cfg, ProviderContext(base_dir=tmp_path, clock=clock))
+    return cfg, Engine(cfg, StateStore(cfg.state_dir), providers, clock=clock)
+
+
+def test_ttl_1_is_read_back_as_1_and_waits_count_300(
+    fake: FakeCloudflare, tmp_path: Path, write_pair: Any
+) -> None:
+    """ttl: 1 (automatic): the API answers 1; reading it as 300 made the planner "set the TTL
+    to 1" again and again (50 writes, then an error). Caches hold it for 300 s: the wait
+    before the swap counts those."""
+    from tlsarotate import planner
+
+    cfg, engine = _cf_engine(tmp_path, fake, 1, write_pair)
+    first = engine.run(cfg.services, wait=True)
+    assert [p.phase for p in first] == [planner.IDLE], [p.summary for p in first]
+    assert len(batches(fake)) == 1  # the one publish, no TTL re-writes
+    assert {r["ttl"] for r in fake.list_records(fake.zone_id)} == {1}  # type: ignore[attr-defined]
+    engine.clock.advance(1000)
+    write_pair("next", host="mx.example.test")  # the renewal
+    plans = engine.run(cfg.services, wait=False)
+    assert [p.phase for p in plans] == [planner.WAIT_TTL], [p.summary for p in plans]
+    # caches hold the deployed-only RRset for the 300 s Cloudflare serves, not 1 s
+    assert plans[0].ready_at == engine.clock.now() + 300
+    done = engine.run(cfg.services, wait=True)
+    assert [p.phase for p in done] == [planner.IDLE], [p.summary for p in done]
+    assert len(batches(fake)) == 3  # publish, publish the next, retire: nothing else
+    assert {r["ttl"] for r in fake.list_records(fake.zone_id)} == {1}  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("ttl", [30, 59, 86401])
+def test_validate_refuses_a_ttl_the_api_refuses(
+    fake: FakeCloudflare, tmp_path: Path, write_pair: Any, ttl: int
+) -> None:
+    from tests.conftest import assert_one_line_error, cli_env, run_cli
+
+    write_pair("deployed", host="mx.example.test")
+    write_pair("next", host="mx.example.test")
+    path = tmp_path / "config.yaml"
+    path.write_text(CF_CONFIG.format(env=ENV, url=fake.url, ttl=ttl))
+    proc = run_cli("-c", path, "validate", env=cli_env(**{ENV: TOKEN}))
+    assert_one_line_error(
+        proc, "service 'mail'", f"ttl {ttl}", "Cloudflare accepts 1 (automatic) or 60-86400"
+    )
+    # and the fake API refuses it as the real one does
+    prov = CloudflareProvider("cf", {"api_token_env": ENV, "api_url": fake.url})
+    with pytest.raises(ProviderError, match="TTL must be between 60 and 86400"):
+        add(prov, A, TlsaRRset.of(ttl, [rd(1)]))
+    for ok in (1, 60, 86400):
+        path.write_text(CF_CONFIG.format(env=ENV, url=fake.url, ttl=ok))
+        assert run_cli("-c", path, "validate", env=cli_env(**{ENV: TOKEN})).returncode == 0

@@ -397,7 +397,7 @@ def test_two_certificates_rolled_independently(tmp_path: Path) -> None:
     w = World(tmp_path, params=("3 1 1",))
     (tmp_path / "rsa").mkdir()
     (tmp_path / "rsa-next").mkdir()
-    rsa = pki.make_leaf(w.ca, ["mx1.example.test"], "rsa2048")
+    rsa = pki.make_leaf(w.ca, ["mx1.example.test"], "rsa2048", days=3650, not_before=w.not_before)
     World._write_pair(tmp_path / "rsa", rsa)
     World._write_pair(tmp_path / "rsa-next", rsa)
     rsa_slot = config.CertSlot(
@@ -492,7 +492,7 @@ def test_keep_ahead_next_key_gives_a_zero_wait_renewal(tmp_path: Path) -> None:
 
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-    from tlsarotate import config, material, pki
+    from tlsarotate import config, material
 
     w = World(tmp_path, params=("3 1 1",))
     key_path = tmp_path / "keys/next.key"
@@ -510,7 +510,7 @@ def test_keep_ahead_next_key_gives_a_zero_wait_renewal(tmp_path: Path) -> None:
     assert phases(w.apply()) == [planner.IDLE]
     # the renewal: certbot certonly --csr with the next key
     key = load_pem_private_key(key_path.read_bytes(), None)
-    leaf = pki.make_leaf(w.ca, ["mx1.example.test"], key=key)  # type: ignore[arg-type]
+    leaf = w._leaf(["mx1.example.test"], key)  # type: ignore[arg-type]
     World._write_pair(tmp_path / "next", leaf)
     writes = len(w.provider.writes)
     reloads = w.reloads
@@ -531,7 +531,7 @@ def test_keep_ahead_next_key_gives_a_zero_wait_renewal(tmp_path: Path) -> None:
 def test_swap_installs_only_the_bytes_it_checked(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """The ACME client replaces the next files between the plan and the copy: nothing is
     installed, the swap says so, and the next run plans afresh."""
-    from tlsarotate import material, pki, swap
+    from tlsarotate import material, swap
 
     w = World(tmp_path)
     old = w.deployed()
@@ -539,7 +539,7 @@ def test_swap_installs_only_the_bytes_it_checked(tmp_path: Path, monkeypatch) ->
     w.apply()
     w.clock.advance(300)
     real = swap.read_pair
-    other = pki.make_leaf(w.ca, ["mx1.example.test"])
+    other = w._leaf(["mx1.example.test"], None)
 
     def changed_underneath(paths):  # type: ignore[no-untyped-def]
         real(paths)

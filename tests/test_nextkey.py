@@ -80,7 +80,7 @@ def test_ensure_refuses_world_readable_or_wrong_file(tmp_path: Path) -> None:
     ca = pki.make_ca()
     cert = tmp_path / "cert.pem"
     cert.write_bytes(pki.make_leaf(ca, ["mx.example.test"]).cert_pem)
-    with pytest.raises(MaterialError, match="expected the next private key, found a certificate"):
+    with pytest.raises(MaterialError, match="next_key must be a private key, found a certificate"):
         nextkey.ensure(cert, "ecdsa-p256")
     with pytest.raises(MaterialError, match="unknown next key type 'dsa'"):
         nextkey.ensure(tmp_path / "other.key", "dsa")

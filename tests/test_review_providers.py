@@ -185,7 +185,9 @@ def test_cloudflare_batch_502_with_a_concurrent_change_does_not_claim_nothing_wr
     assert posts(fake) == 1
 
 
-def test_cloudflare_automatic_ttl_reads_as_300(fake: FakeCloudflare) -> None:
+def test_cloudflare_automatic_ttl_reads_as_1_served_as_300(fake: FakeCloudflare) -> None:
+    """TTL 1 ("automatic") reads back as the 1 a service configures (read as 300, the planner
+    re-wrote it for ever); the waits count the 300 s Cloudflare serves it with."""
     fake.put_record(
         fake.zone_id,  # type: ignore[attr-defined]
         {
@@ -201,10 +203,11 @@ def test_cloudflare_automatic_ttl_reads_as_300(fake: FakeCloudflare) -> None:
         },
     )
     prov = cf(fake)
-    assert prov.read(ZONE, [A]) == {A: TlsaRRset.of(300, [rd(1)])}
-    # an RRset already at 300 s needs no TTL patch
+    assert prov.read(ZONE, [A]) == {A: TlsaRRset.of(1, [rd(1)])}
+    assert prov.served_ttl(1) == 300 and prov.served_ttl(600) == 600
+    # an RRset already at 1 (automatic) needs no TTL patch
     prov.apply(
-        ZoneChange(ZONE, (OwnerChange(A, TlsaRRset.of(300, [rd(1)]), TlsaRRset.of(300, [rd(1)])),))
+        ZoneChange(ZONE, (OwnerChange(A, TlsaRRset.of(1, [rd(1)]), TlsaRRset.of(1, [rd(1)])),))
     )
     assert posts(fake) == 0
 

@@ -394,6 +394,7 @@ def test_check_files_accepts_tsig_keygen_output_and_secret_sources(
 def test_config_resolves_key_file_relative_to_config(bind: BindServers, tmp_path: Path) -> None:
     (tmp_path / "keys").mkdir()
     (tmp_path / "keys" / "tsig.key").write_text(bind.key_file.read_text())
+    (tmp_path / "keys" / "tsig.key").chmod(0o600)  # validate refuses a key others may read
     cfg_path = tmp_path / "tlsarotate.yaml"
     cfg_path.write_text(
         f"""

@@ -8,6 +8,7 @@ It also checks the safety properties after every event (see :meth:`World.check`)
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -153,7 +154,12 @@ class World:
         # engine's clock, which may be skewed (engine_clock)
         self.clock = FakeClock()
         self.engine_clock = SkewedClock(self.clock)
-        self.ca = pki.make_ca()
+        # certificates valid around the fake clock's time, for long enough for any sequence
+        # (the planner refuses to swap in one that is expired or not valid yet)
+        # (and at the real time too: test_verify serves them to real TLS clients)
+        start = min(self.clock.now(), dt.datetime.now(dt.timezone.utc).timestamp()) - 86400
+        self.not_before = dt.datetime.fromtimestamp(start, dt.timezone.utc)
+        self.ca = pki.make_ca(days=3650, not_before=self.not_before)
         self.keys = [pki.new_key("ecdsa-p256") for _ in range(3)]
         self.crash_at: str | None = None
         self.crash_after = 0
@@ -164,7 +170,7 @@ class World:
         self.last_served: dict[int, float] = {}
         (tmp / "deployed").mkdir()
         (tmp / "next").mkdir()
-        first = pki.make_leaf(self.ca, [hosts[0]], key=self.keys[0])
+        first = self._leaf([hosts[0]], self.keys[0])
         self._write_pair(tmp / "deployed", first)
         self._write_pair(tmp / "next", first)
         self.served: material.Material = self.deployed()
@@ -201,6 +207,9 @@ class World:
 
     # -- files -----------------------------------------------------------------------------
 
+    def _leaf(self, names: list[str], key: pki.PrivateKey | None) -> pki.Issued:
+        return pki.make_leaf(self.ca, names, key=key, days=3650, not_before=self.not_before)
+
     @staticmethod
     def _write_pair(d: Path, leaf: pki.Issued) -> None:
         (d / "fullchain.pem").write_bytes(leaf.cert_pem)
@@ -226,7 +235,7 @@ class World:
             key = self.keys[key_index]
         else:
             key = pki.new_key("ecdsa-p256")
-        leaf = pki.make_leaf(self.ca, [self.service.hosts[0].rstrip(".")], key=key)  # type: ignore[arg-type]
+        leaf = self._leaf([self.service.hosts[0].rstrip(".")], key)  # type: ignore[arg-type]
         self._write_pair(self.tmp / "next", leaf)
 
     def set_params(self, params: Sequence[str]) -> None:

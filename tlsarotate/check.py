@@ -200,6 +200,12 @@ def missing_on_servers(obs: Observation, needed: Sequence[tuple[dns.name.Name, T
     return out
 
 
+def next_unfit(service: Service, cert: material.Material, now: float) -> list[material.Unfit]:
+    """What would make the planner refuse to swap ``cert`` in for ``service`` (or note it)."""
+    usages = {p.usage for p in service.params}
+    return material.unfit(cert, now, service.hosts, usages, service.next_min_validity)
+
+
 def swap_readiness(
     service: Service,
     next_cert: material.Material,
@@ -216,6 +222,13 @@ def swap_readiness(
     needed, problems = needed_records(service, next_cert)
     missing = [*problems, *missing_on_servers(obs, needed)]
     published = not missing
+    when = now if now is not None else SystemClock().now()
+    blockers = [u.reason for u in next_unfit(service, next_cert, when) if u.blocking]
+    if blockers:
+        # what the planner would block on, whatever DNS says
+        return SwapReadiness(
+            False, published, tuple(missing), "the next certificate: " + "; ".join(blockers)
+        )
     if not published:
         detail = f"{len(missing)} record(s) of the next certificate missing"
         return SwapReadiness(False, False, tuple(missing), detail)
@@ -232,7 +245,6 @@ def swap_readiness(
             f"published on every server, but how long caches may still hold older records is "
             f"not known ({why})",
         )
-    when = now if now is not None else SystemClock().now()
     first = next((s for s in obs.servers if not s.error), None)
     published_rr = {o: rr for o, rr in (first.rrsets.items() if first else ()) if rr is not None}
     plan = planner.plan(plan_input(service, slots, published_rr, obs, state, when, safety_margin))
@@ -469,6 +481,15 @@ def run_check(
             if nxt is not None and slot.next is not None:
                 nexp = not_after(nxt.leaf).timestamp() if nxt.leaf is not None else None
                 entry["next"] = _cert_json(slot.next.describe(), nxt, nexp, now)
+                findings += [
+                    Finding(
+                        WARNING,
+                        s.name,
+                        f"next certificate {slot.name!r} ({slot.next.describe()}) {u.reason}"
+                        + ("; it will not be swapped in" if u.blocking else ""),
+                    )
+                    for u in next_unfit(s, nxt, now)
+                ]
             if obs is not None:
                 unpublished += _deployed_findings(s, slot.name, dep, obs, findings)
                 if nxt is not None:
@@ -476,6 +497,12 @@ def run_check(
                         s, nxt, obs, state, now, cfg.safety_margin, slot_inputs
                     ).to_json()
             rep.certs.append(entry)
+        if gate_cert is not None and gate_cert.leaf is not None:  # (a bare key: records only)
+            for u in next_unfit(s, gate_cert, now):
+                if u.blocking:
+                    gate_missing.append(f"service {s.name}: the certificate {u.reason}")
+                else:
+                    findings.append(Finding(WARNING, s.name, f"{next_cert}: {u.reason}"))
         if gate_cert is not None and obs is not None:
             needed, problems = needed_records(s, gate_cert)
             gate_missing += problems + missing_on_servers(obs, needed)

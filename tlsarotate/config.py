@@ -11,6 +11,7 @@ import difflib
 import ipaddress
 import os
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any, TypeVar
 import dns.name
 import yaml
 
-from tlsarotate import material, records
+from tlsarotate import material, nextkey, records
 from tlsarotate.errors import ConfigError, RecordError, TlsarotateError
 from tlsarotate.fsutil import read_text
 
@@ -121,6 +122,8 @@ class Service:
     # shared (default): other writers' records at the owners are kept; exclusive: this service
     # alone writes its owners, so a record it does not account for is stale and removed
     owners_mode: str = "shared"
+    # seconds a next certificate must stay valid after the swap (next_min_days)
+    next_min_validity: float = material.DEFAULT_MIN_VALIDITY
 
     @property
     def owners(self) -> list[dns.name.Name]:
@@ -239,10 +242,12 @@ def _int(ctx: _Ctx, node: yaml.Node, kp: str, lo: int, hi: int, what: str = "val
     return v
 
 
-def _number(ctx: _Ctx, node: yaml.Node, kp: str, lo: float, hi: float, what: str) -> float:
+def _number(
+    ctx: _Ctx, node: yaml.Node, kp: str, lo: float, hi: float, what: str, unit: str = "seconds"
+) -> float:
     v = _scalar(ctx, node, kp)
     if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise ctx.err(node, kp, f"expected a number of seconds, got {_kind(node)}")
+        raise ctx.err(node, kp, f"expected a number of {unit}, got {_kind(node)}")
     if not lo <= v <= hi:
         raise ctx.err(node, kp, f"{what} {v} out of range {lo:g}-{hi:g}")
     return float(v)
@@ -433,6 +438,7 @@ SERVICE_KEYS = {
     "nameservers": False,
     "nameservers_mode": False,
     "owners": False,
+    "next_min_days": False,
 }
 
 
@@ -540,6 +546,12 @@ def _service(
                 "must be shared (keep other writers' records) or exclusive (remove every "
                 "record this service does not account for)",
             )
+    min_validity = float(material.DEFAULT_MIN_VALIDITY)
+    if "next_min_days" in m:
+        days = _number(
+            ctx, m["next_min_days"][1], f"{kp}.next_min_days", 0, 365, "next_min_days", "days"
+        )
+        min_validity = days * 86400
     return Service(
         name,
         zone,
@@ -555,6 +567,7 @@ def _service(
         ns,
         ns_mode,
         owners_mode,
+        min_validity,
     )
 
 
@@ -724,26 +737,33 @@ def load(path: str | os.PathLike[str] | None = None) -> Config:
     return parse(text, p.absolute())
 
 
-def check_files(cfg: Config) -> list[str]:
+def check_files(cfg: Config, now: float | None = None) -> list[str]:
     """Load every certificate and key the config names and every provider file; return one
-    line per service slot describing what was found. Raises on the first problem."""
+    line per service slot describing what was found (and a note where a next certificate has
+    names DANE-EE clients ignore). Raises on the first problem, including a next certificate
+    the planner would refuse to swap in at ``now`` (expired, not valid yet, wrong names, not
+    signed by the CA its 2 x x records pin)."""
     from tlsarotate import providers as registry
 
+    when = time.time() if now is None else now
     lines: list[str] = []
     for pc in cfg.providers.values():
         try:
             registry.get_class(pc.type).check_files(pc.name, pc.options)
         except TlsarotateError as e:
-            # Convention: a provider names the option first ("path: ... not found"); the
-            # message then gets that option's key path and line.
-            msg = str(e)
-            key, sep, rest = msg.partition(": ")
-            if sep and key in pc.lines:
-                raise ConfigError(
-                    f"{cfg.path}:{pc.lines[key]}: providers.{pc.name}.{key}: {rest}"
-                ) from None
-            raise ConfigError(f"{pc.where or cfg.path}: providers.{pc.name}: {msg}") from None
+            raise _option_error(cfg, pc, str(e)) from None
+    _check_state_dir(cfg)
     for s in cfg.services:
+        pc = cfg.providers[s.provider]
+        try:
+            registry.get_class(pc.type).check_service(pc.options, s.zone, s.ttl)
+        except TlsarotateError as e:
+            key = str(e).partition(": ")[0]
+            if key in pc.lines:  # about the provider's option (the zone file it names)
+                raise _option_error(cfg, pc, f"{e} (service {s.name!r})") from None
+            raise ConfigError(
+                f"{cfg.path}: service {s.name!r} (provider {pc.name}, {pc.type}): {e}"
+            ) from None
         for slot in s.certificates:
             where = f"service {s.name!r} certificate {slot.name!r}"
             try:
@@ -756,19 +776,50 @@ def check_files(cfg: Config) -> list[str]:
                 if slot.next_key is not None and (
                     slot.next_key.path.exists() or slot.next_key.path.is_symlink()
                 ):
-                    nk = material.load(slot.next_key.path)
-                    if nk.kind != "private key":
-                        raise ConfigError(
-                            f"{slot.next_key.path}: next_key must be a private key, "
-                            f"found a {nk.kind}"
-                        )
+                    nextkey.load(slot.next_key.path)  # the loader apply uses, same checks
             except TlsarotateError as e:
                 raise ConfigError(f"{cfg.path}: {where}: {e}") from None
+            notes: list[str] = []
+            if nxt is not None and not nxt.same_as(dep):
+                usages = {p.usage for p in s.params}
+                for u in material.unfit(nxt, when, s.hosts, usages, s.next_min_validity):
+                    if u.blocking:
+                        raise ConfigError(
+                            f"{cfg.path}: {where}: next certificate "
+                            f"{slot.next.describe() if slot.next else ''} {u.reason}"
+                        )
+                    notes.append(f"note: next certificate {u.reason}")
             lines.append(
                 f"{s.name}/{slot.name}: deployed {dep.spki_sha256[:16]}… "
                 + (f"next {nxt.spki_sha256[:16]}…" if nxt else "no next certificate")
+                + "".join(f"; {n}" for n in notes)
             )
     return lines
+
+
+def _option_error(cfg: Config, pc: ProviderConfig, msg: str) -> ConfigError:
+    """Convention: a provider names the option first ("path: ... not found"); the message then
+    gets that option's key path and line."""
+    key, sep, rest = msg.partition(": ")
+    if sep and key in pc.lines:
+        return ConfigError(f"{cfg.path}:{pc.lines[key]}: providers.{pc.name}.{key}: {rest}")
+    return ConfigError(f"{pc.where or cfg.path}: providers.{pc.name}: {msg}")
+
+
+def _check_state_dir(cfg: Config) -> None:
+    """``state_dir`` must be a directory tlsarotate can write (or create), not a file."""
+    if cfg.state.backend != "file":
+        return
+    d = cfg.state_dir
+    probe = d
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent  # the nearest existing ancestor: mkdir -p starts there
+    if not probe.is_dir():
+        what = "is not a directory" if probe == d else f"cannot be created: {probe} is a file"
+        raise ConfigError(f"{cfg.path}: state_dir: {d} {what}")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        where = d if probe == d else f"{probe} (to create {d})"
+        raise ConfigError(f"{cfg.path}: state_dir: {where} is not writable")
 
 
 def load_cert(paths: CertPaths) -> material.Material:

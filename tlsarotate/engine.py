@@ -22,7 +22,7 @@ from typing import Protocol
 
 import dns.name
 
-from tlsarotate import material, nextkey, planner, records, swap
+from tlsarotate import nextkey, planner, records, swap
 from tlsarotate.change import OwnerChange, TlsaRRset, ZoneChange
 from tlsarotate.clock import Clock, SystemClock
 from tlsarotate.config import CertSlot, Config, Service, load_cert
@@ -56,9 +56,25 @@ class Store(Protocol):
 ObserverFactory = Callable[[Service, Provider], Observer]
 
 
+class _AsServed:
+    """A provider's read with the TTLs its servers hand out (Cloudflare's "automatic" 1 is
+    served as 300): what ``observe: provider`` must wait for."""
+
+    def __init__(self, provider: Provider) -> None:
+        self.provider = provider
+
+    def read(
+        self, zone: dns.name.Name, owners: tuple[dns.name.Name, ...] | list[dns.name.Name]
+    ) -> dict[dns.name.Name, TlsaRRset]:
+        got = self.provider.read(zone, owners)
+        return {
+            o: TlsaRRset.of(self.provider.served_ttl(rr.ttl), rr.records) for o, rr in got.items()
+        }
+
+
 def default_observer(service: Service, provider: Provider) -> Observer:
     if service.observe == "provider":
-        return ProviderObserver(provider, provider.name)
+        return ProviderObserver(_AsServed(provider), provider.name)
     return DnsObserver(service.nameservers or None, replace=service.nameservers_mode == "replace")
 
 
@@ -90,7 +106,7 @@ def load_slots(svc: Service) -> tuple[planner.SlotInput, ...]:
         key: Material | None = None
         if slot.next_key is not None and slot.next_key.path.exists():
             try:
-                key = material.load(slot.next_key.path)
+                key = nextkey.load(slot.next_key.path)
             except TlsarotateError as e:
                 raise ConfigError(f"{where}: next_key: {e}") from None
         out.append(planner.SlotInput(slot.name, deployed, nxt, key))
@@ -122,6 +138,8 @@ def plan_input(
         safety_margin=safety_margin,
         allow_unsigned=svc.allow_unsigned,
         owners_mode="force" if force_cleanup else svc.owners_mode,
+        hosts=tuple(svc.hosts),
+        min_validity=svc.next_min_validity,
     )
 
 
@@ -287,7 +305,7 @@ class Engine:
         nk = slot.next_key
         if nk is None or not nk.path.exists():
             return
-        if material.load(nk.path).spki != installed.spki:
+        if nextkey.load(nk.path).spki != installed.spki:
             return
         nextkey.rotate(nk.path, nk.type, consumed_spki=installed.spki_sha256)
         self._event(f"{svc.name}: the next key was used; generated a fresh one at {nk.path}")

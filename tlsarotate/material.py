@@ -12,6 +12,7 @@ import binascii
 import hashlib
 import os
 import re
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 
+from tlsarotate import timefmt
 from tlsarotate.errors import MaterialError
 from tlsarotate.fsutil import read_file
 
@@ -317,3 +319,103 @@ def load_lineage(path: str | os.PathLike[str], require_key: bool = True) -> Mate
         if not m.chain:
             raise MaterialError(f"{full}: expected a certificate chain, found a {m.kind}")
     return Material(str(p), "lineage", m.spki, m.chain, m.chain_der)
+
+
+# -- is a certificate fit to be installed? --------------------------------------------------
+#
+# Pure functions of the Material, the time and the service's host names: the planner calls
+# them before a swap, ``check`` before it says "safe to swap".
+
+DEFAULT_MIN_VALIDITY = 86400  # seconds the next certificate must stay valid after a swap
+
+
+@dataclass(frozen=True)
+class Unfit:
+    """Why a certificate must not be installed now (``blocking``), or what a client checking
+    it would object to although DANE-EE clients will not (not ``blocking``: a warning).
+    ``until``: when the reason goes away by itself (a certificate not valid yet)."""
+
+    reason: str
+    blocking: bool = True
+    until: float | None = None
+
+
+def _when(ts: float) -> str:
+    return timefmt.iso(ts) or ""
+
+
+def unfit(
+    m: Material,
+    now: float,
+    hosts: Sequence[str] = (),
+    usages: Collection[int] = (3,),
+    min_validity: float = DEFAULT_MIN_VALIDITY,
+) -> list[Unfit]:
+    """What stops ``m`` from being served from ``now`` on to clients of ``hosts`` through
+    TLSA records of ``usages``: validity (now, and ``min_validity`` seconds on), the names
+    (every host must be matched by a subjectAltName, or the CN when there is none; only a
+    warning when every usage is 3, DANE-EE, whose clients ignore names), and for usage 2/0
+    whether the leaf is really signed by the CA certificate those records pin (the chain's
+    second certificate). Empty: fit."""
+    from tlsarotate.dane import dns_names, name_matches  # dane imports this module
+
+    leaf = m.leaf
+    if leaf is None:
+        return [Unfit(f"{m.source}: a {m.kind}, not a certificate")]
+    out: list[Unfit] = []
+    start = leaf.not_valid_before_utc.timestamp()
+    end = leaf.not_valid_after_utc.timestamp()
+    if now < start:
+        out.append(
+            Unfit(
+                f"not valid before {_when(start)} (in {timefmt.duration(start - now)}; "
+                "is the clock right?)",
+                until=start,
+            )
+        )
+    if end <= now:
+        out.append(Unfit(f"expired {_when(end)} ({timefmt.duration(now - end)} ago)"))
+    elif end < now + min_validity:
+        out.append(
+            Unfit(
+                f"expires {_when(end)}, in {timefmt.duration(end - now)}: less than the "
+                f"{timefmt.duration(min_validity)} it must stay valid (next_min_days)"
+            )
+        )
+    names = dns_names(leaf)
+    missing = [h.rstrip(".") for h in hosts if not any(name_matches(n, h) for n in names)]
+    if missing:
+        pkix = sorted(u for u in set(usages) if u != 3)
+        has = ", ".join(names) or "no DNS name"
+        what = f"does not name {', '.join(missing)} (it names {has})"
+        if pkix:
+            out.append(Unfit(f"{what}: clients of usage {pkix[0]} check the name"))
+        else:
+            out.append(
+                Unfit(
+                    f"{what}: DANE-EE (usage 3) clients ignore names, but any client checking "
+                    "them (PKIX, no DANE) will reject it",
+                    blocking=False,
+                )
+            )
+    if any(u in (0, 2) for u in usages):
+        if len(m.chain) < 2:
+            out.append(Unfit("holds no CA certificate above the leaf for the 2 x x records"))
+        elif not _signed_by(leaf, m.chain[1]):
+            out.append(
+                Unfit(
+                    "the leaf is not signed by the CA certificate after it "
+                    f"({m.chain[1].subject.rfc4514_string()}), which the 2 x x records pin"
+                )
+            )
+    return out
+
+
+def _signed_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
+    if child.issuer != parent.subject:
+        return False
+    try:
+        child.verify_directly_issued_by(parent)
+    except Exception:  # InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm
+        return False
+    return True

@@ -32,15 +32,15 @@ def ensure(path: Path, key_type: str) -> material.Material:
     """The public half of the next key at ``path``, generating it first if there is none."""
     path = Path(path)
     if path.exists() or path.is_symlink():
-        return _load(path)
+        return load(path)
     _check_type(key_type, path)
     _ensure_parent(path)
     try:
         _write_new(path, pki.key_pem(pki.new_key(key_type)))
     except FileExistsError:
         # another process won the race to create it: use theirs
-        return _load(path)
-    return _load(path)
+        return load(path)
+    return load(path)
 
 
 def rotate(path: Path, key_type: str, *, consumed_spki: str | None = None) -> material.Material:
@@ -54,7 +54,7 @@ def rotate(path: Path, key_type: str, *, consumed_spki: str | None = None) -> ma
     _check_type(key_type, path)
     used = path.with_name(path.name + ".used")
     if path.exists():
-        current = _load(path)  # refuse to move aside something that is not a usable key
+        current = load(path)  # refuse to move aside something that is not a usable key
         if consumed_spki is not None and current.spki_sha256 != consumed_spki.lower():
             return current
         try:  # _load refused group/other access already: no chmod needed
@@ -131,10 +131,14 @@ def _why(e: OSError) -> str:
     return e.strerror or type(e).__name__
 
 
-def _load(path: Path) -> material.Material:
+def load(path: Path) -> material.Material:
+    """The one loader of a next key, for every command: the public half of the private key at
+    ``path``; one line naming the file if it is anything else (a certificate, a public key) or
+    readable by group or others."""
+    path = Path(path)
     m = material.load(path)
     if m.kind != "private key":
-        raise MaterialError(f"{path}: expected the next private key, found a {m.kind}")
+        raise MaterialError(f"{path}: next_key must be a private key, found a {m.kind}")
     mode = path.stat().st_mode & 0o777
     if mode & 0o077:
         raise MaterialError(
@@ -151,7 +155,7 @@ def _private(
     | ed25519.Ed25519PrivateKey
     | (ed448.Ed448PrivateKey)
 ):
-    _load(path)  # one-line errors for missing / unreadable / world-readable
+    load(path)  # one-line errors for missing / unreadable / world-readable
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except (ValueError, TypeError):

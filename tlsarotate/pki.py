@@ -77,10 +77,12 @@ def make_ca(
     kind: str = "ecdsa-p256",
     days: int = 30,
     issuer: Issued | None = None,
+    not_before: dt.datetime | None = None,
 ) -> Issued:
-    """A CA certificate: self-signed, or an intermediate when ``issuer`` is given."""
+    """A CA certificate: self-signed, or an intermediate when ``issuer`` is given; valid from
+    five minutes ago (or ``not_before``) for ``days``."""
     key = new_key(kind)
-    now = dt.datetime.now(dt.timezone.utc)
+    start = not_before or dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)
     signer_key = issuer.key if issuer else key
     b = (
         x509.CertificateBuilder()
@@ -88,8 +90,8 @@ def make_ca(
         .issuer_name(issuer.cert.subject if issuer else _name(cn))
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=days))
+        .not_valid_before(start)
+        .not_valid_after(start + dt.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(False, False, False, False, False, True, True, False, False),

@@ -21,7 +21,10 @@ The safety rules the planner enforces:
   the chain about to be served, and so does every older RRset a cache may still hold (each is
   remembered in the state until its TTL + safety margin after its successor became visible;
   when the history is unknown, the swap waits out the longest TTL that may be cached);
-- records matching the deployed certificate with configured parameters are never removed.
+- records matching the deployed certificate with configured parameters are never removed;
+- a next certificate is swapped in only if clients will accept it (:func:`material.unfit`): valid
+  now and for ``min_validity`` on, naming the service's hosts (a note only when every usage is
+  3), signed by the CA certificate its 2 x x records pin; else BLOCKED, naming it and why.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from dns.rdtypes.ANY.TLSA import TLSA
 from tlsarotate import records, timefmt
 from tlsarotate.change import OwnerChange, TlsaRRset, ZoneChange, digest
 from tlsarotate.errors import RecordError
-from tlsarotate.material import Material
+from tlsarotate.material import DEFAULT_MIN_VALIDITY, Material, unfit
 from tlsarotate.observation import Observation
 from tlsarotate.records import Params
 from tlsarotate.state import MAX_CACHED, CachedRRset, State
@@ -85,6 +88,10 @@ class PlanInput:
     # are another writer's, kept), "exclusive" (config ``owners: exclusive``: everything not
     # accounted for is stale) or "force" (``apply --force-cleanup``: remove them this once)
     owners_mode: str = "shared"
+    # what a next certificate must be fit for before it is swapped in (material.unfit): the
+    # service's host names, and how long it must stay valid after the swap
+    hosts: tuple[str, ...] = ()
+    min_validity: float = DEFAULT_MIN_VALIDITY
 
 
 @dataclass(frozen=True)
@@ -512,12 +519,31 @@ def plan(inp: PlanInput) -> Plan:
 
     # 5. swap: every chain served afterwards must be accepted by every owner's RRset, the
     #    current one and every older one a cache may still hold
+    #    -- and the next certificate must be one clients accept: valid now and for
+    #    min_validity on, naming the hosts, signed by the CA its 2 x x records pin
     ready: list[str] = []
     problems: list[str] = []
+    unfit_at: list[float] = []  # when a not-yet-valid next certificate becomes valid
     waits: list[tuple[float, int]] = []  # (when, ttl) per slot that must wait for caches
+    usages = {p.usage for p in inp.params}
     for slot in swappable:
         nxt = slot.pending
         assert nxt is not None
+        why = unfit(nxt, inp.now, inp.hosts, usages, inp.min_validity)
+        warnings.extend(
+            f"next certificate {slot.name!r} ({nxt.source}) {u.reason}"
+            for u in why
+            if not u.blocking
+        )
+        blockers = [u for u in why if u.blocking]
+        if blockers:
+            problems.append(
+                f"next certificate {slot.name!r} ({nxt.source}) "
+                + "; ".join(u.reason for u in blockers)
+            )
+            if all(u.until is not None for u in blockers):
+                unfit_at.append(max(u.until for u in blockers if u.until is not None))
+            continue
         served_after = [nxt.chain_der] + [
             s.deployed.chain_der for s in inp.slots if s.name != slot.name
         ]
@@ -537,6 +563,9 @@ def plan(inp: PlanInput) -> Plan:
             waits.append((until, max(c.ttl for c in blocking)))
         else:
             ready.append(slot.name)
+    if ready or waits:
+        # another slot that cannot swap is said, not hidden behind this one's step
+        warnings.extend(f"cannot swap: {p}" for p in problems)
     if ready:
         return done(SWAP, f"install the next certificate ({', '.join(ready)})", swap=tuple(ready))
     if waits:
@@ -548,7 +577,11 @@ def plan(inp: PlanInput) -> Plan:
             "caches may still hold an older RRset without its records",
             ready_at=until,
         )
-    return done(BLOCKED, "cannot swap safely: " + "; ".join(problems))
+    return done(
+        BLOCKED,
+        "cannot swap safely: " + "; ".join(problems),
+        ready_at=min(unfit_at) if len(unfit_at) == len(problems) else None,
+    )
 
 
 def records_sorted(rds: set[TLSA] | frozenset[TLSA]) -> list[TLSA]:
