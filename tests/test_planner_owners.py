@@ -10,6 +10,7 @@ is matched by every usage/selector/mtype combination present.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,8 @@ from tlsarotate.state import State
 ZONE = dns.name.from_text("example.test.")
 OWNER = dns.name.from_text("_25._tcp.mx.example.test.")
 P311, P301, P312 = (records.parse_params(t) for t in ("3 1 1", "3 0 1", "3 1 2"))
-NOW = 100_000.0
+# the certificates below are valid from their making on: plan at a moment they are valid
+NOW = float(int(time.time())) + 60
 
 _CA = pki.make_ca()
 
