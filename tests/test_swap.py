@@ -563,6 +563,21 @@ def test_a_der_next_pair_is_installed_as_pem(
     assert base64.b64decode(body) == _der(new.cert_pem)
 
 
+def test_a_pem_next_chain_is_installed_byte_for_byte(
+    pair_files: tuple[config.CertSlot, pki.Issued, pki.Issued], tmp_path: Path
+) -> None:
+    """A strict PEM chain (64-character lines, as openssl and certbot write it) reaches the
+    deployed file unchanged; a DER one becomes the same strict PEM (RFC 7468), not 76-column
+    base64."""
+    slot, _, new = pair_files
+    strict = (tmp_path / "next/cert.pem").read_bytes()
+    planned = config.load_cert(slot.next)  # type: ignore[arg-type]
+    swap.commit(swap.prepare(slot, planned.fingerprint), None)
+    assert (tmp_path / "deployed/cert.pem").read_bytes() == strict
+    lines = strict.splitlines()
+    assert max(len(line) for line in lines) == 64
+
+
 def test_a_der_next_certificate_validates_plans_and_applies_alike(tmp_path: Path) -> None:
     cfg = demo.setup(tmp_path, ttl=1)
     full = tmp_path / "live/mx.example.test/fullchain.pem"

@@ -94,11 +94,14 @@ class Pair:
 
 
 def _pem_chain(m: material.Material) -> bytes:
-    """The chain exactly as parsed, as PEM (a DER certificate file becomes PEM here)."""
-    return b"".join(
-        b"-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(der) + b"-----END CERTIFICATE-----\n"
-        for der in m.chain_der
-    )
+    """The chain exactly as parsed, as PEM (a DER certificate file becomes PEM here), in the
+    strict form of RFC 7468 (64-character lines), as openssl and cryptography write it."""
+    out = []
+    for der in m.chain_der:
+        b64 = base64.b64encode(der)
+        lines = b"".join(b64[i : i + 64] + b"\n" for i in range(0, len(b64), 64))
+        out.append(b"-----BEGIN CERTIFICATE-----\n" + lines + b"-----END CERTIFICATE-----\n")
+    return b"".join(out)
 
 
 def _pem_key(data: bytes, where: Path) -> bytes:
