@@ -569,7 +569,7 @@ def test_a_pem_next_chain_is_installed_byte_for_byte(
     """A strict PEM chain (64-character lines, as openssl and certbot write it) reaches the
     deployed file unchanged; a DER one becomes the same strict PEM (RFC 7468), not 76-column
     base64."""
-    slot, _, new = pair_files
+    slot, _, _ = pair_files
     strict = (tmp_path / "next/cert.pem").read_bytes()
     planned = config.load_cert(slot.next)  # type: ignore[arg-type]
     swap.commit(swap.prepare(slot, planned.fingerprint), None)
