@@ -21,7 +21,7 @@ import yaml
 
 from tlsarotate import material, records
 from tlsarotate.errors import ConfigError, RecordError, TlsarotateError
-from tlsarotate.fsutil import read_text
+from tlsarotate.fsutil import MAX_CONFIG, read_text
 
 DEFAULT_PATH = Path("/etc/tlsarotate/config.yaml")
 SECRET_WORDS = ("secret", "password", "token", "api_key", "access_key", "private_key")
@@ -698,7 +698,7 @@ def parse(text: str, path: Path) -> Config:
 
 def load(path: str | os.PathLike[str] | None = None) -> Config:
     p = Path(path) if path is not None else Path(os.environ.get("TLSAROTATE_CONFIG", DEFAULT_PATH))
-    text = read_text(p, "config file", hint=" (use -c FILE or TLSAROTATE_CONFIG)")
+    text = read_text(p, "config file", hint=" (use -c FILE or TLSAROTATE_CONFIG)", limit=MAX_CONFIG)
     return parse(text, p.absolute())
 
 
@@ -708,6 +708,12 @@ def check_files(cfg: Config) -> list[str]:
     from tlsarotate import providers as registry
 
     lines: list[str] = []
+    if cfg.state.backend == "file":
+        from tlsarotate.state import dir_problem
+
+        problem = dir_problem(cfg.state_dir)  # a link, not ours, writable by others
+        if problem:
+            raise ConfigError(f"{cfg.path}: {problem}")
     for pc in cfg.providers.values():
         try:
             registry.get_class(pc.type).check_files(pc.name, pc.options)
@@ -725,6 +731,7 @@ def check_files(cfg: Config) -> list[str]:
         for slot in s.certificates:
             where = f"service {s.name!r} certificate {slot.name!r}"
             try:
+                deployed_link_check(slot.deployed)
                 dep = load_cert(slot.deployed)
                 nxt = load_cert(slot.next) if slot.next else None
                 for p in s.params:
@@ -747,6 +754,23 @@ def check_files(cfg: Config) -> list[str]:
                 + (f"next {nxt.spki_sha256[:16]}…" if nxt else "no next certificate")
             )
     return lines
+
+
+def deployed_link_check(paths: CertPaths) -> None:
+    """A deployed file may be a symbolic link only to a file in its own directory (a versioned
+    ``mx.pem -> mx-2026.pem``): a swap replaces what the config names, and a link into another
+    place (certbot's ``live/``, another service's files) would be followed there by every read
+    and would make the server follow the ACME client. :class:`ConfigError` in one line."""
+    for key in ("cert", "key", "combined"):
+        p: Path | None = getattr(paths, key)
+        if p is None or not p.is_symlink():
+            continue
+        target = Path(os.path.realpath(p))
+        if target.parent != Path(os.path.realpath(p.parent)):
+            raise ConfigError(
+                f"deployed.{key}: {p} is a symbolic link to {target}, outside its directory; "
+                "a deployed path must name tlsarotate's own copy (a link only to a file beside it)"
+            )
 
 
 def load_cert(paths: CertPaths) -> material.Material:
