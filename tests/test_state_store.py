@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import assert_one_line, assert_one_line_error, run_cli
-from tlsarotate import demo
-from tlsarotate.errors import StateError
+from tlsarotate import demo, records
+from tlsarotate.errors import ProviderError, StateError
 from tlsarotate.state import State, StateStore
 
 VICTIM = b"root:x:0:0:root:/root:/bin/bash\n"
@@ -177,3 +177,33 @@ def test_good_state_dir_still_works_through_the_cli(setup: Path) -> None:
     assert proc.returncode == 2, proc.stderr
     assert sorted(os.listdir(d)) == ["mail.json", "mail.lock"]
     assert (d / "mail.json").stat().st_mode & 0o777 == 0o600
+
+
+# ------------------------------------------------------- a timeout in the middle of a write
+
+
+def test_timeout_on_part_2_of_3_leaves_state_the_next_run_finishes(tmp_path: Path) -> None:
+    """A write split in parts (as RFC 2136 splits past one DNS message) that times out on part
+    2 of 3: part 1 is published, the rest not; the run fails in one line, the state on disk
+    is valid, and the next run publishes the rest and rolls over to idle."""
+    from tests.world import ZONE, World
+    from tlsarotate import planner
+
+    hosts = [f"mx{i}.example.test" for i in range(6)]
+    w = World(tmp_path, ttl=60, hosts=hosts)
+    w.new_next()
+    w.provider.part_size = 2  # 6 owners: 3 parts
+    w.provider.fail_part = 2
+    with pytest.raises(ProviderError) as ei:
+        w.apply(wait=True)
+    assert_one_line(ei.value, "part 2 of 3", "timed out")
+    nxt = {records.to_text(r) for r in records.build_all(w.next(), w.service.params)}
+    have = {o: nxt <= set(rr.texts()) for o, rr in w.provider.data[ZONE].items()}
+    assert sorted(have.values()) == [False] * 4 + [True] * 2  # part 1 only
+    st = StateStore(tmp_path / "state").load("mail")
+    assert st.rebuilt == "" and st.service == "mail"  # a valid state was left
+    assert w.violations == []
+    plans = w.apply(wait=True)  # the next run
+    assert [p.phase for p in plans] == [planner.IDLE]
+    assert all(set(rr.texts()) == nxt for rr in w.current().values())
+    assert w.deployed().same_as(w.next()) and w.violations == []
