@@ -198,3 +198,25 @@ def test_remove_stale_temps_removes_only_old_leftovers_of_that_file(tmp_path: Pa
     assert remove_stale_temps(target, older_than=60) == [old.name]
     assert fresh.exists() and other.exists() and odd.exists() and link.is_symlink()
     assert victim.read_bytes() == b"keep"
+
+
+def test_deployed_path_linking_out_of_its_directory_is_refused(tmp_path: Path) -> None:
+    """A deployed path that links into another place (certbot's live/, say) would be followed
+    there by every read and make the server follow the ACME client: refused in one line by
+    validate and apply; a link to a file beside it (versioned copies) is fine."""
+    cfg = demo.setup(tmp_path, ttl=2)
+    dep = tmp_path / "deployed/fullchain.pem"
+    zone = tmp_path / "example.test.zone"
+    before = zone.read_bytes()
+    elsewhere = tmp_path / "live/mx.example.test/deployed-copy.pem"
+    dep.rename(elsewhere)
+    dep.symlink_to(elsewhere)
+    for command in ("validate", "apply"):
+        proc = run_cli("-c", cfg, command, timeout=60)
+        assert_one_line_error(proc, "deployed.cert", str(dep), "outside its directory")
+    assert zone.read_bytes() == before
+    dep.unlink()
+    elsewhere.rename(tmp_path / "deployed/fullchain-2026.pem")
+    dep.symlink_to("fullchain-2026.pem")
+    proc = run_cli("-c", cfg, "validate", timeout=60)
+    assert proc.returncode == 0, proc.stderr
