@@ -255,7 +255,9 @@ class ZoneFileProvider(Provider):
 
     def recover(self, zone: dns.name.Name) -> str | None:
         """Finish a write a killed run left unreloaded (see the module docstring)."""
-        with self._locked():
+        if not os.path.lexists(self._beside("reload")):
+            return None  # the common case: no lock taken, nothing touched
+        with self._locked():  # a live writer's journal is gone once we hold the lock
             return self._recover_locked()
 
     def _recover_locked(self) -> str | None:
@@ -273,8 +275,7 @@ class ZoneFileProvider(Provider):
             )
         reload = self.opts.get("reload")
         if not reload:
-            self._clear_journal()
-            return None
+            return None  # left for a config that reloads this file (it has nothing to run)
         argv = list(map(str, reload))
         ok, detail = self._run(argv)
         if not ok:
