@@ -207,3 +207,14 @@ def test_timeout_on_part_2_of_3_leaves_state_the_next_run_finishes(tmp_path: Pat
     assert [p.phase for p in plans] == [planner.IDLE]
     assert all(set(rr.texts()) == nxt for rr in w.current().values())
     assert w.deployed().same_as(w.next()) and w.violations == []
+
+
+def test_state_dir_that_is_a_file_is_one_line(tmp_path: Path) -> None:
+    d = tmp_path / "state"
+    d.write_text("")
+    with pytest.raises(StateError) as ei:
+        StateStore(d).load("mail")
+    assert_one_line(ei.value, f"state_dir {d}: is a regular file, expected a directory")
+    with pytest.raises(StateError) as ei, StateStore(d).lock("mail", 1):
+        pass
+    assert_one_line(ei.value, "is a regular file")

@@ -29,7 +29,7 @@ _READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 
 
 def file_kind(mode: int) -> str:
-    """What a non-regular file is, in words ("a FIFO", "a character device", ...)."""
+    """What kind of file ``mode`` says, in words ("a FIFO (named pipe)", "a directory", ...)."""
     if stat.S_ISDIR(mode):
         return "a directory"
     if stat.S_ISFIFO(mode):
@@ -42,14 +42,13 @@ def file_kind(mode: int) -> str:
         return "a socket"
     if stat.S_ISLNK(mode):
         return "a symbolic link"
-    return "not a regular file"
+    if stat.S_ISREG(mode):
+        return "a regular file"
+    return "an unknown kind of file"
 
 
 def _kind_line(at: str, mode: int, what: str) -> str:
-    kind = file_kind(mode)
-    if kind.startswith("not "):
-        return f"{at}: {kind}, expected a {what}"
-    return f"{at}: is {kind}, expected a {what}"
+    return f"{at}: is {file_kind(mode)}, expected a {what}"
 
 
 def _size_line(at: str, limit: int, what: str) -> str:
