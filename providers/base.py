@@ -222,6 +222,12 @@ class Provider(ABC):
         checks their prerequisites but writes nothing for them; no change, no write."""
         return ZoneChange(change.zone, tuple(c for c in change.changes if c.old != c.new))
 
+    def recover(self, zone: dns.name.Name) -> str | None:
+        """Finish a write to ``zone`` that a killed run left half done (the zone file written,
+        its reload never run); ``apply`` calls this before it plans. Returns what was done, in
+        words, or None when there was nothing to finish."""
+        return None
+
     def is_live(self, zone: dns.name.Name, result: WriteResult) -> bool:
         """Is the write live on the provider's own servers (Route53 INSYNC, file reloaded)?"""
         return True

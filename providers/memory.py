@@ -2,6 +2,9 @@
 
 Not useful from the command line (nothing survives the process). Every write is recorded in
 ``writes``; ``set`` changes a record behind the engine's back (a concurrent writer).
+``part_size`` splits a write into parts of that many owners, each atomic, applied in order like
+a large RFC 2136 write; ``fail_part`` (1-based) makes that part of the next write fail as a
+timeout would, after the parts before it were applied.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ class MemoryProvider(Provider):
         self.data: dict[dns.name.Name, dict[dns.name.Name, TlsaRRset]] = {}
         self.writes: list[ZoneChange] = []
         self.reads = 0
+        self.part_size: int | None = None
+        self.fail_part: int | None = None
 
     def read(
         self, zone: dns.name.Name, owners: Sequence[dns.name.Name]
@@ -49,12 +54,22 @@ class MemoryProvider(Provider):
         change = self.effective(change)
         if not change:
             return WriteResult(token=None)
-        for ch in change.changes:
-            if ch.new is None:
-                z.pop(ch.owner, None)
-            else:
-                z[ch.owner] = ch.new
-        self.writes.append(change)
+        chs = list(change.changes)
+        size = self.part_size or len(chs)
+        parts = [chs[k : k + size] for k in range(0, len(chs), size)]
+        for i, part in enumerate(parts, 1):
+            if self.fail_part == i:
+                self.fail_part = None
+                raise ProviderError(
+                    f"provider {self.name!r}: part {i} of {len(parts)} of the write to "
+                    f"{change.zone} timed out; the parts before it were applied"
+                )
+            for ch in part:
+                if ch.new is None:
+                    z.pop(ch.owner, None)
+                else:
+                    z[ch.owner] = ch.new
+            self.writes.append(ZoneChange(change.zone, tuple(part)))
         return WriteResult(token=len(self.writes))
 
     def _check_zone(self, zone: dns.name.Name) -> None:

@@ -8,16 +8,31 @@ written: if anything but the intended TLSA RRsets and the serial differs, nothin
 file is replaced atomically, keeping its mode, owner and group (BIND may read it as ``bind``),
 then the optional ``reload`` command runs (``rndc reload example.com``; through the context's
 runner, which bounds it to 300 s); if it fails, the previous file is put back and the write
-reported as failed. The file must be UTF-8 (ASCII) text.
+reported as failed. The file must be UTF-8 (ASCII) text, a regular file of at most 256 MiB.
+
+A ``path`` that is a symbolic link (the file BIND names lives elsewhere) is written through: the
+link's final target is replaced atomically, beside itself, keeping its mode, owner and group; the
+link stays a link. The lock (``.NAME.tlsarotate.lock``) and the reload journal live beside that
+target, so every config naming the link or the target shares them.
+
+**Kill recovery.** With ``reload`` set, a journal file ``.NAME.tlsarotate.reload`` is written
+(and fsynced) before the file is replaced and removed once the reload succeeded (or the previous
+file was put back). Every write takes the lock first, so a journal found under the lock was left
+by a run that died between writing the file and reloading it: :meth:`recover` (run by the engine
+before it plans, and by :meth:`apply`) runs the reload then, once, whatever the file holds now (a
+hand edit since is loaded too, as ``rndc reload`` would); if that reload fails the journal stays
+and every run says so, in one line, until it succeeds.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import fcntl
 import os
 import re
+import stat
 import subprocess
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -34,7 +49,7 @@ import dns.zone
 from tlsarotate import records
 from tlsarotate.change import TlsaRRset, ZoneChange
 from tlsarotate.errors import ConfigError, ProviderError
-from tlsarotate.fsutil import atomic_write
+from tlsarotate.fsutil import MAX_ZONE, atomic_write, file_kind, read_file, remove_stale_temps
 from tlsarotate.providers.base import Capabilities, Option, Provider, WriteResult
 
 MARKER = "; TLSA records below are managed by tlsarotate"
@@ -184,17 +199,18 @@ class ZoneFileProvider(Provider):
         except dns.exception.DNSException as e:
             raise ConfigError(f"path: zone file {p}: cannot parse as zone {zone}: {e}") from None
 
+    @property
+    def target(self) -> Path:
+        """The file itself: ``path`` with every symbolic link resolved (written through)."""
+        return Path(os.path.realpath(self.path))
+
     def _read_text(self) -> str:
+        data = read_file(self.path, "zone file", error=ProviderError, limit=MAX_ZONE)
         try:
-            # newline="": the text exactly as stored (CRLF stays CRLF; read_text would not)
-            with open(self.path, encoding="utf-8", newline="") as f:
-                return f.read()
-        except FileNotFoundError:
-            raise ProviderError(f"zone file {self.path} not found") from None
+            # bytes.decode: the text exactly as stored (CRLF stays CRLF; read_text would not)
+            return data.decode("utf-8")
         except UnicodeDecodeError as e:
             raise ProviderError(f"zone file {self.path} is not UTF-8 text ({_why(e)})") from None
-        except OSError as e:
-            raise ProviderError(f"zone file {self.path}: {e.strerror}") from None
 
     def _parse(self, text: str, zone: dns.name.Name) -> dns.zone.Zone:
         try:
@@ -231,20 +247,95 @@ class ZoneFileProvider(Provider):
                 out[o] = rr
         return out
 
+    def _beside(self, suffix: str) -> Path:
+        t = self.target
+        return t.parent / f".{t.name}.tlsarotate.{suffix}"
+
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        lock = self.path.parent / f".{self.path.name}.tlsarotate.lock"
+        lock = self._beside("lock")
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
         try:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+            fd = os.open(lock, flags, 0o600)
         except OSError as e:
+            why = "is a symbolic link (not followed)" if e.errno == errno.ELOOP else e.strerror
             raise ProviderError(
-                f"zone file {self.path}: cannot open its lock {lock}: {e.strerror}"
+                f"zone file {self.path}: cannot open its lock {lock}: {why}"
             ) from None
         try:
+            mode = os.fstat(fd).st_mode
+            if not stat.S_ISREG(mode):
+                raise ProviderError(
+                    f"zone file {self.path}: its lock {lock} is {file_kind(mode)}, "
+                    "expected a regular file"
+                )
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
         finally:
             os.close(fd)
+
+    def recover(self, zone: dns.name.Name) -> str | None:
+        """Finish a write a killed run left unreloaded (see the module docstring)."""
+        if not os.path.lexists(self._beside("reload")):
+            return None  # the common case: no lock taken, nothing touched
+        with self._locked():  # a live writer's journal is gone once we hold the lock
+            return self._recover_locked()
+
+    def _recover_locked(self) -> str | None:
+        journal = self._beside("reload")
+        try:
+            st = os.lstat(journal)
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise ProviderError(f"zone file {self.path}: journal {journal}: {e.strerror}") from None
+        if not stat.S_ISREG(st.st_mode):
+            raise ProviderError(
+                f"zone file {self.path}: journal {journal} is {file_kind(st.st_mode)}, "
+                "expected a regular file; remove it"
+            )
+        reload = self.opts.get("reload")
+        if not reload:
+            return None  # left for a config that reloads this file (it has nothing to run)
+        argv = list(map(str, reload))
+        ok, detail = self._run(argv)
+        if not ok:
+            raise ProviderError(
+                f"zone file {self.path}: a run that was interrupted wrote it but never reloaded "
+                f"it, and the reload command {' '.join(argv)!r} fails ({detail}); the file stays "
+                f"as written (journal {journal}); fix it and re-run"
+            )
+        self._clear_journal()
+        return (
+            f"zone file {self.path}: ran {' '.join(argv)!r}, which a run interrupted after "
+            "writing the file never ran"
+        )
+
+    def _write_journal(self) -> None:
+        text = f"written by pid {os.getpid()} at {time.time():.0f}; reload not done yet\n"
+        try:
+            atomic_write(self._beside("reload"), text.encode(), mode=0o600)
+        except OSError as e:
+            raise ProviderError(
+                f"zone file {self.path}: cannot write its reload journal: {e.strerror}; "
+                "nothing was written"
+            ) from None
+
+    def _clear_journal(self) -> None:
+        journal = self._beside("reload")
+        try:
+            os.unlink(journal)
+            fd = os.open(journal.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise ProviderError(
+                f"zone file {self.path}: cannot remove its reload journal {journal}: {e.strerror}"
+            ) from None
 
     def render(self, text: str, change: ZoneChange, now: float) -> str:
         """The new file text for ``change`` (pure; raises if the edit cannot be made safely)."""
@@ -357,50 +448,63 @@ class ZoneFileProvider(Provider):
 
     def apply(self, change: ZoneChange) -> WriteResult:
         with self._locked():
+            self._recover_locked()
             text = self._read_text()
             new_text = self.render(text, change, time.time())  # checks every prerequisite
             if not self.effective(change):
                 return WriteResult(token=None)
+            target = self.target  # a link is written through: its target is replaced
             try:
-                st = self.path.stat()
+                st = target.stat()
             except OSError as e:
                 raise ProviderError(f"zone file {self.path}: {e.strerror}") from None
             mode, owner = st.st_mode & 0o7777, (st.st_uid, st.st_gid)
+            remove_stale_temps(target, older_than=0)  # under the lock: a killed run's leftovers
+            reload = self.opts.get("reload")
+            if reload:
+                self._write_journal()
             try:
-                atomic_write(self.path, new_text.encode("utf-8"), mode=mode, owner=owner)
+                atomic_write(target, new_text.encode("utf-8"), mode=mode, owner=owner)
             except PermissionError as e:
+                self._clear_journal()
                 raise ProviderError(
                     f"zone file {self.path}: cannot write it keeping its owner "
                     f"{owner[0]}:{owner[1]} and mode {mode:o}: {e.strerror}; nothing was written"
                 ) from None
             except OSError as e:
+                self._clear_journal()
                 raise ProviderError(
                     f"zone file {self.path}: cannot write: {e.strerror}; nothing was written"
                 ) from None
-            reload = self.opts.get("reload")
             if reload:
                 self._reload(list(map(str, reload)), text, mode, owner)
+                self._clear_journal()
         return WriteResult(token=None)
 
-    def _reload(
-        self, argv: list[str], previous_text: str, mode: int, owner: tuple[int, int]
-    ) -> None:
+    def _run(self, argv: list[str]) -> tuple[bool, str]:
+        """Run a reload command: (succeeded, the first line it printed or why it did not run)."""
         try:
             proc = self.context.runner(argv)
             ok, detail = proc.returncode == 0, (proc.stderr or proc.stdout or "").strip()
         except (OSError, ValueError, subprocess.SubprocessError) as e:
             ok, detail = False, str(e)
+        return ok, (detail.splitlines()[0] if detail else "no output")
+
+    def _reload(
+        self, argv: list[str], previous_text: str, mode: int, owner: tuple[int, int]
+    ) -> None:
+        ok, first = self._run(argv)
         if ok:
             return
-        first = detail.splitlines()[0] if detail else "no output"
         what = f"zone file {self.path}: reload command {' '.join(argv)!r} failed ({first})"
         try:
-            atomic_write(self.path, previous_text.encode("utf-8"), mode=mode, owner=owner)
+            atomic_write(self.target, previous_text.encode("utf-8"), mode=mode, owner=owner)
         except OSError as e:
             raise ProviderError(
                 f"{what}; putting the previous zone file back failed too ({e.strerror}): "
                 "the NEW file stays in place, not reloaded"
             ) from None
+        self._clear_journal()  # the file is what the servers loaded last
         raise ProviderError(f"{what}; the previous zone file was restored")
 
 

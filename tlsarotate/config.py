@@ -22,7 +22,7 @@ import yaml
 
 from tlsarotate import material, nextkey, records
 from tlsarotate.errors import ConfigError, RecordError, TlsarotateError
-from tlsarotate.fsutil import read_text
+from tlsarotate.fsutil import MAX_CONFIG, read_text
 
 DEFAULT_PATH = Path("/etc/tlsarotate/config.yaml")
 SECRET_WORDS = ("secret", "password", "token", "api_key", "access_key", "private_key")
@@ -733,7 +733,7 @@ def parse(text: str, path: Path) -> Config:
 
 def load(path: str | os.PathLike[str] | None = None) -> Config:
     p = Path(path) if path is not None else Path(os.environ.get("TLSAROTATE_CONFIG", DEFAULT_PATH))
-    text = read_text(p, "config file", hint=" (use -c FILE or TLSAROTATE_CONFIG)")
+    text = read_text(p, "config file", hint=" (use -c FILE or TLSAROTATE_CONFIG)", limit=MAX_CONFIG)
     return parse(text, p.absolute())
 
 
@@ -747,6 +747,12 @@ def check_files(cfg: Config, now: float | None = None) -> list[str]:
 
     when = time.time() if now is None else now
     lines: list[str] = []
+    if cfg.state.backend == "file":
+        from tlsarotate.state import dir_problem
+
+        problem = dir_problem(cfg.state_dir)  # a link, not ours, writable by others
+        if problem:
+            raise ConfigError(f"{cfg.path}: {problem}")
     for pc in cfg.providers.values():
         try:
             registry.get_class(pc.type).check_files(pc.name, pc.options)
@@ -767,6 +773,7 @@ def check_files(cfg: Config, now: float | None = None) -> list[str]:
         for slot in s.certificates:
             where = f"service {s.name!r} certificate {slot.name!r}"
             try:
+                deployed_link_check(slot.deployed)
                 dep = load_cert(slot.deployed)
                 nxt = load_cert(slot.next) if slot.next else None
                 for p in s.params:
@@ -820,6 +827,34 @@ def _check_state_dir(cfg: Config) -> None:
     if not os.access(probe, os.W_OK | os.X_OK):
         where = d if probe == d else f"{probe} (to create {d})"
         raise ConfigError(f"{cfg.path}: state_dir: {where} is not writable")
+
+
+def deployed_link_check(paths: CertPaths) -> None:
+    """A deployed file may be a symbolic link only to a file in its own directory (a versioned
+    ``mx.pem -> mx-2026.pem``): a swap replaces what the config names, and a link into another
+    place (certbot's ``live/``, another service's files) would be followed there by every read
+    and would make the server follow the ACME client. :class:`ConfigError` in one line."""
+    from tlsarotate.swap import STORE
+
+    # a cert + key pair is switched through tlsarotate's versioned store beside the key
+    # (swap.py): links into it are the layout tlsarotate itself makes
+    store = (
+        Path(os.path.realpath(paths.key.parent / STORE / paths.key.name))
+        if paths.cert is not None and paths.key is not None
+        else None
+    )
+    for key in ("cert", "key", "combined"):
+        p: Path | None = getattr(paths, key)
+        if p is None or not p.is_symlink():
+            continue
+        target = Path(os.path.realpath(p))
+        if store is not None and key != "combined" and target.is_relative_to(store):
+            continue
+        if target.parent != Path(os.path.realpath(p.parent)):
+            raise ConfigError(
+                f"deployed.{key}: {p} is a symbolic link to {target}, outside its directory; "
+                "a deployed path must name tlsarotate's own copy (a link only to a file beside it)"
+            )
 
 
 def load_cert(paths: CertPaths) -> material.Material:

@@ -25,7 +25,7 @@ import dns.name
 from tlsarotate import nextkey, planner, records, swap
 from tlsarotate.change import OwnerChange, TlsaRRset, ZoneChange
 from tlsarotate.clock import Clock, SystemClock
-from tlsarotate.config import CertSlot, Config, Service, load_cert
+from tlsarotate.config import CertSlot, Config, Service, deployed_link_check, load_cert
 from tlsarotate.errors import (
     ConcurrentChangeError,
     ConfigError,
@@ -94,6 +94,7 @@ def load_slots(svc: Service) -> tuple[planner.SlotInput, ...]:
     for slot in svc.certificates:
         where = f"service {svc.name!r} certificate {slot.name!r}"
         try:
+            deployed_link_check(slot.deployed)  # never followed into a place not named
             deployed = load_cert(slot.deployed)
         except TlsarotateError as e:
             raise ConfigError(f"{where}: deployed certificate: {e}") from None
@@ -435,6 +436,10 @@ class Engine:
         svcs = list(services)
         replans = steps = 0
         self._propagation_polls = 0
+        for prov_name, zone in dict.fromkeys((s.provider, s.zone) for s in svcs):
+            done = self.providers[prov_name].recover(zone)  # a write a killed run left unfinished
+            if done:
+                self._event(done)
         for svc in svcs:
             self.recover(svc)
         while True:

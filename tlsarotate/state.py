@@ -15,6 +15,7 @@ import json
 import math
 import os
 import re
+import stat
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from tlsarotate import records
 from tlsarotate.errors import LockTimeout, RecordError, StateError
-from tlsarotate.fsutil import atomic_write
+from tlsarotate.fsutil import MAX_STATE, atomic_write, file_kind, read_fd, remove_stale_temps
 
 if TYPE_CHECKING:
     from tlsarotate.config import Config
@@ -203,57 +204,115 @@ _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 class StateStore:
-    """Files ``<dir>/<service>.json`` and ``<dir>/<service>.lock``."""
+    """Files ``<dir>/<service>.json`` and ``<dir>/<service>.lock``.
+
+    ``state_dir`` is trusted only if it is what the config names: a real directory (a symbolic
+    link is refused, not followed), owned by the user running tlsarotate and not writable by
+    group or others (a planted state could make a swap come early); created 0700 if missing.
+    Every file in it is opened relative to the checked directory's descriptor with
+    ``O_NOFOLLOW``: a lock or state file that is a link is refused and its target never touched.
+    """
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.dir = Path(directory)
 
-    def _path(self, service: str, ext: str) -> Path:
+    def _name(self, service: str, ext: str) -> str:
         if not _SAFE.match(service):
             raise StateError(f"invalid service name for a state file: {service!r}")
-        return self.dir / f"{service}.{ext}"
+        return f"{service}.{ext}"
 
-    def _ensure_dir(self) -> None:
+    def _path(self, service: str, ext: str) -> Path:
+        return self.dir / self._name(service, ext)
+
+    def _open_dir(self, create: bool) -> int | None:
+        """A descriptor of the checked state directory; None if it is missing and not
+        ``create``."""
+        if create and not os.path.lexists(self.dir):
+            try:
+                self.dir.parent.mkdir(parents=True, exist_ok=True)
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(self.dir, 0o700)
+            except OSError as e:
+                raise StateError(
+                    f"state_dir {self.dir}: cannot create the state directory: {e.strerror}"
+                ) from None
         try:
-            self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            if create:
+                raise StateError(f"state_dir {self.dir}: removed while it was created") from None
+            return None
         except OSError as e:
-            raise StateError(f"{self.dir}: cannot create state directory: {e.strerror}") from None
+            why = dir_problem(self.dir) or f"state_dir {self.dir}: {e.strerror}"
+            raise StateError(why) from None
+        try:
+            problem = _dir_problem(self.dir, os.fstat(fd))
+        except BaseException:
+            os.close(fd)
+            raise
+        if problem:
+            os.close(fd)
+            raise StateError(problem)
+        return fd
 
     def load(self, service: str) -> State:
         """The stored state, or a fresh one whose ``rebuilt`` says why."""
         p = self._path(service, "json")
-        try:
-            raw = p.read_bytes()
-        except FileNotFoundError:
+        dfd = self._open_dir(create=False)
+        if dfd is None:
             return State(service, rebuilt="no state file yet")
-        except OSError as e:
-            raise StateError(f"{p}: cannot read state: {e.strerror}") from None
         try:
+            raw = _read_state(dfd, self._name(service, "json"), p)
+            if raw is None:
+                return State(service, rebuilt="no state file yet")
             st = parse(raw)
         except ValueError as e:
             return State(service, rebuilt=f"state file {p} was corrupt ({e}); rebuilt from DNS")
+        finally:
+            os.close(dfd)
         if st.service != service:
             return State(service, rebuilt=f"state file {p} belongs to {st.service!r}; rebuilt")
         return st
 
     def save(self, st: State) -> None:
-        self._ensure_dir()
         data = json.dumps(st.with_(rebuilt="").to_json(), indent=2, sort_keys=True) + "\n"
+        name = self._name(st.service, "json")
+        dfd = self._open_dir(create=True)
+        assert dfd is not None
         try:
-            atomic_write(self._path(st.service, "json"), data.encode(), mode=0o600)
+            remove_stale_temps(name, dir_fd=dfd)  # a killed run's half-written state
+            atomic_write(name, data.encode(), mode=0o600, dir_fd=dfd)
         except OSError as e:
             raise StateError(f"{self.dir}: cannot write state: {e.strerror}") from None
+        finally:
+            os.close(dfd)
 
     @contextlib.contextmanager
     def lock(self, service: str, timeout: float) -> Iterator[None]:
         """Exclusive per-service lock (flock); waits up to ``timeout`` seconds."""
-        self._ensure_dir()
         p = self._path(service, "lock")
+        dfd = self._open_dir(create=True)
+        assert dfd is not None
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
         try:
-            fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o600)
+            fd = os.open(self._name(service, "lock"), flags, 0o600, dir_fd=dfd)
         except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise StateError(
+                    f"{p}: the lock file is a symbolic link; refusing to follow it (remove it)"
+                ) from None
             raise StateError(f"{p}: cannot open the lock file: {e.strerror}") from None
+        finally:
+            os.close(dfd)
         try:
+            fst = os.fstat(fd)
+            if not stat.S_ISREG(fst.st_mode):
+                raise StateError(f"{p}: the lock file is {file_kind(fst.st_mode)}; remove it")
+            if fst.st_nlink != 1:
+                raise StateError(
+                    f"{p}: the lock file has {fst.st_nlink} hard links; refusing to write it "
+                    "(remove it)"
+                )
             deadline = time.monotonic() + timeout
             while True:
                 try:
@@ -277,6 +336,69 @@ class StateStore:
             yield
         finally:
             os.close(fd)
+
+
+def _read_state(dfd: int, name: str, p: Path) -> bytes | None:
+    """A state file's bytes (None: there is none), read without following a link;
+    :class:`ValueError` if it is too large to be one (it is then rebuilt)."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+    try:
+        fd = os.open(name, flags, dir_fd=dfd)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise StateError(
+                f"{p}: the state file is a symbolic link; refusing to follow it (remove it)"
+            ) from None
+        raise StateError(f"{p}: cannot read state: {e.strerror}") from None
+    try:
+        fst = os.fstat(fd)
+        if not stat.S_ISREG(fst.st_mode):
+            raise StateError(f"{p}: the state file is {file_kind(fst.st_mode)}; remove it")
+        data = read_fd(fd, MAX_STATE)
+    except OSError as e:
+        raise StateError(f"{p}: cannot read state: {e.strerror}") from None
+    finally:
+        os.close(fd)
+    if data is None:
+        raise ValueError(f"larger than {MAX_STATE} bytes")
+    return data
+
+
+def _dir_problem(d: Path, st: os.stat_result) -> str | None:
+    if not stat.S_ISDIR(st.st_mode):
+        return f"state_dir {d}: is {file_kind(st.st_mode)}, expected a directory"
+    me = os.geteuid()
+    if st.st_uid != me:
+        return (
+            f"state_dir {d}: owned by uid {st.st_uid}, not by the user running tlsarotate "
+            f"(uid {me}); chown it or choose another state_dir"
+        )
+    if st.st_mode & 0o022:
+        return (
+            f"state_dir {d}: writable by group or others (mode {st.st_mode & 0o7777:o}); "
+            "run chmod go-w on it or choose another state_dir"
+        )
+    return None
+
+
+def dir_problem(d: str | os.PathLike[str]) -> str | None:
+    """What makes ``d`` unusable as the state directory (one line), or None: fine or missing
+    (it is created 0700 when first needed)."""
+    d = Path(d)
+    try:
+        st = os.lstat(d)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        return f"state_dir {d}: {e.strerror}"
+    if stat.S_ISLNK(st.st_mode):
+        return (
+            f"state_dir {d}: is a symbolic link to {os.readlink(d)}; a link is not followed, "
+            "name the directory itself"
+        )
+    return _dir_problem(d, st)
 
 
 def parse(raw: bytes) -> State:

@@ -54,7 +54,7 @@ from tlsarotate.fsutil import (
     atomic_write,
     fsync_dir,
     read_file,
-    remove_temp_files,
+    remove_stale_temps,
     replace_with_symlink,
 )
 from tlsarotate.providers.base import Runner
@@ -603,5 +603,6 @@ def cleanup(slot: CertSlot) -> list[Path]:
         paths += [slot.deployed.combined, _prev(slot.deployed.combined)]
     removed: list[Path] = []
     for p in paths:
-        removed += remove_temp_files(p)
+        # under the service lock: every temp file there is a killed run's
+        removed += [p.parent / n for n in remove_stale_temps(p, older_than=0, links=True)]
     return removed
