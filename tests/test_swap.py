@@ -414,7 +414,7 @@ def test_temp_files_left_by_a_kill_are_removed_by_the_next_run(tmp_path: Path) -
     ]
     for p in left:
         p.write_bytes(b"-----BEGIN PRIVATE KEY-----\n")
-    keep = [d / ".other.abcdefgh.tmp", d / "privkey.pem.bak", d / ".privkey.pem.toolong12.tmp"]
+    keep = [d / ".other.abcdefgh.tmp", d / "privkey.pem.bak", d / ".privkey.pem.not-ours.tmp"]
     for p in keep:
         p.write_bytes(b"x")
     w.apply()

@@ -747,6 +747,7 @@ def check_files(cfg: Config, now: float | None = None) -> list[str]:
 
     when = time.time() if now is None else now
     lines: list[str] = []
+    _check_state_dir(cfg)  # a directory that exists or can be created
     if cfg.state.backend == "file":
         from tlsarotate.state import dir_problem
 
@@ -758,7 +759,6 @@ def check_files(cfg: Config, now: float | None = None) -> list[str]:
             registry.get_class(pc.type).check_files(pc.name, pc.options)
         except TlsarotateError as e:
             raise _option_error(cfg, pc, str(e)) from None
-    _check_state_dir(cfg)
     for s in cfg.services:
         pc = cfg.providers[s.provider]
         try:
