@@ -476,6 +476,38 @@ def test_a_hanging_reload_is_killed_after_reload_timeout_and_the_pair_restored(
     assert _gone(int((tmp_path / "pid").read_text()))  # the whole process group was killed
 
 
+def test_a_reload_that_starts_a_daemon_succeeds_and_the_daemon_lives(
+    tmp_path: Path, pair_files: tuple[config.CertSlot, pki.Issued, pki.Issued]
+) -> None:
+    """A reload command that (re)starts the server exits at once, leaving a daemon that still
+    holds the output it inherited (a sysvinit script, ``sh -c 'server &'``). The reload is
+    done when the COMMAND exits: reading its output until EOF waited for the daemon, so the
+    reload "timed out", the daemon's process group was killed (the server gone) and the swap
+    rolled back."""
+    slot, _, _ = pair_files
+    script = f"sleep 1000 & echo $! > {tmp_path}/daemon; exit 0"
+    slot = dataclasses.replace(slot, reload=("sh", "-c", script), reload_timeout=3)
+    nxt = swap.read_pair(slot.next).material  # type: ignore[arg-type]
+    prepared = swap.prepare(slot, nxt.fingerprint)
+    try:
+        swap.commit(prepared, None)
+        assert _deployed(slot).fingerprint == nxt.fingerprint
+        assert not _gone(int((tmp_path / "daemon").read_text()))  # the daemon still runs
+    finally:
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError, ValueError):
+            os.kill(int((tmp_path / "daemon").read_text()), 9)
+
+
+def test_a_reload_s_output_is_kept_for_the_error_line(
+    pair_files: tuple[config.CertSlot, pki.Issued, pki.Issued],
+) -> None:
+    slot, _, _ = pair_files
+    slot = dataclasses.replace(slot, reload=("sh", "-c", "echo 'bad config' >&2; exit 3"))
+    assert (swap.reload(slot, None) or "").endswith(" exited 3: bad config")
+    slot = dataclasses.replace(slot, reload=("sh", "-c", r"printf 'caf\351\n'; exit 1"))
+    assert (swap.reload(slot, None) or "").endswith(" exited 1: caf\ufffd")
+
+
 def test_both_reloads_hanging_say_so_in_one_line(
     pair_files: tuple[config.CertSlot, pki.Issued, pki.Issued],
 ) -> None:
