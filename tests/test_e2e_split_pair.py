@@ -17,6 +17,7 @@ beside the key and in another directory.
 from __future__ import annotations
 
 import grp
+import json
 import os
 import shutil
 import stat
@@ -48,7 +49,7 @@ CONFIG = (
     + """\
     certificate:
       deployed: {{cert: {cert}, key: {key}}}
-{next}      reload: [postfix, -c, {pfdir}, reload]
+{next}      reload: {reload}
       verify: {{starttls: smtp, host: 127.0.0.1, port: {pfport}, timeout: 5}}
 """
 )
@@ -81,7 +82,7 @@ class Split:
     def store(self) -> Path:
         return self.key.parent / ".tlsarotate" / self.key.name
 
-    def write_config(self, next_dir: Path | None) -> None:
+    def write_config(self, next_dir: Path | None, reload: str | None = None) -> None:
         self.config.write_text(
             CONFIG.format(
                 state=self.tmp / "state",
@@ -92,7 +93,7 @@ class Split:
                 cert=self.cert,
                 key=self.key,
                 next=NEXT.format(dir=next_dir) if next_dir else "",
-                pfdir=self.pf.dir,
+                reload=reload or f"[postfix, -c, {self.pf.dir}, reload]",
                 pfport=self.pf.port,
             )
         )
@@ -146,8 +147,9 @@ class Split:
         self.checks += 1
         return leaf
 
-    def apply_wait(self, phase: str, bootstrap: bool = False) -> str:
-        """``tlsarotate apply --wait`` as a subprocess, checking DANE all the while it runs."""
+    def apply_wait(self, phase: str, bootstrap: bool = False, expect: int = 0) -> str:
+        """``tlsarotate apply --wait`` as a subprocess, checking DANE all the while it runs;
+        ``expect``: its exit status (-9: killed by SIGKILL)."""
         env = cli_env(TLSAROTATE_CONFIG=str(self.config))
         env["PYTHONPATH"] = str(ROOT)
         proc = subprocess.Popen(
@@ -169,7 +171,9 @@ class Split:
                 proc.kill()
                 proc.communicate()
         assert "Traceback" not in err, err
-        assert proc.returncode == 0, f"{phase}: apply --wait exited {proc.returncode}\n{out}{err}"
+        assert proc.returncode == expect, (
+            f"{phase}: apply --wait exited {proc.returncode}\n{out}{err}"
+        )
         self.check(f"{phase} (after apply --wait)", bootstrap)
         return out + err
 
@@ -315,3 +319,45 @@ def test_split_cert_and_key_roll_over_through_the_store_and_postfix_follows(
     assert _meta(s.key) == key_meta and _meta(s.cert) == cert_meta
     assert all(rrs == {spki_record(served)} for rrs in s.published().values())
     assert s.checks > 6  # DANE was verified while each rollover ran, not only at the ends
+
+
+def test_killed_at_the_reload_the_next_apply_finishes_the_swap(split: Split) -> None:
+    """``apply --wait`` SIGKILLed right after the switch, before Postfix was reloaded (the
+    reload command kills it): the new pair is in the store and ``current`` points at it, the
+    journal is in the state, Postfix still serves the old certificate (both records are
+    published, so DANE holds). The next ``apply --wait`` finishes: reload, verify, retire."""
+    s = split
+    first = s.pf.served()
+    assert first is not None
+    s.write_config(None)
+    s.apply_wait("bootstrap", bootstrap=True)
+    time.sleep(TTL + 0.5)
+
+    next_dir, second = s.next_pair("next1")
+    marker = s.tmp / "killed-once"
+    script = (
+        f"if [ -e {marker} ]; then exec postfix -c {s.pf.dir} reload; fi; "
+        f"touch {marker}; kill -9 $PPID"
+    )
+    s.write_config(next_dir, reload=json.dumps(["sh", "-c", script]))
+    s.apply_wait("killed at the reload", expect=-9)
+    assert marker.exists()
+    assert os.readlink(s.store / "current") == "2"
+    assert (s.store / "2" / "key.pem").read_bytes() == second.key_pem
+    assert s.pf.served() == first  # not reloaded
+    journal = json.loads((s.tmp / "state" / "mx.json").read_text())["swap"]
+    assert journal is not None and journal["installed"] == str(s.store / "2"), journal
+    pub = s.published()
+    assert all(rrs == {spki_record(first), spki_record(_der(second))} for rrs in pub.values())
+
+    out = s.apply_wait("the run after the kill")
+    assert "recovering the swap of 'default'" in out, out
+    assert s.pf.served() == _der(second), out
+    assert json.loads((s.tmp / "state" / "mx.json").read_text())["swap"] is None
+    assert all(rrs == {spki_record(_der(second))} for rrs in s.published().values())
+    assert sorted(os.listdir(s.store)) == ["1", "2", "current"]
+    assert _meta(s.key)[1:] == (_ssl_cert_gid(), 0o640)
+
+
+def _der(issued: pki.Issued) -> bytes:
+    return issued.cert.public_bytes(Encoding.DER)
