@@ -39,6 +39,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 from collections.abc import Callable, Sequence
@@ -207,14 +208,28 @@ def _write(path: Path, data: bytes, meta: Meta | None, secret: bool) -> None:
 
 
 def _mkdir(path: Path, like: Path) -> None:
-    """Create ``path`` (if missing) with the owner, group and mode of the directory ``like``."""
-    if path.is_dir():
-        return
+    """Create ``path`` (if missing) with the owner, group and mode of the directory ``like``
+    (its setgid and sticky bits too). One that exists must be a real directory owned by us or
+    by ``like``'s owner: anyone else (in a world-writable directory) could switch the pair the
+    server reads; :class:`SwapError` then."""
     st = os.stat(like)
+    try:
+        have = os.lstat(path)
+    except FileNotFoundError:
+        have = None
+    if have is not None:
+        if not stat.S_ISDIR(have.st_mode):
+            raise SwapError(f"{path}: exists and is not a directory; refusing to keep keys there")
+        if have.st_uid not in (os.geteuid(), st.st_uid):
+            raise SwapError(
+                f"{path}: owned by uid {have.st_uid}, not by the owner of {like}; refusing to "
+                "keep keys there"
+            )
+        return
     os.mkdir(path, 0o700)
     if (st.st_uid, st.st_gid) != (os.geteuid(), os.getegid()):
         os.chown(path, st.st_uid, st.st_gid)
-    os.chmod(path, st.st_mode & 0o2777)
+    os.chmod(path, st.st_mode & 0o3777)
     fsync_dir(path.parent)
 
 
@@ -274,7 +289,7 @@ class _Store:
     def numbers(self) -> list[int]:
         try:
             return sorted(int(e.name) for e in os.scandir(self.root) if e.name.isdigit())
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return []
 
     def fresh(self, after: int = 0) -> Path:
