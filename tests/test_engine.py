@@ -470,6 +470,47 @@ def test_keep_ahead_next_key_gives_a_zero_wait_renewal(tmp_path: Path) -> None:
     assert w.violations == []
 
 
+def test_a_keep_ahead_swap_finished_after_a_crash_rotates_the_next_key(tmp_path: Path) -> None:
+    """Killed at the reload of a keep-ahead swap: the next run finishes the swap (reload,
+    retire) AND replaces the used next key, as the uninterrupted swap does. It did not: the
+    next key stayed the deployed key, so no fresh key was ever published ahead again."""
+    import dataclasses
+
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    from tests.world import Crash
+    from tlsarotate import config, material, pki
+
+    w = World(tmp_path, params=("3 1 1",))
+    key_path = tmp_path / "keys/next.key"
+    slot = dataclasses.replace(
+        w.service.certificates[0], next_key=config.NextKey(key_path, "ecdsa-p256")
+    )
+    w.service = dataclasses.replace(w.service, certificates=(slot,))
+    w.cfg = dataclasses.replace(w.cfg, services=(w.service,))
+    w.apply()
+    first_key = material.load(key_path)
+    w.clock.advance(10_000)
+    assert phases(w.apply()) == [planner.IDLE]
+    key = load_pem_private_key(key_path.read_bytes(), None)
+    leaf = pki.make_leaf(w.ca, ["mx1.example.test"], key=key)  # type: ignore[arg-type]
+    World._write_pair(tmp_path / "next", leaf)
+    w.crash_at = "reload"
+    with pytest.raises(Crash):
+        w.apply()
+    assert w.deployed().spki == first_key.spki  # switched, not reloaded
+    assert material.load(key_path).spki == first_key.spki
+    w.apply()  # recovers: finishes the swap
+    assert w.served.spki == first_key.spki
+    fresh = material.load(key_path)
+    assert fresh.spki != first_key.spki
+    assert material.load(tmp_path / "keys/next.key.used").spki == first_key.spki
+    w.apply()
+    fresh_rec = records.to_text(records.build(fresh, records.parse_params("3 1 1")))
+    assert fresh_rec in w.published_texts()
+    assert w.violations == []
+
+
 def test_swap_installs_only_the_bytes_it_checked(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """The ACME client replaces the next files between the plan and the copy: nothing is
     installed, the swap says so, and the next run plans afresh."""

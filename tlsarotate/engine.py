@@ -351,6 +351,7 @@ class Engine:
                 clear()  # the previous pair is back in place and reloaded
                 raise
             self._finish_swap(svc, j.slot, old_fp, old_records)
+            self._rotate_next_key(svc, j.slot, installed)  # as an uninterrupted swap does
 
         if disk is not None and disk.fingerprint == j.fingerprint and accepted(disk):
             finish(disk)  # the new pair is in place: reload and verify again
