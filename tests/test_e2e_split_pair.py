@@ -127,8 +127,8 @@ class Split:
         Returns the served leaf (DER)."""
         pub = self.published()
         self.history.append((time.monotonic(), pub))  # taken after the answers arrived
-        now = time.monotonic()
         leaf = served_leaf("127.0.0.1", self.pf.port)
+        now = time.monotonic()  # after: the leaf was served at this moment or before
         assert leaf is not None, f"{phase}: Postfix does not offer STARTTLS{_log_tail(self.pf)}"
         want = spki_record(leaf)
         for t, snap in self.history:
