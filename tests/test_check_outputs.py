@@ -403,3 +403,31 @@ def test_metric_names_timestamps_and_json_version(
         if line.startswith("tlsarotate_") and float(line.rsplit(" ", 1)[1]) > 1e9:
             name = line.split("{")[0].split(" ")[0]
             assert name.endswith("_timestamp_seconds") or name == "tlsarotate_cert_expiry_seconds"
+
+
+def test_published_and_signed_are_separate_gauges(
+    world: World, chains: Callable[..., Chain], tmp_path: Path
+) -> None:
+    """Records that accept the deployed certificate, in a zone that is not signed: the
+    RRSIG problem is ``tlsarotate_tlsa_signed 0``; ``tlsarotate_tlsa_published`` stays 1, as
+    nagios says ``unpublished=0`` and JSON ``unpublished: 0`` in the same check (it was 0:
+    every CRITICAL finding on the owner counted as "not published", the missing RRSIG too)."""
+    cur = chains("u", hosts=("mx.unsigned.test",))
+    world.port = 2525
+    owner = "_2525._tcp.mx.unsigned.test."
+    publish(world.bind, "unsigned.test.", owner, [rec(cur)])
+    cfg = world.config(cur, zone="unsigned.test", host="mx.unsigned.test")
+    prom = tmp_path / "check.prom"
+    proc = run_cli("-c", cfg, "check", "--no-live", "--prometheus", prom, "--output", "nagios")
+    status, perf = parse_nagios(proc.stdout)
+    assert proc.returncode == status == 2, proc.stdout  # unsigned: CRITICAL
+    assert perf["unpublished"][0] == 0, perf
+    text = prom.read_text()
+    assert samples(text, "tlsarotate_tlsa_signed") == [
+        f'tlsarotate_tlsa_signed{{service="mail",owner="{owner}"}} 0'
+    ], text
+    assert samples(text, "tlsarotate_tlsa_published") == [
+        f'tlsarotate_tlsa_published{{service="mail",owner="{owner}"}} 1'
+    ], text
+    js = json.loads(run_cli("-c", cfg, "check", "--no-live", "--output", "json").stdout)
+    assert js["perfdata"]["unpublished"] == 0, js["perfdata"]

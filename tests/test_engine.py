@@ -528,6 +528,115 @@ def test_keep_ahead_next_key_gives_a_zero_wait_renewal(tmp_path: Path) -> None:
     assert w.violations == []
 
 
+def test_a_keep_ahead_swap_finished_after_a_crash_rotates_the_next_key(tmp_path: Path) -> None:
+    """Killed at the reload of a keep-ahead swap: the next run finishes the swap (reload,
+    retire) AND replaces the used next key, as the uninterrupted swap does. It did not: the
+    next key stayed the deployed key, so no fresh key was ever published ahead again."""
+    import dataclasses
+
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    from tests.world import Crash
+    from tlsarotate import config, material, pki
+
+    w = World(tmp_path, params=("3 1 1",))
+    key_path = tmp_path / "keys/next.key"
+    slot = dataclasses.replace(
+        w.service.certificates[0], next_key=config.NextKey(key_path, "ecdsa-p256")
+    )
+    w.service = dataclasses.replace(w.service, certificates=(slot,))
+    w.cfg = dataclasses.replace(w.cfg, services=(w.service,))
+    w.apply()
+    first_key = material.load(key_path)
+    w.clock.advance(10_000)
+    assert phases(w.apply()) == [planner.IDLE]
+    key = load_pem_private_key(key_path.read_bytes(), None)
+    leaf = pki.make_leaf(w.ca, ["mx1.example.test"], key=key)  # type: ignore[arg-type]
+    World._write_pair(tmp_path / "next", leaf)
+    w.crash_at = "reload"
+    with pytest.raises(Crash):
+        w.apply()
+    assert w.deployed().spki == first_key.spki  # switched, not reloaded
+    assert material.load(key_path).spki == first_key.spki
+    w.apply()  # recovers: finishes the swap
+    assert w.served.spki == first_key.spki
+    fresh = material.load(key_path)
+    assert fresh.spki != first_key.spki
+    assert material.load(tmp_path / "keys/next.key.used").spki == first_key.spki
+    w.apply()
+    fresh_rec = records.to_text(records.build(fresh, records.parse_params("3 1 1")))
+    assert fresh_rec in w.published_texts()
+    assert w.violations == []
+
+
+def test_a_run_killed_before_the_next_key_rotation_rotates_it_next_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed after the keep-ahead swap was recorded (journal cleared) but before the used
+    next key was replaced: the next run sees the next key is the deployed key and replaces
+    it. Before, nothing ever did."""
+    import dataclasses
+
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    from tests.world import Crash
+    from tlsarotate import config, material, nextkey, pki
+
+    w = World(tmp_path, params=("3 1 1",))
+    key_path = tmp_path / "keys/next.key"
+    slot = dataclasses.replace(
+        w.service.certificates[0], next_key=config.NextKey(key_path, "ecdsa-p256")
+    )
+    w.service = dataclasses.replace(w.service, certificates=(slot,))
+    w.cfg = dataclasses.replace(w.cfg, services=(w.service,))
+    w.apply()
+    first_key = material.load(key_path)
+    w.clock.advance(10_000)
+    key = load_pem_private_key(key_path.read_bytes(), None)
+    leaf = pki.make_leaf(w.ca, ["mx1.example.test"], key=key)  # type: ignore[arg-type]
+    World._write_pair(tmp_path / "next", leaf)
+    real = nextkey.rotate
+
+    def killed(*a: object, **k: object) -> None:
+        raise Crash("rotate")
+
+    monkeypatch.setattr(nextkey, "rotate", killed)
+    with pytest.raises(Crash):
+        w.apply()
+    monkeypatch.setattr(nextkey, "rotate", real)
+    assert w.served.spki == first_key.spki and material.load(key_path).spki == first_key.spki
+    w.apply()
+    fresh = material.load(key_path)
+    assert fresh.spki != first_key.spki
+    assert material.load(tmp_path / "keys/next.key.used").spki == first_key.spki
+    w.apply()
+    fresh_rec = records.to_text(records.build(fresh, records.parse_params("3 1 1")))
+    assert fresh_rec in w.published_texts()
+    assert w.violations == []
+
+
+def test_a_next_key_that_is_the_deployed_key_is_never_moved_away(tmp_path: Path) -> None:
+    """``next_key.path`` naming the deployed key file itself (a config mistake): the check for
+    a used next key at the start of every apply must not move the deployed key aside."""
+    import dataclasses
+
+    from tlsarotate import config, material
+
+    w = World(tmp_path, params=("3 1 1",))
+    deployed_key = tmp_path / "deployed/privkey.pem"
+    deployed_key.chmod(0o600)
+    slot = dataclasses.replace(
+        w.service.certificates[0], next_key=config.NextKey(deployed_key, "ecdsa-p256")
+    )
+    w.service = dataclasses.replace(w.service, certificates=(slot,))
+    w.cfg = dataclasses.replace(w.cfg, services=(w.service,))
+    before = w.deployed()
+    w.apply()
+    assert w.deployed().same_as(before)
+    assert not deployed_key.with_name("privkey.pem.used").exists()
+    assert material.load(deployed_key).spki == before.spki
+
+
 def test_swap_installs_only_the_bytes_it_checked(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """The ACME client replaces the next files between the plan and the copy: nothing is
     installed, the swap says so, and the next run plans afresh."""

@@ -4,21 +4,25 @@ independent DANE oracle; the incident (renewed certificate, stale TLSA) through 
 # ruff: noqa: F811
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-from collections.abc import Callable
+import subprocess
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests.acme_servers import wait_port
 from tests.conftest import assert_one_line_error, run_cli
-from tests.servers import free_port
+from tests.servers import free_port, stop_process
 from tests.tls_servers import (  # noqa: F401
     LOOPBACKS,
     Chain,
     ServerPool,
     chains,
+    need_openssl,
     openssl_dane,
     servers,
 )
@@ -370,3 +374,83 @@ def test_cli_bad_input(tmp_path: Path) -> None:
     )
     empty = _tlsa_file(tmp_path, ["; nothing"], "empty.txt")
     assert_one_line_error(run_cli("probe", "localhost", "--tlsa-from", empty), "no TLSA records")
+
+
+def _malformed_san_chain(tmp_path: Path, ca: pki.Issued) -> Chain:
+    """A leaf whose subjectAltName is not a GeneralNames (an OCTET STRING): OpenSSL serves it
+    and a DANE-EE client accepts it by its key, but cryptography cannot parse its extensions."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.x509.oid import ExtensionOID, NameOID
+
+    key = pki.new_key()
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOST)]))
+        .issuer_name(ca.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=3))
+        .add_extension(
+            x509.UnrecognizedExtension(
+                ExtensionOID.SUBJECT_ALTERNATIVE_NAME, b"\x04\x03\x01\x02\x03"
+            ),
+            critical=False,
+        )
+        .sign(ca.key, pki.hashes.SHA256())
+    )
+    leaf = pki.Issued(key, cert)
+    full, keyf = tmp_path / "badsan.fullchain.pem", tmp_path / "badsan.key"
+    full.write_bytes(pki.fullchain_pem(leaf, ca))
+    keyf.write_bytes(leaf.key_pem)
+    keyf.chmod(0o600)
+    return Chain(leaf, (ca,), full, keyf)
+
+
+@contextlib.contextmanager
+def _openssl_server(ch: Chain) -> Iterator[int]:
+    """``openssl s_server`` (implicit TLS) serving ``ch``: it serves certificates Python's ssl
+    refuses to load."""
+    leaf, cas = ch.fullchain.with_suffix(".leaf.pem"), ch.fullchain.with_suffix(".cas.pem")
+    leaf.write_bytes(ch.leaf.cert_pem)
+    cas.write_bytes(b"".join(c.cert_pem for c in ch.cas))
+    port = free_port()
+    cmd = [need_openssl(), "s_server", "-accept", f"127.0.0.1:{port}", "-quiet"]
+    cmd += ["-cert", str(leaf), "-cert_chain", str(cas), "-key", str(ch.key)]
+    proc = subprocess.Popen(
+        cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_port(port, None, "openssl s_server")
+        yield port
+    finally:
+        stop_process(proc)
+
+
+def test_a_leaf_with_an_unparseable_extension_is_a_verdict_not_a_traceback(
+    tmp_path: Path, ca: pki.Issued
+) -> None:
+    """A remote server's certificate is input too: a malformed subjectAltName made probe
+    crash with a ValueError traceback (describing the chain, and the usage-2 name check).
+    Now: 3 1 1 authenticates (the key matches; DANE-EE ignores names), 2 0 1 over the served
+    CA fails, saying why -- as openssl decides both."""
+    ch = _malformed_san_chain(tmp_path, ca)
+    ee, ta = rec(ch, "3 1 1"), rec(ch, "2 0 1")
+    with _openssl_server(ch) as port:
+        for record, verdict, code in ((ee, "authenticated", 0), (ta, "fails", 2)):
+            oracle = openssl_dane("127.0.0.1", port, HOST, [record], starttls=None)
+            assert oracle.ok is (verdict == "authenticated"), oracle.output
+            f = _tlsa_file(tmp_path, [record])
+            base = ["probe", HOST, "--address", "127.0.0.1", "--port", port, "--tlsa-from", f]
+            text = run_cli(*base, "--starttls", "none")
+            assert "Traceback" not in text.stderr, text.stderr
+            assert text.returncode == code, text.stdout + text.stderr
+            js = run_cli(*base, "--starttls", "none", "--output", "json")
+            assert "Traceback" not in js.stderr, js.stderr
+            doc = json.loads(js.stdout)
+            assert doc["dane"] == verdict, doc
+            if verdict == "fails":
+                assert "cannot be parsed" in text.stdout, text.stdout

@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import stat
 import subprocess
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -391,6 +392,62 @@ def test_owner_group_and_mode_are_kept(tmp_path: Path, layout: str) -> None:
         assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (0, 4242, 0o640)
 
 
+def _swap_pair(slot: config.CertSlot) -> swap.Prepared:
+    nxt = swap.read_pair(slot.next).material  # type: ignore[arg-type]
+    prepared = swap.prepare(slot, nxt.fingerprint)
+    swap.commit(prepared, None)
+    return prepared
+
+
+def test_the_store_keeps_the_sticky_bit_of_the_key_s_directory(
+    tmp_path: Path, pair_files: tuple[config.CertSlot, pki.Issued, pki.Issued]
+) -> None:
+    """ "The store's directories get the mode of the key's directory": the sticky bit was
+    dropped, so in a 1777 directory the store became 0777 and any local user could rename
+    ``current`` (root's own) to switch the pair the server reads."""
+    slot, _, _ = pair_files
+    d = tmp_path / "deployed"
+    d.chmod(0o1777)
+    _swap_pair(slot)
+    store = d / ".tlsarotate" / "key.pem"
+    for sub in (store.parent, store, store / "1", store / "2"):
+        assert stat.S_IMODE(os.stat(sub).st_mode) == 0o1777, sub
+
+
+@pytest.mark.parametrize("planted", ["foreign", "symlink", "file"])
+def test_a_store_directory_someone_else_made_is_refused(
+    tmp_path: Path,
+    pair_files: tuple[config.CertSlot, pki.Issued, pki.Issued],
+    planted: str,
+) -> None:
+    """A store directory that already exists and is not ours (made by another user in a
+    world-writable directory, or a link to one) would let them switch the pair: one line,
+    nothing moved, nothing written there."""
+    slot, old, _ = pair_files
+    d = tmp_path / "deployed"
+    d.chmod(0o1777)
+    old_fp = material.load_pair(d / "cert.pem", d / "key.pem").fingerprint
+    elsewhere = tmp_path / "theirs"
+    elsewhere.mkdir()
+    os.chown(elsewhere, 65534, 65534)
+    if planted == "foreign":
+        (d / ".tlsarotate").mkdir()
+        os.chown(d / ".tlsarotate", 65534, 65534)
+    elif planted == "symlink":
+        (d / ".tlsarotate").symlink_to(elsewhere)
+    else:
+        (d / ".tlsarotate").write_text("")
+    before = {p: p.read_bytes() for p in (d / "cert.pem", d / "key.pem")}
+    with pytest.raises(SwapError) as e:
+        _swap_pair(slot)
+    assert_one_line(e.value, str(d / ".tlsarotate"), "refusing", "pair is unchanged")
+    assert {p: p.read_bytes() for p in before} == before
+    assert not (d / "cert.pem").is_symlink() and not (d / "key.pem").is_symlink()
+    assert list(elsewhere.iterdir()) == []
+    assert _deployed(slot).fingerprint == old_fp
+    assert old.cert_pem in before[d / "cert.pem"]
+
+
 def test_a_key_is_never_left_readable_by_others(tmp_path: Path) -> None:
     w = World(tmp_path)
     (tmp_path / "deployed/privkey.pem").chmod(0o644)
@@ -474,6 +531,38 @@ def test_a_hanging_reload_is_killed_after_reload_timeout_and_the_pair_restored(
     )
     assert _deployed(slot).fingerprint == prepared.previous.fingerprint
     assert _gone(int((tmp_path / "pid").read_text()))  # the whole process group was killed
+
+
+def test_a_reload_that_starts_a_daemon_succeeds_and_the_daemon_lives(
+    tmp_path: Path, pair_files: tuple[config.CertSlot, pki.Issued, pki.Issued]
+) -> None:
+    """A reload command that (re)starts the server exits at once, leaving a daemon that still
+    holds the output it inherited (a sysvinit script, ``sh -c 'server &'``). The reload is
+    done when the COMMAND exits: reading its output until EOF waited for the daemon, so the
+    reload "timed out", the daemon's process group was killed (the server gone) and the swap
+    rolled back."""
+    slot, _, _ = pair_files
+    script = f"sleep 1000 & echo $! > {tmp_path}/daemon; exit 0"
+    slot = dataclasses.replace(slot, reload=("sh", "-c", script), reload_timeout=3)
+    nxt = swap.read_pair(slot.next).material  # type: ignore[arg-type]
+    prepared = swap.prepare(slot, nxt.fingerprint)
+    try:
+        swap.commit(prepared, None)
+        assert _deployed(slot).fingerprint == nxt.fingerprint
+        assert not _gone(int((tmp_path / "daemon").read_text()))  # the daemon still runs
+    finally:
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError, ValueError):
+            os.kill(int((tmp_path / "daemon").read_text()), 9)
+
+
+def test_a_reload_s_output_is_kept_for_the_error_line(
+    pair_files: tuple[config.CertSlot, pki.Issued, pki.Issued],
+) -> None:
+    slot, _, _ = pair_files
+    slot = dataclasses.replace(slot, reload=("sh", "-c", "echo 'bad config' >&2; exit 3"))
+    assert (swap.reload(slot, None) or "").endswith(" exited 3: bad config")
+    slot = dataclasses.replace(slot, reload=("sh", "-c", r"printf 'caf\351\n'; exit 1"))
+    assert (swap.reload(slot, None) or "").endswith(" exited 1: caf\ufffd")
 
 
 def test_both_reloads_hanging_say_so_in_one_line(

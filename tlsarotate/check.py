@@ -284,6 +284,8 @@ class ServiceReport:
     observe_error: str | None = None
     endpoints: list[Endpoint] = field(default_factory=list)
     certs: list[dict[str, object]] = field(default_factory=list)
+    # owners seen serving records that reject a deployed certificate (not: badly signed)
+    unpublished: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -491,7 +493,9 @@ def run_check(
                     for u in next_unfit(s, nxt, now)
                 ]
             if obs is not None:
-                unpublished += _deployed_findings(s, slot.name, dep, obs, findings)
+                failed = _deployed_findings(s, slot.name, dep, obs, findings)
+                rep.unpublished |= failed
+                unpublished += len(failed)
                 if nxt is not None:
                     entry["swap_readiness"] = swap_readiness(
                         s, nxt, obs, state, now, cfg.safety_margin, slot_inputs
@@ -624,9 +628,9 @@ def _dns_findings(s: Service, obs: Observation, now: float) -> tuple[list[Findin
 
 def _deployed_findings(
     s: Service, slot: str, dep: material.Material, obs: Observation, findings: list[Finding]
-) -> int:
-    """The published RRsets against a deployed certificate; returns how many owners fail."""
-    bad_owners = 0
+) -> set[str]:
+    """The published RRsets against a deployed certificate; returns the owners that fail."""
+    bad_owners: set[str] = set()
     needed, problems = needed_records(s, dep)
     for p in problems:
         findings.append(Finding(WARNING, s.name, f"certificate {slot!r}: {p}"))
@@ -657,7 +661,8 @@ def _deployed_findings(
         missing = missing_on_servers(obs, [(ow, rd) for ow, rd in needed if ow == owner])
         for m in missing:
             findings.append(Finding(WARNING, s.name, f"certificate {slot!r}: {m}", owner=o))
-        bad_owners += failed
+        if failed:
+            bad_owners.add(o)
     return bad_owners
 
 
@@ -947,11 +952,7 @@ def render_prometheus(rep: CheckReport) -> str:
         judged = _publication_judged(r)
         for owner in r.service.owners:
             o = owner.to_text()
-            bad = any(
-                f.severity == CRITICAL and f.owner == o and f.address is None
-                for f in rep.findings
-                if f.service == r.service.name
-            )
+            bad = o in r.unpublished  # a signing problem is tlsarotate_tlsa_signed's
             if bad or judged:
                 sample("tlsarotate_tlsa_published", int(not bad), service=r.service.name, owner=o)
     metric(

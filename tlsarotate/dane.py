@@ -45,6 +45,7 @@ import functools
 import hashlib
 import ipaddress
 import os
+import re
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -140,8 +141,30 @@ def key_type(cert: x509.Certificate) -> str:
     return type(key).__name__
 
 
+def bad_extensions(cert: x509.Certificate) -> str | None:
+    """Why the certificate's extensions cannot be parsed, or None. A served certificate is
+    remote input: OpenSSL serves one with, say, a subjectAltName that is not a GeneralNames,
+    and a DANE-EE(3) client accepts it by its key, but every client that validates the chain
+    (DANE-TA, PKIX) rejects it ("invalid certificate")."""
+    try:
+        cert.extensions  # noqa: B018  (parses every extension)
+    except x509.DuplicateExtension as e:
+        return f"duplicate extension {e.oid.dotted_string}"
+    except ValueError as e:
+        where = re.search(r'location: \["([^"\]]*)"', str(e))
+        return f"malformed {where.group(1)}" if where else str(e).split(":", 1)[0]
+    return None
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    return bad_extensions(cert) is None and is_ca(cert)
+
+
 def dns_names(cert: x509.Certificate) -> tuple[str, ...]:
-    """subjectAltName dNSNames, or the subject CN when there are none."""
+    """subjectAltName dNSNames, or the subject CN when there are none; () when the
+    extensions cannot be parsed (:func:`bad_extensions`)."""
+    if bad_extensions(cert) is not None:
+        return ()
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         names = tuple(san.get_values_for_type(x509.DNSName))
@@ -168,7 +191,7 @@ def describe(chain_der: Sequence[bytes]) -> list[CertInfo]:
                 spki_sha256=hashlib.sha256(spki_of_cert(cert)).hexdigest(),
                 cert_sha256=hashlib.sha256(der).hexdigest(),
                 names=dns_names(cert),
-                is_ca=is_ca(cert),
+                is_ca=_is_ca(cert),
             )
         )
     return out
@@ -584,6 +607,14 @@ def _check_record(
     if path is None:
         reason = f"{sr} matches {where}, but the leaf does not chain to it by signature"
         return result(True, False, reason)
+    for i in path:
+        bad = bad_extensions(certs[i])
+        if bad is not None:
+            reason = (
+                f"{sr} matches {where}, but the extensions of {_cn(certs[i])!r} (depth {i}) "
+                f"cannot be parsed ({bad}): clients reject the chain"
+            )
+            return result(True, False, reason)
     for i in path[:-1]:
         c = certs[i]
         if not not_before(c) <= now <= not_after(c):

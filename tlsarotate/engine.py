@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -308,6 +309,10 @@ class Engine:
             return
         if nextkey.load(nk.path).spki != installed.spki:
             return
+        for p in (slot.deployed.key, slot.deployed.combined):
+            with contextlib.suppress(OSError):
+                if p is not None and os.path.samefile(p, nk.path):
+                    return  # next_key names the deployed key itself: never move that away
         nextkey.rotate(nk.path, nk.type, consumed_spki=installed.spki_sha256)
         self._event(f"{svc.name}: the next key was used; generated a fresh one at {nk.path}")
 
@@ -336,6 +341,11 @@ class Engine:
                 log.info("service %s: removed %s, left by a killed run", svc.name, path)
         st = self.store.load(svc.name)
         if st.swap is None:
+            # a run killed between recording a keep-ahead swap and replacing the used key
+            for slot in svc.certificates:
+                now = swap.deployed(slot) if slot.next_key is not None else None
+                if now is not None:
+                    self._rotate_next_key(svc, slot.name, now)
             return
         j = st.swap
         cfg_slot = next((s for s in svc.certificates if s.name == j.slot), None)
@@ -380,6 +390,7 @@ class Engine:
                 clear()  # the previous pair is back in place and reloaded
                 raise
             self._finish_swap(svc, j.slot, old_fp, old_records)
+            self._rotate_next_key(svc, j.slot, installed)  # as an uninterrupted swap does
 
         if disk is not None and disk.fingerprint == j.fingerprint and accepted(disk):
             finish(disk)  # the new pair is in place: reload and verify again

@@ -39,11 +39,13 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import IO, NoReturn
 
 from cryptography.hazmat.primitives import serialization
 
@@ -63,6 +65,7 @@ log = logging.getLogger("tlsarotate.swap")
 
 STORE = ".tlsarotate"  # the versioned store's directory beside the deployed key
 CERT, KEY, CURRENT = "cert.pem", "key.pem", "current"
+OUTPUT_LIMIT = 65536  # bytes of a reload command's output read (only its first line is shown)
 
 _KEY_BLOCK = re.compile(
     rb"-----BEGIN ([A-Z0-9 ]*PRIVATE KEY)-----\r?\n.*?-----END \1-----\r?\n?", re.DOTALL
@@ -208,14 +211,28 @@ def _write(path: Path, data: bytes, meta: Meta | None, secret: bool) -> None:
 
 
 def _mkdir(path: Path, like: Path) -> None:
-    """Create ``path`` (if missing) with the owner, group and mode of the directory ``like``."""
-    if path.is_dir():
-        return
+    """Create ``path`` (if missing) with the owner, group and mode of the directory ``like``
+    (its setgid and sticky bits too). One that exists must be a real directory owned by us or
+    by ``like``'s owner: anyone else (in a world-writable directory) could switch the pair the
+    server reads; :class:`SwapError` then."""
     st = os.stat(like)
+    try:
+        have = os.lstat(path)
+    except FileNotFoundError:
+        have = None
+    if have is not None:
+        if not stat.S_ISDIR(have.st_mode):
+            raise SwapError(f"{path}: exists and is not a directory; refusing to keep keys there")
+        if have.st_uid not in (os.geteuid(), st.st_uid):
+            raise SwapError(
+                f"{path}: owned by uid {have.st_uid}, not by the owner of {like}; refusing to "
+                "keep keys there"
+            )
+        return
     os.mkdir(path, 0o700)
     if (st.st_uid, st.st_gid) != (os.geteuid(), os.getegid()):
         os.chown(path, st.st_uid, st.st_gid)
-    os.chmod(path, st.st_mode & 0o2777)
+    os.chmod(path, st.st_mode & 0o3777)
     fsync_dir(path.parent)
 
 
@@ -275,7 +292,7 @@ class _Store:
     def numbers(self) -> list[int]:
         try:
             return sorted(int(e.name) for e in os.scandir(self.root) if e.name.isdigit())
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return []
 
     def fresh(self, after: int = 0) -> Path:
@@ -347,27 +364,33 @@ def _prev(path: Path) -> Path:
 def run_bounded(argv: Sequence[str], timeout: float) -> subprocess.CompletedProcess[str]:
     """Run ``argv`` in its own process group; past ``timeout`` seconds the whole group is
     killed (a ``systemctl reload`` stuck on a hung unit, a script's children) and
-    :class:`subprocess.TimeoutExpired` raised."""
-    proc = subprocess.Popen(
-        list(argv),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        encoding="utf-8",
-        errors="replace",
-        start_new_session=True,
-    )
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        for f in (proc.stdout, proc.stderr):
-            if f is not None:
-                f.close()
-        raise
-    return subprocess.CompletedProcess(list(argv), proc.returncode, out, err)
+    :class:`subprocess.TimeoutExpired` raised.
+
+    Done when the command exits, not when its output ends: a reload that (re)starts the
+    server leaves a daemon holding the output it inherited, which must neither hold the
+    reload up nor be killed. The output goes to unlinked temp files (its first
+    :data:`OUTPUT_LIMIT` bytes are read, as UTF-8 with replacement)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+        )
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise
+
+        def text(f: IO[bytes]) -> str:
+            f.seek(0)
+            return f.read(OUTPUT_LIMIT).decode("utf-8", errors="replace")
+
+        return subprocess.CompletedProcess(list(argv), proc.returncode, text(out), text(err))
 
 
 def reload(slot: CertSlot, runner: Runner | None) -> str | None:
