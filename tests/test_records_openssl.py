@@ -12,11 +12,13 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import dns.rdataclass
 import dns.rdatatype
@@ -435,11 +437,12 @@ def test_records_reads_each_file_once_and_spawns_nothing(
         (tmp_path / f"{i:05d}.pem").write_bytes(pki.fullchain_pem(leafs[i % 4], ca))
     reads: dict[str, int] = {}
     parses: list[str] = []
-    real_read_bytes, real_parse = Path.read_bytes, material.parse
+    real_open, real_parse = os.open, material.parse
 
-    def counting_read(self: Path) -> bytes:
-        reads[str(self)] = reads.get(str(self), 0) + 1
-        return real_read_bytes(self)
+    def counting_open(path: Any, flags: int, *a: Any, **k: Any) -> int:
+        # every file the user names is read through fsutil.read_file: one open each
+        reads[str(path)] = reads.get(str(path), 0) + 1
+        return real_open(path, flags, *a, **k)
 
     def counting_parse(data: bytes, source: object) -> material.Material:
         parses.append(str(source))
@@ -448,7 +451,7 @@ def test_records_reads_each_file_once_and_spawns_nothing(
     def no_subprocess(*a: object, **k: object) -> None:
         raise AssertionError("records must not start a subprocess")
 
-    monkeypatch.setattr(Path, "read_bytes", counting_read)
+    monkeypatch.setattr(os, "open", counting_open)
     monkeypatch.setattr(material, "parse", counting_parse)
     monkeypatch.setattr(subprocess.Popen, "__init__", no_subprocess)
     files = sorted(str(p) for p in tmp_path.iterdir())
