@@ -314,11 +314,21 @@ class Lane:
         except FileNotFoundError:
             return 0
 
-    def start(self, *args: str) -> tuple[subprocess.Popen[bytes], list[str], Path]:
+    def start(
+        self, *args: str, prefix: Sequence[str] = ()
+    ) -> tuple[subprocess.Popen[bytes], list[str], Path]:
         self.run_count += 1
         base = self.dir / "runs" / f"{self.run_count:05d}"
         base.parent.mkdir(exist_ok=True)
-        argv = [sys.executable, "-m", "tests.faults.launch", "-c", str(self.config), *args]
+        argv = [
+            *prefix,
+            sys.executable,
+            "-m",
+            "tests.faults.launch",
+            "-c",
+            str(self.config),
+            *args,
+        ]
         env = cli_env(TLSAROTATE_FAULT_MARKERS=str(self.markers), TLSAROTATE_FAULT_PAUSE=str(PAUSE))
         with open(f"{base}.out", "wb") as out, open(f"{base}.err", "wb") as err:
             p = subprocess.Popen(
@@ -351,12 +361,18 @@ class Lane:
             **kw,
         )
 
-    def run(self, *args: str, kill: KillPlan | None = None, timeout: float | None = None) -> Run:
+    def run(
+        self,
+        *args: str,
+        kill: KillPlan | None = None,
+        timeout: float | None = None,
+        prefix: Sequence[str] = (),
+    ) -> Run:
         """One CLI run; SIGKILL its process group as ``kill`` says, or after ``timeout``."""
         timeout = timeout or self.attempt_timeout
         offset = self._size()
         t0 = time.time()
-        p, argv, base = self.start(*args)
+        p, argv, base = self.start(*args, prefix=prefix)
         kill_at: float | None = None
         if kill is not None and kill.phase == "uniform":
             kill_at = t0 + kill.delay
@@ -384,8 +400,8 @@ class Lane:
             time.sleep(0.002)
         return self.finish(p, argv, base, t0, killed=killed, timed_out=timed_out, kill_point=last)
 
-    def apply(self, timeout: float | None = None) -> Run:
-        return self.run("apply", "--wait", timeout=timeout)
+    def apply(self, timeout: float | None = None, prefix: Sequence[str] = ()) -> Run:
+        return self.run("apply", "--wait", timeout=timeout, prefix=prefix)
 
     # ---- setup ------------------------------------------------------------------------
     def setup(self) -> None:
@@ -415,6 +431,8 @@ class Lane:
         r = self.apply(timeout=90)
         assert r.rc == 0, f"{self.name}: calibration rollover failed: {r.out}{r.err}"
         self.est_run = max(1.0, time.time() - t0)
+        # a re-run that takes four rollovers' time is stuck (a "waits forever" defect)
+        self.attempt_timeout = min(self.attempt_timeout, max(15.0, 4 * self.est_run))
         self.refresh_served()
 
     def want(self, h: str) -> frozenset[str]:
