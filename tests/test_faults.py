@@ -16,18 +16,22 @@ from __future__ import annotations
 import json
 import os
 import random
+import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import dns.name
 import pytest
 
+from tests.conftest import run_cli
+from tests.fake_cloudflare import FakeCloudflare, cf_server  # noqa: F401  (fixture)
 from tests.faults import inject
 from tests.faults.harness import INTERVAL, Campaign, FaultBind, Lane, Run
 from tests.faults.sampler import Violation, check, deployed_timeline, sha
+from tests.moto_server import moto_url, raw_client, route53_env  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.faults, pytest.mark.servers, pytest.mark.slow]
 
@@ -247,3 +251,188 @@ def test_reload_fault(fault_world: FaultWorld, kind: str, fault: str) -> None:
     else:
         assert r.timed_out
     _converges(lane, b.t, runs)
+
+
+# ---- HTTP provider faults (Route 53 on moto_server behind a fault proxy; fake Cloudflare) ---
+
+CF_TOKEN = "cf-faults-token-8c7b6a5f4e"
+
+
+class HttpWorld:
+    """One service on an HTTP provider (``observe: provider``: no name servers to ask)."""
+
+    def __init__(
+        self, root: Path, provider: str, read: Callable[[], frozenset[str]], ttl: int = 1
+    ) -> None:
+        from tlsarotate import pki
+
+        self.root, self.read = root, read
+        self.ca = pki.make_ca()
+        self.pairs: dict[str, tuple[bytes, bytes]] = {}
+        reload = root / "reload.sh"
+        reload.write_text("#!/bin/sh\nexit 0\n")
+        reload.chmod(0o755)
+        (root / "config.yaml").write_text(
+            "state_dir: state\nsafety_margin: 0\nproviders:\n  p:\n"
+            + provider
+            + "services:\n  - name: svc\n    zone: h.test.\n    provider: p\n"
+            f"    hosts: [mx.h.test]\n    ttl: {ttl}\n    observe: provider\n"
+            "    allow_unsigned: true\n    certificate:\n"
+            "      deployed: {cert: deployed/fullchain.pem, key: deployed/privkey.pem}\n"
+            "      next: {cert: next/fullchain.pem, key: next/privkey.pem}\n"
+            f"      reload: [{reload}]\n"
+        )
+        first = self.new_pair()
+        for slot in ("deployed", "next"):
+            self.write(slot, first)
+
+    def new_pair(self) -> str:
+        from tlsarotate import pki
+
+        leaf = pki.make_leaf(self.ca, ["mx.h.test"])
+        chain = pki.fullchain_pem(leaf, self.ca)
+        self.pairs[sha(chain)] = (chain, leaf.key_pem)
+        return sha(chain)
+
+    def write(self, slot: str, h: str) -> None:
+        chain, key = self.pairs[h]
+        d = self.root / slot
+        d.mkdir(exist_ok=True)
+        (d / "privkey.pem").write_bytes(key)
+        (d / "fullchain.pem").write_bytes(chain)
+
+    def deployed(self) -> str:
+        return sha((self.root / "deployed/fullchain.pem").read_bytes())
+
+    def want(self, h: str) -> frozenset[str]:
+        from tlsarotate import material, records
+
+        m = material.parse(self.pairs[h][0], "chain")
+        ps = [records.parse_params(p) for p in ("3 1 1", "3 0 1")]
+        return frozenset(records.to_text(rd) for rd in records.build_all(m, ps))
+
+    def apply(self) -> subprocess.CompletedProcess[str]:
+        return run_cli("-c", self.root / "config.yaml", "apply", "--wait", timeout=120)
+
+
+def _http_case(
+    world: HttpWorld, arm: Callable[[], None], disarm: Callable[[], None], lost: bool = False
+) -> None:
+    """``lost``: the faulty request was carried out and only its answer lost: the write is then
+    all there (or, re-planned, done), never half of it."""
+    r = world.apply()
+    assert r.returncode == 0, r.stdout + r.stderr
+    old = world.deployed()
+    before = world.read()
+    assert before == world.want(old)
+    nxt = world.new_pair()
+    world.write("next", nxt)
+    arm()
+    try:
+        r = world.apply()
+    finally:
+        disarm()
+    assert "Traceback" not in r.stdout + r.stderr, r.stderr
+    if r.returncode != 0:
+        errors = [ln for ln in r.stderr.splitlines() if ln.startswith("tlsarotate: error:")]
+        assert len(errors) == 1, r.stderr
+        # nothing half-applied
+        assert world.read() in ((before, before | world.want(nxt)) if lost else (before,))
+        assert world.deployed() == old
+    r = world.apply()
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Traceback" not in r.stdout + r.stderr
+    assert world.deployed() == nxt
+    assert world.read() == world.want(nxt)
+    state = json.loads((world.root / "state/svc.json").read_text())
+    assert not state.get("swap"), state
+
+
+@pytest.mark.parametrize(
+    "status,count,commit",
+    [
+        (429, 1, False),
+        (429, 50, False),
+        (500, 50, False),
+        (503, 1, False),
+        (400, 1, False),  # PriorRequestNotComplete
+        (400, 50, False),
+        (500, 1, True),  # carried out, the answer lost
+    ],
+)
+def test_route53_fault(
+    route53_env: str,  # noqa: F811
+    tmp_path: Path,
+    status: int,
+    count: int,
+    commit: bool,
+) -> None:
+    raw = raw_client(route53_env)
+    zid = raw.create_hosted_zone(Name="h.test.", CallerReference=f"f{time.time()}")["HostedZone"][
+        "Id"
+    ]
+    proxy = inject.HttpFaultProxy(route53_env)
+
+    def read() -> frozenset[str]:
+        sets = raw.list_resource_record_sets(HostedZoneId=zid)["ResourceRecordSets"]
+        return frozenset(
+            v["Value"].lower() for s in sets if s["Type"] == "TLSA" for v in s["ResourceRecords"]
+        )
+
+    try:
+        world = HttpWorld(
+            tmp_path,
+            f"    type: route53\n    endpoint_url: {proxy.url}\n    max_retries: 2\n"
+            "    poll_interval: 0.05\n    max_wait: 5\n",
+            read,
+        )
+        _http_case(world, lambda: proxy.arm(status, count, commit), proxy.disarm, commit)
+    finally:
+        proxy.close()
+    assert proxy.injected, "no fault was injected"
+
+
+@pytest.mark.parametrize(
+    "fault",
+    ["429-always", "502-after-commit"],
+)
+def test_cloudflare_fault(
+    cf_server: FakeCloudflare,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fault: str,
+) -> None:
+    fake = cf_server
+    fake.reset()
+    fake.tokens = {CF_TOKEN}
+    zid = fake.add_zone("h.test")
+    monkeypatch.setenv("TLSAROTATE_TEST_CF_TOKEN", CF_TOKEN)
+
+    def read() -> frozenset[str]:
+        out = set()
+        for rec in fake.list_records(zid):
+            if rec["type"] == "TLSA":
+                d = rec["data"]
+                out.add(
+                    f"{d['usage']} {d['selector']} {d['matching_type']} {d['certificate'].lower()}"
+                )
+        return frozenset(out)
+
+    def arm() -> None:
+        if fault == "429-always":
+            fake.throttle(100, retry_after="0")
+        else:
+            fake.fail_batches(1, 502, commit=True)
+
+    def disarm() -> None:
+        fake.throttle(0)
+        fake.fail_batches(0)
+
+    world = HttpWorld(
+        tmp_path,
+        "    type: cloudflare\n    api_token_env: TLSAROTATE_TEST_CF_TOKEN\n"
+        f"    api_url: {fake.url}\n    max_retries: 2\n",
+        read,
+        ttl=30,  # Cloudflare's least TTL (1 means "automatic")
+    )
+    _http_case(world, arm, disarm, lost=fault.endswith("commit"))

@@ -78,7 +78,7 @@ class DnsFaultProxy:
         self.concurrent_change = concurrent_change
         self.fault = ""
         self.count = 0
-        self.opcode = dns.opcode.UPDATE
+        self.opcode: int = dns.opcode.UPDATE
         self.injected: list[str] = []
         self.lock = threading.Lock()
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -187,3 +187,103 @@ def read_only_prefix(directory: Path) -> list[str]:
     private mount namespace (root only; the rest of the system sees it writable)."""
     d = str(directory)
     return ["unshare", "-m", "sh", "-c", f'mount --bind -o ro "{d}" "{d}" && exec "$@"', "ro"]
+
+
+ROUTE53_ERRORS = {
+    429: ("Throttling", "Rate exceeded"),
+    500: ("InternalFailure", "internal error"),
+    503: ("ServiceUnavailable", "service unavailable"),
+    400: (
+        "PriorRequestNotComplete",
+        "The request was rejected because Route 53 was still processing a prior request.",
+    ),
+}
+
+
+class HttpFaultProxy:
+    """An HTTP proxy on 127.0.0.1 in front of ``upstream`` (moto_server's Route 53): the next
+    ``count`` requests whose method and path match answer ``status`` with Route 53's error body
+    (429 Throttling, 500 InternalFailure, 503 ServiceUnavailable, 400 PriorRequestNotComplete);
+    with ``commit`` the request is carried out upstream first and only its answer is replaced
+    (the answer is lost)."""
+
+    def __init__(self, upstream: str) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import urlsplit
+
+        u = urlsplit(upstream)
+        self.upstream = (u.hostname or "127.0.0.1", u.port or 80)
+        self.status, self.count, self.commit = 0, 0, False
+        self.method, self.path_part = "POST", "/rrset"
+        self.injected: list[int] = []
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a: Any) -> None:
+                pass
+
+            def _any(self) -> None:
+                import http.client
+
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                fault = proxy._take(self.command, self.path)
+                if fault and not proxy.commit:
+                    return self._error(fault)
+                conn = http.client.HTTPConnection(*proxy.upstream, timeout=30)
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                conn.request(self.command, self.path, body=body, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                if fault:
+                    return self._error(fault)
+                self.send_response(resp.status)
+                for k, v in resp.getheaders():
+                    if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                return None
+
+            def _error(self, status: int) -> None:
+                code, msg = ROUTE53_ERRORS[status]
+                body = (
+                    '<?xml version="1.0"?>\n<ErrorResponse xmlns="https://route53.amazonaws.com/'
+                    f'doc/2013-04-01/"><Error><Type>Sender</Type><Code>{code}</Code><Message>'
+                    f"{msg}</Message></Error><RequestId>fault</RequestId></ErrorResponse>"
+                ).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "text/xml")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_DELETE = do_PUT = _any
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = int(self.server.server_address[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+        self.lock = threading.Lock()
+
+    def arm(self, status: int, count: int = 1, commit: bool = False) -> None:
+        assert status in ROUTE53_ERRORS
+        with self.lock:
+            self.status, self.count, self.commit = status, count, commit
+
+    def disarm(self) -> None:
+        with self.lock:
+            self.count = 0
+
+    def _take(self, method: str, path: str) -> int:
+        with self.lock:
+            if self.count > 0 and method == self.method and self.path_part in path:
+                self.count -= 1
+                self.injected.append(self.status)
+                return self.status
+        return 0
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

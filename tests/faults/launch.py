@@ -77,8 +77,11 @@ def install_hooks() -> None:
 
         return wrapped  # type: ignore[return-value]
 
-    swap.atomic_write = writer("swap-write", swap.atomic_write)
-    zonefile.atomic_write = writer("zonefile-written", zonefile.atomic_write)
+    swap.atomic_write = writer("swap-write", swap.atomic_write)  # type: ignore[attr-defined]
+    zonefile.atomic_write = writer(  # type: ignore[attr-defined]
+        "zonefile-written",
+        zonefile.atomic_write,  # type: ignore[attr-defined]
+    )
 
     for cls in (rfc2136.RFC2136Provider, zonefile.ZoneFileProvider):
         cls.apply = around("provider", cls.apply)  # type: ignore[method-assign]

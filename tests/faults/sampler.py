@@ -137,7 +137,7 @@ class Sampler(threading.Thread):
         sig = r.get_rrset(
             r.answer, self.owner, dns.rdataclass.IN, dns.rdatatype.RRSIG, dns.rdatatype.TLSA
         )
-        texts = frozenset(records.to_text(rd) for rd in rrset)  # type: ignore[arg-type]
+        texts = frozenset(records.to_text(rd) for rd in rrset)
         return DnsSample(t, f"{addr}:{port}", texts, int(rrset.ttl), sig is not None)
 
     def stop(self) -> None:
