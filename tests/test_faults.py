@@ -58,9 +58,10 @@ def test_kill_campaign(capsys: pytest.CaptureFixture[str]) -> None:
             c.stop()
     with capsys.disabled():
         print(s.line())
-    assert len(s.results) == trials, s.line() + "\n" + "\n".join(s.dead)
-    assert sum(r.killed for r in s.results) >= trials // 2, s.line()
-    assert not s.violations, "\n".join([s.line(), *s.examples()])
+    report = "\n".join([s.line(), *s.examples(), *s.dead])
+    assert not s.violations and not s.dead, report
+    assert len(s.results) == trials, report
+    assert sum(r.killed for r in s.results) >= trials // 2, report
 
 
 # ---- provider faults --------------------------------------------------------------------
