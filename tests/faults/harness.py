@@ -170,6 +170,8 @@ class Run:
     killed: bool = False
     timed_out: bool = False
     kill_point: str = ""  # the last marker before the kill
+    pid: int = 0
+    ended: float = 0.0  # when the process was gone
 
 
 @dataclass
@@ -351,15 +353,41 @@ class Lane:
         self, p: subprocess.Popen[bytes], argv: list[str], base: Path, t0: float, **kw: Any
     ) -> Run:
         p.wait()
+        ended = time.time()
         self._killpg(p)  # reload commands left behind by a killed run die with it
         return Run(
             argv,
             p.returncode,
             Path(f"{base}.out").read_text(errors="replace"),
             Path(f"{base}.err").read_text(errors="replace"),
-            time.time() - t0,
+            ended - t0,
             **kw,
+            pid=p.pid,
+            ended=ended,
         )
+
+    def swap_windows(self, runs: Sequence[Run], since: float) -> list[tuple[float, float]]:
+        """When a live tlsarotate was inside a swap (``swap-begin`` until its ``swap-end``, or
+        until the process was gone): between its two renames the pair is torn by design."""
+        ended = {r.pid: r.ended for r in runs}
+        open_: dict[int, float] = {}
+        out: list[tuple[float, float]] = []
+        for line in _read(self.markers).decode(errors="replace").splitlines():
+            parts = line.split(" ", 2)
+            if len(parts) != 3 or not parts[1].isdigit():
+                continue
+            try:
+                t, pid, text = float(parts[0]), int(parts[1]), parts[2]
+            except ValueError:
+                continue
+            if t < since - 60 or pid not in ended:
+                continue
+            if text == "swap-begin":
+                open_.setdefault(pid, t)
+            elif text == "swap-end" and pid in open_:
+                out.append((open_.pop(pid), t))
+        out += [(t, ended[pid]) for pid, t in open_.items()]
+        return out
 
     def run(
         self,
@@ -542,7 +570,8 @@ class Lane:
         t_end = time.time()
         ds, fs = self.sampler.window(t_start, t_end)
         dep = deployed_timeline(self.sampler.all_files())
-        v, transient = check(ds, fs, self.served, dep, self.certs, self.key_of, INTERVAL)
+        windows = self.swap_windows(runs, t_start)
+        v, transient = check(ds, fs, self.served, dep, self.certs, self.key_of, INTERVAL, windows)
         violations += v
         if not done or any(x.cls in ("final-records", "final-deployed") for x in violations):
             self.repair(final)

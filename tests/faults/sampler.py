@@ -17,9 +17,11 @@ service would see.
 ``no-tlsa``
     a server answering no TLSA RRset at all (DANE silently off);
 ``torn-pair``
-    the deployed key does not belong to the deployed certificate, seen in two samples in a row
-    (>= one sampling interval, not just the instant between two renames; single-sample tears are
-    counted apart as ``transient_tears`` and do not fail).
+    the deployed key does not belong to the deployed certificate while no live tlsarotate is
+    inside a swap (separate key and certificate files are two renames: between them, while the
+    swap runs and before the reload, the pair is torn by design; those samples are counted apart
+    as ``transient_tears``; a tear that outlives the run that made it -- a kill between the two
+    renames -- is a violation).
 """
 
 from __future__ import annotations
@@ -197,8 +199,10 @@ def check(
     certs: Mapping[str, Material],
     key_of: Mapping[str, str],
     interval: float,
+    swaps: Sequence[tuple[float, float]] = (),
 ) -> tuple[list[Violation], int]:
-    """The violations in one stretch of the record, and the number of transient tears."""
+    """The violations in one stretch of the record, and the number of transient tears (torn
+    samples taken while a live tlsarotate was inside a swap, ``swaps``)."""
     out: list[Violation] = []
     accepts: dict[tuple[frozenset[str], str], bool] = {}
 
@@ -231,19 +235,18 @@ def check(
                         )
                     )
     transient = 0
-    prev_torn = False
     for f in files:
-        torn = f.cert is not None and f.key is not None and key_of.get(f.key) != f.cert
-        if torn and prev_torn:
-            out.append(
-                Violation(
-                    "torn-pair",
-                    f.t,
-                    f"deployed key {f.key and f.key[:12]} is not the key of the deployed "
-                    f"certificate {f.cert and f.cert[:12]}",
-                )
+        if f.cert is None or f.key is None or key_of.get(f.key) == f.cert:
+            continue
+        if any(a <= f.t <= b for a, b in swaps):
+            transient += 1  # between the two renames of a swap still running
+            continue
+        out.append(
+            Violation(
+                "torn-pair",
+                f.t,
+                f"deployed key {f.key[:12]} is not the key of the deployed certificate "
+                f"{f.cert[:12]} (no swap running)",
             )
-        elif torn:
-            transient += 1
-        prev_torn = torn
+        )
     return out, transient
