@@ -220,9 +220,10 @@ def check(
             continue
         if not s.signed:
             out.append(Violation("unsigned-answer", s.t, f"{s.server}: TLSA without RRSIG"))
-        # a resolver may hold this answer until t + TTL (+ one sampling interval: the server
-        # may have answered it until the next sample)
-        end = s.t + s.ttl + interval
+        # a resolver that fetched this answer at t holds it until t + TTL. (The server may
+        # have answered it until just before the next sample too, but tlsarotate cannot have
+        # seen the new RRset before then either: each moment bounds its own window.)
+        end = s.t + s.ttl
         for cls, tl in (("dns-vs-served", served), ("dns-vs-deployed", deployed)):
             for cert in sorted(tl.during(s.t, end)):
                 if cert in certs and not ok(s.texts, cert):
