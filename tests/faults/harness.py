@@ -17,8 +17,8 @@ A *trial* (:meth:`Lane.trial`) rolls the lane to a fresh certificate (new key):
    real CLI as a subprocess, see :mod:`tests.faults.launch` for the markers it writes) runs in its
    own process group and is SIGKILLed -- the whole group, reload commands included -- at a seeded
    random moment: ``uniform`` over the whole run, or a random delay after the run *entered* the
-   swap (``swap``), a reload command (``reload``: the service's or the zone's) or a provider write
-   (``provider``, the first or the second of the rollover);
+   swap (``swap``), a reload command (``reload``: the service's or the zone's) or a provider call
+   (``provider``: the first or the second write of the rollover, or one of the first reads);
 2. sometimes (``renew_p``) a renewal lands while nothing runs: another next pair is written;
 3. ``apply --wait`` is run again, each attempt bounded (``attempt_timeout``), at most
    ``max_reruns`` times, until it exits 0;
@@ -510,6 +510,8 @@ class Lane:
             if self.kind == "zonefile" and rng.random() < 0.5:
                 return KillPlan(phase, rng.uniform(0, 0.08), "zone-reload-start", rng.randint(1, 2))
             return KillPlan(phase, rng.uniform(0, RELOAD_SLEEP + 0.05), "reload-start")
+        if rng.random() < 0.25:  # inside a read of the published records
+            return KillPlan(phase, rng.uniform(0, 0.03), "provider-read-begin", rng.randint(1, 3))
         window = PAUSE + 0.08 if self.kind == "zonefile" else 0.06
         return KillPlan(phase, rng.uniform(0, window), "provider-begin", rng.randint(1, 2))
 

@@ -7,7 +7,8 @@ product code changes), the few functions that mark the places a kill is most dan
 - ``swap.install`` / ``swap.reload_and_verify`` / ``swap.restore_previous`` (the swap and its
   recovery): ``swap-begin`` ... ``swap-end``;
 - ``swap.atomic_write`` (each deployed file): ``swap-write <file>`` after each rename;
-- every provider's ``apply`` (a DNS write): ``provider-begin`` ... ``provider-end``;
+- every provider's ``apply`` (a DNS write): ``provider-begin`` ... ``provider-end``, and its
+  ``read``: ``provider-read-begin`` ... ``provider-read-end``;
 - the zone-file backend's rename of the zone file: ``zonefile-written``;
 - the rfc2136 backend's ``_send`` (one DNS message): ``dns-send <OPCODE>``.
 
@@ -85,6 +86,7 @@ def install_hooks() -> None:
 
     for cls in (rfc2136.RFC2136Provider, zonefile.ZoneFileProvider):
         cls.apply = around("provider", cls.apply)  # type: ignore[method-assign]
+        cls.read = around("provider-read", cls.read)  # type: ignore[method-assign]
 
     send = rfc2136.RFC2136Provider._send
 
