@@ -438,3 +438,51 @@ def test_cloudflare_fault(
         ttl=30,  # Cloudflare's least TTL (1 means "automatic")
     )
     _http_case(world, arm, disarm, lost=fault.endswith("commit"))
+
+
+def test_sampler_check_flags_what_a_resolver_or_service_would_see() -> None:
+    """The invariants on a made-up record (no servers): an answer cached across a swap that
+    does not accept the new certificate, a torn pair outside a running swap, an unsigned and an
+    empty answer are flagged; a correct rollover's record is not."""
+    from tests.faults.sampler import DnsSample, FileSample, Timeline
+    from tlsarotate import material, pki, records
+
+    ca = pki.make_ca()
+    pems = {}
+    for name in ("a", "b"):
+        leaf = pki.make_leaf(ca, ["mx.example.test"])
+        pems[name] = (pki.fullchain_pem(leaf, ca), leaf.key_pem)
+    h = {n: sha(c) for n, (c, _) in pems.items()}
+    certs = {h[n]: material.parse(c, n) for n, (c, _) in pems.items()}
+    key_of = {sha(k): h[n] for n, (_, k) in pems.items()}
+    ps = [records.parse_params("3 1 1")]
+    rec = {n: records.to_text(records.build_all(certs[h[n]], ps)[0]) for n in h}
+    served = Timeline()
+    served.add(0, h["a"])
+    served.add(10, h["b"])  # the swap at t=10
+    deployed = Timeline()
+    deployed.add(0, h["a"])
+    deployed.add(9.9, h["b"])
+
+    def dns_(t: float, *names: str, signed: bool = True) -> DnsSample:
+        return DnsSample(t, "s", frozenset(rec[n] for n in names), 1, signed)
+
+    good = [dns_(5, "a"), dns_(8.5, "a", "b"), dns_(9.5, "a", "b"), dns_(11.5, "b")]
+    files = [FileSample(5, h["a"], sha(pems["a"][1])), FileSample(11, h["b"], sha(pems["b"][1]))]
+    v, _ = check(good, files, served, deployed, certs, key_of, INTERVAL)
+    assert v == []
+    bad = [
+        dns_(9.2, "a"),
+        dns_(12, "a", "b", signed=False),
+        DnsSample(13, "s", frozenset(), 0, True),
+    ]
+    torn = [FileSample(9.95, h["a"], sha(pems["b"][1])), FileSample(20, h["a"], sha(pems["b"][1]))]
+    v, transient = check(bad, torn, served, deployed, certs, key_of, INTERVAL, [(9.9, 10.0)])
+    assert sorted({x.cls for x in v}) == [
+        "dns-vs-deployed",
+        "dns-vs-served",
+        "no-tlsa",
+        "torn-pair",
+        "unsigned-answer",
+    ]
+    assert [x.t for x in v if x.cls == "torn-pair"] == [20] and transient == 1
