@@ -537,7 +537,7 @@ def test_a_keep_ahead_swap_finished_after_a_crash_rotates_the_next_key(tmp_path:
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
     from tests.world import Crash
-    from tlsarotate import config, material, pki
+    from tlsarotate import config, material
 
     w = World(tmp_path, params=("3 1 1",))
     key_path = tmp_path / "keys/next.key"
@@ -551,7 +551,7 @@ def test_a_keep_ahead_swap_finished_after_a_crash_rotates_the_next_key(tmp_path:
     w.clock.advance(10_000)
     assert phases(w.apply()) == [planner.IDLE]
     key = load_pem_private_key(key_path.read_bytes(), None)
-    leaf = pki.make_leaf(w.ca, ["mx1.example.test"], key=key)  # type: ignore[arg-type]
+    leaf = w._leaf(["mx1.example.test"], key)  # type: ignore[arg-type]
     World._write_pair(tmp_path / "next", leaf)
     w.crash_at = "reload"
     with pytest.raises(Crash):
@@ -580,7 +580,7 @@ def test_a_run_killed_before_the_next_key_rotation_rotates_it_next_time(
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
     from tests.world import Crash
-    from tlsarotate import config, material, nextkey, pki
+    from tlsarotate import config, material, nextkey
 
     w = World(tmp_path, params=("3 1 1",))
     key_path = tmp_path / "keys/next.key"
@@ -593,7 +593,7 @@ def test_a_run_killed_before_the_next_key_rotation_rotates_it_next_time(
     first_key = material.load(key_path)
     w.clock.advance(10_000)
     key = load_pem_private_key(key_path.read_bytes(), None)
-    leaf = pki.make_leaf(w.ca, ["mx1.example.test"], key=key)  # type: ignore[arg-type]
+    leaf = w._leaf(["mx1.example.test"], key)  # type: ignore[arg-type]
     World._write_pair(tmp_path / "next", leaf)
     real = nextkey.rotate
 
