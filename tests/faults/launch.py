@@ -4,9 +4,10 @@ The fault harness runs tlsarotate through this launcher, a real subprocess that 
 with SIGKILL. Before handing over to :func:`tlsarotate.cli.main` it wraps, from the outside (no
 product code changes), the few functions that mark the places a kill is most dangerous:
 
-- ``swap.install`` / ``swap.reload_and_verify`` / ``swap.restore_previous`` (the swap and its
-  recovery): ``swap-begin`` ... ``swap-end``;
-- ``swap.atomic_write`` (each deployed file): ``swap-write <file>`` after each rename;
+- ``swap.commit`` / ``swap.finish`` / ``swap.put_back`` (the swap and its recovery):
+  ``swap-begin`` ... ``swap-end``;
+- ``swap.atomic_write`` and ``swap.replace_with_symlink`` (each file and link the swap writes,
+  ``current`` among them): ``swap-write <file>`` after each rename;
 - every provider's ``apply`` (a DNS write): ``provider-begin`` ... ``provider-end``, and its
   ``read``: ``provider-read-begin`` ... ``provider-read-end``;
 - the zone-file backend's rename of the zone file: ``zonefile-written``;
@@ -63,9 +64,9 @@ def install_hooks() -> None:
 
         return wrapped  # type: ignore[return-value]
 
-    swap.install = around("swap", swap.install)
-    swap.reload_and_verify = around("swap", swap.reload_and_verify)
-    swap.restore_previous = around("swap", swap.restore_previous)
+    swap.commit = around("swap", swap.commit)
+    swap.finish = around("swap", swap.finish)
+    swap.put_back = around("swap", swap.put_back)
 
     def writer(name: str, fn: F) -> F:
         @functools.wraps(fn)
@@ -79,6 +80,10 @@ def install_hooks() -> None:
         return wrapped  # type: ignore[return-value]
 
     swap.atomic_write = writer("swap-write", swap.atomic_write)  # type: ignore[attr-defined]
+    swap.replace_with_symlink = writer(  # type: ignore[attr-defined]
+        "swap-write",
+        swap.replace_with_symlink,  # type: ignore[attr-defined]
+    )
     zonefile.atomic_write = writer(  # type: ignore[attr-defined]
         "zonefile-written",
         zonefile.atomic_write,  # type: ignore[attr-defined]
