@@ -57,7 +57,7 @@ from cryptography.x509.oid import NameOID
 from dns.rdtypes.ANY.TLSA import TLSA
 
 from tlsarotate import records
-from tlsarotate.material import is_ca, spki_of_cert
+from tlsarotate.material import is_ca, issued_by, spki_of_cert
 
 AUTHENTICATED = "authenticated"
 FAILS = "fails"
@@ -273,16 +273,6 @@ def _own_value(selector: int, mtype: int, cert: x509.Certificate, der: bytes) ->
     return f"{part} {MTYPE_WORDS[mtype]} is {short(records.digest(mtype, data).hex())}"
 
 
-def _issued_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
-    if child.issuer != parent.subject:
-        return False
-    try:
-        child.verify_directly_issued_by(parent)
-    except Exception:  # InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm
-        return False
-    return True
-
-
 def _path(certs: Sequence[x509.Certificate], ta: int) -> list[int] | None:
     """Indices from the leaf (0) up to ``ta`` through the sent certificates, by signature."""
     frontier: list[list[int]] = [[0]]
@@ -294,7 +284,7 @@ def _path(certs: Sequence[x509.Certificate], ta: int) -> list[int] | None:
         if len(path) > len(certs):
             continue
         for j in range(1, len(certs)):
-            if j not in path and _issued_by(certs[last], certs[j]):
+            if j not in path and issued_by(certs[last], certs[j]):
                 frontier.append([*path, j])
     return None
 

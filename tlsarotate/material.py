@@ -401,7 +401,7 @@ def unfit(
     if any(u in (0, 2) for u in usages):
         if len(m.chain) < 2:
             out.append(Unfit("holds no CA certificate above the leaf for the 2 x x records"))
-        elif not _signed_by(leaf, m.chain[1]):
+        elif not issued_by(leaf, m.chain[1]):
             out.append(
                 Unfit(
                     "the leaf is not signed by the CA certificate after it "
@@ -411,7 +411,8 @@ def unfit(
     return out
 
 
-def _signed_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
+def issued_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
+    """``child`` names ``parent`` as its issuer and carries its valid signature."""
     if child.issuer != parent.subject:
         return False
     try:
