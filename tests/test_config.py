@@ -592,6 +592,17 @@ CASES: list[tuple[str, Callable[[str], str], str, Marker, tuple[str, ...]]] = [
         "- just",
         ("expected a mapping, got a list",),
     ),
+    (
+        "deployed-file-shared-by-two-slots",
+        replace("          combined: certs/web.pem\n", "          combined: certs/mail.key\n"),
+        "services[1].deployed.combined",
+        "  - name: web",
+        (
+            "certificate 'ecdsa'",
+            "already deployed by service 'mail' certificate",
+            "files of its own",
+        ),
+    ),
     ("empty-file", lambda t: "", "", None, ("the config file is empty",)),
     ("comments-only-file", lambda t: "# nothing\n\n", "", None, ("the config file is empty",)),
 ]

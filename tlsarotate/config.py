@@ -708,6 +708,7 @@ def parse(text: str, path: Path) -> Config:
     services = _list(ctx, m["services"][1], "services", lambda n, k: _service(ctx, n, k, provs))
     seen_names: dict[str, int] = {}
     owners: dict[dns.name.Name, str] = {}
+    deployed_files: dict[Path, str] = {}
     for i, s in enumerate(services):
         snode = m["services"][1].value[i]
         if s.name in seen_names:
@@ -727,6 +728,21 @@ def parse(text: str, path: Path) -> Config:
             if o in owners:
                 raise ctx.err(snode, f"services[{i}]", f"owner {o.to_text()} is listed twice")
             owners[o] = s.name
+        for slot in s.certificates:
+            for key in ("cert", "key", "combined"):
+                f: Path | None = getattr(slot.deployed, key)
+                if f is None:
+                    continue
+                real = Path(os.path.abspath(f))
+                if real in deployed_files:
+                    raise ctx.err(
+                        snode,
+                        f"services[{i}].deployed.{key}",
+                        f"certificate {slot.name!r}: {f} is already deployed by "
+                        f"{deployed_files[real]}: each certificate "
+                        "slot needs files of its own (a swap of one would replace the other's)",
+                    )
+                deployed_files[real] = f"service {s.name!r} certificate {slot.name!r}"
     backend = _state_backend(ctx, m["state"][1]) if "state" in m else StateBackend()
     return Config(path, state_dir, margin, provs, services, lock_timeout, backend)
 
