@@ -25,7 +25,7 @@ from cryptography.x509.oid import NameOID
 
 from tlsarotate import material, pki
 from tlsarotate.errors import MaterialError
-from tlsarotate.fsutil import atomic_write, fsync_dir
+from tlsarotate.fsutil import atomic_write, fsync_dir, read_file
 
 
 def ensure(path: Path, key_type: str) -> material.Material:
@@ -157,7 +157,8 @@ def _private(
 ):
     load(path)  # one-line errors for missing / unreadable / world-readable
     try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        data = read_file(path, "private key", error=MaterialError)
+        key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError):
         raise MaterialError(f"{path}: unreadable private key") from None
     if not isinstance(
