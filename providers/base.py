@@ -234,3 +234,17 @@ class Provider(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         pass
+
+
+def check_private_file(option: str, path: Path, power: str) -> None:
+    """Refuse a secret file (TSIG key or secret, API token) that group or others may read
+    (``validate``; as ssh refuses such a private key): whoever reads it can ``power``."""
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError as e:
+        raise ConfigError(f"{option}: {path}: {e.strerror}") from None
+    if mode & 0o077:
+        raise ConfigError(
+            f"{option}: {path} is not private: group or others have access (mode {mode:03o}); "
+            f"chmod 600 {path} (the secret in it lets anyone reading it {power})"
+        )

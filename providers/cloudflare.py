@@ -61,6 +61,7 @@ from tlsarotate.providers.base import (
     Secret,
     WriteResult,
     backoff_delay,
+    check_private_file,
     one_line,
     read_secret,
 )
@@ -153,6 +154,10 @@ class CloudflareProvider(Provider):
     @classmethod
     def check_files(cls, name: str, options: Mapping[str, Any]) -> None:
         cls._read_token(options, None)
+        if options.get("api_token_file") is not None:
+            check_private_file(
+                "api_token_file", Path(options["api_token_file"]), "edit the zone's records"
+            )
 
     @classmethod
     def check_service(cls, options: Mapping[str, Any], zone: dns.name.Name, ttl: int) -> None:

@@ -73,6 +73,7 @@ from tlsarotate.providers.base import (
     Secret,
     WriteResult,
     backoff_delay,
+    check_private_file,
     read_secret,
 )
 
@@ -145,20 +146,6 @@ def _check_algorithm(alg: str, where: str) -> str:
             f"{where}: TSIG algorithm {alg!r} is not supported (use one of {', '.join(ALGORITHMS)})"
         )
     return a
-
-
-def check_key_file_mode(path: Path) -> None:
-    """Refuse a key file that group or others may read (``validate``; as ssh refuses such a
-    private key): whoever reads the secret can rewrite the zone's records."""
-    try:
-        mode = path.stat().st_mode & 0o777
-    except OSError as e:
-        raise ConfigError(f"tsig_key_file: {path}: {e.strerror}") from None
-    if mode & 0o077:
-        raise ConfigError(
-            f"tsig_key_file: {path} is not private: group or others have access (mode {mode:03o}); "
-            f"chmod 600 {path} (the TSIG secret lets anyone reading it rewrite the zone)"
-        )
 
 
 def parse_key_file(path: Path, want: str | None = None) -> TsigKey:
@@ -324,9 +311,9 @@ class RFC2136Provider(Provider):
     def check_files(cls, name: str, options: Mapping[str, Any]) -> None:
         cls._check_server(options)
         load_key(options)
-        key_file = options.get("tsig_key_file")
-        if key_file is not None:
-            check_key_file_mode(Path(key_file))
+        for option in ("tsig_key_file", "tsig_secret_file"):
+            if options.get(option) is not None:
+                check_private_file(option, Path(options[option]), "rewrite the zone")
 
     def __repr__(self) -> str:
         key = repr(self.key) if self.key else "no TSIG key"

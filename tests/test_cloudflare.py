@@ -160,6 +160,14 @@ def test_token_source_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         CloudflareProvider.check_files("cf", {"api_token_file": str(empty)})
     with pytest.raises(ConfigError, match=r"api_token_file: .*nope: file not found"):
         CloudflareProvider.check_files("cf", {"api_token_file": str(tmp_path / "nope")})
+    shared = tmp_path / "token"
+    shared.write_text("T0KEN-not-shown\n")
+    shared.chmod(0o640)
+    with pytest.raises(ConfigError, match=r"api_token_file: .* is not private.*mode 640") as te:
+        CloudflareProvider.check_files("cf", {"api_token_file": str(shared)})
+    assert "T0KEN" not in str(te.value)
+    shared.chmod(0o600)
+    CloudflareProvider.check_files("cf", {"api_token_file": str(shared)})
     prov = CloudflareProvider("cf", {"api_token_env": "TLSAROTATE_TEST_UNSET"})
     with pytest.raises(ProviderError) as ei:
         prov.read(ZONE, [A])

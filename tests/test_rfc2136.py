@@ -371,6 +371,9 @@ def test_check_files_accepts_tsig_keygen_output_and_secret_sources(
     sf = tmp_path / "secret"
     sf.write_text(bind.key_secret + "\n")
     base = {"server": "127.0.0.1", "tsig_name": bind.key_name}
+    with pytest.raises(ConfigError, match=r"tsig_secret_file: .* is not private.*mode 644"):
+        RFC2136Provider.check_files("bind", {**base, "tsig_secret_file": sf})
+    sf.chmod(0o600)
     RFC2136Provider.check_files("bind", {**base, "tsig_secret_file": sf})
     with pytest.raises(ConfigError, match="TSIG_TEST_SECRET"):
         RFC2136Provider.check_files("bind", {**base, "tsig_secret_env": "TSIG_TEST_SECRET"})
