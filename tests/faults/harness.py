@@ -189,7 +189,6 @@ class TrialResult:
     seconds: float
     converge_seconds: float
     violations: list[Violation] = field(default_factory=list)
-    transient_tears: int = 0
     runs: list[Run] = field(default_factory=list)
 
 
@@ -365,29 +364,6 @@ class Lane:
             pid=p.pid,
             ended=ended,
         )
-
-    def swap_windows(self, runs: Sequence[Run], since: float) -> list[tuple[float, float]]:
-        """When a live tlsarotate was inside a swap (``swap-begin`` until its ``swap-end``, or
-        until the process was gone): between its two renames the pair is torn by design."""
-        ended = {r.pid: r.ended for r in runs}
-        open_: dict[int, float] = {}
-        out: list[tuple[float, float]] = []
-        for line in _read(self.markers).decode(errors="replace").splitlines():
-            parts = line.split(" ", 2)
-            if len(parts) != 3 or not parts[1].isdigit():
-                continue
-            try:
-                t, pid, text = float(parts[0]), int(parts[1]), parts[2]
-            except ValueError:
-                continue
-            if t < since - 60 or pid not in ended:
-                continue
-            if text == "swap-begin":
-                open_.setdefault(pid, t)
-            elif text == "swap-end" and pid in open_:
-                out.append((open_.pop(pid), t))
-        out += [(t, ended[pid]) for pid, t in open_.items()]
-        return out
 
     def run(
         self,
@@ -572,9 +548,7 @@ class Lane:
         t_end = time.time()
         ds, fs = self.sampler.window(t_start, t_end)
         dep = deployed_timeline(self.sampler.all_files())
-        # one rename switches the pair: a tear is a violation even inside a running swap
-        windows: list[tuple[float, float]] = []
-        v, transient = check(ds, fs, self.served, dep, self.certs, self.key_of, INTERVAL, windows)
+        v = check(ds, fs, self.served, dep, self.certs, self.key_of, INTERVAL)
         violations += v
         if not done or any(x.cls in ("final-records", "final-deployed") for x in violations):
             self.repair(final)
@@ -592,7 +566,6 @@ class Lane:
             t_end - t_start,
             converge_seconds,
             violations,
-            transient,
             runs,
         )
 
@@ -731,8 +704,7 @@ class Summary:
             f"{dict(sorted(bad.items()))}; "
             f"max re-runs to converge {max((r.reruns for r in rs), default=0)}, "
             f"converged {sum(r.converged for r in rs)}/{len(rs)}, "
-            f"max convergence {max(conv, default=0):.1f}s; "
-            f"transient tears {sum(r.transient_tears for r in rs)}; {self.seconds:.0f}s"
+            f"max convergence {max(conv, default=0):.1f}s; {self.seconds:.0f}s"
             + (f"; dead lanes: {self.dead}" if self.dead else "")
         )
 

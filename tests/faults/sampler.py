@@ -17,11 +17,9 @@ service would see.
 ``no-tlsa``
     a server answering no TLSA RRset at all (DANE silently off);
 ``torn-pair``
-    the deployed key does not belong to the deployed certificate while no live tlsarotate is
-    inside a swap (separate key and certificate files are two renames: between them, while the
-    swap runs and before the reload, the pair is torn by design; those samples are counted apart
-    as ``transient_tears``; a tear that outlives the run that made it -- a kill between the two
-    renames -- is a violation).
+    the deployed key does not belong to the deployed certificate, at any moment: one rename
+    switches the pair, also in the middle of a swap (each sample reads certificate, key,
+    certificate, and one whose certificate changed under it is dropped).
 """
 
 from __future__ import annotations
@@ -199,10 +197,8 @@ def check(
     certs: Mapping[str, Material],
     key_of: Mapping[str, str],
     interval: float,
-    swaps: Sequence[tuple[float, float]] = (),
-) -> tuple[list[Violation], int]:
-    """The violations in one stretch of the record, and the number of transient tears (torn
-    samples taken while a live tlsarotate was inside a swap, ``swaps``)."""
+) -> list[Violation]:
+    """The violations in one stretch of the record."""
     out: list[Violation] = []
     accepts: dict[tuple[frozenset[str], str], bool] = {}
 
@@ -235,19 +231,15 @@ def check(
                             f"certificate {cert[:12]} was in use",
                         )
                     )
-    transient = 0
     for f in files:
         if f.cert is None or f.key is None or key_of.get(f.key) == f.cert:
-            continue
-        if any(a <= f.t <= b for a, b in swaps):
-            transient += 1  # between the two renames of a swap still running
             continue
         out.append(
             Violation(
                 "torn-pair",
                 f.t,
                 f"deployed key {f.key[:12]} is not the key of the deployed certificate "
-                f"{f.cert[:12]} (no swap running)",
+                f"{f.cert[:12]}",
             )
         )
-    return out, transient
+    return out
