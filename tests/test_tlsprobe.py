@@ -144,3 +144,24 @@ def test_served_chain_is_frozen() -> None:
     s = ServedChain("127.0.0.1", 25, "smtp")
     with pytest.raises(AttributeError):
         s.error = "x"  # type: ignore[misc]
+
+
+def test_a_certificate_cryptography_cannot_parse_is_one_line(
+    servers: ServerPool, chains: Callable[..., Chain], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The served chain is parsed once where it arrives: bytes OpenSSL passed but cryptography
+    rejects are the endpoint's error in one line, never a traceback in describe/diagnose."""
+    from tlsarotate import tlsprobe
+
+    srv = servers.smtpd(chains("a"))
+    real = tlsprobe._handshake
+
+    def garbled(*a: object, **k: object) -> tuple[list[bytes], str, str]:
+        der, version, cipher = real(*a, **k)  # type: ignore[arg-type]
+        return [der[0], b"\x30\x03\x02\x01\x01"], version, cipher
+
+    monkeypatch.setattr(tlsprobe, "_handshake", garbled)
+    got = fetch_chain("127.0.0.1", srv.port, "smtp", 10, "mx.example.test")
+    assert got.der == () or not got.der
+    assert got.error is not None and "\n" not in got.error
+    assert "certificate at depth 1 that cannot be parsed" in got.error

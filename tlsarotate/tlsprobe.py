@@ -21,6 +21,8 @@ import socket
 import time
 from dataclasses import dataclass, field
 
+from cryptography import x509
+
 STARTTLS_MODES = ("smtp", "imap", "pop3", "none", "auto")
 # auto: the protocol that port speaks; every other port is taken as implicit TLS
 AUTO_STARTTLS = {25: "smtp", 587: "smtp", 143: "imap", 110: "pop3"}
@@ -369,6 +371,13 @@ def fetch_chain(
                     "(command injection or a broken server)"
                 )
         der, version, cipher = _handshake(c, sni)
+        for depth, cert in enumerate(der):
+            try:
+                x509.load_der_x509_certificate(cert)
+            except ValueError as e:
+                raise _ProbeFailure(
+                    f"the server sent a certificate at depth {depth} that cannot be parsed: {e}"
+                ) from None
         return ServedChain(address, port, mode, sni, der, version, cipher)
     except _ProbeFailure as e:
         return ServedChain(address, port, mode, sni, error=str(e))
