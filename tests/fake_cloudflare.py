@@ -1,7 +1,7 @@
 """A local fake of the Cloudflare v4 DNS API, written from the public API documentation.
 
 No Cloudflare emulator exists in the package registries, so this is the test double for
-``providers/cloudflare.py``. It serves, on 127.0.0.1 at a free port, in a thread:
+``tlsarotate/providers/cloudflare.py``. It serves, on 127.0.0.1 at a free port, in a thread:
 
 - ``GET /zones?name=`` (zone lookup),
 - ``GET /zones/{id}/dns_records`` with ``type``/``name`` filters and ``page``/``per_page``
