@@ -73,3 +73,25 @@ def test_plugin_in_a_fresh_interpreter(plugin_dir: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["example", "True"]
+
+
+def test_no_bare_providers_package_in_a_checkout() -> None:
+    """The backends are only ``tlsarotate.providers``: from the repository root (on sys.path, as
+    pytest and a checkout have it), a bare ``import providers`` finds nothing, so no second
+    ``Provider`` class can come into being."""
+    from tests.conftest import ROOT
+
+    code = (
+        "import importlib.util, sys\n"
+        f"sys.path.insert(0, {str(ROOT)!r})\n"
+        "print(importlib.util.find_spec('providers'))\n"
+        "import tlsarotate.providers.base as b\n"
+        "print(b.__file__)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert proc.returncode == 0, proc.stderr
+    spec, base = proc.stdout.splitlines()
+    assert spec == "None"
+    assert base == str(ROOT / "tlsarotate" / "providers" / "base.py")
