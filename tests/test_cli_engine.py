@@ -62,7 +62,10 @@ def test_plan_json_schema(setup: Path) -> None:
     assert all(c["owner"] == "_25._tcp.mx.example.test." and c["ttl"] == 2 for c in svc["changes"])
 
 
-def test_apply_steps_then_idle_and_plan_exit_0(setup: Path) -> None:
+def test_apply_steps_then_idle_and_plan_exit_0(tmp_path: Path) -> None:
+    # a TTL long enough that the status calls below still fall inside it on a loaded machine
+    # (with 2 s, three CLI runs could outlast it and the cached RRsets be gone already)
+    setup = demo.setup(tmp_path, ttl=8)
     first = run_cli("-c", setup, "apply")
     assert first.returncode == 2, first.stderr  # published; waiting for the TTL
     assert zone_text(setup).count(" IN TLSA ") == 4
@@ -71,9 +74,9 @@ def test_apply_steps_then_idle_and_plan_exit_0(setup: Path) -> None:
     cached = waiting["services"][0]["cached"]
     assert [c["records"] is None for c in cached] == [True, False]
     assert [len(v) for v in cached[1]["records"].values()] == [2]
-    assert all(c["ttl"] == 2 and c["until"].endswith("Z") for c in cached)
+    assert all(c["ttl"] == 8 and c["until"].endswith("Z") for c in cached)
     text = run_cli("-c", setup, "status").stdout
-    assert "caches may still hold an older RRset (2 at _25._tcp.mx.example.test.), TTL 2s" in text
+    assert "caches may still hold an older RRset (2 at _25._tcp.mx.example.test.), TTL 8s" in text
     done = run_cli("-c", setup, "apply", "--wait", timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
     assert zone_text(setup).count(" IN TLSA ") == 2
