@@ -443,7 +443,7 @@ def test_sampler_check_flags_what_a_resolver_or_service_would_see() -> None:
     """The invariants on a made-up record (no servers): an answer cached across a swap that
     does not accept the new certificate, a torn pair outside a running swap, an unsigned and an
     empty answer are flagged; a correct rollover's record is not."""
-    from tests.faults.sampler import DnsSample, FileSample, Timeline
+    from tests.faults.sampler import DnsSample, FileSample, Runs, Timeline
     from tlsarotate import material, pki, records
 
     ca = pki.make_ca()
@@ -459,9 +459,11 @@ def test_sampler_check_flags_what_a_resolver_or_service_would_see() -> None:
     served = Timeline()
     served.add(0, h["a"])
     served.add(10, h["b"])  # the swap at t=10
-    deployed = Timeline()
+    deployed = Runs()
     deployed.add(0, h["a"])
+    deployed.add(9.85, h["a"])  # the last sample that saw a
     deployed.add(9.9, h["b"])
+    deployed.add(30, h["b"])
 
     def dns_(t: float, *names: str, signed: bool = True) -> DnsSample:
         return DnsSample(t, "s", frozenset(rec[n] for n in names), 1, signed)
@@ -486,3 +488,19 @@ def test_sampler_check_flags_what_a_resolver_or_service_would_see() -> None:
     ]
     # a tear is a violation at any moment, in the middle of a swap too (one rename switches)
     assert [x.t for x in v if x.cls == "torn-pair"] == [9.95, 20]
+    # The sampler's own timing is not held against the product: an answer asked for before the
+    # retire but received after it (the sampler thread held up), and the deployed files switched
+    # between two file samples, are judged on what is certain (answer from its arrival; each
+    # certificate from its first to its last sample), not on the sampler's earlier timestamps.
+    late = [DnsSample(9.86, "s", frozenset({rec["b"]}), 1, True, answered=10.05)]
+    served_late = Timeline()
+    served_late.add(0, h["a"])
+    served_late.add(10.02, h["b"])
+    assert check(late, [], served_late, deployed, certs, key_of, INTERVAL) == []
+    # the same answer had it arrived at once, at 9.8: a was in use (served, and deployed as the
+    # sample at 9.85 saw)
+    early = [DnsSample(9.8, "s", frozenset({rec["b"]}), 1, True)]
+    assert {x.cls for x in check(early, [], served_late, deployed, certs, key_of, INTERVAL)} == {
+        "dns-vs-served",
+        "dns-vs-deployed",
+    }

@@ -46,11 +46,12 @@ from tlsarotate.material import Material
 
 @dataclass(frozen=True)
 class DnsSample:
-    t: float
+    t: float  # when the query was sent
     server: str
     texts: frozenset[str]
     ttl: int
     signed: bool
+    answered: float | None = None  # when the answer came back (None: at once)
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,9 @@ class Sampler(threading.Thread):
             r.answer, self.owner, dns.rdataclass.IN, dns.rdatatype.RRSIG, dns.rdatatype.TLSA
         )
         texts = frozenset(records.to_text(rd) for rd in rrset)
-        return DnsSample(t, f"{addr}:{port}", texts, int(rrset.ttl), sig is not None)
+        return DnsSample(
+            t, f"{addr}:{port}", texts, int(rrset.ttl), sig is not None, answered=time.time()
+        )
 
     def stop(self) -> None:
         self.halt.set()
@@ -181,9 +184,29 @@ class Timeline:
         return out
 
 
-def deployed_timeline(files: Sequence[FileSample]) -> Timeline:
-    tl = Timeline()
-    for f in files:
+@dataclass
+class Runs:
+    """What was certainly in use when, from samples: each run of equal samples, from the first
+    to the last sample of it. Between two runs (one sampling interval, longer when the sampler
+    was held up) the change happened at a moment not known, and neither is counted there."""
+
+    runs: list[tuple[float, float, str]] = field(default_factory=list)
+
+    def add(self, t: float, cert: str) -> None:
+        if self.runs and self.runs[-1][2] == cert and t >= self.runs[-1][1]:
+            first, _, _ = self.runs[-1]
+            self.runs[-1] = (first, t, cert)
+        else:
+            self.runs.append((t, t, cert))
+
+    def during(self, t0: float, t1: float) -> set[str]:
+        """Every certificate certainly in use at some moment of [t0, t1]."""
+        return {c for a, b, c in self.runs if a <= t1 and b >= t0}
+
+
+def deployed_timeline(files: Sequence[FileSample]) -> Runs:
+    tl = Runs()
+    for f in sorted(files, key=lambda f: f.t):
         if f.cert is not None:
             tl.add(f.t, f.cert)
     return tl
@@ -193,7 +216,7 @@ def check(
     dns_samples: Sequence[DnsSample],
     files: Sequence[FileSample],
     served: Timeline,
-    deployed: Timeline,
+    deployed: Timeline | Runs,
     certs: Mapping[str, Material],
     key_of: Mapping[str, str],
     interval: float,
@@ -216,12 +239,16 @@ def check(
             continue
         if not s.signed:
             out.append(Violation("unsigned-answer", s.t, f"{s.server}: TLSA without RRSIG"))
-        # a resolver that fetched this answer at t holds it until t + TTL. (The server may
-        # have answered it until just before the next sample too, but tlsarotate cannot have
-        # seen the new RRset before then either: each moment bounds its own window.)
-        end = s.t + s.ttl
+        # A resolver asking when the server made this answer (between sending and receiving)
+        # certainly holds it from its arrival until TTL after the sending; a sampler held up
+        # between the two (a loaded machine) narrows that window instead of widening it. (The
+        # server may have answered it until just before the next sample too, but tlsarotate
+        # cannot have seen the new RRset before then either: each moment bounds its own window.)
+        start, end = (s.answered or s.t), s.t + s.ttl
+        if start > end:
+            continue
         for cls, tl in (("dns-vs-served", served), ("dns-vs-deployed", deployed)):
-            for cert in sorted(tl.during(s.t, end)):
+            for cert in sorted(tl.during(start, end)):
                 if cert in certs and not ok(s.texts, cert):
                     out.append(
                         Violation(
