@@ -293,21 +293,14 @@ class StateStore:
         p = self._path(service, "lock")
         dfd = self._open_dir(create=True)
         assert dfd is not None
-        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+        flags = os.O_RDWR | os.O_CREAT
         try:
-            fd = os.open(self._name(service, "lock"), flags, 0o600, dir_fd=dfd)
-        except OSError as e:
-            if e.errno == errno.ELOOP:
-                raise StateError(
-                    f"{p}: the lock file is a symbolic link; refusing to follow it (remove it)"
-                ) from None
-            raise StateError(f"{p}: cannot open the lock file: {e.strerror}") from None
+            fd, fst = _open_regular(
+                dfd, self._name(service, "lock"), flags, p, "lock file", "cannot open the lock file"
+            )
         finally:
             os.close(dfd)
         try:
-            fst = os.fstat(fd)
-            if not stat.S_ISREG(fst.st_mode):
-                raise StateError(f"{p}: the lock file is {file_kind(fst.st_mode)}; remove it")
             if fst.st_nlink != 1:
                 raise StateError(
                     f"{p}: the lock file has {fst.st_nlink} hard links; refusing to write it "
@@ -338,24 +331,41 @@ class StateStore:
             os.close(fd)
 
 
-def _read_state(dfd: int, name: str, p: Path) -> bytes | None:
-    """A state file's bytes (None: there is none), read without following a link;
-    :class:`ValueError` if it is too large to be one (it is then rebuilt)."""
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+def _open_regular(
+    dfd: int, name: str, flags: int, p: Path, what: str, cannot: str
+) -> tuple[int, os.stat_result]:
+    """Open ``name`` in the directory ``dfd`` without following a link (nor blocking on a FIFO)
+    and check it is a regular file: the descriptor and its stat, else :class:`StateError` in one
+    line naming ``p``. A missing file stays :class:`FileNotFoundError`."""
+    flags |= os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
     try:
-        fd = os.open(name, flags, dir_fd=dfd)
+        fd = os.open(name, flags, 0o600, dir_fd=dfd)
     except FileNotFoundError:
-        return None
+        raise
     except OSError as e:
         if e.errno == errno.ELOOP:
             raise StateError(
-                f"{p}: the state file is a symbolic link; refusing to follow it (remove it)"
+                f"{p}: the {what} is a symbolic link; refusing to follow it (remove it)"
             ) from None
-        raise StateError(f"{p}: cannot read state: {e.strerror}") from None
+        raise StateError(f"{p}: {cannot}: {e.strerror}") from None
     try:
         fst = os.fstat(fd)
         if not stat.S_ISREG(fst.st_mode):
-            raise StateError(f"{p}: the state file is {file_kind(fst.st_mode)}; remove it")
+            raise StateError(f"{p}: the {what} is {file_kind(fst.st_mode)}; remove it")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, fst
+
+
+def _read_state(dfd: int, name: str, p: Path) -> bytes | None:
+    """A state file's bytes (None: there is none), read without following a link;
+    :class:`ValueError` if it is too large to be one (it is then rebuilt)."""
+    try:
+        fd, _ = _open_regular(dfd, name, os.O_RDONLY, p, "state file", "cannot read state")
+    except FileNotFoundError:
+        return None
+    try:
         data = read_fd(fd, MAX_STATE)
     except OSError as e:
         raise StateError(f"{p}: cannot read state: {e.strerror}") from None
