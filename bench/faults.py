@@ -1,4 +1,4 @@
-"""The long fault campaign: the harness of tests/faults/ for N SIGKILL trials on real BIND.
+"""The long fault campaign: the harness of tests/support/faults/ for N SIGKILL trials on real BIND.
 
     python bench/faults.py --trials 2000 --seed 1 [--lanes 3] [--json out.json]
 
@@ -6,7 +6,8 @@ Runs ``--lanes`` zonefile and ``--lanes`` rfc2136 lanes in parallel (one BIND pr
 with TSIG and inline signing), each trial a rollover to a fresh certificate killed at a seeded
 random moment (uniform over the run, or inside the swap, a reload command or a provider write),
 then re-run until idle; the independent sampler checks the invariants throughout (see
-tests/faults/harness.py and tests/faults/sampler.py). Prints one line per 50 trials, then the
+tests/support/faults/harness.py and tests/support/faults/sampler.py). Prints one line per 50
+trials, then the
 figures: trials, kill points by phase and by marker, violations by class (trials showing each)
 with examples, re-runs and time to converge. Exit status 1 when any violation was seen.
 Needs root (the zonefile lanes edit BIND's own zone files) and bind9, bind9-utils, openssl.
@@ -26,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.faults.harness import Campaign, TrialResult
+from tests.support.faults.harness import Campaign, TrialResult
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,208 @@
+"""probe/check edge cases found in review: each ends in one clear line, never a traceback,
+and check probes each port with the right protocol."""
+
+# ruff: noqa: F811
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.support.helpers import assert_one_line_error, run_cli
+from tests.support.servers import BindServers, bind, bind_servers  # noqa: F401
+from tests.support.tls_servers import SmtpdServer, free_port, make_chain
+from tlsarotate import config, demo, material, pki, records
+from tlsarotate.check import run_check
+from tlsarotate.tlsprobe import ServedChain
+
+
+def _serve(tmp_path: Path) -> tuple[SmtpdServer, str]:
+    chain = make_chain(tmp_path, "srv", pki.make_ca())
+    srv = SmtpdServer("127.0.0.1", chain).start()
+    rd = records.build(material.load(chain.fullchain), records.parse_params("3 1 1"))
+    return srv, records.to_text(rd)
+
+
+def test_probe_ip_host_takes_every_zone_file_line(tmp_path: Path) -> None:
+    srv, rec = _serve(tmp_path)
+    try:
+        f = tmp_path / "tlsa.zone"
+        f.write_text(f"_25._tcp.mx.example.test. 300 IN TLSA {rec}\n")
+        proc = run_cli(
+            "probe",
+            "127.0.0.1",
+            "--port",
+            srv.port,
+            "--starttls",
+            "smtp",
+            "--tlsa-from",
+            f,
+            "--timeout",
+            "5",
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "matches the leaf" in proc.stdout
+    finally:
+        srv.stop()
+
+
+def test_probe_save_chain_unwritable_is_one_line(tmp_path: Path) -> None:
+    srv, rec = _serve(tmp_path)
+    try:
+        f = tmp_path / "tlsa.txt"
+        f.write_text(rec + "\n")
+        proc = run_cli(
+            "probe",
+            "127.0.0.1",
+            "--port",
+            srv.port,
+            "--starttls",
+            "smtp",
+            "--tlsa-from",
+            f,
+            "--save-chain",
+            "/proc",
+            "--timeout",
+            "5",
+        )
+        assert_one_line_error(proc, "--save-chain /proc", "cannot write")
+    finally:
+        srv.stop()
+
+
+def test_probe_with_dead_nameserver_names_it_and_does_not_fall_back(tmp_path: Path) -> None:
+    port = free_port(("127.0.0.1",))  # nothing listens there
+    proc = run_cli(
+        "probe",
+        "mx.example.test",
+        "--port",
+        "25",
+        "--nameserver",
+        f"127.0.0.1:{port}",
+        "--timeout",
+        "0.5",
+        "--output",
+        "json",
+    )
+    assert "Traceback" not in proc.stderr
+    doc = json.loads(proc.stdout)
+    zone_err = [e for e in doc["errors"] if e.startswith("cannot find the zone")]
+    assert zone_err and f"127.0.0.1:{port}" in zone_err[0]  # the server asked, no fallback
+    assert proc.returncode == 1
+
+
+def test_bad_numbers_are_one_line() -> None:
+    for args, needle in (
+        (("probe", "mx.example.test", "--port", "0"), "port 0 out of range"),
+        (("probe", "mx.example.test", "--timeout", "nan"), "nan out of range"),
+        (("check", "--timeout", "inf"), "inf out of range"),
+    ):
+        assert_one_line_error(run_cli(*args), needle)
+
+
+def test_check_prometheus_into_a_directory_is_one_line(tmp_path: Path) -> None:
+    cfg = demo.setup(tmp_path, ttl=60)
+    proc = run_cli("-c", cfg, "check", "--no-live", "--prometheus", tmp_path)
+    assert proc.returncode == 3
+    assert_one_line_error(proc, "--prometheus", "cannot write")
+
+
+def test_check_one_unreadable_next_does_not_hide_the_rest(tmp_path: Path) -> None:
+    cfg = demo.setup(tmp_path, ttl=60)
+    text = cfg.read_text()
+    cfg.write_text(
+        text.replace("next: {lineage: live/mx.example.test}", "next: {lineage: live/gone}")
+    )
+    proc = run_cli("-c", cfg, "check", "--no-live", "--output", "json")
+    assert "Traceback" not in proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["status"] == "WARNING", doc["summary"]
+    assert any("live/gone" in f["message"] for f in doc["findings"])
+    assert doc["services"][0]["owners"], "the DNS part was still checked"
+
+
+BIND_CFG = """
+providers:
+  bind:
+    type: rfc2136
+    server: 127.0.0.1
+    port: {port}
+    tsig_key_file: {key}
+services:
+  - name: mail
+    zone: example.test.
+    provider: bind
+    hosts: [mx.example.test]
+    ports: [25, 465]
+    nameservers: ["127.0.0.1:{port}", "[::1]:{port}"]
+    certificate:
+      deployed: {{cert: c.pem, key: k.pem}}
+      verify: {{starttls: smtp, port: 25}}
+"""
+
+
+def test_check_uses_verify_starttls_only_on_its_port(tmp_path: Path, bind: BindServers) -> None:
+    leaf = pki.make_leaf(pki.make_ca(), ["mx.example.test"])
+    (tmp_path / "c.pem").write_bytes(leaf.cert_pem)
+    (tmp_path / "k.pem").write_bytes(leaf.key_pem)
+    (tmp_path / "config.yaml").write_text(BIND_CFG.format(port=bind.port, key=bind.key_file))
+    cfg = config.load(tmp_path / "config.yaml")
+    asked: list[tuple[int, str]] = []
+
+    def fake_fetch(
+        address: str, port: int, starttls: str, timeout: float, server_name: str | None = None
+    ) -> ServedChain:
+        asked.append((port, starttls))
+        return ServedChain(address, port, starttls, server_name, error="not listening")
+
+    run_check(cfg, timeout=2, fetch=fake_fetch)
+    assert sorted(set(asked)) == [(25, "smtp"), (465, "auto")]
+
+
+LAB_CFG = """
+providers:
+  bind:
+    type: rfc2136
+    server: 127.0.0.1
+    port: {port}
+    tsig_key_file: {key}
+services:
+  - name: mail
+    zone: example.test.
+    provider: bind
+    hosts: [mx.example.test]
+    ports: [2525]
+    nameservers: ["127.0.0.1:{port}", "[::1]:{port}"]
+    certificate:
+      deployed: {{cert: c.pem, key: k.pem}}
+      verify: {{starttls: smtp, port: 2525}}
+"""
+
+
+def test_check_applies_smtp_rules_by_protocol_not_port(tmp_path: Path, bind: BindServers) -> None:
+    """SMTP on a lab port (verify.starttls smtp on 2525) is SMTP: a lone 1 1 1 is unusable
+    (RFC 7672 §3.1.3) and the endpoint is not protected; the old rule, by port number
+    (25/465/587 only), took the 1 1 1 as a match."""
+    from tests.support.tls_servers import publish
+
+    ca = pki.make_ca()
+    leaf = pki.make_leaf(ca, ["mx.example.test"])
+    (tmp_path / "c.pem").write_bytes(pki.fullchain_pem(leaf, ca))
+    (tmp_path / "k.pem").write_bytes(leaf.key_pem)
+    (tmp_path / "config.yaml").write_text(LAB_CFG.format(port=bind.port, key=bind.key_file))
+    m = material.load(tmp_path / "c.pem")
+    one = records.to_text(records.build(m, records.parse_params("1 1 1")))
+    publish(bind, "example.test.", "_2525._tcp.mx.example.test.", [one])
+    cfg = config.load(tmp_path / "config.yaml")
+    asked: list[str] = []
+
+    def fetch(
+        address: str, port: int, starttls: str, timeout: float, server_name: str | None = None
+    ) -> ServedChain:
+        asked.append(starttls)
+        return ServedChain(address, port, "smtp", server_name, der=m.chain_der)
+
+    rep = run_check(cfg, timeout=2, fetch=fetch)
+    assert asked and set(asked) == {"smtp"}
+    eps = [ep for s in rep.services for ep in s.endpoints]
+    assert eps and all(ep.ok is False for ep in eps), [ep.summary for ep in eps]
+    assert all("not used for SMTP" in (ep.summary or "") for ep in eps)

@@ -1,0 +1,280 @@
+# ruff: noqa: F811
+"""Review fixes in the state stores (file, S3 on a real moto_server) and the keep-ahead key:
+corrupt state is rebuilt with a reason, never a traceback; unusable locks and key files are one
+line; a lost S3 lease stops the writer."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.moto_server import fresh_bucket, moto_url, raw_client  # noqa: F401  (a real moto_server)
+from tlsarotate import nextkey
+from tlsarotate.clock import FakeClock
+from tlsarotate.errors import LockTimeout, MaterialError, StateError
+from tlsarotate.state import CachedRRset, State, StateStore
+from tlsarotate.state_s3 import S3StateStore
+
+GOOD = {"version": 1, "service": "mx"}
+RECORD = "3 1 1 " + "ab" * 32
+
+CORRUPT: list[tuple[str, bytes]] = [
+    ("not utf-8", b'{"version": 1, "service": "mx\xff\xfe"}'),
+    ("a list", b"[]"),
+    ("null", b"null"),
+    ("a string", b'"mx"'),
+    ("not json", b"{not json"),
+    ("visible_since text", json.dumps({**GOOD, "visible_since": "abc"}).encode()),
+    ("visible_since NaN", b'{"version": 1, "service": "mx", "visible_since": NaN}'),
+    ("updated text", json.dumps({**GOOD, "updated": "yesterday"}).encode()),
+    ("digest number", json.dumps({**GOOD, "digest": 5}).encode()),
+    ("hold_ttl bool", json.dumps({**GOOD, "hold_ttl": True}).encode()),
+    ("hold_ttl float", json.dumps({**GOOD, "hold_ttl": 1.5}).encode()),
+    ("ttl_seen negative", json.dumps({**GOOD, "ttl_seen": -1}).encode()),
+    ("deployed values", json.dumps({**GOOD, "deployed": {"a": 1}}).encode()),
+    ("previous list", json.dumps({**GOOD, "previous": ["a"]}).encode()),
+    ("retiring string", json.dumps({**GOOD, "retiring": "3 1 1 ab"}).encode()),
+    ("retiring numbers", json.dumps({**GOOD, "retiring": [1, 2]}).encode()),
+    ("swap list", json.dumps({**GOOD, "swap": []}).encode()),
+    ("swap fields", json.dumps({**GOOD, "swap": {"slot": "a"}}).encode()),
+    (
+        "swap started",
+        json.dumps({**GOOD, "swap": {"slot": "a", "fingerprint": "f", "started": "x"}}).encode(),
+    ),
+    ("service number", json.dumps({"version": 1, "service": 7}).encode()),
+    ("no service", json.dumps({"version": 1}).encode()),
+    ("unknown field", json.dumps({**GOOD, "surprise": 1}).encode()),
+    ("records list", json.dumps({**GOOD, "records": ["3 1 1 ab"]}).encode()),
+    ("records bad text", json.dumps({**GOOD, "records": {"_25._tcp.mx.": ["3 1 1 zz"]}}).encode()),
+    ("records short digest", json.dumps({**GOOD, "records": {"o.": ["3 1 1 abcd"]}}).encode()),
+    ("cached object", json.dumps({**GOOD, "cached": {"records": None}}).encode()),
+    ("cached fields", json.dumps({**GOOD, "cached": [{"records": None, "ttl": 5}]}).encode()),
+    (
+        "cached ttl",
+        json.dumps({**GOOD, "cached": [{"records": None, "ttl": "5", "until": None}]}).encode(),
+    ),
+    (
+        "cached until",
+        json.dumps({**GOOD, "cached": [{"records": None, "ttl": 5, "until": "x"}]}).encode(),
+    ),
+    (
+        "cached records",
+        json.dumps({**GOOD, "cached": [{"records": {"o.": [1]}, "ttl": 5, "until": 1}]}).encode(),
+    ),
+    ("deep", b"[" * 100_000 + b"]" * 100_000),
+]
+
+
+@pytest.mark.parametrize(("what", "raw"), CORRUPT, ids=[c[0] for c in CORRUPT])
+def test_corrupt_state_file_is_rebuilt(tmp_path: Path, what: str, raw: bytes) -> None:
+    (tmp_path / "mx.json").write_bytes(raw)
+    st = StateStore(tmp_path).load("mx")
+    assert (st.service, st.digest, st.visible_since, st.swap) == ("mx", None, None, None)
+    assert "corrupt" in st.rebuilt and str(tmp_path / "mx.json") in st.rebuilt
+    assert "\n" not in st.rebuilt
+    StateStore(tmp_path).save(st.with_(digest="fixed"))
+    assert StateStore(tmp_path).load("mx").digest == "fixed"
+
+
+def test_valid_state_still_loads(tmp_path: Path) -> None:
+    full = State(
+        "mx",
+        digest="d",
+        visible_since=12.5,
+        hold_ttl=300,
+        ttl_seen=3600,
+        deployed={"default": "ab"},
+        previous={"default": "cd"},
+        retiring=["3 1 1 00"],
+        records={"_25._tcp.mx.example.": [RECORD]},
+        cached=[
+            CachedRRset({"_25._tcp.mx.example.": [RECORD, "3 0 1 " + "cd" * 32]}, 300, 99.5),
+            CachedRRset(None, 3600, None),
+        ],
+        last_step="wait",
+        updated=99.0,
+    )
+    from tlsarotate.state import SwapJournal
+
+    full = full.with_(swap=SwapJournal("default", "ef", 7))
+    store = StateStore(tmp_path)
+    store.save(full)
+    assert store.load("mx") == full
+    (tmp_path / "mx.json").write_text(json.dumps({**GOOD, "updated": None, "visible_since": 5}))
+    got = store.load("mx")
+    assert (got.updated, got.visible_since, got.rebuilt) == (0.0, 5, "")
+
+
+def test_lock_path_unusable_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "mx.lock").mkdir()
+    with pytest.raises(StateError) as ei, StateStore(tmp_path).lock("mx", timeout=1):
+        pass
+    text = str(ei.value)
+    assert "\n" not in text and str(tmp_path / "mx.lock") in text and "lock" in text
+
+
+# ------------------------------------------------------------------------------------ S3
+
+BUCKET = "tlsarotate-review"
+PREFIX = "ci/"
+
+
+@pytest.fixture
+def s3(moto_url: str) -> Any:
+    return fresh_bucket(moto_url, BUCKET)
+
+
+def store(url: str, client: Any = None, **kw: Any) -> S3StateStore:
+    return S3StateStore(BUCKET, PREFIX, client=client or raw_client(url, "s3"), **kw)
+
+
+@pytest.mark.parametrize(("what", "raw"), CORRUPT[:8], ids=[c[0] for c in CORRUPT[:8]])
+def test_corrupt_state_object_is_rebuilt(s3: Any, moto_url: str, what: str, raw: bytes) -> None:
+    s3.put_object(Bucket=BUCKET, Key="ci/mx.json", Body=raw)
+    st = store(moto_url).load("mx")
+    assert (st.service, st.digest) == ("mx", None)
+    assert "corrupt" in st.rebuilt and "s3://tlsarotate-review/ci/mx.json" in st.rebuilt
+
+
+def test_lost_lease_stops_the_next_save(
+    s3: Any, moto_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    a = store(moto_url, holder="runner-a", lease=0.3)  # heartbeat every 0.1 s
+    a.save(State("mx", digest="before"))
+    with caplog.at_level(logging.WARNING, logger="tlsarotate.state"), a.lock("mx", timeout=1):
+        st = a.load("mx")
+        # another runner takes the lock over (as after an expiry)
+        other = {"holder": "runner-b", "acquired": time.time(), "expires": time.time() + 300}
+        s3.put_object(Bucket=BUCKET, Key="ci/mx.lock", Body=json.dumps(other).encode())
+        deadline = time.monotonic() + 10
+        while "lost the lock" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.02)
+        with pytest.raises(StateError) as ei:
+            a.save(st.with_(digest="after"))
+        assert str(ei.value).startswith("lost the lock for mx to another runner; stopping")
+    assert store(moto_url).load("mx").digest == "before"  # nothing was written
+    body = json.loads(s3.get_object(Bucket=BUCKET, Key="ci/mx.lock")["Body"].read())
+    assert body["holder"] == "runner-b"  # and the new holder's lock was not deleted
+
+
+def test_expired_lease_stops_the_next_save(s3: Any, moto_url: str) -> None:
+    """A lease whose heartbeat could not extend it (the clock ran past its expiry) is not
+    trusted either, even before anybody else took it."""
+    clock = FakeClock(start=time.time())
+    a = store(moto_url, clock=clock, lease=300)
+    with a.lock("mx", timeout=1):
+        st = a.load("mx")
+        clock.advance(301)
+        with pytest.raises(StateError, match="expired"):
+            a.save(st)
+
+
+class _Wrapped:
+    """A real moto client with one call overridden (a fault the server cannot be made to
+    produce on demand)."""
+
+    def __init__(self, inner: Any, **override: Any) -> None:
+        self.inner = inner
+        self.override = override
+        self.calls: dict[str, int] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        self.calls[name] = self.calls.get(name, 0) + 1
+        if name in self.override:
+            return self.override[name]
+        return getattr(self.inner, name)
+
+
+def test_failing_release_does_not_hide_the_error_in_flight(s3: Any, moto_url: str) -> None:
+    from botocore.exceptions import ClientError
+
+    def denied(**kw: Any) -> Any:
+        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "DeleteObject")
+
+    client = _Wrapped(raw_client(moto_url, "s3"), delete_object=denied)
+    a = store(moto_url, client=client)
+    with pytest.raises(RuntimeError, match="the real failure"), a.lock("mx", timeout=1):
+        raise RuntimeError("the real failure")
+    assert client.calls.get("delete_object") == 1
+    # without an error in flight a failing release is still reported
+    b = store(
+        moto_url, client=_Wrapped(raw_client(moto_url, "s3"), delete_object=denied), lease=300
+    )
+    s3.delete_object(Bucket=BUCKET, Key="ci/mx.lock")
+    with pytest.raises(StateError, match="AccessDenied"), b.lock("mx", timeout=1):
+        pass
+
+
+def test_acquire_deadline_holds_when_the_lock_keeps_vanishing(s3: Any, moto_url: str) -> None:
+    """The lock exists when we create it, is gone when we read it, again and again: the
+    retry-at-once path must still pass the deadline (a fake clock: no real time goes by)."""
+    from botocore.exceptions import ClientError
+
+    real = raw_client(moto_url, "s3")
+    real.put_object(Bucket=BUCKET, Key="ci/mx.lock", Body=b'{"holder": "x", "expires": 9e99}')
+    gets = {"n": 0}
+
+    def vanished(**kw: Any) -> Any:
+        gets["n"] += 1
+        if gets["n"] > 10_000:
+            raise RuntimeError("the deadline was never checked")
+        if kw["Key"].endswith(".lock"):
+            raise ClientError({"Error": {"Code": "NoSuchKey", "Message": "gone"}}, "GetObject")
+        return real.get_object(**kw)
+
+    a = store(moto_url, client=_Wrapped(real, get_object=vanished), clock=FakeClock())
+    result: list[BaseException] = []
+
+    def go() -> None:
+        try:
+            with a.lock("mx", timeout=5):
+                pass
+        except BaseException as e:  # handed to the test thread
+            result.append(e)
+
+    t = threading.Thread(target=go, daemon=True)
+    t.start()
+    t.join(120)
+    assert not t.is_alive()
+    assert len(result) == 1 and isinstance(result[0], LockTimeout), result
+
+
+def test_client_setup_error_names_type_and_message(tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    s = S3StateStore("b", endpoint_url="not a url")
+    with pytest.raises(StateError) as ei:
+        s.load("mx")
+    assert str(ei.value) == (
+        "s3://b/tlsarotate/: cannot set up the S3 client: ValueError: Invalid endpoint: not a url"
+    )
+
+
+# ------------------------------------------------------------------------------ nextkey
+
+
+def test_next_key_write_failure_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / ("k" * 240)  # the key's own name fits; its temp file's does not
+    with pytest.raises(MaterialError) as ei:
+        nextkey.ensure(path, "ecdsa-p256")
+    text = str(ei.value)
+    assert "\n" not in text and str(path) in text and "cannot write" in text
+    assert not path.exists()
+
+
+def test_next_key_rotate_failure_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "next.key"
+    nextkey.ensure(path, "ecdsa-p256")
+    (tmp_path / "next.key.used").mkdir()  # something in the way
+    (tmp_path / "next.key.used" / "x").write_text("x")
+    with pytest.raises(MaterialError) as ei:
+        nextkey.rotate(path, "ecdsa-p256")
+    text = str(ei.value)
+    assert "\n" not in text and str(path) in text and "next.key.used" in text
+    assert path.exists()

@@ -1,0 +1,141 @@
+"""Property-based test of the rollover's safety invariants (hypothesis, stateful).
+
+Random sequences of renewals (new key or reused key), parameter changes, clock jumps, lagging
+or dead authoritative servers, reload failures and crashes at every side effect are driven
+against the real planner and engine on the simulated world of tests/support/world.py. After every
+event:
+
+(a) every usage/selector/mtype combination in the published RRset matches the served chain;
+(b) so does every RRset a resolver may still have cached (this is what a swap before the old
+    TTL ran out, or before every server served the new records, would break);
+(c) records of the served certificate with configured parameters are never removed;
+(d) with the faults cleared, apply --wait converges to idle with the next certificate deployed
+    and only its records published: a rule that may run at any point of a sequence, and a
+    check at the end of every sequence, from whatever state it left.
+
+A SwapError is accepted only where a reload failure was injected; any other one fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+from tests.support.world import Crash, World
+from tlsarotate import planner, records
+from tlsarotate.errors import SwapError
+
+PARAM_SETS = [("3 1 1",), ("3 1 1", "3 0 1"), ("3 0 1",), ("3 1 1", "3 1 2"), ("3 1 2",)]
+CRASH_POINTS = ["apply-before", "apply-after", "save", "reload", "observe"]
+TTL = 300
+
+
+class Rollover(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        shm = "/dev/shm" if Path("/dev/shm").is_dir() else None  # no fsync cost on tmpfs
+        self.dir = Path(tempfile.mkdtemp(prefix="tlsarotate-hyp-", dir=shm))
+        try:
+            self.world = World(self.dir, ttl=TTL, lags=(0.0, 0.0), margin=0)
+        except BaseException:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise
+
+    def teardown(self) -> None:
+        try:
+            # (d) from whatever state the sequence left; not after a failed step (hypothesis
+            # calls teardown in a finally): its error is the one to report and shrink
+            if sys.exc_info()[0] is None:
+                self.converges()
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    @rule(reuse=st.booleans())
+    def renew(self, reuse: bool) -> None:
+        self.world.new_next(reuse=reuse)
+
+    @rule(params=st.sampled_from(PARAM_SETS))
+    def change_params(self, params: tuple[str, ...]) -> None:
+        self.world.set_params(params)
+
+    @rule(seconds=st.sampled_from([1, 10, 100, TTL - 1, TTL, TTL + 1, 3 * TTL]))
+    def time_passes(self, seconds: int) -> None:
+        self.world.clock.advance(seconds)
+
+    @rule(back=st.sampled_from([1, 20, TTL]))
+    def clock_steps_back(self, back: int) -> None:
+        """The engine's wall clock is set back (time itself goes on)."""
+        self.world.engine_clock.skew -= back
+
+    @rule(server=st.integers(0, 1), lag=st.sampled_from([0.0, 5.0, 50.0, 2.0 * TTL]))
+    def server_lag(self, server: int, lag: float) -> None:
+        self.world.observer.lags[server] = lag
+
+    @rule(server=st.integers(0, 1), down=st.booleans())
+    def server_down(self, server: int, down: bool) -> None:
+        self.world.observer.down[server] = down
+
+    @rule()
+    def reload_fails_next_time(self) -> None:
+        self.world.fail_reload = 1
+
+    @rule()
+    def apply(self) -> None:
+        injected = self.world.fail_reload > 0
+        try:
+            self.world.apply()
+        except SwapError:
+            if not injected:
+                raise
+            # the injected reload failure: restored, reported, retried by a later run
+
+    @rule(point=st.sampled_from(CRASH_POINTS), skip=st.integers(0, 3))
+    def apply_and_crash(self, point: str, skip: int) -> None:
+        injected = self.world.fail_reload > 0
+        self.world.crash_at, self.world.crash_after = point, skip
+        try:
+            self.world.apply()
+        except Crash:
+            pass
+        except SwapError:
+            if not injected:
+                raise
+        finally:
+            self.world.crash_at = None
+
+    @invariant()
+    def safe(self) -> None:
+        self.world.check()
+        assert self.world.violations == [], self.world.violations
+
+    @rule()
+    def converges(self) -> None:
+        """(d) with faults cleared, apply --wait reaches idle with the next cert deployed."""
+        w = self.world
+        w.crash_at, w.fail_reload = None, 0
+        w.observer.down = [False, False]
+        start = w.clock.now()
+        plans = w.engine().run([w.service], wait=True, deadline=start + 100 * TTL)
+        w.check()
+        assert [p.phase for p in plans] == [planner.IDLE], [p.summary for p in plans]
+        assert w.deployed().same_as(w.next())
+        assert w.served.same_as(w.next())
+        want = {records.to_text(r) for r in records.build_all(w.next(), w.service.params)}
+        assert w.published_texts() == want
+
+
+TestRollover = Rollover.TestCase
+TestRollover.settings = settings(
+    # 500 in CI (the issue's floor); TLSAROTATE_EXAMPLES=N for a quicker or longer local run
+    max_examples=int(os.environ.get("TLSAROTATE_EXAMPLES", "500")),
+    stateful_step_count=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
