@@ -52,7 +52,7 @@ def spki(chain: Chain) -> str:
 
 
 @dataclass
-class World:
+class CheckWorld:
     bind: BindServers
     port: int  # SMTP port on both 127.0.0.1 and ::1
     dir: Path
@@ -101,11 +101,11 @@ services:
 
 
 @pytest.fixture
-def world(bind: BindServers, servers: ServerPool, tmp_path: Path) -> Iterator[World]:
-    yield World(bind, 0, tmp_path)
+def world(bind: BindServers, servers: ServerPool, tmp_path: Path) -> Iterator[CheckWorld]:
+    yield CheckWorld(bind, 0, tmp_path)
 
 
-def serve(world: World, servers: ServerPool, chain: Chain) -> World:
+def serve(world: CheckWorld, servers: ServerPool, chain: Chain) -> CheckWorld:
     world.port = servers.smtpd_pair(chain)
     return world
 
@@ -123,7 +123,7 @@ def nagios_line(out: str) -> tuple[str, str, dict[str, str]]:
 
 
 def test_all_good_ok_and_nagios_one_line(
-    world: World, servers: ServerPool, chains: Callable[..., Chain]
+    world: CheckWorld, servers: ServerPool, chains: Callable[..., Chain]
 ) -> None:
     cur = chains("cur")
     w = serve(world, servers, cur)
@@ -153,7 +153,7 @@ def test_all_good_ok_and_nagios_one_line(
 
 
 def test_incident_check_and_probe_exit_2(
-    world: World, servers: ServerPool, chains: Callable[..., Chain], unbound: Unbound
+    world: CheckWorld, servers: ServerPool, chains: Callable[..., Chain], unbound: Unbound
 ) -> None:
     """Renewed (valid) certificate deployed and served; DNS still holds only the OLD 3 1 1."""
     old, new = chains("old"), chains("renewed")
@@ -209,7 +209,9 @@ def test_incident_check_and_probe_exit_2(
     assert all(a["ok"] for a in js["addresses"])
 
 
-def test_next_gate_no_live(world: World, servers: ServerPool, chains: Callable[..., Chain]) -> None:
+def test_next_gate_no_live(
+    world: CheckWorld, servers: ServerPool, chains: Callable[..., Chain]
+) -> None:
     cur, nxt = chains("cur"), chains("next")
     w = world
     w.port = 2525  # never connected: --no-live
@@ -233,7 +235,7 @@ def test_next_gate_no_live(world: World, servers: ServerPool, chains: Callable[.
 
 
 def test_swap_readiness_and_prometheus(
-    world: World, servers: ServerPool, chains: Callable[..., Chain], tmp_path: Path
+    world: CheckWorld, servers: ServerPool, chains: Callable[..., Chain], tmp_path: Path
 ) -> None:
     cur, nxt = chains("cur"), chains("next")
     w = serve(world, servers, cur)
@@ -274,7 +276,7 @@ def test_swap_readiness_and_prometheus(
 
 
 def test_unsigned_zone_is_critical(
-    world: World, servers: ServerPool, chains: Callable[..., Chain]
+    world: CheckWorld, servers: ServerPool, chains: Callable[..., Chain]
 ) -> None:
     cur = chains("u", hosts=("mx.unsigned.test",))
     w = serve(world, servers, cur)
@@ -288,7 +290,7 @@ def test_unsigned_zone_is_critical(
 
 
 def test_expiry_warning_and_unreachable_unknown(
-    world: World, servers: ServerPool, ca: pki.Issued, tmp_path: Path
+    world: CheckWorld, servers: ServerPool, ca: pki.Issued, tmp_path: Path
 ) -> None:
     soon = pki.make_leaf(ca, [HOST], days=5)
     (tmp_path / "soon.crt").write_bytes(pki.fullchain_pem(soon, ca))
@@ -312,7 +314,7 @@ def test_expiry_warning_and_unreachable_unknown(
 
 
 def test_rrsig_near_expiry_with_a_controlled_clock(
-    world: World, chains: Callable[..., Chain]
+    world: CheckWorld, chains: Callable[..., Chain]
 ) -> None:
     cur = chains("cur")
     w = world

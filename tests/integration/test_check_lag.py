@@ -10,18 +10,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_check import BIND_ZONES, World, rec, spki  # noqa: F401
+from tests.integration.test_check import BIND_ZONES, CheckWorld, rec, spki  # noqa: F401
 from tests.support.helpers import run_cli
 from tests.support.servers import BindServers, bind, bind_servers  # noqa: F401
 from tests.support.tls_servers import Chain, ServerPool, chains, publish, servers  # noqa: F401
 
 
 @pytest.fixture
-def world(bind: BindServers, tmp_path: Path) -> Iterator[World]:
-    yield World(bind, 2525, tmp_path)  # --no-live: the port only names the TLSA owner
+def world(bind: BindServers, tmp_path: Path) -> Iterator[CheckWorld]:
+    yield CheckWorld(bind, 2525, tmp_path)  # --no-live: the port only names the TLSA owner
 
 
-def test_next_gate_sees_a_lagging_secondary(world: World, chains: Callable[..., Chain]) -> None:
+def test_next_gate_sees_a_lagging_secondary(
+    world: CheckWorld, chains: Callable[..., Chain]
+) -> None:
     cur, nxt = chains("cur"), chains("next")
     w = world
     publish(w.bind, "example.test.", w.owner, [rec(cur)])

@@ -22,7 +22,7 @@ from pathlib import Path
 import nagiosplugin
 import pytest
 
-from tests.integration.test_check import BIND_ZONES, HOST, World, rec, serve  # noqa: F401
+from tests.integration.test_check import BIND_ZONES, HOST, CheckWorld, rec, serve  # noqa: F401
 from tests.support.helpers import run_cli
 from tests.support.servers import BindServers, bind, bind_servers, free_port  # noqa: F401
 from tests.support.tls_servers import (  # noqa: F401
@@ -114,8 +114,8 @@ def test_every_threshold_alerts_exactly_where_check_does() -> None:
 
 
 @pytest.fixture
-def world(bind: BindServers, servers: ServerPool, tmp_path: Path) -> Iterator[World]:
-    yield World(bind, 2525, tmp_path)  # --no-live unless a test serves
+def world(bind: BindServers, servers: ServerPool, tmp_path: Path) -> Iterator[CheckWorld]:
+    yield CheckWorld(bind, 2525, tmp_path)  # --no-live unless a test serves
 
 
 def assert_perf_agrees(rep: check.CheckReport, label: str, value: int) -> None:
@@ -128,7 +128,7 @@ def assert_perf_agrees(rep: check.CheckReport, label: str, value: int) -> None:
 
 
 def test_rrsig_expiry_perfdata_at_its_boundaries(
-    world: World, chains: Callable[..., Chain]
+    world: CheckWorld, chains: Callable[..., Chain]
 ) -> None:
     cur = chains("cur")  # valid 30 days: longer than the zone's RRSIGs
     publish(world.bind, "example.test.", world.owner, [rec(cur)])
@@ -152,7 +152,7 @@ def test_rrsig_expiry_perfdata_at_its_boundaries(
 
 
 def test_cert_expiry_perfdata_at_its_boundary(
-    world: World, ca: pki.Issued, tmp_path: Path, chains: Callable[..., Chain]
+    world: CheckWorld, ca: pki.Issued, tmp_path: Path, chains: Callable[..., Chain]
 ) -> None:
     leaf = pki.make_leaf(ca, [HOST], days=15)  # the 14-day boundary is 1 day away
     (tmp_path / "short.crt").write_bytes(pki.fullchain_pem(leaf, ca))
@@ -181,7 +181,7 @@ def test_cert_expiry_perfdata_at_its_boundary(
 
 
 def test_count_thresholds_through_the_cli(
-    world: World, servers: ServerPool, chains: Callable[..., Chain]
+    world: CheckWorld, servers: ServerPool, chains: Callable[..., Chain]
 ) -> None:
     """The incident (records of the old key only, the renewed certificate served): 1 owner
     unpublished, 2 endpoints failing. The old ``unpublished=1;;1`` did not alert at 1."""
@@ -220,7 +220,7 @@ def samples(prom: str, name: str) -> list[str]:
 
 
 def test_unreachable_nameserver_is_not_published(
-    world: World, chains: Callable[..., Chain], tmp_path: Path
+    world: CheckWorld, chains: Callable[..., Chain], tmp_path: Path
 ) -> None:
     """The only nameserver is a closed port: status 3, and nothing claims the records are
     published (the old textfile said ``tlsarotate_tlsa_published 1``, nagios ``unpublished=0``)."""
@@ -255,7 +255,7 @@ def test_unreachable_nameserver_is_not_published(
 
 
 def test_one_server_unreachable_published_is_absent_or_a_seen_zero(
-    world: World, chains: Callable[..., Chain], tmp_path: Path
+    world: CheckWorld, chains: Callable[..., Chain], tmp_path: Path
 ) -> None:
     """BIND answers, a second nameserver does not: good records there are not "published
     everywhere" (absent), records seen failing there are a definite 0."""
@@ -282,7 +282,7 @@ def test_one_server_unreachable_published_is_absent_or_a_seen_zero(
 
 
 def test_endpoint_is_not_dane_ok_when_no_nameserver_answers(
-    world: World, servers: ServerPool, chains: Callable[..., Chain]
+    world: CheckWorld, servers: ServerPool, chains: Callable[..., Chain]
 ) -> None:
     """The zone's authoritative servers are all unreachable (the observer asks a closed port)
     while the endpoint's addresses still resolve (through BIND): its TLSA records are unknown,
@@ -379,7 +379,7 @@ def test_a_bug_is_unknown_not_warning(
 
 
 def test_metric_names_timestamps_and_json_version(
-    world: World, chains: Callable[..., Chain], tmp_path: Path
+    world: CheckWorld, chains: Callable[..., Chain], tmp_path: Path
 ) -> None:
     cur = chains("cur")
     publish(world.bind, "example.test.", world.owner, [rec(cur)])
@@ -406,7 +406,7 @@ def test_metric_names_timestamps_and_json_version(
 
 
 def test_published_and_signed_are_separate_gauges(
-    world: World, chains: Callable[..., Chain], tmp_path: Path
+    world: CheckWorld, chains: Callable[..., Chain], tmp_path: Path
 ) -> None:
     """Records that accept the deployed certificate, in a zone that is not signed: the
     RRSIG problem is ``tlsarotate_tlsa_signed 0``; ``tlsarotate_tlsa_published`` stays 1, as

@@ -62,7 +62,7 @@ WILD = ("*.dane.test", "*.insecure.test", "*.bogus.test")
 
 
 @dataclass
-class World:
+class MatrixWorld:
     chains: dict[str, Chain]
     ca: pki.Issued
     pkix_root: Path
@@ -89,7 +89,7 @@ def _rec_ca(issued: pki.Issued, params: str) -> str:
     return records.to_text(records.make(p, data))
 
 
-Records = Callable[[World], list[str]]
+Records = Callable[[MatrixWorld], list[str]]
 
 
 def ee(chain: str, params: str = "3 1 1") -> Records:
@@ -357,7 +357,7 @@ def _openssl(
     return (AUTH if ok else FAILS), out
 
 
-def _run_row(i: int, row: Row, w: World) -> Outcome:
+def _run_row(i: int, row: Row, w: MatrixWorld) -> Outcome:
     assert w.dns is not None
     port = w.ports[row.server]
     host = _host(i, row)
@@ -442,7 +442,7 @@ def _probe_cli(host: str, port: int, row: Row, named_port: int, env: dict[str, s
 @dataclass
 class Matrix:
     results: dict[str, Outcome]
-    world: World
+    world: MatrixWorld
 
     def row(self, row_id: str) -> tuple[str, int]:
         """(host, port) of a row."""
@@ -472,7 +472,7 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
         "expired": Chain(expired_leaf, (ca,), d / "expired.fullchain.pem", d / "expired.key"),
         "pkix": pkix,
     }
-    w = World(chains, ca, pkix_root)
+    w = MatrixWorld(chains, ca, pkix_root)
     started: list[SmtpdServer | ScriptedServer | SmtpsServer] = []
     try:
         # one port per server key; "good" and "mixed" on both loopbacks

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.acme_servers import HOOKS, ROOT, Certbot, Pebble, postfix_running
-from tests.support.e2e_world import CONFIG_HEAD, World, pebble  # noqa: F401
+from tests.support.e2e_world import CONFIG_HEAD, AcmeWorld, pebble  # noqa: F401
 from tests.support.servers import BindServers, bind, bind_servers  # noqa: F401
 from tlsarotate import material
 
@@ -40,7 +40,7 @@ CONFIG = (
 
 
 @pytest.fixture
-def world(bind: BindServers, pebble: Pebble, tmp_path: Path) -> Iterator[World]:
+def world(bind: BindServers, pebble: Pebble, tmp_path: Path) -> Iterator[AcmeWorld]:
     certbot = Certbot(pebble, tmp_path / "certbot")
     # the initial certificate, deployed by hand the first time (no hook yet)
     lineage = certbot.issue(["mx.example.test"])
@@ -75,14 +75,14 @@ def world(bind: BindServers, pebble: Pebble, tmp_path: Path) -> Iterator[World]:
             TLSAROTATE_CONFIG=str(cfg),
             TLSAROTATE_HOOK_LOG=str(hook_log),
         )
-        yield World(bind, certbot, pf, cfg, TTL, lineage, hook_log)
+        yield AcmeWorld(bind, certbot, pf, cfg, TTL, lineage, hook_log)
 
 
 def _rec(lineage: Path) -> str:
     return f"3 1 1 {material.load_lineage(lineage).spki_sha256}"
 
 
-def test_full_rollover_then_reuse_key_fast_path(world: World) -> None:
+def test_full_rollover_then_reuse_key_fast_path(world: AcmeWorld) -> None:
     w = world
     lineage, hook_log = w.lineage, w.hook_log
     assert lineage is not None and hook_log is not None

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.acme_servers import Certbot, Pebble, postfix_running, served_leaf
-from tests.support.e2e_world import CONFIG_HEAD, NAME, World, pebble  # noqa: F401
+from tests.support.e2e_world import CONFIG_HEAD, NAME, AcmeWorld, pebble  # noqa: F401
 from tests.support.servers import BindServers, bind, bind_servers  # noqa: F401
 from tlsarotate import material, nextkey
 
@@ -49,7 +49,7 @@ CONFIG = (
 
 @dataclass
 class KeepAhead:
-    w: World
+    w: AcmeWorld
     tmp: Path
     next_dir: Path  # the symlink the config's next cert/key paths go through
     next_key: Path
@@ -119,7 +119,11 @@ def keepahead(bind: BindServers, pebble: Pebble, tmp_path: Path) -> Iterator[Kee
             )
         )
         ka = KeepAhead(
-            World(bind, certbot, pf, cfg, TTL), tmp_path, nxt / "mx", next_key, tmp_path / "state"
+            AcmeWorld(bind, certbot, pf, cfg, TTL),
+            tmp_path,
+            nxt / "mx",
+            next_key,
+            tmp_path / "state",
         )
         # until the first keep-ahead renewal, "next" is the deployed certificate itself
         ka.switch_next(key, full)

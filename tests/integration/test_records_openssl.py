@@ -107,7 +107,7 @@ class Input:
 
 
 @dataclass
-class World:
+class RecordsWorld:
     dir: Path
     inputs: dict[str, Input]
     root: Path
@@ -115,7 +115,7 @@ class World:
 
 
 @pytest.fixture(scope="session")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+def world(tmp_path_factory: pytest.TempPathFactory) -> RecordsWorld:
     d = tmp_path_factory.mktemp("openssl")
     # root CA (P-384, self-signed, CA:TRUE by req -x509's v3_ca) and an RSA intermediate
     ossl("genpkey", *KEYTYPES["p384"], "-out", d / "root.key")
@@ -205,7 +205,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     (live / "fullchain.pem").symlink_to("../../archive/mx/fullchain3.pem")
     (live / "privkey.pem").symlink_to("../../archive/mx/privkey3.pem")
     inputs["lineage"] = Input(live, src.ee_spki, src.ee_cert, ta_spki, ta_cert)
-    return World(d, inputs, d / "root.crt", d / "int.crt")
+    return RecordsWorld(d, inputs, d / "root.crt", d / "int.crt")
 
 
 def params_args(ps: list[Params]) -> list[str]:
@@ -226,7 +226,7 @@ def sections(stdout: str) -> dict[str, list[str]]:
 
 
 @pytest.fixture(scope="session")
-def group_outputs(world: World) -> dict[str, list[str]]:
+def group_outputs(world: RecordsWorld) -> dict[str, list[str]]:
     """Three processes, one per group: every file of the group, every allowed combination."""
     got: dict[str, list[str]] = {}
     for ids, ps in ((CHAIN_IDS, ALL), (CERT_IDS, EE), (KEY_IDS, EE_SPKI)):
@@ -239,7 +239,9 @@ def group_outputs(world: World) -> dict[str, list[str]]:
     return got
 
 
-def _check(world: World, outputs: dict[str, list[str]], ident: str, ps: list[Params]) -> None:
+def _check(
+    world: RecordsWorld, outputs: dict[str, list[str]], ident: str, ps: list[Params]
+) -> None:
     inp = world.inputs[ident]
     got = outputs[str(inp.path)]
     assert got == [inp.expected(p) for p in ps]
@@ -247,26 +249,26 @@ def _check(world: World, outputs: dict[str, list[str]], ident: str, ps: list[Par
 
 @pytest.mark.parametrize("ident", CHAIN_IDS)
 def test_chain_all_24_combinations(
-    world: World, group_outputs: dict[str, list[str]], ident: str
+    world: RecordsWorld, group_outputs: dict[str, list[str]], ident: str
 ) -> None:
     _check(world, group_outputs, ident, ALL)
 
 
 @pytest.mark.parametrize("ident", CERT_IDS)
 def test_certificate_usage_1_and_3(
-    world: World, group_outputs: dict[str, list[str]], ident: str
+    world: RecordsWorld, group_outputs: dict[str, list[str]], ident: str
 ) -> None:
     _check(world, group_outputs, ident, EE)
 
 
 @pytest.mark.parametrize("ident", KEY_IDS)
 def test_key_and_csr_selector_1(
-    world: World, group_outputs: dict[str, list[str]], ident: str
+    world: RecordsWorld, group_outputs: dict[str, list[str]], ident: str
 ) -> None:
     _check(world, group_outputs, ident, EE_SPKI)
 
 
-def test_single_file_single_params(world: World) -> None:
+def test_single_file_single_params(world: RecordsWorld) -> None:
     """The plain form: one file, one --params, exactly one line, no '; FILE' header."""
     inp = world.inputs["rsa4096.fullchain"]
     for p in (Params(3, 1, 1), Params(2, 0, 2), Params(3, 0, 0)):
@@ -275,7 +277,7 @@ def test_single_file_single_params(world: World) -> None:
         assert proc.stdout == inp.expected(p) + "\n"
 
 
-def test_defaults_per_kind(world: World) -> None:
+def test_defaults_per_kind(world: RecordsWorld) -> None:
     """Without --params: "3 1 1" and "3 0 1" for certificates, "3 1 1" alone for keys."""
     cert, key = world.inputs["ed25519.self.pem"], world.inputs["ed25519.key.pk8"]
     proc = run_cli("records", cert.path)
@@ -287,7 +289,7 @@ def test_defaults_per_kind(world: World) -> None:
     assert proc.stdout.splitlines() == [key.expected(Params(3, 1, 1))]
 
 
-def test_owner_forms_ttl_and_json(world: World) -> None:
+def test_owner_forms_ttl_and_json(world: RecordsWorld) -> None:
     inp = world.inputs["p384.fullchain"]
     want = [inp.expected(p) for p in ALL]
 
@@ -330,7 +332,7 @@ def test_owner_forms_ttl_and_json(world: World) -> None:
     assert json.loads(proc.stdout)[0]["owner"] is None
 
 
-def test_mnemonic_params(world: World) -> None:
+def test_mnemonic_params(world: RecordsWorld) -> None:
     inp = world.inputs["p256.fullchain"]
     proc = run_cli("records", "--params", "DANE-TA Cert SHA2-512", "--params", "dane-ee spki full",
                    inp.path)  # fmt: skip
@@ -340,7 +342,7 @@ def test_mnemonic_params(world: World) -> None:
     ]
 
 
-def test_ta_depth(world: World) -> None:
+def test_ta_depth(world: RecordsWorld) -> None:
     full = world.inputs["rsa2048.fullchain"]
     usage2 = [p for p in ALL if p.usage in (0, 2)]
     proc = run_cli("records", *params_args(usage2), "--ta-depth", "2", full.path)
@@ -360,7 +362,7 @@ def test_ta_depth(world: World) -> None:
     assert_one_line_error(proc, "trust-anchor depth 0")
 
 
-def test_usage_and_selector_errors(world: World) -> None:
+def test_usage_and_selector_errors(world: RecordsWorld) -> None:
     key = world.inputs["p256.key.pk8"].path
     proc = run_cli("records", "--params", "3 0 1", key)
     assert_one_line_error(proc, str(key), "selector 0", "needs a certificate", "private key")
@@ -381,7 +383,7 @@ def test_usage_and_selector_errors(world: World) -> None:
         assert_one_line_error(proc, "invalid TLSA parameters", repr(bad))
 
 
-def test_owner_option_errors(world: World) -> None:
+def test_owner_option_errors(world: RecordsWorld) -> None:
     f = world.inputs["p256.fullchain"].path
     assert_one_line_error(run_cli("records", "--host", "a.test", "--name", "b.test", f), "--name")
     assert_one_line_error(
@@ -467,18 +469,18 @@ def test_records_reads_each_file_once_and_spawns_nothing(
 
 
 @pytest.fixture(scope="session")
-def chain(world: World) -> list[bytes]:
+def chain(world: RecordsWorld) -> list[bytes]:
     """[leaf, intermediate, root] DER, as openssl encodes them."""
     inp = world.inputs["p256.fullchain"]
     assert inp.ee_cert is not None
     return [inp.ee_cert, inp.ta_cert[1], inp.ta_cert[2]]
 
 
-def rec(world: World, ident: str, p: Params, ta_depth: int = 1) -> records.TLSA:
+def rec(world: RecordsWorld, ident: str, p: Params, ta_depth: int = 1) -> records.TLSA:
     return records.from_text(world.inputs[ident].expected(p, ta_depth))
 
 
-def test_build_roundtrip_matches(world: World, chain: list[bytes]) -> None:
+def test_build_roundtrip_matches(world: RecordsWorld, chain: list[bytes]) -> None:
     m = material.load(world.inputs["p256.fullchain"].path)
     assert list(m.chain_der) == chain
     for p in ALL:
@@ -488,7 +490,7 @@ def test_build_roundtrip_matches(world: World, chain: list[bytes]) -> None:
             assert records.to_text(rd) == world.inputs["p256.fullchain"].expected(p, depth)
 
 
-def test_usage3_matches_leaf_only(world: World, chain: list[bytes]) -> None:
+def test_usage3_matches_leaf_only(world: RecordsWorld, chain: list[bytes]) -> None:
     leaf = rec(world, "p256.fullchain", Params(3, 1, 1))
     assert records.matches(leaf, chain)
     assert not records.matches(leaf, chain[1:])  # the same key one position up is no leaf
@@ -500,7 +502,7 @@ def test_usage3_matches_leaf_only(world: World, chain: list[bytes]) -> None:
     assert not records.matches(other, chain)
 
 
-def test_usage2_any_ca_above_leaf(world: World, chain: list[bytes]) -> None:
+def test_usage2_any_ca_above_leaf(world: RecordsWorld, chain: list[bytes]) -> None:
     for depth in (1, 2):
         for p in (Params(2, 0, 1), Params(2, 1, 2), Params(0, 1, 0)):
             rd = rec(world, "p256.fullchain", p, depth)
@@ -513,7 +515,7 @@ def test_usage2_any_ca_above_leaf(world: World, chain: list[bytes]) -> None:
     assert not records.matches(rec(world, "p256.fullchain", Params(2, 1, 1), 2), chain[:2])
 
 
-def test_accepts_every_combo_must_match(world: World, chain: list[bytes]) -> None:
+def test_accepts_every_combo_must_match(world: RecordsWorld, chain: list[bytes]) -> None:
     good = rec(world, "p256.fullchain", Params(3, 1, 1))
     good2 = rec(world, "p256.fullchain", Params(3, 1, 2))
     bad2 = rec(world, "p384.fullchain", Params(3, 1, 2))  # another key, sha-512
@@ -554,7 +556,7 @@ def test_matches_tolerates_garbage_chain(chain: list[bytes]) -> None:
     assert not records.matches(rd, [chain[0], b"\x30\x03garbage"])
 
 
-def test_matches_material_bare_key(world: World) -> None:
+def test_matches_material_bare_key(world: RecordsWorld) -> None:
     key = material.load(world.inputs["ed25519.key.pk8"].path)
     assert records.matches_material(rec(world, "ed25519.key.pk8", Params(3, 1, 1)), key)
     assert records.matches_material(rec(world, "ed25519.key.pk8", Params(1, 1, 0)), key)
@@ -563,7 +565,7 @@ def test_matches_material_bare_key(world: World) -> None:
     assert records.matches_material(rec(world, "ed25519.key.pk8", Params(3, 1, 2)), cert)
 
 
-def test_from_text_forms(world: World) -> None:
+def test_from_text_forms(world: RecordsWorld) -> None:
     t = world.inputs["p256.fullchain"].expected(Params(3, 1, 1))
     h = t.split()[3]
     chunked = f"3 1 1 {h[:20].upper()} {h[20:]}"

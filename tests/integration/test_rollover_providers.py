@@ -13,13 +13,13 @@ from tests.support.fake_cloudflare import cf_server  # noqa: F401
 from tests.support.moto_server import moto_url, route53_env  # noqa: F401
 from tests.support.plugins import plugin_dir, plugin_installed  # noqa: F401
 from tests.support.servers import bind, bind_servers  # noqa: F401
-from tests.support.world import World
+from tests.support.world import SimWorld
 from tlsarotate import planner, records
 
 
 def test_full_rollover_one_write_per_step(case: Case, tmp_path: Path) -> None:
     (tmp_path / "world").mkdir()
-    w = World(tmp_path / "world", ttl=300, hosts=("mx1.example.test", "mx2.example.test"))
+    w = SimWorld(tmp_path / "world", ttl=300, hosts=("mx1.example.test", "mx2.example.test"))
     rec = w.use_provider(case.provider)
     old = w.deployed()
     w.new_next()

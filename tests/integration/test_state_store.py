@@ -186,11 +186,11 @@ def test_timeout_on_part_2_of_3_leaves_state_the_next_run_finishes(tmp_path: Pat
     """A write split in parts (as RFC 2136 splits past one DNS message) that times out on part
     2 of 3: part 1 is published, the rest not; the run fails in one line, the state on disk
     is valid, and the next run publishes the rest and rolls over to idle."""
-    from tests.support.world import ZONE, World
+    from tests.support.world import ZONE, SimWorld
     from tlsarotate import planner
 
     hosts = [f"mx{i}.example.test" for i in range(6)]
-    w = World(tmp_path, ttl=60, hosts=hosts)
+    w = SimWorld(tmp_path, ttl=60, hosts=hosts)
     w.new_next()
     w.provider.part_size = 2  # 6 owners: 3 parts
     w.provider.fail_part = 2

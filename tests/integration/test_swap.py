@@ -21,14 +21,14 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from tests.support.helpers import assert_one_line, assert_one_line_error, run_cli
-from tests.support.world import Crash, World
+from tests.support.world import Crash, SimWorld
 from tlsarotate import config, demo, material, pki, records, swap
 from tlsarotate.errors import ConfigError, SwapError
 from tlsarotate.state import SwapJournal
 
 
-class CombinedWorld(World):
-    """A World whose service reads one combined key + chain file (Postfix chain_files)."""
+class CombinedWorld(SimWorld):
+    """A SimWorld whose service reads one combined key + chain file (Postfix chain_files)."""
 
     def __init__(self, tmp: Path) -> None:
         super().__init__(tmp)
@@ -50,19 +50,19 @@ class CombinedWorld(World):
         return material.load_combined(f) if f.exists() else super().deployed()
 
 
-def make_world(tmp: Path, layout: str) -> World:
+def make_world(tmp: Path, layout: str) -> SimWorld:
     tmp.mkdir(parents=True, exist_ok=True)
-    return World(tmp) if layout == "split" else CombinedWorld(tmp)
+    return SimWorld(tmp) if layout == "split" else CombinedWorld(tmp)
 
 
-def ready_to_swap(w: World) -> None:
+def ready_to_swap(w: SimWorld) -> None:
     """A renewal published and waited for: the next step is the swap."""
     w.new_next()
     w.apply()
     w.clock.advance(300)
 
 
-def journal(w: World) -> dict[str, Any] | None:
+def journal(w: SimWorld) -> dict[str, Any] | None:
     doc = json.loads((w.tmp / "state/mail.json").read_text())
     return doc["swap"]  # type: ignore[no-any-return]
 
@@ -71,7 +71,7 @@ def temp_files(d: Path) -> list[Path]:
     return [p for p in d.rglob(".*.tmp")]
 
 
-def accepted_by_published(w: World, m: material.Material) -> bool:
+def accepted_by_published(w: SimWorld, m: material.Material) -> bool:
     return all(records.accepts(rr.records, m.chain_der) for rr in w.current().values())
 
 
@@ -80,7 +80,7 @@ def accepted_by_published(w: World, m: material.Material) -> bool:
 OPS = ("replace", "rename", "symlink", "mkdir", "unlink", "rmdir", "fsync", "chmod", "chown")
 
 
-def _in_child(w: World, kill_at: int, count_file: Path) -> None:
+def _in_child(w: SimWorld, kill_at: int, count_file: Path) -> None:
     """Runs in the forked child: one engine step (the swap), killed with os._exit before the
     ``kill_at``-th file operation; writes how many operations it made if it got through."""
     n = {"ops": 0}
@@ -150,7 +150,7 @@ def test_a_kill_at_any_file_operation_never_leaves_a_torn_pair(tmp_path: Path, l
 def test_journal_names_both_pairs_before_anything_moves(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    w = World(tmp_path)
+    w = SimWorld(tmp_path)
     old = w.deployed()
     ready_to_swap(w)
     new = w.next()
@@ -178,7 +178,7 @@ def test_a_crash_before_the_backup_never_restores_a_retired_certificate(
     """Killed after the journal was written but before any file moved, then the ACME client
     renews again: the rerun keeps the deployed certificate, never the one from the rollover
     before (whose records were retired)."""
-    w = World(tmp_path)
+    w = SimWorld(tmp_path)
     first = w.deployed()
     ready_to_swap(w)
     w.apply(wait=True)  # rollover 1 done: the first certificate's records are retired
@@ -209,7 +209,7 @@ def test_a_crash_before_the_backup_never_restores_a_retired_certificate(
 def test_recovery_never_deploys_a_pair_whose_records_are_not_published(tmp_path: Path) -> None:
     """A torn pair on disk (an older version's crash) and a journal whose backup is a pair
     whose records were retired: recovery stops with one line and installs nothing."""
-    w = World(tmp_path)
+    w = SimWorld(tmp_path)
     first = w.deployed()
     first_key = (tmp_path / "deployed/privkey.pem").read_bytes()
     ready_to_swap(w)
@@ -234,7 +234,7 @@ def test_recovery_never_deploys_a_pair_whose_records_are_not_published(tmp_path:
     assert second.fingerprint != first.fingerprint
 
 
-def _tear(w: World, cert: bytes, key: bytes) -> None:
+def _tear(w: SimWorld, cert: bytes, key: bytes) -> None:
     """Regular files at the deployed paths, as an older version's crash left them."""
     for p, data in (
         (w.tmp / "deployed/fullchain.pem", cert),
@@ -248,7 +248,7 @@ def test_an_older_journal_with_a_torn_pair_is_undone_from_the_prev_copies(tmp_pa
     """Upgraded in the middle of a crashed swap of the old code: new key beside the old
     certificate, the old pair in *.prev, a journal without fingerprints. The published records
     accept the *.prev pair: it is put back (into the store), then the rollover goes on."""
-    w = World(tmp_path)
+    w = SimWorld(tmp_path)
     old = w.deployed()
     ready_to_swap(w)
     d = tmp_path / "deployed"
@@ -276,7 +276,7 @@ def test_a_torn_pair_with_the_new_pair_written_is_finished_from_its_version(
 ) -> None:
     """The backup named by the journal is gone, the deployed pair torn, the new version
     complete and its records published: recovery installs it and finishes the swap."""
-    w = World(tmp_path)
+    w = SimWorld(tmp_path)
     old = w.deployed()
     ready_to_swap(w)
     new = w.next()
@@ -307,7 +307,7 @@ def test_a_torn_pair_with_the_new_pair_written_is_finished_from_its_version(
 def test_a_write_failure_leaves_the_deployed_pair_and_says_so(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    w = World(tmp_path)
+    w = SimWorld(tmp_path)
     old = w.deployed()
     ready_to_swap(w)
     real = swap.atomic_write
@@ -329,7 +329,7 @@ def test_a_failure_right_after_the_switch_switches_back(
 ) -> None:
     """The rename of current happened, the fsync of its directory failed: the new pair is
     deployed, so it is switched back and reloaded, not reported unchanged."""
-    w = World(tmp_path)
+    w = SimWorld(tmp_path)
     old = w.deployed()
     ready_to_swap(w)
     w.apply(wait=True)  # converted; the second rollover switches versions
@@ -449,7 +449,7 @@ def test_a_store_directory_someone_else_made_is_refused(
 
 
 def test_a_key_is_never_left_readable_by_others(tmp_path: Path) -> None:
-    w = World(tmp_path)
+    w = SimWorld(tmp_path)
     (tmp_path / "deployed/privkey.pem").chmod(0o644)
     ready_to_swap(w)
     w.apply(wait=True)
@@ -457,7 +457,7 @@ def test_a_key_is_never_left_readable_by_others(tmp_path: Path) -> None:
 
 
 def test_temp_files_left_by_a_kill_are_removed_by_the_next_run(tmp_path: Path) -> None:
-    w = World(tmp_path)
+    w = SimWorld(tmp_path)
     ready_to_swap(w)
     w.apply(wait=True)
     d = tmp_path / "deployed"
@@ -605,7 +605,7 @@ def test_a_runner_timing_out_is_one_line_not_the_exception_name(
 def test_a_failing_reload_while_finishing_an_interrupted_swap_restores_the_previous_pair(
     tmp_path: Path,
 ) -> None:
-    w = World(tmp_path)
+    w = SimWorld(tmp_path)
     old = w.deployed()
     ready_to_swap(w)
     w.crash_at = "reload"  # killed while the swap's reload ran: the new pair is in place

@@ -15,17 +15,17 @@ import pytest
 
 from tests.support.servers import free_port
 from tests.support.tls_servers import Chain, ScriptedServer, SmtpdServer
-from tests.support.world import World
+from tests.support.world import SimWorld
 from tlsarotate import config, planner
 from tlsarotate.errors import SwapError
 from tlsarotate.verify import verify_live
 
 
 class LiveWorld:
-    """A World whose service is a real SMTP server that serves the deployed files."""
+    """A SimWorld whose service is a real SMTP server that serves the deployed files."""
 
     def __init__(self, tmp: Path, behaviour: str) -> None:
-        self.w = World(tmp)
+        self.w = SimWorld(tmp)
         self.port = free_port()
         self.behaviour = behaviour  # "good" | "stale" (reload does nothing) | "nostarttls"
         slot = dataclasses.replace(

@@ -1,7 +1,7 @@
-"""The end-to-end harness shared by the ACME tests: pebble (module fixture), and a World holding
+"""The end-to-end harness shared by the ACME tests: pebble (module fixture), and a AcmeWorld holding
 a BIND pair, certbot and a private Postfix, with the DANE invariant as an oracle.
 
-:meth:`World.check` asserts that what Postfix serves verifies -- with ``openssl s_client
+:meth:`AcmeWorld.check` asserts that what Postfix serves verifies -- with ``openssl s_client
 -starttls smtp -dane_tlsa_rrdata`` as an independent DANE verifier -- against what EVERY
 authoritative server publishes now, and that its ``3 1 1`` record is in every RRset a cache may
 still hold (seen within the last TTL). ``E2E_SHOW=1 pytest -s`` prints every apply's output.
@@ -49,7 +49,7 @@ def spki_record(der_or_spki: bytes, *, is_cert: bool = True) -> str:
 
 
 @dataclass
-class World:
+class AcmeWorld:
     bind: BindServers
     certbot: Certbot
     postfix: Postfix

@@ -2,7 +2,7 @@
 authoritative servers that lag behind it, resolver caches, a service that serves what it loaded
 at its last reload, a controllable clock, and fault injection at every side effect.
 
-It also checks the safety properties after every event (see :meth:`World.check`).
+It also checks the safety properties after every event (see :meth:`SimWorld.check`).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class LaggingObserver:
     """Authoritative servers that each catch up with the provider ``lag`` seconds late, never
     go back to an older version, and can be down."""
 
-    def __init__(self, world: World, lags: Sequence[float]) -> None:
+    def __init__(self, world: SimWorld, lags: Sequence[float]) -> None:
         self.world = world
         self.lags = list(lags)
         self.down = [False] * len(lags)
@@ -82,7 +82,7 @@ class LaggingObserver:
 
 class WorldProvider(MemoryProvider):
     def apply(self, change: ZoneChange) -> WriteResult:
-        w: World = self.world  # type: ignore[attr-defined]
+        w: SimWorld = self.world  # type: ignore[attr-defined]
         w.maybe_crash("apply-before")
         w.check_write(change)
         result = super().apply(change)
@@ -97,7 +97,7 @@ class RecordingProvider(Provider):
 
     type_name = "recording"
 
-    def __init__(self, world: World, inner: Provider) -> None:
+    def __init__(self, world: SimWorld, inner: Provider) -> None:
         super().__init__(inner.name, {}, inner.context)
         self.world, self.inner = world, inner
         self.writes: list[ZoneChange] = []
@@ -139,7 +139,7 @@ class SkewedClock:
         self.real.sleep(seconds)
 
 
-class World:
+class SimWorld:
     def __init__(
         self,
         tmp: Path,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.world import Crash, World
+from tests.support.world import Crash, SimWorld
 from tlsarotate import planner, records
 from tlsarotate.change import TlsaRRset
 from tlsarotate.errors import ConcurrentChangeError, SwapError
@@ -20,19 +20,19 @@ def phases(plans: list[planner.Plan]) -> list[str]:
     return [p.phase for p in plans]
 
 
-def texts(world: World, m) -> set[str]:  # type: ignore[no-untyped-def]
+def texts(world: SimWorld, m) -> set[str]:  # type: ignore[no-untyped-def]
     return {records.to_text(r) for r in records.build_all(m, world.service.params)}
 
 
 def test_idle_when_published_matches_deployed(tmp_path: Path) -> None:
-    w = World(tmp_path)
+    w = SimWorld(tmp_path)
     plans = w.apply()
     assert phases(plans) == [planner.IDLE]
     assert w.provider.writes == []
 
 
 def test_full_rollover_publish_wait_swap_retire(tmp_path: Path) -> None:
-    w = World(tmp_path, ttl=300, margin=60)
+    w = SimWorld(tmp_path, ttl=300, margin=60)
     old = w.deployed()
     w.new_next()
     nxt = w.next()
@@ -62,13 +62,13 @@ def test_full_rollover_publish_wait_swap_retire(tmp_path: Path) -> None:
     from tlsarotate import material
 
     assert material.load_pair(store / "1/cert.pem", store / "1/key.pem").same_as(old)
-    # the key keeps its mode (World writes 0644), minus what others could read
+    # the key keeps its mode (SimWorld writes 0644), minus what others could read
     assert (tmp_path / "deployed/privkey.pem").stat().st_mode & 0o777 == 0o640
     assert (store / "1/key.pem").stat().st_mode & 0o777 == 0o640
 
 
 def test_wait_uses_the_old_ttl_as_observed_not_as_configured(tmp_path: Path) -> None:
-    w = World(tmp_path, ttl=300)
+    w = SimWorld(tmp_path, ttl=300)
     # the zone holds the deployed records with a TTL of 7200 that the config does not know
     owner = w.service.owners[0]
     long = TlsaRRset.of(7200, w.provider.data[w.service.zone][owner].records)
@@ -88,7 +88,7 @@ def test_wait_uses_the_old_ttl_as_observed_not_as_configured(tmp_path: Path) -> 
 
 
 def test_lagging_server_blocks_and_is_named(tmp_path: Path) -> None:
-    w = World(tmp_path, lags=(0.0, 0.0))
+    w = SimWorld(tmp_path, lags=(0.0, 0.0))
     w.apply()
     w.observer.down[1] = True
     w.new_next()
@@ -108,7 +108,7 @@ def test_lagging_server_blocks_and_is_named(tmp_path: Path) -> None:
 
 
 def test_fast_path_key_reuse_swaps_without_write_or_wait(tmp_path: Path) -> None:
-    w = World(tmp_path, params=("3 1 1",))
+    w = SimWorld(tmp_path, params=("3 1 1",))
     w.apply()
     w.clock.advance(1000)  # the published RRset has long been visible
     w.apply()
@@ -124,7 +124,7 @@ def test_fast_path_key_reuse_swaps_without_write_or_wait(tmp_path: Path) -> None
 def test_reuse_key_renewal_right_after_a_rollover_swaps_at_once(tmp_path: Path) -> None:
     """The RRset caches may still hold from before the retire ({old, new}) accepts a renewal
     with the new key, so the swap needs no wait (the hook's apply finishes it)."""
-    w = World(tmp_path, params=("3 1 1",))
+    w = SimWorld(tmp_path, params=("3 1 1",))
     w.apply()
     w.clock.advance(1000)
     w.new_next(key_index=1)
@@ -145,7 +145,7 @@ def test_swap_waits_for_a_cached_rrset_with_a_combination_the_next_chain_lacks(
 ) -> None:
     """Right after 3 0 1 is retired, caches may still hold {3 1 1, 3 0 1 (old certificate)}: a
     client holding it requires the 3 0 1 to match too, so a same-key renewal waits one TTL."""
-    w = World(tmp_path)  # 3 1 1 + 3 0 1
+    w = SimWorld(tmp_path)  # 3 1 1 + 3 0 1
     w.apply()
     w.clock.advance(1000)
     w.apply()
@@ -170,7 +170,7 @@ def test_state_without_record_history_waits_for_the_unknown_cache(tmp_path: Path
     so even a swap the current RRset accepts waits out the TTL."""
     import json
 
-    w = World(tmp_path, params=("3 1 1",))
+    w = SimWorld(tmp_path, params=("3 1 1",))
     w.apply()
     w.clock.advance(1000)
     w.new_next(key_index=1)
@@ -195,7 +195,7 @@ def test_state_without_record_history_waits_for_the_unknown_cache(tmp_path: Path
 
 
 def test_parameter_change_adds_waits_then_drops(tmp_path: Path) -> None:
-    w = World(tmp_path, params=("3 0 1",))
+    w = SimWorld(tmp_path, params=("3 0 1",))
     w.clock.advance(1000)
     w.apply()
     w.set_params(["3 1 1"])
@@ -209,7 +209,7 @@ def test_parameter_change_adds_waits_then_drops(tmp_path: Path) -> None:
     assert w.violations == []
 
 
-def _exclusive(w: World) -> None:
+def _exclusive(w: SimWorld) -> None:
     w.service = dataclasses.replace(w.service, owners_mode="exclusive")
     w.cfg = dataclasses.replace(w.cfg, services=(w.service,))
 
@@ -217,7 +217,7 @@ def _exclusive(w: World) -> None:
 def test_stale_record_is_marked_and_removed_only_after_deployed_visible(tmp_path: Path) -> None:
     """With ``owners: exclusive`` a record nobody accounts for is stale and goes (once the
     deployed certificate's records are visible)."""
-    w = World(tmp_path, params=("3 1 1",), lags=(0.0, 50.0))
+    w = SimWorld(tmp_path, params=("3 1 1",), lags=(0.0, 50.0))
     _exclusive(w)
     owner = w.service.owners[0]
     stale = records.from_text("3 1 1 " + "ab" * 32)
@@ -239,7 +239,7 @@ def test_stale_record_is_marked_and_removed_only_after_deployed_visible(tmp_path
 def test_unknown_record_on_a_shared_owner_is_foreign_and_kept(tmp_path: Path) -> None:
     """The incident without ``owners: exclusive``: the deployed certificate's records are
     added, the record nobody here accounts for (maybe another host's) is kept and shown."""
-    w = World(tmp_path, params=("3 1 1",))
+    w = SimWorld(tmp_path, params=("3 1 1",))
     owner = w.service.owners[0]
     other = records.from_text("3 1 1 " + "ab" * 32)
     w.provider.data[w.service.zone][owner] = TlsaRRset.of(300, [other])
@@ -257,7 +257,7 @@ def test_records_published_just_before_a_crash_stay_ours(tmp_path: Path) -> None
     """The planner claims a write's records before it is made: a crash right after the write
     (before the state is saved) cannot leave them looking like another writer's. A renewal
     then replaces that next certificate, and its records go as ours."""
-    w = World(tmp_path)
+    w = SimWorld(tmp_path)
     w.new_next()
     first = w.next()
     w.crash_at = "apply-after"
@@ -271,7 +271,7 @@ def test_records_published_just_before_a_crash_stay_ours(tmp_path: Path) -> None
 
 
 def test_engine_folds_each_write_into_ours(tmp_path: Path) -> None:
-    w = World(tmp_path)
+    w = SimWorld(tmp_path)
     old = w.deployed()
     w.new_next()
     w.engine().step([w.service], act=True)  # publish
@@ -286,7 +286,7 @@ def test_engine_folds_each_write_into_ours(tmp_path: Path) -> None:
 
 
 def test_reload_failure_restores_previous_and_does_not_retire(tmp_path: Path) -> None:
-    w = World(tmp_path)
+    w = SimWorld(tmp_path)
     old = w.deployed()
     w.new_next()
     w.apply()
@@ -311,7 +311,7 @@ CRASH_REACH = {"apply-before": 2, "apply-after": 2, "save": 4, "reload": 1, "obs
     ("point", "skip"), [(p, k) for p, n in CRASH_REACH.items() for k in range(n)]
 )
 def test_crash_anywhere_then_rerun_converges(tmp_path: Path, point: str, skip: int) -> None:
-    w = World(tmp_path)
+    w = SimWorld(tmp_path)
     w.new_next()
     nxt = w.next()
     w.crash_at, w.crash_after = point, skip
@@ -329,7 +329,7 @@ def test_crash_anywhere_then_rerun_converges(tmp_path: Path, point: str, skip: i
 
 
 def test_concurrent_change_is_detected_and_replanned(tmp_path: Path) -> None:
-    w = World(tmp_path)
+    w = SimWorld(tmp_path)
     w.new_next()
     owner = w.service.owners[0]
     original = w.provider.apply
@@ -358,7 +358,7 @@ def test_concurrent_change_is_detected_and_replanned(tmp_path: Path) -> None:
 
 
 def test_concurrent_change_every_time_gives_up(tmp_path: Path) -> None:
-    w = World(tmp_path)
+    w = SimWorld(tmp_path)
     w.new_next()
 
     def always_conflict(change):  # type: ignore[no-untyped-def]
@@ -372,7 +372,7 @@ def test_concurrent_change_every_time_gives_up(tmp_path: Path) -> None:
 def test_one_write_per_zone_per_step_across_services(tmp_path: Path) -> None:
     import dataclasses
 
-    w = World(tmp_path, hosts=("mx1.example.test", "mx2.example.test"))
+    w = SimWorld(tmp_path, hosts=("mx1.example.test", "mx2.example.test"))
     w.new_next()
     svc2 = dataclasses.replace(w.service, name="web", hosts=("www.example.test.",), ports=(443,))
     for o in svc2.owners:
@@ -395,12 +395,12 @@ def test_two_certificates_rolled_independently(tmp_path: Path) -> None:
 
     from tlsarotate import config, pki
 
-    w = World(tmp_path, params=("3 1 1",))
+    w = SimWorld(tmp_path, params=("3 1 1",))
     (tmp_path / "rsa").mkdir()
     (tmp_path / "rsa-next").mkdir()
     rsa = pki.make_leaf(w.ca, ["mx1.example.test"], "rsa2048", days=3650, not_before=w.not_before)
-    World._write_pair(tmp_path / "rsa", rsa)
-    World._write_pair(tmp_path / "rsa-next", rsa)
+    SimWorld._write_pair(tmp_path / "rsa", rsa)
+    SimWorld._write_pair(tmp_path / "rsa-next", rsa)
     rsa_slot = config.CertSlot(
         "rsa",
         config.CertPaths(cert=tmp_path / "rsa/fullchain.pem", key=tmp_path / "rsa/privkey.pem"),
@@ -435,7 +435,7 @@ def test_two_certificates_rolled_independently(tmp_path: Path) -> None:
 def test_unsigned_zone_is_refused(tmp_path: Path) -> None:
     from tlsarotate.observation import Observation
 
-    w = World(tmp_path)
+    w = SimWorld(tmp_path)
     real = w.observer.observe
 
     def unsigned(zone, owners):  # type: ignore[no-untyped-def]
@@ -452,14 +452,14 @@ def test_unsigned_zone_is_refused(tmp_path: Path) -> None:
 
 
 def test_next_equal_to_deployed_is_idle(tmp_path: Path) -> None:
-    w = World(tmp_path)  # next and deployed hold the same certificate (as after any rollover)
+    w = SimWorld(tmp_path)  # next and deployed hold the same certificate (as after any rollover)
     plans = w.apply()
     assert phases(plans) == [planner.IDLE]
     assert w.provider.writes == [] and w.reloads == 0
 
 
 def test_corrupt_state_is_rebuilt_and_takes_the_safe_path(tmp_path: Path) -> None:
-    w = World(tmp_path)
+    w = SimWorld(tmp_path)
     w.apply()
     w.clock.advance(10_000)
     w.apply()
@@ -495,7 +495,7 @@ def test_keep_ahead_next_key_gives_a_zero_wait_renewal(tmp_path: Path) -> None:
 
     from tlsarotate import config, material
 
-    w = World(tmp_path, params=("3 1 1",))
+    w = SimWorld(tmp_path, params=("3 1 1",))
     key_path = tmp_path / "keys/next.key"
     slot = dataclasses.replace(
         w.service.certificates[0], next_key=config.NextKey(key_path, "ecdsa-p256")
@@ -512,7 +512,7 @@ def test_keep_ahead_next_key_gives_a_zero_wait_renewal(tmp_path: Path) -> None:
     # the renewal: certbot certonly --csr with the next key
     key = load_pem_private_key(key_path.read_bytes(), None)
     leaf = w._leaf(["mx1.example.test"], key)  # type: ignore[arg-type]
-    World._write_pair(tmp_path / "next", leaf)
+    SimWorld._write_pair(tmp_path / "next", leaf)
     writes = len(w.provider.writes)
     reloads = w.reloads
     plans = w.engine().step([w.service], act=True)
@@ -540,7 +540,7 @@ def test_a_keep_ahead_swap_finished_after_a_crash_rotates_the_next_key(tmp_path:
     from tests.support.world import Crash
     from tlsarotate import config, material
 
-    w = World(tmp_path, params=("3 1 1",))
+    w = SimWorld(tmp_path, params=("3 1 1",))
     key_path = tmp_path / "keys/next.key"
     slot = dataclasses.replace(
         w.service.certificates[0], next_key=config.NextKey(key_path, "ecdsa-p256")
@@ -553,7 +553,7 @@ def test_a_keep_ahead_swap_finished_after_a_crash_rotates_the_next_key(tmp_path:
     assert phases(w.apply()) == [planner.IDLE]
     key = load_pem_private_key(key_path.read_bytes(), None)
     leaf = w._leaf(["mx1.example.test"], key)  # type: ignore[arg-type]
-    World._write_pair(tmp_path / "next", leaf)
+    SimWorld._write_pair(tmp_path / "next", leaf)
     w.crash_at = "reload"
     with pytest.raises(Crash):
         w.apply()
@@ -583,7 +583,7 @@ def test_a_run_killed_before_the_next_key_rotation_rotates_it_next_time(
     from tests.support.world import Crash
     from tlsarotate import config, material, nextkey
 
-    w = World(tmp_path, params=("3 1 1",))
+    w = SimWorld(tmp_path, params=("3 1 1",))
     key_path = tmp_path / "keys/next.key"
     slot = dataclasses.replace(
         w.service.certificates[0], next_key=config.NextKey(key_path, "ecdsa-p256")
@@ -595,7 +595,7 @@ def test_a_run_killed_before_the_next_key_rotation_rotates_it_next_time(
     w.clock.advance(10_000)
     key = load_pem_private_key(key_path.read_bytes(), None)
     leaf = w._leaf(["mx1.example.test"], key)  # type: ignore[arg-type]
-    World._write_pair(tmp_path / "next", leaf)
+    SimWorld._write_pair(tmp_path / "next", leaf)
     real = nextkey.rotate
 
     def killed(*a: object, **k: object) -> None:
@@ -623,7 +623,7 @@ def test_a_next_key_that_is_the_deployed_key_is_never_moved_away(tmp_path: Path)
 
     from tlsarotate import config, material
 
-    w = World(tmp_path, params=("3 1 1",))
+    w = SimWorld(tmp_path, params=("3 1 1",))
     deployed_key = tmp_path / "deployed/privkey.pem"
     deployed_key.chmod(0o600)
     slot = dataclasses.replace(
@@ -643,7 +643,7 @@ def test_swap_installs_only_the_bytes_it_checked(tmp_path: Path, monkeypatch) ->
     installed, the swap says so, and the next run plans afresh."""
     from tlsarotate import material, swap
 
-    w = World(tmp_path)
+    w = SimWorld(tmp_path)
     old = w.deployed()
     w.new_next()
     w.apply()
@@ -673,7 +673,7 @@ def test_crashed_swap_whose_next_changed_restores_and_reloads(
     switched) AND reloads, then rolls to the newest certificate safely."""
     from tlsarotate import swap
 
-    w = World(tmp_path)
+    w = SimWorld(tmp_path)
     old = w.deployed()
     w.new_next()
     w.apply()

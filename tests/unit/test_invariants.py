@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from tests.support.world import Crash, World
+from tests.support.world import Crash, SimWorld
 from tlsarotate import planner, records
 from tlsarotate.errors import SwapError
 
@@ -43,7 +43,7 @@ class Rollover(RuleBasedStateMachine):
         shm = "/dev/shm" if Path("/dev/shm").is_dir() else None  # no fsync cost on tmpfs
         self.dir = Path(tempfile.mkdtemp(prefix="tlsarotate-hyp-", dir=shm))
         try:
-            self.world = World(self.dir, ttl=TTL, lags=(0.0, 0.0), margin=0)
+            self.world = SimWorld(self.dir, ttl=TTL, lags=(0.0, 0.0), margin=0)
         except BaseException:
             shutil.rmtree(self.dir, ignore_errors=True)
             raise
