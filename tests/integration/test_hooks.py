@@ -65,11 +65,17 @@ def test_certbot_deploy_maps_exit_codes(
     assert r.returncode == hook_rc, r.stderr
     (call,) = fake.calls()
     assert call["argv"] == ["apply", "--lineage", env["RENEWED_LINEAGE"], "--lock-timeout", "60"]
-    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("tlsarotate-hook[certbot]")]
-    assert len(lines) == 1, r.stderr
+    # success (done, waiting) writes nothing on stderr: certbot would log "Hook ran with error
+    # output" at WARNING; a failure shows the hook's line and tlsarotate's output there
+    shown, quiet = (r.stdout, r.stderr) if hook_rc == 0 else (r.stderr, r.stdout)
+    assert quiet == "", quiet
+    lines = [ln for ln in shown.splitlines() if ln.startswith("tlsarotate-hook[certbot]")]
+    assert len(lines) == 1, shown
     assert f"rc={rc} {word}" in lines[0]
     assert 'domains="mx.example.test mx2.example.test"' in lines[0]
-    assert "fake tlsarotate says hello" in r.stdout  # tlsarotate's own output passes through
+    # tlsarotate's own output (both of its streams) passes through, before the hook's line
+    assert "fake tlsarotate says hello" in shown and "fake tlsarotate notes on stderr" in shown
+    assert shown.index("fake tlsarotate notes") < shown.index("tlsarotate-hook[certbot]")
 
 
 def test_certbot_deploy_config_bin_lock_timeout_and_log(fake: Fake, tmp_path: Path) -> None:
@@ -137,9 +143,12 @@ def test_dehydrated_deploy_cert(fake: Fake, tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     (call,) = fake.calls()
     assert call["argv"] == ["apply", "--lineage", str(certdir), "--lock-timeout", "60"]
-    assert "domain=mx.example.test" in r.stderr and "rc=2 waiting" in r.stderr
+    assert r.stderr == ""
+    assert "domain=mx.example.test" in r.stdout and "rc=2 waiting" in r.stdout
     r = run("dehydrated-hook", fake.env(1), *args)
     assert r.returncode == 1
+    assert "rc=1 error" in r.stderr and "fake tlsarotate says hello" in r.stderr
+    assert r.stdout == ""
 
 
 @pytest.mark.parametrize(
@@ -187,7 +196,8 @@ def test_acmesh_with_directory_argument(fake: Fake, tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     (call,) = fake.calls()
     assert call["argv"] == ["apply", "--lineage", nxt, "--lock-timeout", "60"]
-    assert "tlsarotate-hook[acme.sh]" in r.stderr and "domain=mx.example.test" in r.stderr
+    assert r.stderr == ""
+    assert "tlsarotate-hook[acme.sh]" in r.stdout and "domain=mx.example.test" in r.stdout
 
 
 def test_acmesh_with_services(fake: Fake, tmp_path: Path) -> None:
@@ -198,7 +208,7 @@ def test_acmesh_with_services(fake: Fake, tmp_path: Path) -> None:
         ["apply", "--service", "mx", "--lock-timeout", "60"],
         ["apply", "--service", "smtp-submission", "--lock-timeout", "60"],
     ]
-    assert r.stderr.count("tlsarotate-hook[acme.sh]") == 2
+    assert r.stdout.count("tlsarotate-hook[acme.sh]") == 2 and r.stderr == ""
 
 
 def test_acmesh_without_selection_applies_all(fake: Fake, tmp_path: Path) -> None:
