@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
 
 from tests.support.fakes import FakeTlsarotate as Fake
 
@@ -301,3 +303,25 @@ def test_ci_examples_gate_the_deploy() -> None:
     assert any("check --next" in c and "--no-live" in c for c in gl["dane-gate"]["script"])
     assert gl["deploy-cert"]["needs"] == ["dane-gate"]
     assert gl["stages"].index("check") < gl["stages"].index("deploy")
+
+
+def _pip_installs(commands: list[str]) -> list[str]:
+    out = []
+    for c in commands:
+        words = shlex.split(c)
+        if words[:2] == ["pip", "install"]:
+            out += [w for w in words[2:] if not w.startswith("-")]
+    return out
+
+
+def test_ci_examples_install_from_the_repository_not_a_registry() -> None:
+    """tlsarotate is not on PyPI: a bare ``pip install tlsarotate`` would install nothing (or
+    somebody else's package). Each example installs a direct reference to a git repository."""
+    gh = yaml.safe_load((HOOKS / "ci" / "github-actions.yml").read_text())
+    gh_runs = [s["run"] for s in gh["jobs"]["dane-gate"]["steps"] if "run" in s]
+    gl = yaml.safe_load((HOOKS / "ci" / "gitlab-ci.yml").read_text())
+    for reqs in (_pip_installs(gh_runs), _pip_installs(gl["dane-gate"]["script"])):
+        assert reqs, "no pip install line"
+        for r in reqs:
+            req = Requirement(r)
+            assert req.name == "tlsarotate" and req.url and req.url.startswith("git+"), r
