@@ -77,6 +77,10 @@ def test_certbot_deploy_hook_on_issue_and_renewals(certbot: Certbot, tmp_path: P
     # renewals re-run the stored hook; --no-reuse-key makes a new key
     r = certbot.renew(reuse_key=False)
     assert "reported error" not in r.stderr
+    # a good renewal shows no warning: the hook wrote nothing on stderr (certbot would log
+    # "Hook 'deploy-hook' ran with error output" at WARNING)
+    assert "error output" not in r.stderr + r.stdout, r.stderr
+    assert "tlsarotate-hook[certbot]" in r.stdout + r.stderr  # its line was still shown
     second = _spki(lineage)
     assert second != first
     assert len(fake.calls()) == 2

@@ -6,14 +6,17 @@ provides; a fake ``tlsarotate`` records its argv/env and exits with a chosen cod
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
 
 from tests.support.fakes import FakeTlsarotate as Fake
 
@@ -65,11 +68,17 @@ def test_certbot_deploy_maps_exit_codes(
     assert r.returncode == hook_rc, r.stderr
     (call,) = fake.calls()
     assert call["argv"] == ["apply", "--lineage", env["RENEWED_LINEAGE"], "--lock-timeout", "60"]
-    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("tlsarotate-hook[certbot]")]
-    assert len(lines) == 1, r.stderr
+    # success (done, waiting) writes nothing on stderr: certbot would log "Hook ran with error
+    # output" at WARNING; a failure shows the hook's line and tlsarotate's output there
+    shown, quiet = (r.stdout, r.stderr) if hook_rc == 0 else (r.stderr, r.stdout)
+    assert quiet == "", quiet
+    lines = [ln for ln in shown.splitlines() if ln.startswith("tlsarotate-hook[certbot]")]
+    assert len(lines) == 1, shown
     assert f"rc={rc} {word}" in lines[0]
     assert 'domains="mx.example.test mx2.example.test"' in lines[0]
-    assert "fake tlsarotate says hello" in r.stdout  # tlsarotate's own output passes through
+    # tlsarotate's own output (both of its streams) passes through, before the hook's line
+    assert "fake tlsarotate says hello" in shown and "fake tlsarotate notes on stderr" in shown
+    assert shown.index("fake tlsarotate notes") < shown.index("tlsarotate-hook[certbot]")
 
 
 def test_certbot_deploy_config_bin_lock_timeout_and_log(fake: Fake, tmp_path: Path) -> None:
@@ -137,9 +146,12 @@ def test_dehydrated_deploy_cert(fake: Fake, tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     (call,) = fake.calls()
     assert call["argv"] == ["apply", "--lineage", str(certdir), "--lock-timeout", "60"]
-    assert "domain=mx.example.test" in r.stderr and "rc=2 waiting" in r.stderr
+    assert r.stderr == ""
+    assert "domain=mx.example.test" in r.stdout and "rc=2 waiting" in r.stdout
     r = run("dehydrated-hook", fake.env(1), *args)
     assert r.returncode == 1
+    assert "rc=1 error" in r.stderr and "fake tlsarotate says hello" in r.stderr
+    assert r.stdout == ""
 
 
 @pytest.mark.parametrize(
@@ -187,7 +199,8 @@ def test_acmesh_with_directory_argument(fake: Fake, tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     (call,) = fake.calls()
     assert call["argv"] == ["apply", "--lineage", nxt, "--lock-timeout", "60"]
-    assert "tlsarotate-hook[acme.sh]" in r.stderr and "domain=mx.example.test" in r.stderr
+    assert r.stderr == ""
+    assert "tlsarotate-hook[acme.sh]" in r.stdout and "domain=mx.example.test" in r.stdout
 
 
 def test_acmesh_with_services(fake: Fake, tmp_path: Path) -> None:
@@ -198,7 +211,7 @@ def test_acmesh_with_services(fake: Fake, tmp_path: Path) -> None:
         ["apply", "--service", "mx", "--lock-timeout", "60"],
         ["apply", "--service", "smtp-submission", "--lock-timeout", "60"],
     ]
-    assert r.stderr.count("tlsarotate-hook[acme.sh]") == 2
+    assert r.stdout.count("tlsarotate-hook[acme.sh]") == 2 and r.stderr == ""
 
 
 def test_acmesh_without_selection_applies_all(fake: Fake, tmp_path: Path) -> None:
@@ -229,34 +242,119 @@ def _ini(path: Path) -> dict[str, dict[str, str]]:
     return out
 
 
+def _units(tmp_path: Path) -> tuple[Path, Path]:
+    """The unit files as installed, with ExecStart= pointing at an executable that exists here."""
+    if shutil.which("systemd-analyze") is None:
+        pytest.fail("systemd-analyze not found (apt: systemd)")
+    out = []
+    for name in ("tlsarotate.service", "tlsarotate.timer"):
+        text = (HOOKS / name).read_text()
+        (tmp_path / name).write_text(text.replace("/usr/local/bin/tlsarotate", "/bin/true"))
+        out.append(tmp_path / name)
+    return out[0], out[1]
+
+
 def test_systemd_units() -> None:
     svc = _ini(HOOKS / "tlsarotate.service")["Service"]
     assert svc["Type"] == "oneshot"
     assert svc["SuccessExitStatus"].split() == ["2"]
     argv = svc["ExecStart"].split()
     assert argv[0].endswith("/tlsarotate") and "apply" in argv and "--wait" not in argv
-    timer = _ini(HOOKS / "tlsarotate.timer")
-    assert timer["Timer"]["OnUnitActiveSec"] == "5min"
-    assert timer["Install"]["WantedBy"] == "timers.target"
+    timer = _ini(HOOKS / "tlsarotate.timer")["Timer"]
+    # Persistent= does something only with OnCalendar= (a monotonic timer cannot be missed)
+    assert timer["Persistent"] == "true" and "OnCalendar" in timer
+    assert _ini(HOOKS / "tlsarotate.timer")["Install"]["WantedBy"] == "timers.target"
 
 
 def test_systemd_units_verify(tmp_path: Path) -> None:
-    if shutil.which("systemd-analyze") is None:
-        pytest.fail("systemd-analyze not found (apt: systemd)")
-    for name in ("tlsarotate.service", "tlsarotate.timer"):
-        text = (HOOKS / name).read_text()
-        (tmp_path / name).write_text(text.replace("/usr/local/bin/tlsarotate", "/bin/true"))
+    service, timer = _units(tmp_path)
     r = subprocess.run(
-        [
-            "systemd-analyze",
-            "verify",
-            str(tmp_path / "tlsarotate.service"),
-            str(tmp_path / "tlsarotate.timer"),
-        ],
+        ["systemd-analyze", "verify", str(service), str(timer)], capture_output=True, text=True
+    )
+    assert r.returncode == 0 and r.stderr.strip() == "", r.stderr
+
+
+def test_systemd_timer_fires_every_five_minutes() -> None:
+    spec = _ini(HOOKS / "tlsarotate.timer")["Timer"]["OnCalendar"]
+    r = subprocess.run(
+        ["systemd-analyze", "calendar", "--iterations=3", spec], capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stderr
+    times = re.findall(r"\d{4}-\d\d-\d\d (\d\d):(\d\d):(\d\d)", r.stdout)
+    assert len(times) == 3, r.stdout
+    minutes = [int(h) * 60 + int(m) for h, m, s in times]
+    assert all(s == "00" for _, _, s in times)
+    assert [(b - a) % 1440 for a, b in itertools.pairwise(minutes)] == [5, 5]
+
+
+MAX_EXPOSURE = 3.0  # systemd-analyze's scale: 0 best, 10 worst; below 4 reads "OK"
+
+
+def _exposure(unit: Path) -> tuple[float, str]:
+    r = subprocess.run(
+        ["systemd-analyze", "security", "--offline=yes", "--no-pager", str(unit)],
         capture_output=True,
         text=True,
     )
-    assert r.returncode == 0 and r.stderr.strip() == "", r.stderr
+    m = re.search(r"Overall exposure level for \S+: ([0-9.]+) (\w+)", r.stdout)
+    assert m, r.stdout + r.stderr
+    return float(m.group(1)), r.stdout
+
+
+def test_systemd_service_is_hardened(tmp_path: Path) -> None:
+    service, _ = _units(tmp_path)
+    score, report = _exposure(service)
+    assert score <= MAX_EXPOSURE, report
+    svc = _ini(service)["Service"]
+    assert svc["ProtectSystem"] == "strict" and svc["ProtectHome"] == "yes"
+    assert svc["UMask"] == "0077" and svc["NoNewPrivileges"] == "yes"
+    assert set(svc["RestrictAddressFamilies"].split()) == {"AF_UNIX", "AF_INET", "AF_INET6"}
+    caps = set(svc["CapabilityBoundingSet"].split())
+    # what a rollover needs as root, and nothing that would let it escape the sandbox
+    assert {"CAP_CHOWN", "CAP_FOWNER", "CAP_DAC_OVERRIDE", "CAP_KILL"} <= caps
+    assert not caps & {"CAP_SYS_ADMIN", "CAP_NET_RAW", "CAP_SYS_PTRACE", "CAP_SYS_MODULE"}
+    # the sandbox breaks nothing it is meant to keep: @system-service holds chown/fchown
+    # (zone files and deployed certificates keep their owner) and kill (reloads)
+    calls = _syscalls(svc["SystemCallFilter"])
+    assert {"fchown", "chown", "kill", "renameat2", "connect", "execve", "wait4"} <= calls
+    assert not calls & {"mount", "init_module", "ptrace", "reboot"}
+
+
+def _syscalls(group: str) -> set[str]:
+    """The system calls a ``@group`` allows, its nested groups expanded (systemd's own table)."""
+    r = subprocess.run(
+        ["systemd-analyze", "syscall-filter", "--no-pager"], capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stderr
+    groups: dict[str, list[str]] = {}
+    name = ""
+    for line in r.stdout.splitlines():
+        if line.startswith("@"):
+            name = line.split("#")[0].strip()
+            groups[name] = []
+        elif line.strip() and not line.strip().startswith("#") and name:
+            groups[name].append(line.strip())
+
+    def expand(g: str, seen: frozenset[str] = frozenset()) -> set[str]:
+        out: set[str] = set()
+        for m in groups[g]:
+            out |= expand(m, seen | {g}) if m.startswith("@") and m not in seen else {m}
+        return out
+
+    return expand(group)
+
+
+def test_the_hardening_is_what_lowers_the_score(tmp_path: Path) -> None:
+    """The same service without its sandbox lines scores as UNSAFE: the test above measures
+    the hardening, not a lenient scale."""
+    service, _ = _units(tmp_path)
+    keep = ("Type=", "ExecStart=", "SuccessExitStatus=", "Environment=", "User=", "[")
+    bare = tmp_path / "bare.service"
+    bare.write_text(
+        "\n".join(ln for ln in service.read_text().splitlines() if ln.startswith(keep)) + "\n"
+    )
+    score, report = _exposure(bare)
+    assert score > 9.0, report
 
 
 def _cron_command() -> str:
@@ -291,3 +389,25 @@ def test_ci_examples_gate_the_deploy() -> None:
     assert any("check --next" in c and "--no-live" in c for c in gl["dane-gate"]["script"])
     assert gl["deploy-cert"]["needs"] == ["dane-gate"]
     assert gl["stages"].index("check") < gl["stages"].index("deploy")
+
+
+def _pip_installs(commands: list[str]) -> list[str]:
+    out = []
+    for c in commands:
+        words = shlex.split(c)
+        if words[:2] == ["pip", "install"]:
+            out += [w for w in words[2:] if not w.startswith("-")]
+    return out
+
+
+def test_ci_examples_install_from_the_repository_not_a_registry() -> None:
+    """tlsarotate is not on PyPI: a bare ``pip install tlsarotate`` would install nothing (or
+    somebody else's package). Each example installs a direct reference to a git repository."""
+    gh = yaml.safe_load((HOOKS / "ci" / "github-actions.yml").read_text())
+    gh_runs = [s["run"] for s in gh["jobs"]["dane-gate"]["steps"] if "run" in s]
+    gl = yaml.safe_load((HOOKS / "ci" / "gitlab-ci.yml").read_text())
+    for reqs in (_pip_installs(gh_runs), _pip_installs(gl["dane-gate"]["script"])):
+        assert reqs, "no pip install line"
+        for r in reqs:
+            req = Requirement(r)
+            assert req.name == "tlsarotate" and req.url and req.url.startswith("git+"), r

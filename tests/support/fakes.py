@@ -1,8 +1,8 @@
 """A fake ``tlsarotate`` executable for the hook tests (tests/integration/test_hooks.py, and
 certbot's real
 deploy hook in tests/integration/test_acme_servers.py): it records each call -- its argv and the
-``TLSAROTATE*`` / ``RENEWED_*`` environment -- as one JSON line, prints a line of its own and
-exits with ``$FAKE_RC``."""
+``TLSAROTATE*`` / ``RENEWED_*`` environment -- as one JSON line, prints a line of its own on
+stdout and one on stderr (as tlsarotate logs to stderr) and exits with ``$FAKE_RC``."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ print(json.dumps({"argv": sys.argv[1:],
                   "env": {k: v for k, v in os.environ.items() if k.startswith(keep)}}))
 PY
 echo "fake tlsarotate says hello"
+echo "fake tlsarotate notes on stderr" >&2
 exit "${FAKE_RC:-0}"
 """
 
