@@ -17,7 +17,7 @@ from tests.tls_servers import Chain, ScriptedServer, SmtpdServer
 from tests.world import World
 from tlsarotate import config, planner
 from tlsarotate.errors import SwapError
-from tlsarotate.verify import verify_live
+from tlsarotate.postswap import verify_live
 
 
 class LiveWorld:
