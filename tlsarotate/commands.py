@@ -132,7 +132,7 @@ def _setup(args: argparse.Namespace, persist: bool = True) -> tuple[config.Confi
     providers = make_providers(cfg, ProviderContext(base_dir=cfg.path.parent))
     if not persist:
         store = _ReadOnlyStore(store)
-    from tlsarotate.verify import verify_live
+    from tlsarotate.postswap import verify_live
 
     engine = Engine(
         cfg,

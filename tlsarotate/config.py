@@ -850,10 +850,10 @@ def deployed_link_check(paths: CertPaths) -> None:
     ``mx.pem -> mx-2026.pem``): a swap replaces what the config names, and a link into another
     place (certbot's ``live/``, another service's files) would be followed there by every read
     and would make the server follow the ACME client. :class:`ConfigError` in one line."""
-    from tlsarotate.swap import STORE
+    from tlsarotate.certstore import STORE
 
     # a cert + key pair is switched through tlsarotate's versioned store beside the key
-    # (swap.py): links into it are the layout tlsarotate itself makes
+    # (certstore.py): links into it are the layout tlsarotate itself makes
     store = (
         Path(os.path.realpath(paths.key.parent / STORE / paths.key.name))
         if paths.cert is not None and paths.key is not None

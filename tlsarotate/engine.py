@@ -39,6 +39,7 @@ from tlsarotate.observation import Observation, Observer, ProviderObserver
 from tlsarotate.observer import DnsObserver
 from tlsarotate.planner import Plan
 from tlsarotate.providers.base import Provider, ProviderContext, Runner
+from tlsarotate.reload import run_reload
 from tlsarotate.state import State, SwapJournal
 
 log = logging.getLogger("tlsarotate.engine")
@@ -157,7 +158,7 @@ class Engine:
     providers: Mapping[str, Provider]
     clock: Clock = field(default_factory=SystemClock)
     observer_for: ObserverFactory = default_observer
-    runner: Runner | None = None  # the reload command's runner; None: swap.run_bounded
+    runner: Runner | None = None  # the reload command's runner; None: reload.run_bounded
     # after each swap: (service, slot, installed) -> None if the live service serves it, else why
     verify: Callable[[Service, CertSlot, Material], str | None] | None = None
     on_plan: Callable[[Plan], None] | None = None  # called with every plan made (for output)
@@ -401,7 +402,7 @@ class Engine:
             self._event(
                 f"{svc.name}: the swap of {j.slot!r} did not happen; keeping the deployed pair"
             )
-            problem = swap.reload(cfg_slot, self.runner)
+            problem = run_reload(cfg_slot, self.runner)
             clear()
             if problem is not None:
                 raise SwapError(
@@ -411,7 +412,7 @@ class Engine:
         if backup_ok:
             self._event(f"{svc.name}: restoring the pair the swap of {j.slot!r} backed up")
             swap.put_back(cfg_slot, j.backup, previous)
-            problem = swap.reload(cfg_slot, self.runner)
+            problem = run_reload(cfg_slot, self.runner)
             clear()
             if problem is not None:
                 raise SwapError(

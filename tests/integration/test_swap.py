@@ -22,8 +22,10 @@ from cryptography.hazmat.primitives import serialization
 
 from tests.support.helpers import assert_one_line, assert_one_line_error, run_cli
 from tests.support.world import Crash, SimWorld
-from tlsarotate import config, demo, material, pki, records, swap
+from tlsarotate import certstore, config, demo, material, pki, records, swap
 from tlsarotate.errors import ConfigError, SwapError
+from tlsarotate.pair import read_pair
+from tlsarotate.reload import run_reload
 from tlsarotate.state import SwapJournal
 
 
@@ -155,16 +157,16 @@ def test_journal_names_both_pairs_before_anything_moves(
     ready_to_swap(w)
     new = w.next()
     seen: list[dict[str, Any] | None] = []
-    real = swap.atomic_write
+    real = certstore.atomic_write
 
     def first_write(*a: Any, **kw: Any) -> None:
         seen.append(journal(w))
         raise Crash("killed at the first file the swap writes")
 
-    monkeypatch.setattr(swap, "atomic_write", first_write)
+    monkeypatch.setattr(certstore, "atomic_write", first_write)
     with pytest.raises(Crash):
         w.apply()
-    monkeypatch.setattr(swap, "atomic_write", real)
+    monkeypatch.setattr(certstore, "atomic_write", real)
     j = seen[0]
     assert j is not None
     store = tmp_path / "deployed/.tlsarotate/privkey.pem"
@@ -185,18 +187,18 @@ def test_a_crash_before_the_backup_never_restores_a_retired_certificate(
     second = w.deployed()
     assert not second.same_as(first) and not accepted_by_published(w, first)
     ready_to_swap(w)
-    real = swap.atomic_write
+    real = certstore.atomic_write
     calls = {"n": 0}
 
     def crash_first(*a: Any, **kw: Any) -> None:
         calls["n"] += 1
         raise Crash("before the backup")
 
-    monkeypatch.setattr(swap, "atomic_write", crash_first)
+    monkeypatch.setattr(certstore, "atomic_write", crash_first)
     with contextlib.suppress(Crash):
         w.apply()
     assert calls["n"] == 1
-    monkeypatch.setattr(swap, "atomic_write", real)
+    monkeypatch.setattr(certstore, "atomic_write", real)
     w.new_next()  # another renewal before the rerun
     w.apply()
     assert w.deployed().same_as(second) and w.served.same_as(second)
@@ -283,7 +285,7 @@ def test_a_torn_pair_with_the_new_pair_written_is_finished_from_its_version(
     prepared = swap.prepare(w.service.certificates[0], new.fingerprint)
     store = tmp_path / "deployed/.tlsarotate/privkey.pem"
     assert prepared.installed == store / "2"
-    swap._Store(
+    certstore.CertStore(
         tmp_path / "deployed/fullchain.pem", tmp_path / "deployed/privkey.pem"
     ).write_version(prepared.installed, prepared.pair.chain_pem, prepared.pair.key_pem)
     d = tmp_path / "deployed"
@@ -310,14 +312,14 @@ def test_a_write_failure_leaves_the_deployed_pair_and_says_so(
     w = SimWorld(tmp_path)
     old = w.deployed()
     ready_to_swap(w)
-    real = swap.atomic_write
+    real = certstore.atomic_write
 
     def full(path: Any, *a: Any, **kw: Any) -> None:
         if "/2/" in str(path):  # the new version's files
             raise OSError(28, "No space left on device", str(path))
         real(path, *a, **kw)
 
-    monkeypatch.setattr(swap, "atomic_write", full)
+    monkeypatch.setattr(certstore, "atomic_write", full)
     with pytest.raises(SwapError) as e:
         w.apply()
     assert_one_line(e.value, "No space left on device", "the deployed pair is unchanged")
@@ -335,7 +337,7 @@ def test_a_failure_right_after_the_switch_switches_back(
     w.apply(wait=True)  # converted; the second rollover switches versions
     second = w.deployed()
     ready_to_swap(w)
-    real = swap.replace_with_symlink
+    real = certstore.replace_with_symlink
     calls = {"n": 0}
 
     def eio_after(path: Path, target: str) -> None:
@@ -345,7 +347,7 @@ def test_a_failure_right_after_the_switch_switches_back(
             if calls["n"] == 1:
                 raise OSError(5, "Input/output error", str(path.parent))
 
-    monkeypatch.setattr(swap, "replace_with_symlink", eio_after)
+    monkeypatch.setattr(certstore, "replace_with_symlink", eio_after)
     with pytest.raises(SwapError) as e:
         w.apply()
     assert_one_line(e.value, "Input/output error", "previous certificate was restored")
@@ -393,7 +395,7 @@ def test_owner_group_and_mode_are_kept(tmp_path: Path, layout: str) -> None:
 
 
 def _swap_pair(slot: config.CertSlot) -> swap.Prepared:
-    nxt = swap.read_pair(slot.next).material  # type: ignore[arg-type]
+    nxt = read_pair(slot.next).material  # type: ignore[arg-type]
     prepared = swap.prepare(slot, nxt.fingerprint)
     swap.commit(prepared, None)
     return prepared
@@ -544,7 +546,7 @@ def test_a_reload_that_starts_a_daemon_succeeds_and_the_daemon_lives(
     slot, _, _ = pair_files
     script = f"sleep 1000 & echo $! > {tmp_path}/daemon; exit 0"
     slot = dataclasses.replace(slot, reload=("sh", "-c", script), reload_timeout=3)
-    nxt = swap.read_pair(slot.next).material  # type: ignore[arg-type]
+    nxt = read_pair(slot.next).material  # type: ignore[arg-type]
     prepared = swap.prepare(slot, nxt.fingerprint)
     try:
         swap.commit(prepared, None)
@@ -560,9 +562,9 @@ def test_a_reload_s_output_is_kept_for_the_error_line(
 ) -> None:
     slot, _, _ = pair_files
     slot = dataclasses.replace(slot, reload=("sh", "-c", "echo 'bad config' >&2; exit 3"))
-    assert (swap.reload(slot, None) or "").endswith(" exited 3: bad config")
+    assert (run_reload(slot, None) or "").endswith(" exited 3: bad config")
     slot = dataclasses.replace(slot, reload=("sh", "-c", r"printf 'caf\351\n'; exit 1"))
-    assert (swap.reload(slot, None) or "").endswith(" exited 1: caf\ufffd")
+    assert (run_reload(slot, None) or "").endswith(" exited 1: caf\ufffd")
 
 
 def test_both_reloads_hanging_say_so_in_one_line(
@@ -570,7 +572,7 @@ def test_both_reloads_hanging_say_so_in_one_line(
 ) -> None:
     slot, _, _ = pair_files
     slot = dataclasses.replace(slot, reload=("sleep", "1000"), reload_timeout=1)
-    nxt = swap.read_pair(slot.next).material  # type: ignore[arg-type]
+    nxt = read_pair(slot.next).material  # type: ignore[arg-type]
     prepared = swap.prepare(slot, nxt.fingerprint)
     with pytest.raises(SwapError) as e:
         swap.commit(prepared, None)
@@ -593,7 +595,7 @@ def test_a_runner_timing_out_is_one_line_not_the_exception_name(
             raise subprocess.TimeoutExpired(list(argv), 7)
         return subprocess.CompletedProcess(list(argv), 0, "", "")
 
-    prepared = swap.prepare(slot, swap.read_pair(slot.next).material.fingerprint)  # type: ignore[arg-type]
+    prepared = swap.prepare(slot, read_pair(slot.next).material.fingerprint)  # type: ignore[arg-type]
     with pytest.raises(SwapError) as e:
         swap.commit(prepared, runner)
     assert_one_line(

@@ -18,7 +18,7 @@ from tests.support.tls_servers import Chain, ScriptedServer, SmtpdServer
 from tests.support.world import SimWorld
 from tlsarotate import config, planner
 from tlsarotate.errors import SwapError
-from tlsarotate.verify import verify_live
+from tlsarotate.postswap import verify_live
 
 
 class LiveWorld:

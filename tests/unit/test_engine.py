@@ -671,14 +671,14 @@ def test_crashed_swap_whose_next_changed_restores_and_reloads(
     files into the versioned store, between the new key and the new certificate); before the
     rerun the ACME client renewed again. The rerun keeps the deployed pair (nothing was
     switched) AND reloads, then rolls to the newest certificate safely."""
-    from tlsarotate import swap
+    from tlsarotate import certstore
 
     w = SimWorld(tmp_path)
     old = w.deployed()
     w.new_next()
     w.apply()
     w.clock.advance(300)
-    real = swap.atomic_write
+    real = certstore.atomic_write
     calls = {"n": 0}
 
     def crash_on_fourth(*a, **kw):  # type: ignore[no-untyped-def]
@@ -687,11 +687,11 @@ def test_crashed_swap_whose_next_changed_restores_and_reloads(
             raise Crash("between the key and the certificate")
         return real(*a, **kw)
 
-    monkeypatch.setattr(swap, "atomic_write", crash_on_fourth)
+    monkeypatch.setattr(certstore, "atomic_write", crash_on_fourth)
     with contextlib.suppress(Crash):
         w.apply()
     assert calls["n"] == 4  # the crash really came between the key and the certificate
-    monkeypatch.setattr(swap, "atomic_write", real)
+    monkeypatch.setattr(certstore, "atomic_write", real)
     w.new_next()  # another renewal before the rerun
     reloads = w.reloads
     w.apply()

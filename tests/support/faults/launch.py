@@ -7,8 +7,8 @@ product code changes), the few functions that mark the places a kill is most dan
 
 - ``swap.commit`` / ``swap.finish`` / ``swap.put_back`` (the swap and its recovery):
   ``swap-begin`` ... ``swap-end``;
-- ``swap.atomic_write`` and ``swap.replace_with_symlink`` (each file and link the swap writes,
-  ``current`` among them): ``swap-write <file>`` after each rename;
+- ``certstore.atomic_write`` and ``certstore.replace_with_symlink`` (each file and link the
+  swap writes, ``current`` among them): ``swap-write <file>`` after each rename;
 - every provider's ``apply`` (a DNS write): ``provider-begin`` ... ``provider-end``, and its
   ``read``: ``provider-read-begin`` ... ``provider-read-end``;
 - the zone-file backend's rename of the zone file: ``zonefile-written``;
@@ -51,7 +51,7 @@ def install_hooks() -> None:
     mark = _marker()
     pause = float(os.environ.get("TLSAROTATE_FAULT_PAUSE", "0") or 0)
 
-    from tlsarotate import swap
+    from tlsarotate import certstore, swap
     from tlsarotate.providers import rfc2136, zonefile
 
     def around(name: str, fn: F) -> F:
@@ -80,10 +80,10 @@ def install_hooks() -> None:
 
         return wrapped  # type: ignore[return-value]
 
-    swap.atomic_write = writer("swap-write", swap.atomic_write)  # type: ignore[attr-defined]
-    swap.replace_with_symlink = writer(  # type: ignore[attr-defined]
+    certstore.atomic_write = writer("swap-write", certstore.atomic_write)  # type: ignore[attr-defined]
+    certstore.replace_with_symlink = writer(  # type: ignore[attr-defined]
         "swap-write",
-        swap.replace_with_symlink,  # type: ignore[attr-defined]
+        certstore.replace_with_symlink,  # type: ignore[attr-defined]
     )
     zonefile.atomic_write = writer(  # type: ignore[attr-defined]
         "zonefile-written",
