@@ -29,7 +29,7 @@ from tests.servers import BindServers, bind, bind_servers  # noqa: F401
 from tlsarotate import config, material, pki, planner, records
 from tlsarotate.engine import Engine, make_providers
 from tlsarotate.providers.base import ProviderContext
-from tlsarotate.state import StateStore
+from tlsarotate.stores.file import FileStateStore
 
 TTL = 2
 HOSTS = ("mx1.example.test", "mx2.example.test")
@@ -120,7 +120,7 @@ class Rig:
 
     def engine(self) -> Engine:
         providers = make_providers(self.cfg, ProviderContext(base_dir=self.tmp))
-        return Engine(self.cfg, StateStore(self.cfg.state_dir), providers, runner=self.runner)
+        return Engine(self.cfg, FileStateStore(self.cfg.state_dir), providers, runner=self.runner)
 
     def new_next(self) -> material.Material:
         write_pair(self.tmp / "next", pki.make_leaf(self.ca, [HOSTS[0]]), self.ca)

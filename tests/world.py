@@ -22,7 +22,7 @@ from tlsarotate.engine import Engine
 from tlsarotate.observation import Observation, ServerAnswer
 from tlsarotate.providers.base import Provider, WriteResult
 from tlsarotate.providers.memory import MemoryProvider
-from tlsarotate.state import StateStore
+from tlsarotate.stores.file import FileStateStore
 
 ZONE = dns.name.from_text("example.test.")
 
@@ -119,7 +119,7 @@ class RecordingProvider(Provider):
         return self.inner.is_live(zone, result)
 
 
-class WorldStore(StateStore):
+class WorldStore(FileStateStore):
     def save(self, st):  # type: ignore[no-untyped-def]
         self.world.maybe_crash("save")  # type: ignore[attr-defined]
         super().save(st)

@@ -100,7 +100,8 @@ from tlsarotate.fsutil import atomic_write
 from tlsarotate.observation import Observation, Observer, ProviderObserver
 from tlsarotate.probe import default_observer, resolve_addresses
 from tlsarotate.providers.base import ProviderContext
-from tlsarotate.state import State, make_store
+from tlsarotate.state import State
+from tlsarotate.stores import make_store
 from tlsarotate.tlsprobe import ServedChain, fetch_chain, format_endpoint, speaks_smtp
 
 log = logging.getLogger(__name__)

@@ -765,7 +765,7 @@ def check_files(cfg: Config, now: float | None = None) -> list[str]:
     lines: list[str] = []
     _check_state_dir(cfg)  # a directory that exists or can be created
     if cfg.state.backend == "file":
-        from tlsarotate.state import dir_problem
+        from tlsarotate.stores.file import dir_problem
 
         problem = dir_problem(cfg.state_dir)  # a link, not ours, writable by others
         if problem:
