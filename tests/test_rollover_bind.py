@@ -26,7 +26,7 @@ import pytest
 
 from tests.conftest import run_cli
 from tests.servers import BindServers, bind, bind_servers  # noqa: F401
-from tlsarotate import config, material, pki, planner, records
+from tlsarotate import certfiles, config, material, pki, planner, records
 from tlsarotate.engine import Engine, make_providers
 from tlsarotate.providers.base import ProviderContext
 from tlsarotate.stores.file import FileStateStore
@@ -110,7 +110,7 @@ class Rig:
     reloads: list[tuple[float, material.Material]]
 
     def deployed(self) -> material.Material:
-        return material.load_pair(
+        return certfiles.load_pair(
             self.tmp / "deployed/fullchain.pem", self.tmp / "deployed/privkey.pem"
         )
 
@@ -124,7 +124,7 @@ class Rig:
 
     def new_next(self) -> material.Material:
         write_pair(self.tmp / "next", pki.make_leaf(self.ca, [HOSTS[0]]), self.ca)
-        return material.load_pair(self.tmp / "next/fullchain.pem", self.tmp / "next/privkey.pem")
+        return certfiles.load_pair(self.tmp / "next/fullchain.pem", self.tmp / "next/privkey.pem")
 
     @property
     def service(self) -> config.Service:

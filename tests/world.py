@@ -15,7 +15,7 @@ from pathlib import Path
 
 import dns.name
 
-from tlsarotate import config, material, pki, records
+from tlsarotate import certfiles, config, material, pki, records
 from tlsarotate.change import TlsaRRset, ZoneChange
 from tlsarotate.clock import FakeClock
 from tlsarotate.engine import Engine
@@ -216,12 +216,12 @@ class World:
         (d / "privkey.pem").write_bytes(leaf.key_pem)
 
     def deployed(self) -> material.Material:
-        return material.load_pair(
+        return certfiles.load_pair(
             self.tmp / "deployed/fullchain.pem", self.tmp / "deployed/privkey.pem"
         )
 
     def next(self) -> material.Material:
-        return material.load_pair(self.tmp / "next/fullchain.pem", self.tmp / "next/privkey.pem")
+        return certfiles.load_pair(self.tmp / "next/fullchain.pem", self.tmp / "next/privkey.pem")
 
     def new_next(self, key_index: int | None = None, reuse: bool = False) -> None:
         """A renewal: a new next certificate (the deployed key when ``reuse``, a key of the

@@ -90,7 +90,7 @@ from pathlib import Path
 import dns.name
 from dns.rdtypes.ANY.TLSA import TLSA
 
-from tlsarotate import __version__, config, material, planner, records, timefmt
+from tlsarotate import __version__, certfiles, config, material, planner, records, timefmt
 from tlsarotate.clock import Clock, SystemClock
 from tlsarotate.config import Config, Service
 from tlsarotate.dane import diagnose, not_after, short, short_record
@@ -365,7 +365,7 @@ def run_check(
     services = cfg.select(service_name)
     findings: list[Finding] = []
     reports = [ServiceReport(s) for s in services]
-    gate_cert = material.load(next_cert) if next_cert else None
+    gate_cert = certfiles.load(next_cert) if next_cert else None
     store = make_store(cfg)
 
     def observe(rep: ServiceReport) -> None:

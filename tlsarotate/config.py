@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import dns.name
 import yaml
 
-from tlsarotate import material, nextkey, records
+from tlsarotate import certfiles, material, nextkey, records
 from tlsarotate.errors import ConfigError, RecordError, TlsarotateError
 from tlsarotate.fsutil import MAX_CONFIG, read_text
 
@@ -876,8 +876,8 @@ def deployed_link_check(paths: CertPaths) -> None:
 def load_cert(paths: CertPaths) -> material.Material:
     """Load the Material behind CertPaths, checking that key and certificate belong together."""
     if paths.lineage:
-        return material.load_lineage(paths.lineage)
+        return certfiles.load_lineage(paths.lineage)
     if paths.combined:
-        return material.load_combined(paths.combined)
+        return certfiles.load_combined(paths.combined)
     assert paths.cert is not None and paths.key is not None
-    return material.load_pair(paths.cert, paths.key)
+    return certfiles.load_pair(paths.cert, paths.key)
