@@ -229,11 +229,11 @@ def corrupt(service: str, where: str, why: object) -> State:
     return State(service, rebuilt=f"{where} was corrupt ({why}); rebuilt from DNS")
 
 
-_SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_SERVICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 def check_service_name(service: str, what: str) -> None:
     """:class:`StateError` unless ``service`` is safe as the name of a stored ``what`` (a file,
     an object key): no path separator, no leading dot."""
-    if not _SERVICE_NAME.match(service):
+    if not _SERVICE_NAME.fullmatch(service):
         raise StateError(f"invalid service name for a {what}: {service!r}")
