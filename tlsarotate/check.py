@@ -90,7 +90,7 @@ from pathlib import Path
 import dns.name
 from dns.rdtypes.ANY.TLSA import TLSA
 
-from tlsarotate import __version__, config, material, planner, records, timefmt
+from tlsarotate import __version__, certfiles, config, material, planner, records, timefmt
 from tlsarotate.clock import Clock, SystemClock
 from tlsarotate.config import Config, Service
 from tlsarotate.dane import diagnose, not_after, short, short_record
@@ -100,7 +100,8 @@ from tlsarotate.fsutil import atomic_write
 from tlsarotate.observation import Observation, Observer, ProviderObserver
 from tlsarotate.probe import default_observer, resolve_addresses
 from tlsarotate.providers.base import ProviderContext
-from tlsarotate.state import State, make_store
+from tlsarotate.state import State
+from tlsarotate.stores import make_store
 from tlsarotate.tlsprobe import ServedChain, fetch_chain, format_endpoint, speaks_smtp
 
 log = logging.getLogger(__name__)
@@ -364,7 +365,7 @@ def run_check(
     services = cfg.select(service_name)
     findings: list[Finding] = []
     reports = [ServiceReport(s) for s in services]
-    gate_cert = material.load(next_cert) if next_cert else None
+    gate_cert = certfiles.load(next_cert) if next_cert else None
     store = make_store(cfg)
 
     def observe(rep: ServiceReport) -> None:

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from tlsarotate import __version__, material, records
+from tlsarotate import __version__, certfiles, records
 from tlsarotate.errors import NotImplementedYet, RecordError, TlsarotateError
 
 EXIT_CODES = """exit codes:
@@ -245,7 +245,7 @@ def cmd_records(args: argparse.Namespace) -> int:
     js: list[dict[str, object]] = []
     many = len(args.files) > 1
     for f in args.files:
-        m = material.load(f)
+        m = certfiles.load(f)
         rds = []
         for prm in params:
             try:

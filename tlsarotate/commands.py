@@ -35,7 +35,7 @@ from tlsarotate.errors import TlsarotateError
 from tlsarotate.material import Material
 from tlsarotate.planner import Plan
 from tlsarotate.providers.base import ProviderContext
-from tlsarotate.state import make_store
+from tlsarotate.stores import make_store
 
 
 def change_rows(p: Plan) -> list[dict[str, Any]]:

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import dns.name
 import yaml
 
-from tlsarotate import material, nextkey, records
+from tlsarotate import certfiles, material, nextkey, records
 from tlsarotate.errors import ConfigError, RecordError, TlsarotateError
 from tlsarotate.fsutil import MAX_CONFIG, read_text
 
@@ -765,7 +765,7 @@ def check_files(cfg: Config, now: float | None = None) -> list[str]:
     lines: list[str] = []
     _check_state_dir(cfg)  # a directory that exists or can be created
     if cfg.state.backend == "file":
-        from tlsarotate.state import dir_problem
+        from tlsarotate.stores.file import dir_problem
 
         problem = dir_problem(cfg.state_dir)  # a link, not ours, writable by others
         if problem:
@@ -876,8 +876,8 @@ def deployed_link_check(paths: CertPaths) -> None:
 def load_cert(paths: CertPaths) -> material.Material:
     """Load the Material behind CertPaths, checking that key and certificate belong together."""
     if paths.lineage:
-        return material.load_lineage(paths.lineage)
+        return certfiles.load_lineage(paths.lineage)
     if paths.combined:
-        return material.load_combined(paths.combined)
+        return certfiles.load_combined(paths.combined)
     assert paths.cert is not None and paths.key is not None
-    return material.load_pair(paths.cert, paths.key)
+    return certfiles.load_pair(paths.cert, paths.key)

@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tlsarotate import material, pki, records
+from tlsarotate import certfiles, pki, records
 
 ZONE = "example.test."
 HOST = "mx.example.test."
@@ -70,7 +70,7 @@ def setup(d: Path, ttl: int) -> Path:
     _write(d / "live/mx.example.test/fullchain.pem", pki.fullchain_pem(new, ca))
     _write(d / "live/mx.example.test/privkey.pem", new.key_pem, 0o600)
     owner = records.owner_name(HOST, 25)
-    deployed = material.load_pair(d / "deployed/fullchain.pem", d / "deployed/privkey.pem")
+    deployed = certfiles.load_pair(d / "deployed/fullchain.pem", d / "deployed/privkey.pem")
     lines = [
         records.zone_line(owner, ttl, records.build(deployed, records.parse_params(p)))
         for p in ("3 1 1", "3 0 1")
@@ -119,8 +119,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print("\n$ tlsarotate -c config.yaml status")
         main(["-c", str(cfg), "status"])
         # the end result, checked independently of the engine
-        nxt = material.load_lineage(d / "live/mx.example.test")
-        now = material.load_pair(d / "deployed/fullchain.pem", d / "deployed/privkey.pem")
+        nxt = certfiles.load_lineage(d / "live/mx.example.test")
+        now = certfiles.load_pair(d / "deployed/fullchain.pem", d / "deployed/privkey.pem")
         owner = records.owner_name(HOST, 25)
         want = sorted(
             records.zone_line(owner, args.ttl, records.build(nxt, records.parse_params(p)))

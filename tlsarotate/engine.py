@@ -19,7 +19,6 @@ import os
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import dns.name
 
@@ -41,18 +40,13 @@ from tlsarotate.planner import Plan
 from tlsarotate.providers.base import Provider, ProviderContext, Runner
 from tlsarotate.reload import run_reload
 from tlsarotate.state import State, SwapJournal
+from tlsarotate.stores import StateStore
 
 log = logging.getLogger("tlsarotate.engine")
 
 MAX_POLL = 30.0  # seconds between observations while waiting for propagation
 MAX_REPLANS = 3  # concurrent changes tolerated in a row before giving up
 MAX_STEPS = 50  # actions in a row without any wait: something is not taking effect
-
-
-class Store(Protocol):
-    def load(self, service: str) -> State: ...
-    def save(self, st: State) -> None: ...
-    def lock(self, service: str, timeout: float) -> contextlib.AbstractContextManager[None]: ...
 
 
 ObserverFactory = Callable[[Service, Provider], Observer]
@@ -154,7 +148,7 @@ def _record_texts(m: Material, svc: Service) -> list[str]:
 @dataclass
 class Engine:
     cfg: Config
-    store: Store
+    store: StateStore
     providers: Mapping[str, Provider]
     clock: Clock = field(default_factory=SystemClock)
     observer_for: ObserverFactory = default_observer

@@ -1,4 +1,6 @@
-"""Reading key material: certificates, chains, public and private keys, CSRs, certbot lineages.
+"""Key material and its parsing from bytes: certificates, chains, public and private keys,
+CSRs, a certificate with its key, a combined key+chain. No I/O: :mod:`tlsarotate.certfiles`
+reads the files (and certbot lineages) and hands their bytes here.
 
 Everything is reduced to a :class:`Material`: the chain as served (leaf first) and the leaf's
 SubjectPublicKeyInfo. Private keys are parsed only to derive their public half; the private
@@ -23,10 +25,20 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 
 from tlsarotate import timefmt
 from tlsarotate.errors import MaterialError
-from tlsarotate.fsutil import read_file
 
 _PEM_RE = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", re.DOTALL)
 _SPKI_DER = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+class EncryptedKeyError(MaterialError):
+    """The private key is encrypted: tlsarotate needs it unencrypted (only its public half is
+    used)."""
+
+    def __init__(self, source: str | os.PathLike[str]) -> None:
+        super().__init__(
+            f"{source}: the private key is encrypted; tlsarotate needs an unencrypted key "
+            "(only its public half is used)"
+        )
 
 
 @dataclass(frozen=True)
@@ -77,13 +89,6 @@ def _spki_of_public(key: object) -> bytes:
     return key.public_bytes(*_SPKI_DER)
 
 
-def _read_bytes(path: Path, what: str) -> bytes:
-    data = read_file(path, what, error=MaterialError)
-    if not data.strip():
-        raise MaterialError(f"{path}: empty file, expected a {what}")
-    return data
-
-
 def _private_spki(data: bytes, path: Path, pem: bool) -> bytes:
     try:
         if pem:
@@ -91,10 +96,7 @@ def _private_spki(data: bytes, path: Path, pem: bool) -> bytes:
         else:
             key = serialization.load_der_private_key(data, password=None)
     except TypeError:
-        raise MaterialError(
-            f"{path}: the private key is encrypted; tlsarotate needs an unencrypted key "
-            "(only its public half is used)"
-        ) from None
+        raise EncryptedKeyError(path) from None
     except (ValueError, UnsupportedAlgorithm):
         raise MaterialError(f"{path}: unreadable private key") from None
     try:
@@ -166,10 +168,7 @@ def _parse_pem(data: bytes, path: Path) -> Material:
     for label_b, body in blocks:
         label = label_b.decode("ascii")
         if b"Proc-Type: 4,ENCRYPTED" in body or label == "ENCRYPTED PRIVATE KEY":
-            raise MaterialError(
-                f"{path}: the private key is encrypted; tlsarotate needs an unencrypted key "
-                "(only its public half is used)"
-            )
+            raise EncryptedKeyError(path)
         try:
             der = base64.b64decode(b"".join(body.split()), validate=True)
         except (binascii.Error, ValueError):
@@ -246,9 +245,10 @@ def _parse_der(data: bytes, path: Path) -> Material:
         pass
     try:
         return Material(str(path), "private key", _private_spki(data, path, pem=False))
-    except MaterialError as e:
-        if "encrypted" in str(e):
-            raise
+    except EncryptedKeyError:
+        raise
+    except MaterialError:
+        pass
     raise MaterialError(f"{path}: not a PEM or DER certificate, key or CSR")
 
 
@@ -260,33 +260,10 @@ def parse(data: bytes, source: str | os.PathLike[str]) -> Material:
     return _parse_der(data, path)
 
 
-def load(path: str | os.PathLike[str]) -> Material:
-    """Load any supported file, or a certbot lineage directory (``live/NAME``)."""
-    p = Path(path)
-    if p.is_dir():
-        return load_lineage(p, require_key=False)
-    return parse(_read_bytes(p, "certificate or key"), p)
-
-
-def load_pair(cert_path: str | os.PathLike[str], key_path: str | os.PathLike[str]) -> Material:
-    """Load a certificate chain and check that the private key belongs to its leaf."""
-    cert = parse(_read_bytes(Path(cert_path), "certificate"), cert_path)
-    if not cert.chain:
-        raise MaterialError(f"{cert_path}: expected a certificate, found a {cert.kind}")
-    key = parse(_read_bytes(Path(key_path), "private key"), key_path)
-    if key.kind != "private key":
-        raise MaterialError(f"{key_path}: expected a private key, found a {key.kind}")
-    if key.spki != cert.spki:
-        raise MaterialError(
-            f"{key_path}: the private key does not belong to the certificate {cert_path}"
-        )
-    return cert
-
-
-def load_combined(path: str | os.PathLike[str]) -> Material:
-    """Load one file holding a private key and its full chain (Postfix smtpd_tls_chain_files)."""
-    p = Path(path)
-    data = _read_bytes(p, "key and certificate chain")
+def combined(data: bytes, source: str | os.PathLike[str]) -> Material:
+    """One document holding a private key and its full chain (Postfix smtpd_tls_chain_files);
+    the key must belong to the leaf."""
+    p = Path(source)
     cert = parse(data, p)
     if not cert.chain:
         raise MaterialError(f"{p}: no certificate found in the combined key+chain file")
@@ -296,29 +273,6 @@ def load_combined(path: str | os.PathLike[str]) -> Material:
     if _private_spki(blocks[0].group(0), p, pem=True) != cert.spki:
         raise MaterialError(f"{p}: the private key does not belong to the leaf certificate")
     return cert
-
-
-def load_lineage(path: str | os.PathLike[str], require_key: bool = True) -> Material:
-    """A certbot lineage: ``fullchain.pem`` (leaf first) and ``privkey.pem``, usually relative
-    symlinks into ``archive/``. The key must belong to the leaf. ``require_key=False`` (for
-    printing records) accepts a lineage whose ``privkey.pem`` is absent."""
-    p = Path(path)
-    if not p.is_dir():
-        if p.exists() or p.is_symlink():
-            raise MaterialError(f"{p}: not a directory, expected a certbot lineage (live/NAME)")
-        raise MaterialError(f"{p}: certbot lineage directory not found")
-    full, key = p / "fullchain.pem", p / "privkey.pem"
-    if not full.exists() and not full.is_symlink():
-        raise MaterialError(f"{p}: is a directory but not a certbot lineage (no fullchain.pem)")
-    if key.exists() or key.is_symlink():
-        m = load_pair(full, key)
-    elif require_key:
-        raise MaterialError(f"{p}: incomplete certbot lineage (no privkey.pem)")
-    else:
-        m = parse(_read_bytes(full, "certificate chain"), full)
-        if not m.chain:
-            raise MaterialError(f"{full}: expected a certificate chain, found a {m.kind}")
-    return Material(str(p), "lineage", m.spki, m.chain, m.chain_der)
 
 
 # -- is a certificate fit to be installed? --------------------------------------------------

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
-from tlsarotate import material, pki
+from tlsarotate import certfiles, material, pki
 from tlsarotate.errors import MaterialError
 from tlsarotate.fsutil import atomic_write, fsync_dir, read_file
 
@@ -136,7 +136,7 @@ def load(path: Path) -> material.Material:
     ``path``; one line naming the file if it is anything else (a certificate, a public key) or
     readable by group or others."""
     path = Path(path)
-    m = material.load(path)
+    m = certfiles.load(path)
     if m.kind != "private key":
         raise MaterialError(f"{path}: next_key must be a private key, found a {m.kind}")
     mode = path.stat().st_mode & 0o777

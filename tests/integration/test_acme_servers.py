@@ -23,7 +23,7 @@ from tests.support.acme_servers import (
 )
 from tests.support.fakes import FakeTlsarotate
 from tests.support.tls_servers import openssl_dane
-from tlsarotate import material, nextkey, pki
+from tlsarotate import certfiles, material, nextkey, pki
 
 pytestmark = pytest.mark.servers
 
@@ -45,7 +45,7 @@ def _fake_on_path(tmp_path: Path, certbot: Certbot, rc: int) -> FakeTlsarotate:
 
 
 def _spki(lineage: Path) -> str:
-    return material.load_lineage(lineage).spki_sha256
+    return certfiles.load_lineage(lineage).spki_sha256
 
 
 @pytest.mark.slow
@@ -104,13 +104,13 @@ def test_failing_apply_is_reported_but_does_not_undo_the_renewal(
 ) -> None:
     fake = _fake_on_path(tmp_path, certbot, rc=1)
     lineage = certbot.issue(["fail.example.test"], deploy_hook=HOOKS / "certbot-deploy")
-    before = material.load_lineage(lineage).fingerprint
+    before = certfiles.load_lineage(lineage).fingerprint
     r = certbot.renew()
     # certbot keeps the new certificate, exits 0 and reports the hook's failure
     assert r.returncode == 0
     assert "Hook 'deploy-hook' reported error code 1" in r.stderr
     assert "tlsarotate-hook[certbot]" in r.stderr and "rc=1 error" in r.stderr
-    assert material.load_lineage(lineage).fingerprint != before
+    assert certfiles.load_lineage(lineage).fingerprint != before
     assert len(fake.calls()) == 2
 
 
@@ -123,8 +123,8 @@ def test_certbot_csr_with_keep_ahead_key(certbot: Certbot, tmp_path: Path) -> No
     csr = tmp_path / "next.csr"
     csr.write_bytes(nextkey.csr_for(key, ["mx.example.test"]))
     cert, full, chain = certbot.issue_csr(csr, ["mx.example.test"], tmp_path / "out")
-    assert material.load(cert).spki == m.spki
-    assert material.load_pair(full, key).spki == m.spki  # fullchain + next key fit together
+    assert certfiles.load(cert).spki == m.spki
+    assert certfiles.load_pair(full, key).spki == m.spki  # fullchain + next key fit together
     assert not (certbot.config_dir / "live").exists()
     assert not (certbot.config_dir / "renewal").exists()
     again = certbot.run(
@@ -163,7 +163,7 @@ def test_certbot_csr_with_keep_ahead_key(certbot: Certbot, tmp_path: Path) -> No
         capture_output=True,
     )
     cert2, _, _ = certbot.issue_csr(csr2, ["mx.example.test"], tmp_path / "out2")
-    assert material.load(cert2).spki == m.spki
+    assert certfiles.load(cert2).spki == m.spki
 
 
 # -- Postfix ---------------------------------------------------------------------------------
@@ -240,7 +240,7 @@ def test_certbot_lineage_served_by_postfix(certbot: Certbot) -> None:
     lineage = certbot.issue(["mx.example.test"])
     key = (lineage / "privkey.pem").read_bytes()
     full = (lineage / "fullchain.pem").read_bytes()
-    m = material.load_lineage(lineage)
+    m = certfiles.load_lineage(lineage)
     pf: Postfix
     with postfix_running(key, full) as pf:
         assert pf.served() == m.chain_der[0]

@@ -19,7 +19,7 @@ import pytest
 
 from tests.support.helpers import assert_one_line_error, cli_env, run_cli
 from tlsarotate import demo, pki
-from tlsarotate.state import StateStore
+from tlsarotate.stores.file import FileStateStore
 
 
 @pytest.fixture
@@ -156,7 +156,7 @@ def test_corrupt_state_is_rebuilt_and_said(setup: Path) -> None:
 
 
 def test_lock_held_gives_up_with_a_clear_line(setup: Path) -> None:
-    store = StateStore(setup.parent / "state")
+    store = FileStateStore(setup.parent / "state")
     with store.lock("mail", timeout=1):
         proc = run_cli("-c", setup, "apply", "--lock-timeout", "0.5")
     assert_one_line_error(proc, "locked by another tlsarotate", "--lock-timeout")

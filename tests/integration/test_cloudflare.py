@@ -262,7 +262,7 @@ def _cf_engine(tmp_path: Path, fake: FakeCloudflare, ttl: int, write_pair: Any) 
     from tlsarotate import config
     from tlsarotate.engine import Engine, make_providers
     from tlsarotate.providers.base import ProviderContext
-    from tlsarotate.state import StateStore
+    from tlsarotate.stores.file import FileStateStore
 
     write_pair("deployed", host="mx.example.test")
     shutil.copy(tmp_path / "deployed.crt", tmp_path / "next.crt")  # nothing to roll yet
@@ -272,7 +272,7 @@ def _cf_engine(tmp_path: Path, fake: FakeCloudflare, ttl: int, write_pair: Any) 
     cfg = config.load(path)
     clock = FakeClock(time.time())  # the certificates are valid now, not at FakeClock's default
     providers = make_providers(cfg, ProviderContext(base_dir=tmp_path, clock=clock))
-    return cfg, Engine(cfg, StateStore(cfg.state_dir), providers, clock=clock)
+    return cfg, Engine(cfg, FileStateStore(cfg.state_dir), providers, clock=clock)
 
 
 def test_ttl_1_is_read_back_as_1_and_waits_count_300(

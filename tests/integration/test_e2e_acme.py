@@ -21,7 +21,7 @@ import pytest
 from tests.support.acme_servers import HOOKS, ROOT, Certbot, Pebble, postfix_running
 from tests.support.e2e_world import CONFIG_HEAD, AcmeWorld, pebble  # noqa: F401
 from tests.support.servers import BindServers, bind, bind_servers  # noqa: F401
-from tlsarotate import material
+from tlsarotate import certfiles
 
 pytestmark = [pytest.mark.servers, pytest.mark.slow]
 
@@ -79,7 +79,7 @@ def world(bind: BindServers, pebble: Pebble, tmp_path: Path) -> Iterator[AcmeWor
 
 
 def _rec(lineage: Path) -> str:
-    return f"3 1 1 {material.load_lineage(lineage).spki_sha256}"
+    return f"3 1 1 {certfiles.load_lineage(lineage).spki_sha256}"
 
 
 def test_full_rollover_then_reuse_key_fast_path(world: AcmeWorld) -> None:
@@ -105,7 +105,7 @@ def test_full_rollover_then_reuse_key_fast_path(world: AcmeWorld) -> None:
     w.bind.wait_synced("example.test.")
     pub = w.check("after the deploy hook")
     assert all(rrs == {first, second} for rrs in pub.values()), pub
-    assert w.postfix.served() == material.load(w.postfix.chain_file).chain_der[0]  # still old
+    assert w.postfix.served() == certfiles.load(w.postfix.chain_file).chain_der[0]  # still old
 
     # 2. the timer finishes: wait for propagation + TTL, swap, reload, retire
     w.drive("full rollover")
@@ -116,15 +116,15 @@ def test_full_rollover_then_reuse_key_fast_path(world: AcmeWorld) -> None:
     swapped_at = w.postfix.chain_file.stat().st_mtime
     assert swapped_at - renewed_at >= TTL, (swapped_at - renewed_at, TTL)
     assert all(p == {second} for p in w.published().values())
-    assert w.postfix.served() == material.load_lineage(lineage).chain_der[0]
-    assert material.load_combined(w.postfix.chain_file).spki_sha256 == second[6:]
+    assert w.postfix.served() == certfiles.load_lineage(lineage).chain_der[0]
+    assert certfiles.load_combined(w.postfix.chain_file).spki_sha256 == second[6:]
 
     # 3. renewal with the SAME key and only "3 1 1": nothing to publish or wait for; the hook's
     #    apply swaps right away
-    before = material.load_lineage(lineage).fingerprint
+    before = certfiles.load_lineage(lineage).fingerprint
     r = w.certbot.renew(reuse_key=True)
     assert r.returncode == 0 and "reported error" not in r.stderr, r.stderr
-    after = material.load_lineage(lineage)
+    after = certfiles.load_lineage(lineage)
     assert after.fingerprint != before and f"3 1 1 {after.spki_sha256}" == second
     hook_lines = hook_log.read_text().splitlines()
     assert len(hook_lines) == 2 and "rc=0 done" in hook_lines[1], hook_lines

@@ -28,7 +28,7 @@ import pytest
 from tests.support.acme_servers import Certbot, Pebble, postfix_running, served_leaf
 from tests.support.e2e_world import CONFIG_HEAD, NAME, AcmeWorld, pebble  # noqa: F401
 from tests.support.servers import BindServers, bind, bind_servers  # noqa: F401
-from tlsarotate import material, nextkey
+from tlsarotate import certfiles, nextkey
 
 pytestmark = [pytest.mark.servers, pytest.mark.slow]
 
@@ -56,7 +56,7 @@ class KeepAhead:
     state: Path
 
     def key_record(self, path: Path) -> str:
-        return f"3 1 1 {material.load(path).spki_sha256}"
+        return f"3 1 1 {certfiles.load(path).spki_sha256}"
 
     def state_doc(self) -> dict[str, object]:
         doc: dict[str, object] = json.loads((self.state / "mx.json").read_text())
@@ -149,7 +149,7 @@ def _bootstrap(ka: KeepAhead) -> tuple[str, str]:
     assert codes[-1] == 0, codes
     w.history.clear()  # the empty RRsets of before the bootstrap are no DANE to break
     assert stat.S_IMODE(ka.next_key.stat().st_mode) == 0o600
-    deployed = f"3 1 1 {material.load_combined(w.postfix.chain_file).spki_sha256}"
+    deployed = f"3 1 1 {certfiles.load_combined(w.postfix.chain_file).spki_sha256}"
     ahead = ka.key_record(ka.next_key)
     assert ahead != deployed
     pub = w.check("bootstrapped")
@@ -163,11 +163,11 @@ def test_keep_ahead_renewal_swaps_in_the_first_apply_without_waiting(
 ) -> None:
     ka, w = keepahead, keepahead.w
     first, ahead = _bootstrap(ka)
-    used_spki = material.load(ka.next_key).spki_sha256
+    used_spki = certfiles.load(ka.next_key).spki_sha256
 
     # the renewal: certbot certonly --csr for a CSR signed by (a copy of) the next key
     new = ka.switch_next(ka.next_key.read_bytes(), csr=True)
-    issued = material.load_pair(new / "fullchain.pem", new / "privkey.pem")
+    issued = certfiles.load_pair(new / "fullchain.pem", new / "privkey.pem")
     assert f"3 1 1 {issued.spki_sha256}" == ahead  # pebble certified the keep-ahead key
     w.check("after certbot --csr, before apply")
 
@@ -196,11 +196,11 @@ def test_keep_ahead_renewal_swaps_in_the_first_apply_without_waiting(
     # the deploy hook and the timer count 2 as success
     assert r.returncode == 2, out
     assert w.postfix.served() == issued.chain_der[0]
-    assert material.load_combined(w.postfix.chain_file).fingerprint == issued.fingerprint
+    assert certfiles.load_combined(w.postfix.chain_file).fingerprint == issued.fingerprint
 
     # the key rotation: the used key kept as *.used, a fresh one (0600, new SPKI) took its place
     used = ka.next_key.with_name(ka.next_key.name + ".used")
-    assert material.load(used).spki_sha256 == used_spki == issued.spki_sha256
+    assert certfiles.load(used).spki_sha256 == used_spki == issued.spki_sha256
     assert stat.S_IMODE(used.stat().st_mode) == 0o600
     assert stat.S_IMODE(ka.next_key.stat().st_mode) == 0o600
     assert fresh not in (first, ahead)
@@ -242,7 +242,7 @@ def test_verify_rolls_back_when_postfix_reads_another_file(keepahead: KeepAhead)
     w.check("after the operator's main.cf change")
 
     new = ka.switch_next(ka.next_key.read_bytes(), csr=True)
-    issued = material.load_pair(new / "fullchain.pem", new / "privkey.pem")
+    issued = certfiles.load_pair(new / "fullchain.pem", new / "privkey.pem")
     r = w.run("apply", "--service", "mx", "--lock-timeout", "30")
     err = r.stderr.strip()
     assert r.returncode == 1, r.stdout + r.stderr
@@ -257,11 +257,11 @@ def test_verify_rolls_back_when_postfix_reads_another_file(keepahead: KeepAhead)
     assert "==> mx: certificate 'default' swapped" not in r.stdout
     # rolled back: the deployed file is the old one again, Postfix serves the old certificate
     assert pf.chain_file.read_bytes() == original
-    assert served_leaf("127.0.0.1", pf.port) == material.load_combined(other).chain_der[0]
+    assert served_leaf("127.0.0.1", pf.port) == certfiles.load_combined(other).chain_der[0]
     # nothing retired, nothing rotated
     pub = w.check("after the rolled-back swap")
     assert all(rrs == {first, ahead} for rrs in pub.values()), pub
-    assert f"3 1 1 {material.load(ka.next_key).spki_sha256}" == ahead
+    assert f"3 1 1 {certfiles.load(ka.next_key).spki_sha256}" == ahead
     assert not ka.next_key.with_name(ka.next_key.name + ".used").exists()
     st = ka.state_doc()
     assert st["retiring"] == [] and st["swap"] is None, st

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.helpers import assert_one_line, assert_one_line_error, cli_env, run_cli
-from tlsarotate import material, pki, records
+from tlsarotate import certfiles, material, pki, records
 from tlsarotate.errors import MaterialError
 
 Pair = Callable[..., tuple[Path, Path, pki.Issued]]
@@ -149,6 +149,9 @@ def test_encrypted_private_key(tmp_path: Path, form: str) -> None:
         assert b"Proc-Type: 4,ENCRYPTED" in enc.read_bytes()
     err = records_fails(enc, "the private key is encrypted", "unencrypted key")
     assert "s3cret" not in err
+    with pytest.raises(material.EncryptedKeyError) as ei:  # a type, not a message to parse
+        material.parse(enc.read_bytes(), enc)
+    assert isinstance(ei.value, MaterialError) and str(ei.value) in err
 
 
 # --- chains in the wrong order --------------------------------------------------------------
@@ -189,10 +192,10 @@ def test_chain_in_order_and_ca_only(tmp_path: Path, three: tuple[pki.Issued, ...
     leaf, inter, root = three
     f = tmp_path / "ok.pem"
     f.write_bytes(leaf.cert_pem + inter.cert_pem + root.cert_pem)
-    m = material.load(f)
+    m = certfiles.load(f)
     assert m.kind == "chain" and len(m.chain) == 3
     f.write_bytes(inter.cert_pem + root.cert_pem)  # a CA chain, issuer after subject
-    assert len(material.load(f).chain) == 2
+    assert len(certfiles.load(f).chain) == 2
 
 
 # --- certificate + key pairs, combined files, certbot lineages -----------------------------
@@ -200,20 +203,20 @@ def test_chain_in_order_and_ca_only(tmp_path: Path, three: tuple[pki.Issued, ...
 
 def test_load_pair(tmp_path: Path, write_pair: Pair) -> None:
     cert, key, leaf = write_pair("a")
-    m = material.load_pair(cert, key)
-    assert m.spki == material.load(key).spki
+    m = certfiles.load_pair(cert, key)
+    assert m.spki == certfiles.load(key).spki
     cert_b, key_b, _ = write_pair("b")
     with pytest.raises(MaterialError) as e:
-        material.load_pair(cert, key_b)
+        certfiles.load_pair(cert, key_b)
     one_line(e, str(key_b), "does not belong to the certificate", str(cert))
     with pytest.raises(MaterialError) as e:
-        material.load_pair(key, key)
+        certfiles.load_pair(key, key)
     one_line(e, str(key), "expected a certificate, found a private key")
     with pytest.raises(MaterialError) as e:
-        material.load_pair(cert, cert_b)
+        certfiles.load_pair(cert, cert_b)
     one_line(e, str(cert_b), "expected a private key, found a chain")
     with pytest.raises(MaterialError) as e:
-        material.load_pair(cert, tmp_path / "missing.key")
+        certfiles.load_pair(cert, tmp_path / "missing.key")
     one_line(e, str(tmp_path / "missing.key"), "private key not found")
     assert leaf.key_pem.decode().splitlines()[1] not in str(e.value)
 
@@ -224,8 +227,8 @@ def test_load_combined_good(tmp_path: Path, three: tuple[pki.Issued, ...], key_f
     chain = pki.fullchain_pem(leaf, inter, root)
     f = tmp_path / "combined.pem"
     f.write_bytes(leaf.key_pem + chain if key_first else chain + leaf.key_pem)
-    m = material.load_combined(f)
-    assert m.chain_der == material.load(f).chain_der and len(m.chain) == 3
+    m = certfiles.load_combined(f)
+    assert m.chain_der == certfiles.load(f).chain_der and len(m.chain) == 3
 
 
 def test_load_combined_bad(tmp_path: Path, three: tuple[pki.Issued, ...]) -> None:
@@ -241,7 +244,7 @@ def test_load_combined_bad(tmp_path: Path, three: tuple[pki.Issued, ...]) -> Non
     for data, needle in cases:
         f.write_bytes(data)
         with pytest.raises(MaterialError) as e:
-            material.load_combined(f)
+            certfiles.load_combined(f)
         one_line(e, str(f), needle)
 
 
@@ -262,9 +265,9 @@ def certbot_lineage(base: Path, name: str, fullchain: bytes, key: bytes) -> Path
 def test_lineage_good(tmp_path: Path, three: tuple[pki.Issued, ...]) -> None:
     leaf, inter, _ = three
     live = certbot_lineage(tmp_path / "le", "mx", pki.fullchain_pem(leaf, inter), leaf.key_pem)
-    m = material.load_lineage(live)
+    m = certfiles.load_lineage(live)
     assert m.kind == "lineage" and m.source == str(live) and len(m.chain) == 2
-    assert material.load(live).chain_der == m.chain_der
+    assert certfiles.load(live).chain_der == m.chain_der
     # records through the CLI: the same as for the archive's fullchain file
     a = run_cli("records", "--params", "3 1 1", "--params", "2 0 1", live)
     b = run_cli("records", "--params", "3 1 1", "--params", "2 0 1",
@@ -279,13 +282,13 @@ def test_lineage_bad(tmp_path: Path, three: tuple[pki.Issued, ...]) -> None:
     live = certbot_lineage(tmp_path / "a", "mx", full, leaf.key_pem)
     (live / "fullchain.pem").unlink()
     with pytest.raises(MaterialError) as e:
-        material.load_lineage(live)
+        certfiles.load_lineage(live)
     one_line(e, str(live), "not a certbot lineage (no fullchain.pem)")
     records_fails(live, "no fullchain.pem")
 
     live = certbot_lineage(tmp_path / "b", "mx", full, pki.key_pem(pki.new_key()))
     with pytest.raises(MaterialError) as e:
-        material.load_lineage(live)
+        certfiles.load_lineage(live)
     one_line(e, str(live / "privkey.pem"), "does not belong to the certificate")
     proc = run_cli("records", live)  # the lineage with a foreign key is refused
     assert_one_line_error(proc, str(live / "privkey.pem"), "does not belong")
@@ -293,30 +296,30 @@ def test_lineage_bad(tmp_path: Path, three: tuple[pki.Issued, ...]) -> None:
     live = certbot_lineage(tmp_path / "c", "mx", full, leaf.key_pem)
     (live / "privkey.pem").unlink()
     with pytest.raises(MaterialError) as e:
-        material.load_lineage(live)
+        certfiles.load_lineage(live)
     one_line(e, str(live), "no privkey.pem")
-    assert material.load(live).chain_der == material.load(live / "fullchain.pem").chain_der
+    assert certfiles.load(live).chain_der == certfiles.load(live / "fullchain.pem").chain_der
 
     live = certbot_lineage(tmp_path / "d", "mx", full, leaf.key_pem)
     (tmp_path / "d" / "archive" / "mx" / "fullchain2.pem").unlink()
     with pytest.raises(MaterialError) as e:
-        material.load_lineage(live)
+        certfiles.load_lineage(live)
     one_line(e, str(live / "fullchain.pem"), "broken symbolic link", "fullchain2.pem")
 
     with pytest.raises(MaterialError) as e:
-        material.load_lineage(tmp_path / "nowhere")
+        certfiles.load_lineage(tmp_path / "nowhere")
     one_line(e, "certbot lineage directory not found")
     with pytest.raises(MaterialError) as e:
-        material.load_lineage(live / "cert.pem")
+        certfiles.load_lineage(live / "cert.pem")
     one_line(e, "not a directory")
 
     live = certbot_lineage(tmp_path / "e", "mx", leaf.key_pem, leaf.key_pem)
     with pytest.raises(MaterialError) as e:
-        material.load(live)
+        certfiles.load(live)
     one_line(e, str(live / "fullchain.pem"), "expected a certificate, found a private key")
     (live / "privkey.pem").unlink()
     with pytest.raises(MaterialError) as e:
-        material.load(live)
+        certfiles.load(live)
     one_line(e, str(live / "fullchain.pem"), "expected a certificate chain, found a private key")
 
 
@@ -325,7 +328,7 @@ def test_records_for_key_is_not_an_error(tmp_path: Path, write_pair: Pair) -> No
     _, key, leaf = write_pair()
     proc = run_cli("records", "--params", "3 1 1", key)
     assert proc.returncode == 0
-    m = material.load(key)
+    m = certfiles.load(key)
     assert proc.stdout.strip() == records.to_text(records.build(m, records.Params(3, 1, 1)))
     assert leaf.key_pem.decode().splitlines()[1] not in proc.stdout
 
@@ -335,7 +338,7 @@ def test_records_for_key_is_not_an_error(tmp_path: Path, write_pair: Pair) -> No
 
 def test_material_identity(tmp_path: Path, write_pair: Pair, ca: pki.Issued) -> None:
     cert, key, leaf = write_pair()
-    c, k = material.load(cert), material.load(key)
+    c, k = certfiles.load(cert), certfiles.load(key)
     assert c.kind == "chain" and k.kind == "private key"
     assert c.spki == k.spki and c.spki_sha256 == k.spki_sha256
     assert not c.same_as(k) and k.fingerprint.startswith("spki:")
@@ -343,6 +346,6 @@ def test_material_identity(tmp_path: Path, write_pair: Pair, ca: pki.Issued) -> 
     again = pki.make_leaf(ca, ["mx.example.test"], key=leaf.key)
     f = tmp_path / "again.pem"
     f.write_bytes(again.cert_pem)
-    a = material.load(f)
+    a = certfiles.load(f)
     assert a.spki == c.spki and not a.same_as(c) and a.kind == "certificate"
     assert "PRIVATE" not in repr(k) and "chain_der" not in repr(c)

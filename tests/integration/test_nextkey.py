@@ -13,7 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from tests.support.helpers import ROOT, cli_env
-from tlsarotate import material, nextkey, pki, records
+from tlsarotate import certfiles, nextkey, pki, records
 from tlsarotate.errors import MaterialError
 
 
@@ -68,7 +68,7 @@ def test_ensure_concurrent_callers_agree(tmp_path: Path) -> None:
     assert errors == []
     assert len(out) == 4  # every caller got a key
     assert len(set(out)) == 1
-    assert material.load(p).spki == out[0]
+    assert certfiles.load(p).spki == out[0]
 
 
 def test_ensure_refuses_world_readable_or_wrong_file(tmp_path: Path) -> None:
@@ -94,7 +94,7 @@ def test_rotate_moves_consumed_key_aside_and_makes_a_new_one(tmp_path: Path) -> 
     used = tmp_path / "next.key.used"
     assert used.read_bytes() == old_bytes and _mode(used) == 0o600
     assert second.spki != first.spki
-    assert material.load(p).spki == second.spki and _mode(p) == 0o600
+    assert certfiles.load(p).spki == second.spki and _mode(p) == 0o600
 
 
 def test_rotate_with_consumed_spki_is_idempotent(tmp_path: Path) -> None:
@@ -104,13 +104,13 @@ def test_rotate_with_consumed_spki_is_idempotent(tmp_path: Path) -> None:
     # a repeated call (e.g. after a crash) must not throw away the fresh, unconsumed key
     again = nextkey.rotate(p, "ecdsa-p256", consumed_spki=first.spki_sha256)
     assert again.spki == second.spki
-    assert material.load(tmp_path / "next.key.used").spki == first.spki
+    assert certfiles.load(tmp_path / "next.key.used").spki == first.spki
 
 
 def test_rotate_without_key_just_generates(tmp_path: Path) -> None:
     p = tmp_path / "next.key"
     m = nextkey.rotate(p, "ed25519")
-    assert material.load(p).spki == m.spki
+    assert certfiles.load(p).spki == m.spki
     assert not (tmp_path / "next.key.used").exists()
 
 
@@ -127,7 +127,7 @@ def test_csr_for_is_signed_by_the_next_key(tmp_path: Path, kind: str) -> None:
     f = tmp_path / "next.csr"
     f.write_bytes(pem)
     prm = records.parse_params("3 1 1")
-    assert records.to_text(records.build(material.load(f), prm)) == records.to_text(
+    assert records.to_text(records.build(certfiles.load(f), prm)) == records.to_text(
         records.build(m, prm)
     )
     assert b"PRIVATE" not in pem

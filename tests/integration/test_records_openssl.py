@@ -27,7 +27,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from tests.support.helpers import assert_one_line_error, run_cli
-from tlsarotate import material, pki, records
+from tlsarotate import certfiles, material, pki, records
 from tlsarotate.records import Params
 
 OPENSSL = shutil.which("openssl")
@@ -481,7 +481,7 @@ def rec(world: RecordsWorld, ident: str, p: Params, ta_depth: int = 1) -> record
 
 
 def test_build_roundtrip_matches(world: RecordsWorld, chain: list[bytes]) -> None:
-    m = material.load(world.inputs["p256.fullchain"].path)
+    m = certfiles.load(world.inputs["p256.fullchain"].path)
     assert list(m.chain_der) == chain
     for p in ALL:
         for depth in (1, 2):
@@ -557,11 +557,11 @@ def test_matches_tolerates_garbage_chain(chain: list[bytes]) -> None:
 
 
 def test_matches_material_bare_key(world: RecordsWorld) -> None:
-    key = material.load(world.inputs["ed25519.key.pk8"].path)
+    key = certfiles.load(world.inputs["ed25519.key.pk8"].path)
     assert records.matches_material(rec(world, "ed25519.key.pk8", Params(3, 1, 1)), key)
     assert records.matches_material(rec(world, "ed25519.key.pk8", Params(1, 1, 0)), key)
     assert not records.matches_material(rec(world, "ed448.key.pk8", Params(3, 1, 1)), key)
-    cert = material.load(world.inputs["ed25519.fullchain"].path)
+    cert = certfiles.load(world.inputs["ed25519.fullchain"].path)
     assert records.matches_material(rec(world, "ed25519.key.pk8", Params(3, 1, 2)), cert)
 
 

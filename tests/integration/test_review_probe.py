@@ -10,7 +10,7 @@ from pathlib import Path
 from tests.support.helpers import assert_one_line_error, run_cli
 from tests.support.servers import BindServers, bind, bind_servers  # noqa: F401
 from tests.support.tls_servers import SmtpdServer, free_port, make_chain
-from tlsarotate import config, demo, material, pki, records
+from tlsarotate import certfiles, config, demo, pki, records
 from tlsarotate.check import run_check
 from tlsarotate.tlsprobe import ServedChain
 
@@ -18,7 +18,7 @@ from tlsarotate.tlsprobe import ServedChain
 def _serve(tmp_path: Path) -> tuple[SmtpdServer, str]:
     chain = make_chain(tmp_path, "srv", pki.make_ca())
     srv = SmtpdServer("127.0.0.1", chain).start()
-    rd = records.build(material.load(chain.fullchain), records.parse_params("3 1 1"))
+    rd = records.build(certfiles.load(chain.fullchain), records.parse_params("3 1 1"))
     return srv, records.to_text(rd)
 
 
@@ -189,7 +189,7 @@ def test_check_applies_smtp_rules_by_protocol_not_port(tmp_path: Path, bind: Bin
     (tmp_path / "c.pem").write_bytes(pki.fullchain_pem(leaf, ca))
     (tmp_path / "k.pem").write_bytes(leaf.key_pem)
     (tmp_path / "config.yaml").write_text(LAB_CFG.format(port=bind.port, key=bind.key_file))
-    m = material.load(tmp_path / "c.pem")
+    m = certfiles.load(tmp_path / "c.pem")
     one = records.to_text(records.build(m, records.parse_params("1 1 1")))
     publish(bind, "example.test.", "_2525._tcp.mx.example.test.", [one])
     cfg = config.load(tmp_path / "config.yaml")

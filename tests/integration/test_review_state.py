@@ -18,8 +18,9 @@ from tests.support.moto_server import fresh_bucket, moto_url, raw_client  # noqa
 from tlsarotate import nextkey
 from tlsarotate.clock import FakeClock
 from tlsarotate.errors import LockTimeout, MaterialError, StateError
-from tlsarotate.state import CachedRRset, State, StateStore
-from tlsarotate.state_s3 import S3StateStore
+from tlsarotate.state import CachedRRset, State, SwapJournal
+from tlsarotate.stores.file import FileStateStore
+from tlsarotate.stores.s3 import S3StateStore
 
 GOOD = {"version": 1, "service": "mx"}
 RECORD = "3 1 1 " + "ab" * 32
@@ -74,12 +75,12 @@ CORRUPT: list[tuple[str, bytes]] = [
 @pytest.mark.parametrize(("what", "raw"), CORRUPT, ids=[c[0] for c in CORRUPT])
 def test_corrupt_state_file_is_rebuilt(tmp_path: Path, what: str, raw: bytes) -> None:
     (tmp_path / "mx.json").write_bytes(raw)
-    st = StateStore(tmp_path).load("mx")
+    st = FileStateStore(tmp_path).load("mx")
     assert (st.service, st.digest, st.visible_since, st.swap) == ("mx", None, None, None)
     assert "corrupt" in st.rebuilt and str(tmp_path / "mx.json") in st.rebuilt
     assert "\n" not in st.rebuilt
-    StateStore(tmp_path).save(st.with_(digest="fixed"))
-    assert StateStore(tmp_path).load("mx").digest == "fixed"
+    FileStateStore(tmp_path).save(st.with_(digest="fixed"))
+    assert FileStateStore(tmp_path).load("mx").digest == "fixed"
 
 
 def test_valid_state_still_loads(tmp_path: Path) -> None:
@@ -100,10 +101,8 @@ def test_valid_state_still_loads(tmp_path: Path) -> None:
         last_step="wait",
         updated=99.0,
     )
-    from tlsarotate.state import SwapJournal
-
     full = full.with_(swap=SwapJournal("default", "ef", 7))
-    store = StateStore(tmp_path)
+    store = FileStateStore(tmp_path)
     store.save(full)
     assert store.load("mx") == full
     (tmp_path / "mx.json").write_text(json.dumps({**GOOD, "updated": None, "visible_since": 5}))
@@ -113,7 +112,7 @@ def test_valid_state_still_loads(tmp_path: Path) -> None:
 
 def test_lock_path_unusable_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "mx.lock").mkdir()
-    with pytest.raises(StateError) as ei, StateStore(tmp_path).lock("mx", timeout=1):
+    with pytest.raises(StateError) as ei, FileStateStore(tmp_path).lock("mx", timeout=1):
         pass
     text = str(ei.value)
     assert "\n" not in text and str(tmp_path / "mx.lock") in text and "lock" in text

@@ -26,10 +26,10 @@ import pytest
 
 from tests.support.helpers import run_cli
 from tests.support.servers import BindServers, bind, bind_servers  # noqa: F401
-from tlsarotate import config, material, pki, planner, records
+from tlsarotate import certfiles, config, material, pki, planner, records
 from tlsarotate.engine import Engine, make_providers
 from tlsarotate.providers.base import ProviderContext
-from tlsarotate.state import StateStore
+from tlsarotate.stores.file import FileStateStore
 
 TTL = 2
 HOSTS = ("mx1.example.test", "mx2.example.test")
@@ -110,7 +110,7 @@ class Rig:
     reloads: list[tuple[float, material.Material]]
 
     def deployed(self) -> material.Material:
-        return material.load_pair(
+        return certfiles.load_pair(
             self.tmp / "deployed/fullchain.pem", self.tmp / "deployed/privkey.pem"
         )
 
@@ -120,11 +120,11 @@ class Rig:
 
     def engine(self) -> Engine:
         providers = make_providers(self.cfg, ProviderContext(base_dir=self.tmp))
-        return Engine(self.cfg, StateStore(self.cfg.state_dir), providers, runner=self.runner)
+        return Engine(self.cfg, FileStateStore(self.cfg.state_dir), providers, runner=self.runner)
 
     def new_next(self) -> material.Material:
         write_pair(self.tmp / "next", pki.make_leaf(self.ca, [HOSTS[0]]), self.ca)
-        return material.load_pair(self.tmp / "next/fullchain.pem", self.tmp / "next/privkey.pem")
+        return certfiles.load_pair(self.tmp / "next/fullchain.pem", self.tmp / "next/privkey.pem")
 
     @property
     def service(self) -> config.Service:

@@ -24,8 +24,10 @@ from tests.support.moto_server import (  # noqa: F401  (one moto_server for all)
 from tlsarotate.clock import FakeClock
 from tlsarotate.config import Config, StateBackend
 from tlsarotate.errors import LockTimeout, StateError
-from tlsarotate.state import State, StateStore, make_store
-from tlsarotate.state_s3 import S3StateStore
+from tlsarotate.state import State
+from tlsarotate.stores import make_store
+from tlsarotate.stores.file import FileStateStore
+from tlsarotate.stores.s3 import S3StateStore
 
 BUCKET = "tlsarotate-state"
 PREFIX = "ci/"
@@ -126,7 +128,7 @@ def test_racing_writers_without_lock_lose_no_update(s3: Any, moto_url: str) -> N
 
 WORKER = r"""
 import sys, boto3
-from tlsarotate.state_s3 import S3StateStore
+from tlsarotate.stores.s3 import S3StateStore
 url, n = sys.argv[1], int(sys.argv[2])
 c = boto3.client("s3", endpoint_url=url, region_name="us-east-1",
                  aws_access_key_id="testing", aws_secret_access_key="testing")
@@ -276,7 +278,7 @@ def test_invalid_service_name() -> None:
 def test_make_store_from_config(moto_url: str, tmp_path: Path, monkeypatch: Any) -> None:
     cfg = Config(tmp_path / "c.yaml", tmp_path / "state", 60, {}, ())
     fs = make_store(cfg)
-    assert isinstance(fs, StateStore) and fs.dir == tmp_path / "state"
+    assert isinstance(fs, FileStateStore) and fs.dir == tmp_path / "state"
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     c = raw_client(moto_url, "s3")

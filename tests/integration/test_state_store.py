@@ -14,7 +14,8 @@ import pytest
 from tests.support.helpers import assert_one_line, assert_one_line_error, run_cli
 from tlsarotate import demo, records
 from tlsarotate.errors import ProviderError, StateError
-from tlsarotate.state import State, StateStore
+from tlsarotate.state import State
+from tlsarotate.stores.file import FileStateStore
 
 VICTIM = b"root:x:0:0:root:/root:/bin/bash\n"
 
@@ -43,7 +44,7 @@ def test_lock_file_symlink_is_refused_and_its_target_unchanged(tmp_path: Path) -
     d = tmp_path / "state"
     d.mkdir(mode=0o700)
     (d / "mail.lock").symlink_to(v)
-    with pytest.raises(StateError) as ei, StateStore(d).lock("mail", timeout=1):
+    with pytest.raises(StateError) as ei, FileStateStore(d).lock("mail", timeout=1):
         pass
     assert_one_line(ei.value, str(d / "mail.lock"), "symbolic link")
     assert v.read_bytes() == VICTIM and v.stat().st_mode & 0o777 == 0o644
@@ -68,7 +69,7 @@ def test_lock_file_with_another_hard_link_is_refused(tmp_path: Path) -> None:
     v = d / "kept"
     v.write_bytes(VICTIM)
     os.link(v, d / "mail.lock")
-    with pytest.raises(StateError) as ei, StateStore(d).lock("mail", timeout=1):
+    with pytest.raises(StateError) as ei, FileStateStore(d).lock("mail", timeout=1):
         pass
     assert_one_line(ei.value, "mail.lock", "hard links")
     assert v.read_bytes() == VICTIM
@@ -78,7 +79,7 @@ def test_lock_file_that_is_a_fifo_is_refused(tmp_path: Path) -> None:
     d = tmp_path / "state"
     d.mkdir(mode=0o700)
     os.mkfifo(d / "mail.lock")
-    with pytest.raises(StateError) as ei, StateStore(d).lock("mail", timeout=1):
+    with pytest.raises(StateError) as ei, FileStateStore(d).lock("mail", timeout=1):
         pass
     assert_one_line(ei.value, "mail.lock", "FIFO")
 
@@ -93,7 +94,7 @@ def test_state_file_symlink_is_refused_never_read_or_written(tmp_path: Path) -> 
     planted = tmp_path / "planted.json"
     planted.write_text(json.dumps({"version": 1, "service": "mail", "visible_since": 1.0}))
     (d / "mail.json").symlink_to(planted)
-    store = StateStore(d)
+    store = FileStateStore(d)
     with pytest.raises(StateError) as ei:
         store.load("mail")
     assert_one_line(ei.value, str(d / "mail.json"), "symbolic link")
@@ -109,7 +110,7 @@ def test_state_file_that_is_a_fifo_is_refused_not_hung(tmp_path: Path) -> None:
     d.mkdir(mode=0o700)
     os.mkfifo(d / "mail.json")
     with pytest.raises(StateError) as ei:
-        StateStore(d).load("mail")
+        FileStateStore(d).load("mail")
     assert_one_line(ei.value, "mail.json", "FIFO")
 
 
@@ -120,7 +121,7 @@ def test_stale_temp_files_of_a_killed_save_are_removed(tmp_path: Path) -> None:
     stale.write_text("{half")
     past = time.time() - 3600
     os.utime(stale, (past, past))
-    StateStore(d).save(State("mail"))
+    FileStateStore(d).save(State("mail"))
     assert sorted(os.listdir(d)) == ["mail.json"]
 
 
@@ -129,7 +130,7 @@ def test_stale_temp_files_of_a_killed_save_are_removed(tmp_path: Path) -> None:
 
 def test_missing_state_dir_is_created_0700(tmp_path: Path) -> None:
     d = tmp_path / "var/lib/tlsarotate"
-    store = StateStore(d)
+    store = FileStateStore(d)
     assert store.load("mail").rebuilt == "no state file yet"
     assert not d.exists()  # loading never creates it
     store.save(State("mail"))
@@ -144,7 +145,7 @@ def test_symlinked_state_dir_is_refused(setup: Path, tmp_path: Path) -> None:
         proc = run_cli("-c", setup, command, timeout=60)
         assert_one_line_error(proc, "state_dir", "symbolic link", str(real))
     assert os.listdir(real) == []
-    with pytest.raises(StateError) as ei, StateStore(setup.parent / "state").lock("mail", 1):
+    with pytest.raises(StateError) as ei, FileStateStore(setup.parent / "state").lock("mail", 1):
         pass
     assert_one_line(ei.value, "symbolic link")
 
@@ -165,7 +166,7 @@ def test_state_dir_not_ours_or_writable_by_others_is_refused(setup: Path, how: s
         assert_one_line_error(proc, "state_dir", str(d), needle)
     assert zone(setup) == before and os.listdir(d) == []
     with pytest.raises(StateError) as ei:
-        StateStore(d).load("mail")
+        FileStateStore(d).load("mail")
     assert_one_line(ei.value, needle)
 
 
@@ -200,7 +201,7 @@ def test_timeout_on_part_2_of_3_leaves_state_the_next_run_finishes(tmp_path: Pat
     nxt = {records.to_text(r) for r in records.build_all(w.next(), w.service.params)}
     have = {o: nxt <= set(rr.texts()) for o, rr in w.provider.data[ZONE].items()}
     assert sorted(have.values()) == [False] * 4 + [True] * 2  # part 1 only
-    st = StateStore(tmp_path / "state").load("mail")
+    st = FileStateStore(tmp_path / "state").load("mail")
     assert st.rebuilt == "" and st.service == "mail"  # a valid state was left
     assert w.violations == []
     plans = w.apply(wait=True)  # the next run
@@ -213,8 +214,8 @@ def test_state_dir_that_is_a_file_is_one_line(tmp_path: Path) -> None:
     d = tmp_path / "state"
     d.write_text("")
     with pytest.raises(StateError) as ei:
-        StateStore(d).load("mail")
+        FileStateStore(d).load("mail")
     assert_one_line(ei.value, f"state_dir {d}: is a regular file, expected a directory")
-    with pytest.raises(StateError) as ei, StateStore(d).lock("mail", 1):
+    with pytest.raises(StateError) as ei, FileStateStore(d).lock("mail", 1):
         pass
     assert_one_line(ei.value, "is a regular file")

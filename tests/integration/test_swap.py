@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import serialization
 
 from tests.support.helpers import assert_one_line, assert_one_line_error, run_cli
 from tests.support.world import Crash, SimWorld
-from tlsarotate import certstore, config, demo, material, pki, records, swap
+from tlsarotate import certfiles, certstore, config, demo, material, pki, records, swap
 from tlsarotate.errors import ConfigError, SwapError
 from tlsarotate.pair import read_pair
 from tlsarotate.reload import run_reload
@@ -49,7 +49,7 @@ class CombinedWorld(SimWorld):
 
     def deployed(self) -> material.Material:
         f = self.tmp / "deployed/mx.pem"
-        return material.load_combined(f) if f.exists() else super().deployed()
+        return certfiles.load_combined(f) if f.exists() else super().deployed()
 
 
 def make_world(tmp: Path, layout: str) -> SimWorld:
@@ -218,7 +218,7 @@ def test_recovery_never_deploys_a_pair_whose_records_are_not_published(tmp_path:
     w.apply(wait=True)
     second = w.deployed()
     store = tmp_path / "deployed/.tlsarotate/privkey.pem"
-    assert material.load_pair(store / "1/cert.pem", store / "1/key.pem").same_as(first)
+    assert certfiles.load_pair(store / "1/cert.pem", store / "1/key.pem").same_as(first)
     # torn: the second certificate beside the first key, as regular files
     cert = (tmp_path / "deployed/fullchain.pem").read_bytes()
     _tear(w, cert, first_key)
@@ -428,7 +428,7 @@ def test_a_store_directory_someone_else_made_is_refused(
     slot, old, _ = pair_files
     d = tmp_path / "deployed"
     d.chmod(0o1777)
-    old_fp = material.load_pair(d / "cert.pem", d / "key.pem").fingerprint
+    old_fp = certfiles.load_pair(d / "cert.pem", d / "key.pem").fingerprint
     elsewhere = tmp_path / "theirs"
     elsewhere.mkdir()
     os.chown(elsewhere, 65534, 65534)
@@ -521,7 +521,7 @@ def test_a_hanging_reload_is_killed_after_reload_timeout_and_the_pair_restored(
         f"sleep 1000 & echo $! > {tmp_path}/pid; wait"
     )
     slot = dataclasses.replace(slot, reload=("sh", "-c", script), reload_timeout=1)
-    nxt = material.load_pair(tmp_path / "next/cert.pem", tmp_path / "next/key.pem")
+    nxt = certfiles.load_pair(tmp_path / "next/cert.pem", tmp_path / "next/key.pem")
     prepared = swap.prepare(slot, nxt.fingerprint)
     with pytest.raises(SwapError) as e:
         swap.commit(prepared, None)
@@ -681,7 +681,7 @@ def test_a_der_next_certificate_validates_plans_and_applies_alike(tmp_path: Path
     assert done.returncode == 0, done.stdout + done.stderr
     deployed = tmp_path / "deployed/fullchain.pem"
     assert deployed.read_bytes().startswith(b"-----BEGIN CERTIFICATE-----")
-    assert material.load(deployed).chain_der[0] == leaf_der
+    assert certfiles.load(deployed).chain_der[0] == leaf_der
     assert run_cli("-c", cfg, "plan").returncode == 0
 
 

@@ -16,7 +16,7 @@ import dns.name
 import pytest
 
 from tests.support.helpers import assert_one_line_error, run_cli
-from tlsarotate import demo, material, pki, planner, records
+from tlsarotate import certfiles, demo, material, pki, planner, records
 from tlsarotate.change import TlsaRRset, digest
 from tlsarotate.observation import Observation, ServerAnswer
 from tlsarotate.state import State
@@ -321,7 +321,7 @@ def test_cli_wrong_name_usage_3_only_swaps_with_a_note(demo_cfg: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "note: next certificate 'default'" in done.stdout
     assert "DANE-EE (usage 3) clients ignore names" in done.stdout
-    new = material.load_pair(
+    new = certfiles.load_pair(
         demo_cfg.parent / "deployed/fullchain.pem", demo_cfg.parent / "deployed/privkey.pem"
     )
     assert material.unfit(new, dt.datetime.now().timestamp(), (HOST,))[0].blocking is False

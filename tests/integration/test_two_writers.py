@@ -41,7 +41,7 @@ import pytest
 from tests.support.helpers import cli_env, run_cli
 from tests.support.moto_server import fresh_bucket, moto_url, route53_env  # noqa: F401
 from tests.support.servers import BindServers, bind, bind_servers  # noqa: F401
-from tlsarotate import material, pki, records
+from tlsarotate import certfiles, material, pki, records
 
 TTL = 2
 MX = "mx.example.test"
@@ -118,7 +118,7 @@ class Host:
         out = {}
         for s in self.slots:
             write_pair(self.dir / s / "next", pki.make_leaf(ca, [MX]), ca)
-            out[s] = material.load_pair(
+            out[s] = certfiles.load_pair(
                 self.dir / s / "next/fullchain.pem", self.dir / s / "next/privkey.pem"
             )
         return out

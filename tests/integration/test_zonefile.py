@@ -17,7 +17,7 @@ import pytest
 
 from tests.support.helpers import assert_one_line_error, run_cli
 from tests.support.servers import free_port, need_binary, query, stop_process, wait_until
-from tlsarotate import material, pki, records
+from tlsarotate import certfiles, pki, records
 from tlsarotate.change import OwnerChange, TlsaRRset, ZoneChange
 from tlsarotate.errors import ProviderError
 from tlsarotate.providers.base import ProviderContext
@@ -161,7 +161,7 @@ def _service_layout(d: Path, named: Named, zone_path: Path, reload: list[str]) -
     (d / "live/mx").mkdir(parents=True)
     (d / "live/mx/fullchain.pem").write_bytes(pki.fullchain_pem(new, ca))
     (d / "live/mx/privkey.pem").write_bytes(new.key_pem)
-    dep = material.load_pair(d / "deployed/fullchain.pem", d / "deployed/privkey.pem")
+    dep = certfiles.load_pair(d / "deployed/fullchain.pem", d / "deployed/privkey.pem")
     line = records.zone_line(OWNER, 1, records.build(dep, records.parse_params("3 1 1")))
     zone_path.write_text(ZONE_TEXT + line + "\n")
     subprocess.run(named.reload, check=True, capture_output=True)
@@ -219,7 +219,7 @@ def test_killed_between_write_and_reload_the_next_run_reloads_and_finishes(
         pytest.fail("apply --wait after the kill waits for ever (the file was never reloaded)")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "never ran" in done.stdout  # it said what it finished
-    nxt = material.load_lineage(tmp_path / "live/mx")
+    nxt = certfiles.load_lineage(tmp_path / "live/mx")
     want = {records.to_text(records.build(nxt, records.parse_params("3 1 1")))}
     wait_until(lambda: named.tlsa() == want, 10, "BIND to serve the next certificate's record")
     assert not (target.parent / ".db.example.test.tlsarotate.reload").exists()

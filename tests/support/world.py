@@ -15,14 +15,14 @@ from pathlib import Path
 
 import dns.name
 
-from tlsarotate import config, material, pki, records
+from tlsarotate import certfiles, config, material, pki, records
 from tlsarotate.change import TlsaRRset, ZoneChange
 from tlsarotate.clock import FakeClock
 from tlsarotate.engine import Engine
 from tlsarotate.observation import Observation, ServerAnswer
 from tlsarotate.providers.base import Provider, WriteResult
 from tlsarotate.providers.memory import MemoryProvider
-from tlsarotate.state import StateStore
+from tlsarotate.stores.file import FileStateStore
 
 ZONE = dns.name.from_text("example.test.")
 
@@ -119,7 +119,7 @@ class RecordingProvider(Provider):
         return self.inner.is_live(zone, result)
 
 
-class WorldStore(StateStore):
+class WorldStore(FileStateStore):
     def save(self, st):  # type: ignore[no-untyped-def]
         self.world.maybe_crash("save")  # type: ignore[attr-defined]
         super().save(st)
@@ -216,12 +216,12 @@ class SimWorld:
         (d / "privkey.pem").write_bytes(leaf.key_pem)
 
     def deployed(self) -> material.Material:
-        return material.load_pair(
+        return certfiles.load_pair(
             self.tmp / "deployed/fullchain.pem", self.tmp / "deployed/privkey.pem"
         )
 
     def next(self) -> material.Material:
-        return material.load_pair(self.tmp / "next/fullchain.pem", self.tmp / "next/privkey.pem")
+        return certfiles.load_pair(self.tmp / "next/fullchain.pem", self.tmp / "next/privkey.pem")
 
     def new_next(self, key_index: int | None = None, reuse: bool = False) -> None:
         """A renewal: a new next certificate (the deployed key when ``reuse``, a key of the

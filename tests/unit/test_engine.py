@@ -59,9 +59,9 @@ def test_full_rollover_publish_wait_swap_retire(tmp_path: Path) -> None:
     assert (tmp_path / "deployed/privkey.pem").is_symlink()
     assert (tmp_path / "deployed/fullchain.pem").is_symlink()
     assert os.readlink(store / "current") == "2"
-    from tlsarotate import material
+    from tlsarotate import certfiles
 
-    assert material.load_pair(store / "1/cert.pem", store / "1/key.pem").same_as(old)
+    assert certfiles.load_pair(store / "1/cert.pem", store / "1/key.pem").same_as(old)
     # the key keeps its mode (SimWorld writes 0644), minus what others could read
     assert (tmp_path / "deployed/privkey.pem").stat().st_mode & 0o777 == 0o640
     assert (store / "1/key.pem").stat().st_mode & 0o777 == 0o640
@@ -421,13 +421,13 @@ def test_two_certificates_rolled_independently(tmp_path: Path) -> None:
     w.apply()
     w.clock.advance(300)
     w.apply()
-    from tlsarotate import material
+    from tlsarotate import certfiles
 
     assert (tmp_path / "deployed/fullchain.pem").is_symlink()  # the ECDSA slot was swapped
     assert not (tmp_path / "rsa/fullchain.pem").is_symlink()  # the rsa slot was never swapped
     assert w.deployed().same_as(w.next())
     rsa_rec = records.to_text(
-        records.build(material.load(tmp_path / "rsa/fullchain.pem"), records.parse_params("3 1 1"))
+        records.build(certfiles.load(tmp_path / "rsa/fullchain.pem"), records.parse_params("3 1 1"))
     )
     assert rsa_rec in w.published_texts() and len(w.published_texts()) == 2
 
@@ -493,7 +493,7 @@ def test_keep_ahead_next_key_gives_a_zero_wait_renewal(tmp_path: Path) -> None:
 
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-    from tlsarotate import config, material
+    from tlsarotate import certfiles, config
 
     w = SimWorld(tmp_path, params=("3 1 1",))
     key_path = tmp_path / "keys/next.key"
@@ -504,7 +504,7 @@ def test_keep_ahead_next_key_gives_a_zero_wait_renewal(tmp_path: Path) -> None:
     w.cfg = dataclasses.replace(w.cfg, services=(w.service,))
     w.apply()  # generates the key and publishes its 3 1 1 beside the deployed one
     assert key_path.stat().st_mode & 0o777 == 0o600
-    first_key = material.load(key_path)
+    first_key = certfiles.load(key_path)
     ahead = records.to_text(records.build(first_key, records.parse_params("3 1 1")))
     assert ahead in w.published_texts() and len(w.published_texts()) == 2
     w.clock.advance(10_000)
@@ -520,7 +520,7 @@ def test_keep_ahead_next_key_gives_a_zero_wait_renewal(tmp_path: Path) -> None:
     assert w.reloads == reloads + 1 and len(w.provider.writes) == writes
     assert w.deployed().spki == first_key.spki
     # a fresh next key took the used one's place, and its record goes out next
-    fresh = material.load(key_path)
+    fresh = certfiles.load(key_path)
     assert fresh.spki != first_key.spki
     assert (tmp_path / "keys/next.key.used").exists()
     w.apply()
@@ -537,8 +537,7 @@ def test_a_keep_ahead_swap_finished_after_a_crash_rotates_the_next_key(tmp_path:
 
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-    from tests.support.world import Crash
-    from tlsarotate import config, material
+    from tlsarotate import certfiles, config
 
     w = SimWorld(tmp_path, params=("3 1 1",))
     key_path = tmp_path / "keys/next.key"
@@ -548,7 +547,7 @@ def test_a_keep_ahead_swap_finished_after_a_crash_rotates_the_next_key(tmp_path:
     w.service = dataclasses.replace(w.service, certificates=(slot,))
     w.cfg = dataclasses.replace(w.cfg, services=(w.service,))
     w.apply()
-    first_key = material.load(key_path)
+    first_key = certfiles.load(key_path)
     w.clock.advance(10_000)
     assert phases(w.apply()) == [planner.IDLE]
     key = load_pem_private_key(key_path.read_bytes(), None)
@@ -558,12 +557,12 @@ def test_a_keep_ahead_swap_finished_after_a_crash_rotates_the_next_key(tmp_path:
     with pytest.raises(Crash):
         w.apply()
     assert w.deployed().spki == first_key.spki  # switched, not reloaded
-    assert material.load(key_path).spki == first_key.spki
+    assert certfiles.load(key_path).spki == first_key.spki
     w.apply()  # recovers: finishes the swap
     assert w.served.spki == first_key.spki
-    fresh = material.load(key_path)
+    fresh = certfiles.load(key_path)
     assert fresh.spki != first_key.spki
-    assert material.load(tmp_path / "keys/next.key.used").spki == first_key.spki
+    assert certfiles.load(tmp_path / "keys/next.key.used").spki == first_key.spki
     w.apply()
     fresh_rec = records.to_text(records.build(fresh, records.parse_params("3 1 1")))
     assert fresh_rec in w.published_texts()
@@ -581,7 +580,7 @@ def test_a_run_killed_before_the_next_key_rotation_rotates_it_next_time(
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
     from tests.support.world import Crash
-    from tlsarotate import config, material, nextkey
+    from tlsarotate import certfiles, config, nextkey
 
     w = SimWorld(tmp_path, params=("3 1 1",))
     key_path = tmp_path / "keys/next.key"
@@ -591,7 +590,7 @@ def test_a_run_killed_before_the_next_key_rotation_rotates_it_next_time(
     w.service = dataclasses.replace(w.service, certificates=(slot,))
     w.cfg = dataclasses.replace(w.cfg, services=(w.service,))
     w.apply()
-    first_key = material.load(key_path)
+    first_key = certfiles.load(key_path)
     w.clock.advance(10_000)
     key = load_pem_private_key(key_path.read_bytes(), None)
     leaf = w._leaf(["mx1.example.test"], key)  # type: ignore[arg-type]
@@ -605,11 +604,11 @@ def test_a_run_killed_before_the_next_key_rotation_rotates_it_next_time(
     with pytest.raises(Crash):
         w.apply()
     monkeypatch.setattr(nextkey, "rotate", real)
-    assert w.served.spki == first_key.spki and material.load(key_path).spki == first_key.spki
+    assert w.served.spki == first_key.spki and certfiles.load(key_path).spki == first_key.spki
     w.apply()
-    fresh = material.load(key_path)
+    fresh = certfiles.load(key_path)
     assert fresh.spki != first_key.spki
-    assert material.load(tmp_path / "keys/next.key.used").spki == first_key.spki
+    assert certfiles.load(tmp_path / "keys/next.key.used").spki == first_key.spki
     w.apply()
     fresh_rec = records.to_text(records.build(fresh, records.parse_params("3 1 1")))
     assert fresh_rec in w.published_texts()
@@ -621,7 +620,7 @@ def test_a_next_key_that_is_the_deployed_key_is_never_moved_away(tmp_path: Path)
     a used next key at the start of every apply must not move the deployed key aside."""
     import dataclasses
 
-    from tlsarotate import config, material
+    from tlsarotate import certfiles, config
 
     w = SimWorld(tmp_path, params=("3 1 1",))
     deployed_key = tmp_path / "deployed/privkey.pem"
@@ -635,7 +634,7 @@ def test_a_next_key_that_is_the_deployed_key_is_never_moved_away(tmp_path: Path)
     w.apply()
     assert w.deployed().same_as(before)
     assert not deployed_key.with_name("privkey.pem.used").exists()
-    assert material.load(deployed_key).spki == before.spki
+    assert certfiles.load(deployed_key).spki == before.spki
 
 
 def test_swap_installs_only_the_bytes_it_checked(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -1,6 +1,6 @@
 """Rollover state in S3, for runners without a persistent disk (CI jobs, autoscaled hosts).
 
-Same interface as :class:`tlsarotate.state.StateStore`; objects ``<prefix><service>.json`` and
+The :class:`tlsarotate.stores.StateStore` protocol; objects ``<prefix><service>.json`` and
 ``<prefix><service>.lock``. Every write is a conditional request, so a runner never overwrites a
 state object another runner wrote after its own ``load``:
 
@@ -36,7 +36,7 @@ from typing import Any
 
 from tlsarotate.clock import Clock, SystemClock
 from tlsarotate.errors import LockTimeout, StateError
-from tlsarotate.state import _SAFE, State, parse
+from tlsarotate.state import State, check_service_name, encode, from_stored
 
 __all__ = ["DEFAULT_LEASE", "S3StateStore"]
 
@@ -99,8 +99,7 @@ class S3StateStore:
         return self._client
 
     def _key(self, service: str, ext: str) -> str:
-        if not _SAFE.match(service):
-            raise StateError(f"invalid service name for a state object: {service!r}")
+        check_service_name(service, "state object")
         return f"{self.prefix}{service}.{ext}"
 
     def _url(self, key: str) -> str:
@@ -151,18 +150,7 @@ class S3StateStore:
             return State(service, rebuilt="no state object yet")
         raw, etag = got
         self._etags[service] = etag
-        try:
-            st = parse(raw)
-        except ValueError as e:
-            return State(
-                service,
-                rebuilt=f"state object {self._url(key)} was corrupt ({e}); rebuilt from DNS",
-            )
-        if st.service != service:
-            return State(
-                service, rebuilt=f"state object {self._url(key)} belongs to {st.service!r}; rebuilt"
-            )
-        return st
+        return from_stored(service, f"state object {self._url(key)}", raw)
 
     def save(self, st: State) -> None:
         """Write ``st`` only if nobody else wrote the object since our ``load``, and never
@@ -177,9 +165,8 @@ class S3StateStore:
             )
             lock_url = self._url(self._key(st.service, "lock"))
             raise StateError(f"{why.format(st.service)} ({lock_url})")
-        data = json.dumps(st.with_(rebuilt="").to_json(), indent=2, sort_keys=True) + "\n"
         seen = self._etags.get(st.service)
-        new = self._put(key, data.encode(), if_match=seen)
+        new = self._put(key, encode(st), if_match=seen)
         if new is None:
             raise StateError(
                 f"state for service {st.service!r} changed underneath (another runner?); re-run "
