@@ -79,7 +79,3 @@ class SwapError(TlsarotateError):
 
 class ObserverError(TlsarotateError):
     """The authoritative servers could not be found or queried."""
-
-
-class NotImplementedYet(TlsarotateError):
-    """A command whose implementation has not landed yet."""
