@@ -11,7 +11,8 @@ import os
 
 
 class TlsarotateError(Exception):
-    """Root of all expected errors. ``str()`` is the one line shown to the user."""
+    """Root of all expected errors. ``str()`` is the one line shown to the user; an error with
+    fields (:class:`ConfigError`) formats that line from them."""
 
     exit_code = 1
 

@@ -180,3 +180,13 @@ def test_fqdn() -> None:
     assert fails(DOC.fqdn, node("a..example"), "h").message.startswith(
         "invalid DNS name 'a..example': "
     )
+
+
+def test_elements_pairs_each_node_with_its_key_path() -> None:
+    n = node("[a, b]")
+    assert [(e.value, k) for e, k in DOC.elements(n, "certificates")] == [
+        ("a", "certificates[0]"),
+        ("b", "certificates[1]"),
+    ]
+    assert fails(DOC.elements, node("[]"), "certificates").key == "certificates"
+    assert DOC.elements(node("[]"), "reload", nonempty=False) == []

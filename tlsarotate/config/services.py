@@ -61,10 +61,10 @@ def service(
             slots.slot(doc, m["certificate"][1], f"{kp}.certificate", "default"),
         )
     else:
-        certs = doc.sequence(
-            m["certificates"][1],
-            f"{kp}.certificates",
-            lambda n, k: slots.slot(doc, n, k, k.rsplit("[", 1)[1].rstrip("]")),
+        # a slot without a name is called after its place in the list: "0", "1", ...
+        certs = tuple(
+            slots.slot(doc, n, k, str(i))
+            for i, (n, k) in enumerate(doc.elements(m["certificates"][1], f"{kp}.certificates"))
         )
         names = [s.name for s in certs]
         if len(set(names)) != len(names):

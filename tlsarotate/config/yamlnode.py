@@ -130,6 +130,16 @@ class YamlFile:
             raise self.err(node, kp, f"expected true or false, got {kind(node)}")
         return v
 
+    def elements(
+        self, node: yaml.Node, kp: str, nonempty: bool = True
+    ) -> list[tuple[yaml.Node, str]]:
+        """Each element of a list node with its key path (``kp[i]``)."""
+        if not isinstance(node, yaml.SequenceNode):
+            raise self.err(node, kp, f"expected a list, got {kind(node)}")
+        if nonempty and not node.value:
+            raise self.err(node, kp, "must not be empty")
+        return [(n, f"{kp}[{i}]") for i, n in enumerate(node.value)]
+
     def sequence(
         self,
         node: yaml.Node,
@@ -137,12 +147,8 @@ class YamlFile:
         item: Callable[[yaml.Node, str], T],
         nonempty: bool = True,
     ) -> tuple[T, ...]:
-        """``item(node, keypath)`` of each element (``kp[i]``) of a list node."""
-        if not isinstance(node, yaml.SequenceNode):
-            raise self.err(node, kp, f"expected a list, got {kind(node)}")
-        if nonempty and not node.value:
-            raise self.err(node, kp, "must not be empty")
-        return tuple(item(n, f"{kp}[{i}]") for i, n in enumerate(node.value))
+        """``item(node, keypath)`` of each element of a list node."""
+        return tuple(item(n, k) for n, k in self.elements(node, kp, nonempty))
 
     def path(self, node: yaml.Node, kp: str) -> Path:
         """A file name, ``~`` expanded, relative to the config file's directory."""
