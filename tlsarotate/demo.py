@@ -15,6 +15,9 @@ import time
 from pathlib import Path
 
 from tlsarotate import certfiles, pki, records
+from tlsarotate.clirun import run
+from tlsarotate.commands import cmd_apply, cmd_plan, cmd_status
+from tlsarotate.filecommands import cmd_validate
 
 ZONE = "example.test."
 HOST = "mx.example.test."
@@ -89,9 +92,18 @@ def _tlsa_lines(zone_file: Path) -> list[str]:
     ]
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from tlsarotate.cli import main
+def _run(argv: list[str]) -> int:
+    """One ``tlsarotate`` command line of those the demo shows, as the CLI runs it."""
+    handlers = {
+        "validate": cmd_validate,
+        "plan": cmd_plan,
+        "apply": cmd_apply,
+        "status": cmd_status,
+    }
+    return run(argv, handlers)
 
+
+def cmd_demo(args: argparse.Namespace) -> int:
     tmp = None
     if args.dir:
         d = Path(args.dir)
@@ -108,16 +120,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
             print(f"   {ln}")
         print("== a renewed certificate arrives in live/mx.example.test (like certbot's)")
         print("\n$ tlsarotate -c config.yaml validate")
-        main(["-c", str(cfg), "validate"])
+        _run(["-c", str(cfg), "validate"])
         print("\n$ tlsarotate -c config.yaml plan")
-        main(["-c", str(cfg), "plan"])
+        _run(["-c", str(cfg), "plan"])
         print("\n$ tlsarotate -c config.yaml apply --wait")
-        rc = main(["-c", str(cfg), "apply", "--wait"])
+        rc = _run(["-c", str(cfg), "apply", "--wait"])
         if rc != 0:
             print(f"demo: apply exited {rc}")
             return 1
         print("\n$ tlsarotate -c config.yaml status")
-        main(["-c", str(cfg), "status"])
+        _run(["-c", str(cfg), "status"])
         # the end result, checked independently of the engine
         nxt = certfiles.load_lineage(d / "live/mx.example.test")
         now = certfiles.load_pair(d / "deployed/fullchain.pem", d / "deployed/privkey.pem")

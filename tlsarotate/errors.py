@@ -7,9 +7,12 @@ file, config key or DNS record involved and must never contain a secret.
 
 from __future__ import annotations
 
+import os
+
 
 class TlsarotateError(Exception):
-    """Root of all expected errors. ``str()`` is the one line shown to the user."""
+    """Root of all expected errors. ``str()`` is the one line shown to the user; an error with
+    fields (:class:`ConfigError`) formats that line from them."""
 
     exit_code = 1
 
@@ -19,7 +22,36 @@ class MaterialError(TlsarotateError):
 
 
 class ConfigError(TlsarotateError):
-    """The configuration file is invalid."""
+    """The configuration file, or a file or option it names, is invalid.
+
+    Fields say where: ``file`` (the config file), ``line`` (its 1-based YAML line, shown only
+    with ``file``), ``key`` (the key path, ``services[0].ports[1]``, or a provider's option
+    name, ``path``) and ``message`` (what is wrong). ``str()`` is the one line
+    ``FILE:LINE: KEY: MESSAGE``, absent parts left out; a provider raises
+    ``ConfigError(msg, key="option")`` and the config loader adds the file and line."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | os.PathLike[str] | None = None,
+        line: int | None = None,
+        key: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.file = None if file is None else os.fspath(file)
+        self.line = line
+        self.key = key or None
+
+    def __str__(self) -> str:
+        parts: list[str] = []
+        if self.file is not None:
+            parts.append(self.file if self.line is None else f"{self.file}:{self.line}")
+        if self.key is not None:
+            parts.append(self.key)
+        parts.append(self.message)
+        return ": ".join(parts)
 
 
 class RecordError(TlsarotateError):
@@ -48,7 +80,3 @@ class SwapError(TlsarotateError):
 
 class ObserverError(TlsarotateError):
     """The authoritative servers could not be found or queried."""
-
-
-class NotImplementedYet(TlsarotateError):
-    """A command whose implementation has not landed yet."""

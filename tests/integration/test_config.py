@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from tlsarotate import cli, config, pki, records
+from tlsarotate.config import schema
 from tlsarotate.errors import ConfigError
 from tlsarotate.providers import BUILTIN, Option, Provider, WriteResult, get_class
 from tlsarotate.providers import base as provider_base
@@ -38,7 +39,7 @@ class StandInZoneFile(Provider):
     @classmethod
     def check_files(cls, name: str, options: Mapping[str, Any]) -> None:
         if not Path(options["path"]).is_file():
-            raise ConfigError(f"path: zone file {options['path']} not found")
+            raise ConfigError(f"zone file {options['path']} not found", key="path")
 
     def read(self, zone: Any, owners: Any) -> Any:  # pragma: no cover - never called
         raise AssertionError
@@ -809,13 +810,13 @@ def test_validate_subprocess_one_line(tmp_path: Path) -> None:
 
 def _schema_keys() -> dict[str, set[str]]:
     keys = {
-        "top level": set(config.TOP_KEYS),
-        "service": set(config.SERVICE_KEYS),
-        "certificate slot": set(config.SLOT_KEYS),
-        "certificate paths": set(config.CERT_PATH_KEYS),
-        "verify": set(config.VERIFY_KEYS),
-        "next_key": set(config.NEXT_KEY_KEYS),
-        "state": set(config.STATE_KEYS),
+        "top level": set(schema.TOP_KEYS),
+        "service": set(schema.SERVICE_KEYS),
+        "certificate slot": set(schema.SLOT_KEYS),
+        "certificate paths": set(schema.CERT_PATH_KEYS),
+        "verify": set(schema.VERIFY_KEYS),
+        "next_key": set(schema.NEXT_KEY_KEYS),
+        "state": set(schema.STATE_KEYS),
     }
     for ptype in sorted(set(BUILTIN) - {STANDIN}):
         cls = get_class(ptype)  # a built-in that cannot be imported fails this test

@@ -113,26 +113,29 @@ def read_secret(
     """The secret text (surrounding whitespace stripped) from the file ``file`` or else the
     environment variable ``env``; the caller makes sure exactly one is set.
 
-    Errors are :class:`~tlsarotate.errors.ConfigError` lines starting with the option's name
+    Errors are :class:`~tlsarotate.errors.ConfigError` whose ``key`` is the option
     (``api_token_file: PATH: is empty``), so the config loader can point at its line; ``check``
     returns what is wrong with a value (or None). No message ever holds the value."""
     if file is not None:
         p = Path(file)
-        where = f"{file_option}: {p}"
-        text = read_text(p, "file", where=where)
+        key, where = file_option, str(p)
+        try:
+            text = read_text(p, "file")
+        except ConfigError as e:
+            raise ConfigError(e.message, key=key) from None
         value = text.strip()
         if not value:
-            raise ConfigError(f"{where}: is empty")
+            raise ConfigError(f"{where}: is empty", key=key)
     else:
-        where = f"{env_option}: environment variable {env}"
+        key, where = env_option, f"environment variable {env}"
         value = (os.environ if environ is None else environ).get(str(env), "").strip()
         if not value:
             raise ConfigError(
-                f"{env_option}: no {what} in environment variable {env} ({env} is not set or empty)"
+                f"no {what} in environment variable {env} ({env} is not set or empty)", key=key
             )
     problem = check(value) if check is not None else None
     if problem:
-        raise ConfigError(f"{where}: {problem}")
+        raise ConfigError(f"{where}: {problem}", key=key)
     return Secret(value)
 
 
@@ -242,9 +245,10 @@ def check_private_file(option: str, path: Path, power: str) -> None:
     try:
         mode = path.stat().st_mode & 0o777
     except OSError as e:
-        raise ConfigError(f"{option}: {path}: {e.strerror}") from None
+        raise ConfigError(f"{path}: {e.strerror}", key=option) from None
     if mode & 0o077:
         raise ConfigError(
-            f"{option}: {path} is not private: group or others have access (mode {mode:03o}); "
-            f"chmod 600 {path} (the secret in it lets anyone reading it {power})"
+            f"{path} is not private: group or others have access (mode {mode:03o}); "
+            f"chmod 600 {path} (the secret in it lets anyone reading it {power})",
+            key=option,
         )

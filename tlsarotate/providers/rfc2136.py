@@ -131,19 +131,22 @@ def _base64_problem(text: str) -> str | None:
     return None if raw else "the TSIG secret is empty"
 
 
-def _decode_secret(text: str, where: str) -> Secret[bytes]:
+def _decode_secret(text: str, where: str, key: str | None = None) -> Secret[bytes]:
     problem = _base64_problem(text)
     if problem:
-        raise ConfigError(f"{where}: {problem}")
+        raise ConfigError(f"{where}: {problem}", key=key)
     return Secret(base64.b64decode(text.strip(), validate=True))
 
 
-def _check_algorithm(alg: str, where: str) -> str:
-    """The algorithm's canonical name (case, quotes and a final dot do not matter)."""
+def _check_algorithm(alg: str, key: str, where: str | None = None) -> str:
+    """The algorithm's canonical name (case, quotes and a final dot do not matter); an error
+    is about option ``key`` (at ``where`` in its file)."""
     a = str(alg).strip().strip('"').lower().rstrip(".")
     if a not in ALGORITHMS:
         raise ConfigError(
-            f"{where}: TSIG algorithm {alg!r} is not supported (use one of {', '.join(ALGORITHMS)})"
+            (f"{where}: " if where else "")
+            + f"TSIG algorithm {alg!r} is not supported (use one of {', '.join(ALGORITHMS)})",
+            key=key,
         )
     return a
 
@@ -153,36 +156,41 @@ def parse_key_file(path: Path, want: str | None = None) -> TsigKey:
 
     ``want`` picks a key by name when the file holds several. Errors are one line naming the
     file and never showing the secret."""
-    where = f"tsig_key_file: {path}"
-    text = read_text(path, "BIND key file", where=where)
+    opt, where = "tsig_key_file", str(path)
+    try:
+        text = read_text(path, "BIND key file")
+    except ConfigError as e:
+        raise ConfigError(e.message, key=opt) from None
     blocks = _KEY_BLOCK.findall(_strip_comments(text))
     if not blocks:
         raise ConfigError(
             f'{where}: no key found (expected key "NAME" {{ algorithm hmac-sha256; '
-            'secret "..."; }; as written by tsig-keygen)'
+            'secret "..."; }; as written by tsig-keygen)',
+            key=opt,
         )
     keys: dict[str, str] = {n.strip('"').rstrip(".").lower(): body for n, body in blocks}
     if want is not None:
         w = want.rstrip(".").lower()
         if w not in keys:
-            raise ConfigError(f"{where}: no key named {want!r} (found: {', '.join(keys)})")
+            raise ConfigError(f"{where}: no key named {want!r} (found: {', '.join(keys)})", key=opt)
         name, body = w, keys[w]
     elif len(keys) > 1:
-        raise ConfigError(f"{where}: holds {len(keys)} keys; set tsig_name to pick one")
+        raise ConfigError(f"{where}: holds {len(keys)} keys; set tsig_name to pick one", key=opt)
     else:
         name, body = next(iter(keys.items()))
     alg_m = re.search(r"\balgorithm\s+([^;\s]+)\s*;", body)
     sec_m = re.search(r'\bsecret\s+"([^"]*)"\s*;', body)
     if not alg_m:
-        raise ConfigError(f"{where}: key {name!r} has no algorithm")
+        raise ConfigError(f"{where}: key {name!r} has no algorithm", key=opt)
     if not sec_m:
-        raise ConfigError(f"{where}: key {name!r} has no secret")
-    alg = _check_algorithm(alg_m.group(1), f"{where}: key {name!r}")
+        raise ConfigError(f"{where}: key {name!r} has no secret", key=opt)
+    alg = _check_algorithm(alg_m.group(1), opt, f"{where}: key {name!r}")
     try:
         dns.name.from_text(name)
     except dns.exception.DNSException:
-        raise ConfigError(f"{where}: key name {name!r} is not a valid DNS name") from None
-    return TsigKey(name, alg, _decode_secret(sec_m.group(1), f"{where}: key {name!r}"), str(path))
+        raise ConfigError(f"{where}: key name {name!r} is not a valid DNS name", key=opt) from None
+    secret = _decode_secret(sec_m.group(1), f"{where}: key {name!r}", opt)
+    return TsigKey(name, alg, secret, str(path))
 
 
 def load_key(
@@ -198,29 +206,31 @@ def load_key(
     if key_file is not None:
         if sfile is not None or senv is not None:
             raise ConfigError(
-                "tsig_key_file: holds the secret already; drop tsig_secret_file/tsig_secret_env"
+                "holds the secret already; drop tsig_secret_file/tsig_secret_env",
+                key="tsig_key_file",
             )
         key = parse_key_file(Path(key_file), name)
         if alg is not None and _check_algorithm(alg, "tsig_algorithm") != key.algorithm:
             raise ConfigError(
-                f"tsig_algorithm: {alg!r} does not match the {key.algorithm} key in {key_file}"
+                f"{alg!r} does not match the {key.algorithm} key in {key_file}",
+                key="tsig_algorithm",
             )
         return key
     if name is None:
         if sfile is not None or senv is not None or alg is not None:
             raise ConfigError(
-                "tsig_name: required with tsig_secret_file/tsig_secret_env/tsig_algorithm"
+                "required with tsig_secret_file/tsig_secret_env/tsig_algorithm", key="tsig_name"
             )
         return None
     try:
         dns.name.from_text(str(name))
     except dns.exception.DNSException:
-        raise ConfigError(f"tsig_name: {name!r} is not a valid DNS name") from None
+        raise ConfigError(f"{name!r} is not a valid DNS name", key="tsig_name") from None
     algorithm = _check_algorithm(alg or DEFAULT_ALGORITHM, "tsig_algorithm")
     if (sfile is None) == (senv is None):
         raise ConfigError(
-            "tsig_name: set exactly one of tsig_secret_file or tsig_secret_env with it (or use "
-            "tsig_key_file)"
+            "set exactly one of tsig_secret_file or tsig_secret_env with it (or use tsig_key_file)",
+            key="tsig_name",
         )
     text = read_secret(
         sfile,
@@ -292,20 +302,20 @@ class RFC2136Provider(Provider):
         try:
             ipaddress.ip_address(str(server))
         except ValueError:
-            raise ConfigError(f"server: {server!r} is not an IP address") from None
+            raise ConfigError(f"{server!r} is not an IP address", key="server") from None
         port = options.get("port", 53)
         if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-            raise ConfigError(f"port: {port!r} is not a port number (1-65535)")
+            raise ConfigError(f"{port!r} is not a port number (1-65535)", key="port")
         retries = options.get("retries", 3)
         if isinstance(retries, bool) or not isinstance(retries, int) or not 1 <= retries <= 20:
-            raise ConfigError(f"retries: {retries!r}: expected 1 to 20 attempts in all")
+            raise ConfigError(f"{retries!r}: expected 1 to 20 attempts in all", key="retries")
         timeout = options.get("timeout", 5.0)
         if (
             isinstance(timeout, bool)
             or not isinstance(timeout, (int, float))
             or not 0 < timeout <= 300
         ):
-            raise ConfigError(f"timeout: {timeout!r}: expected 0 < seconds <= 300")
+            raise ConfigError(f"{timeout!r}: expected 0 < seconds <= 300", key="timeout")
 
     @classmethod
     def check_files(cls, name: str, options: Mapping[str, Any]) -> None:

@@ -160,13 +160,17 @@ class Route53Provider(Provider):
             except ValueError:
                 ok = False
             if not ok:
-                raise ConfigError(f"endpoint_url: {url!r} is not an http(s):// URL with a host")
+                raise ConfigError(
+                    f"{url!r} is not an http(s):// URL with a host", key="endpoint_url"
+                )
         try:
             session = boto3.session.Session(profile_name=opts.get("profile"))
         except botocore.exceptions.ProfileNotFound:
-            raise ConfigError(f"profile: AWS profile {opts.get('profile')!r} not found") from None
+            raise ConfigError(
+                f"AWS profile {opts.get('profile')!r} not found", key="profile"
+            ) from None
         except botocore.exceptions.BotoCoreError as e:
-            raise ConfigError(f"profile: {type(e).__name__}: {one_line(e)}") from None
+            raise ConfigError(f"{type(e).__name__}: {one_line(e)}", key="profile") from None
         timeout = float(opts.get("timeout", 30.0))
         cfg = botocore.config.Config(
             retries={"total_max_attempts": 1, "mode": "standard"},  # we retry ourselves
@@ -178,9 +182,9 @@ class Route53Provider(Provider):
                 "route53", region_name=opts.get("region"), endpoint_url=url, config=cfg
             )
         except botocore.exceptions.InvalidRegionError as e:
-            raise ConfigError(f"region: {one_line(e)}") from None
+            raise ConfigError(one_line(e), key="region") from None
         except ValueError as e:  # botocore: "Invalid endpoint: ..."
-            raise ConfigError(f"endpoint_url: {one_line(e)}") from None
+            raise ConfigError(one_line(e), key="endpoint_url") from None
         except botocore.exceptions.BotoCoreError as e:
             raise ConfigError(f"cannot create the Route 53 client: {one_line(e)}") from None
 

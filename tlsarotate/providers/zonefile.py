@@ -172,17 +172,17 @@ class ZoneFileProvider(Provider):
     def check_files(cls, name: str, options: Mapping[str, Any]) -> None:
         p = Path(options["path"])
         if not p.exists():
-            raise ConfigError(f"path: zone file {p} not found")
+            raise ConfigError(f"zone file {p} not found", key="path")
         if not p.is_file():
-            raise ConfigError(f"path: {p} is not a regular file")
+            raise ConfigError(f"{p} is not a regular file", key="path")
         try:
             p.read_text(encoding="utf-8")
         except UnicodeDecodeError as e:
-            raise ConfigError(f"path: zone file {p} is not UTF-8 text ({_why(e)})") from None
+            raise ConfigError(f"zone file {p} is not UTF-8 text ({_why(e)})", key="path") from None
         except OSError as e:
-            raise ConfigError(f"path: zone file {p}: cannot read: {e.strerror}") from None
+            raise ConfigError(f"zone file {p}: cannot read: {e.strerror}", key="path") from None
         if not os.access(p.parent, os.W_OK):
-            raise ConfigError(f"path: directory {p.parent} is not writable")
+            raise ConfigError(f"directory {p.parent} is not writable", key="path")
 
     @classmethod
     def check_service(cls, options: Mapping[str, Any], zone: dns.name.Name, ttl: int) -> None:
@@ -197,7 +197,9 @@ class ZoneFileProvider(Provider):
         except (OSError, UnicodeDecodeError):
             return  # check_files said so already
         except dns.exception.DNSException as e:
-            raise ConfigError(f"path: zone file {p}: cannot parse as zone {zone}: {e}") from None
+            raise ConfigError(
+                f"zone file {p}: cannot parse as zone {zone}: {e}", key="path"
+            ) from None
 
     @property
     def target(self) -> Path:

@@ -37,7 +37,7 @@ class JsonFileProvider(Provider):
     @classmethod
     def check_files(cls, name: str, options: Mapping[str, Any]) -> None:
         if not Path(str(options["path"])).is_file():
-            raise ConfigError(f"path: {options['path']}: no such file")
+            raise ConfigError(f"{options['path']}: no such file", key="path")
 
     def _load(self) -> dict[str, Any]:
         try:

@@ -1,0 +1,51 @@
+"""The configuration file: YAML in, validated frozen dataclasses out.
+
+Every error names the file, the YAML line and the key path (``services[0].ports[1]``). Unknown
+keys are errors, secrets are never inline (``*_file`` / ``*_env`` only), relative paths are
+resolved against the config file's directory.
+
+The package's modules, one concept each: :mod:`~tlsarotate.config.model` (the dataclasses),
+:mod:`~tlsarotate.config.yamlnode` (typed getters over YAML nodes),
+:mod:`~tlsarotate.config.schema` (the keys of each section), the section readers
+:mod:`~tlsarotate.config.provider_options`, :mod:`~tlsarotate.config.services` and
+:mod:`~tlsarotate.config.slots`, :mod:`~tlsarotate.config.nameservers`,
+:mod:`~tlsarotate.config.loader` (the file as a whole), :mod:`~tlsarotate.config.checks`
+(``validate``'s file checks) and :mod:`~tlsarotate.config.certpaths` (loading the certificates
+a slot names). This module is the API the rest of tlsarotate uses.
+"""
+
+from __future__ import annotations
+
+from tlsarotate.config.certpaths import deployed_link_check, load_cert
+from tlsarotate.config.checks import check_files
+from tlsarotate.config.loader import DEFAULT_PATH, load, parse
+from tlsarotate.config.model import (
+    CertPaths,
+    CertSlot,
+    Config,
+    NextKey,
+    ProviderConfig,
+    Service,
+    StateBackend,
+    Verify,
+)
+from tlsarotate.config.nameservers import Nameserver, parse_nameserver
+
+__all__ = [
+    "DEFAULT_PATH",
+    "CertPaths",
+    "CertSlot",
+    "Config",
+    "Nameserver",
+    "NextKey",
+    "ProviderConfig",
+    "Service",
+    "StateBackend",
+    "Verify",
+    "check_files",
+    "deployed_link_check",
+    "load",
+    "load_cert",
+    "parse",
+    "parse_nameserver",
+]

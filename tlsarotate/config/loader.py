@@ -1,0 +1,130 @@
+"""Reading the config file: YAML text in, a validated :class:`~tlsarotate.config.model.Config`
+out. The top level and ``state:`` are read here, ``providers:`` and ``services:`` by their
+section readers; then the rules across services (unique names, owners and deployed files)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dns.name
+import yaml
+
+from tlsarotate.config.model import Config, ProviderConfig, Service, StateBackend
+from tlsarotate.config.provider_options import provider
+from tlsarotate.config.schema import STATE_KEYS, TOP_KEYS
+from tlsarotate.config.services import service
+from tlsarotate.config.yamlnode import YamlFile, kind
+from tlsarotate.errors import ConfigError
+from tlsarotate.fsutil import MAX_CONFIG, read_text
+
+DEFAULT_PATH = Path("/etc/tlsarotate/config.yaml")
+
+
+def load(path: str | os.PathLike[str] | None = None) -> Config:
+    """The config at ``path``, else ``$TLSAROTATE_CONFIG``, else :data:`DEFAULT_PATH`."""
+    p = Path(path) if path is not None else Path(os.environ.get("TLSAROTATE_CONFIG", DEFAULT_PATH))
+    text = read_text(p, "config file", hint=" (use -c FILE or TLSAROTATE_CONFIG)", limit=MAX_CONFIG)
+    return parse(text, p.absolute())
+
+
+def parse(text: str, path: Path) -> Config:
+    """The config ``text`` holds; ``path`` names it in errors and anchors relative paths."""
+    doc = YamlFile(path)
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"not valid YAML: {problem}", file=path, line=line) from None
+    if root is None:
+        raise ConfigError("the config file is empty", file=path)
+    m = doc.mapping(root, "", TOP_KEYS)
+    state_dir = (
+        doc.path(m["state_dir"][1], "state_dir")
+        if "state_dir" in m
+        else Path("/var/lib/tlsarotate")
+    )
+    margin = (
+        doc.integer(m["safety_margin"][1], "safety_margin", 0, 86400 * 7, "safety_margin")
+        if "safety_margin" in m
+        else 60
+    )
+    lock_timeout = (
+        doc.number(m["lock_timeout"][1], "lock_timeout", 0, 86400, "lock_timeout")
+        if "lock_timeout" in m
+        else 600.0
+    )
+    provs = _providers(doc, m["providers"][1])
+    snode = m["services"][1]
+    services = doc.sequence(snode, "services", lambda n, k: service(doc, n, k, provs))
+    _across_services(doc, snode, services)
+    backend = _state_backend(doc, m["state"][1]) if "state" in m else StateBackend()
+    return Config(path, state_dir, margin, provs, services, lock_timeout, backend)
+
+
+def _providers(doc: YamlFile, node: yaml.Node) -> dict[str, ProviderConfig]:
+    if not isinstance(node, yaml.MappingNode):
+        raise doc.err(node, "providers", f"expected a mapping of provider names, got {kind(node)}")
+    provs: dict[str, ProviderConfig] = {}
+    for kn, vn in node.value:
+        name = str(kn.value)
+        if name in provs:
+            raise doc.err(kn, f"providers.{name}", "duplicate provider name")
+        provs[name] = provider(doc, name, kn, vn)
+    return provs
+
+
+def _across_services(doc: YamlFile, node: yaml.Node, services: tuple[Service, ...]) -> None:
+    """Service names are unique, each owner has one service, each deployed file one slot."""
+    seen_names: dict[str, int] = {}
+    owners: dict[dns.name.Name, str] = {}
+    deployed_files: dict[Path, str] = {}
+    for i, s in enumerate(services):
+        snode = node.value[i]
+        if s.name in seen_names:
+            raise doc.err(
+                snode,
+                f"services[{i}].name",
+                f"service name {s.name!r} is already used by services[{seen_names[s.name]}]",
+            )
+        seen_names[s.name] = i
+        for o in s.owners:
+            if o in owners and owners[o] != s.name:
+                raise doc.err(
+                    snode,
+                    f"services[{i}]",
+                    f"owner {o.to_text()} is already managed by service {owners[o]!r}",
+                )
+            if o in owners:
+                raise doc.err(snode, f"services[{i}]", f"owner {o.to_text()} is listed twice")
+            owners[o] = s.name
+        for slot in s.certificates:
+            for key in ("cert", "key", "combined"):
+                f: Path | None = getattr(slot.deployed, key)
+                if f is None:
+                    continue
+                real = Path(os.path.abspath(f))
+                if real in deployed_files:
+                    raise doc.err(
+                        snode,
+                        f"services[{i}].deployed.{key}",
+                        f"certificate {slot.name!r}: {f} is already deployed by "
+                        f"{deployed_files[real]}: each certificate "
+                        "slot needs files of its own (a swap of one would replace the other's)",
+                    )
+                deployed_files[real] = f"service {s.name!r} certificate {slot.name!r}"
+
+
+def _state_backend(doc: YamlFile, node: yaml.Node) -> StateBackend:
+    m = doc.mapping(node, "state", STATE_KEYS)
+    vals = {k: doc.string(v, f"state.{k}") for k, (_, v) in m.items()}
+    if vals["backend"] not in ("file", "s3"):
+        raise doc.err(m["backend"][1], "state.backend", "must be file or s3")
+    if vals["backend"] == "s3" and "bucket" not in vals:
+        raise doc.err(node, "state.bucket", "required when backend is s3")
+    if vals["backend"] == "file" and len(vals) > 1:
+        extra = sorted(set(vals) - {"backend"})[0]
+        raise doc.err(m[extra][0], f"state.{extra}", "only used with backend: s3")
+    return StateBackend(**vals)
