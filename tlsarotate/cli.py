@@ -52,6 +52,12 @@ def _probe(args: argparse.Namespace) -> int:
     return cmd_probe(args)
 
 
+def _install_hooks(args: argparse.Namespace) -> int:
+    from tlsarotate.installer import cmd_install
+
+    return cmd_install(args)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from tlsarotate.demo import cmd_demo
 
@@ -67,6 +73,7 @@ COMMANDS: dict[str, Handler] = {
     "status": _status,
     "check": _check,
     "probe": _probe,
+    "install-hooks": _install_hooks,
     "demo": _demo,
 }
 

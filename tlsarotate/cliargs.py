@@ -183,6 +183,30 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--timeout", type=TIMEOUT, default=10.0, help="per-connection timeout")
     pr.add_argument("--output", choices=["text", "json"], default="text")
 
+    ih = add(
+        "install-hooks",
+        "install the ACME-client hooks, systemd units or cron line with this install's paths",
+    )
+    for group, what in (
+        ("certbot", "certbot's deploy hook (renewal-hooks/deploy/ and /usr/local/lib/tlsarotate)"),
+        ("acme", "the acme.sh reload command and the dehydrated hook"),
+        ("systemd", "tlsarotate.service and tlsarotate.timer (ReadWritePaths= from the config)"),
+        ("cron", "/etc/cron.d/tlsarotate, for hosts without systemd"),
+    ):
+        ih.add_argument(f"--{group}", action="append_const", const=group, dest="groups", help=what)
+    ih.add_argument(
+        "--dest", default="/", metavar="DIR", help="install under this root (default /)"
+    )
+    ih.add_argument(
+        "--executable",
+        metavar="PATH",
+        help="the tlsarotate the files call (default: this install's)",
+    )
+    ih.add_argument(
+        "--force", action="store_true", help="replace files install-hooks did not write"
+    )
+    ih.add_argument("--dry-run", action="store_true", help="list what would be written")
+
     d = add("demo", "run a complete local rollover: throwaway CA, zone file, short TTL")
     d.add_argument("--dir", metavar="DIR", help="keep the demo files here (default: temp dir)")
     d.add_argument(

@@ -225,36 +225,6 @@ def install(
     return out
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """The ``install-hooks`` subcommand."""
-    p = subparsers.add_parser(
-        "install-hooks",
-        help="install the certbot/acme.sh/dehydrated hooks, systemd units or cron line",
-        description=__doc__.split("\n\n")[0] if __doc__ else None,
-    )
-    for g, what in (
-        (
-            "certbot",
-            "certbot's deploy hook (renewal-hooks/deploy/) and its copy in "
-            "/usr/local/lib/tlsarotate/hooks/",
-        ),
-        ("acme", "the acme.sh reload command and the dehydrated hook"),
-        ("systemd", "tlsarotate.service and tlsarotate.timer"),
-        ("cron", "/etc/cron.d/tlsarotate (for hosts without systemd)"),
-    ):
-        p.add_argument(f"--{g}", action="append_const", const=g, dest="groups", help=what)
-    p.add_argument("--dest", default="/", help="root directory to install under (default: /)")
-    p.add_argument(
-        "--executable",
-        help="the tlsarotate executable the files call (default: the one beside this Python)",
-    )
-    p.add_argument("--force", action="store_true", help="replace files install-hooks did not write")
-    p.add_argument(
-        "--dry-run", action="store_true", help="say what would be written; write nothing"
-    )
-    p.set_defaults(func=cmd_install)
-
-
 def cmd_install(args: argparse.Namespace) -> int:
     groups = args.groups or []
     if not groups:

@@ -61,14 +61,14 @@ services:
     return cfg
 
 
-def _install(dest: Path, exe: Path, cfg: Path, *groups: str, **kw: object) -> dict[str, str]:
+def _install(dest: Path, exe: Path, cfg: Path, *groups: str, **kw: bool) -> dict[str, str]:
     outs = installer.install(
         dest,
         groups or installer.GROUPS,
         exe=exe,
         config_path=cfg,
         rw_paths=installer.written_paths(cfg),
-        **kw,  # type: ignore[arg-type]
+        **kw,
     )
     return {str(o.path.relative_to(dest)): o.action for o in outs}
 
@@ -246,3 +246,26 @@ def test_a_wheel_in_a_fresh_venv_carries_the_hooks_and_finds_its_executable(
     assert Path(exe) == venv / "bin" / "tlsarotate"
     for name in ("certbot-deploy", "tlsarotate.service", "tlsarotate.timer", "tlsarotate.cron"):
         assert (Path(templates) / name).is_file(), name
+
+
+def test_the_cli_installs_and_refuses_in_one_line(tmp_path: Path) -> None:
+    from tests.support.helpers import assert_one_line_error, run_cli
+
+    cfg = _config(tmp_path)
+    exe = Fake.install(tmp_path / "bin", tmp_path / "calls.jsonl").bindir / "tlsarotate"
+    dest = tmp_path / "root"
+    r = run_cli("-c", cfg, "install-hooks", "--systemd", "--dest", dest, "--executable", exe)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [
+        f"written: {dest / 'etc/systemd/system/tlsarotate.service'}",
+        f"written: {dest / 'etc/systemd/system/tlsarotate.timer'}",
+    ]
+    assert f"ExecStart={exe} apply" in (dest / "etc/systemd/system/tlsarotate.service").read_text()
+    r = run_cli("-c", cfg, "install-hooks", "--systemd", "--dest", dest, "--executable", exe)
+    assert r.stdout.count("unchanged: ") == 2
+    # nothing chosen, a config that does not load: one line each, nothing written
+    assert_one_line_error(run_cli("install-hooks", "--dest", dest), "--certbot")
+    other = tmp_path / "elsewhere"
+    bad = run_cli("-c", tmp_path / "missing.yaml", "install-hooks", "--systemd", "--dest", other)
+    assert_one_line_error(bad, "missing.yaml", "ReadWritePaths")
+    assert not other.exists()
