@@ -110,14 +110,6 @@ STATUS = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"
 CERT_WARN_SECONDS = 14 * 86400  # deployed certificate expires soon and no next one is set
 RRSIG_WARN_SECONDS = 3 * 86400  # an RRSIG over a TLSA answer expires soon
 MAX_WORKERS = 256  # endpoints are I/O bound: 200 endpoints in one round
-# endpoint errors that mean "could not check" (UNKNOWN) rather than "DANE is broken" (CRITICAL)
-_UNREACHABLE = (
-    "connection refused",
-    "timeout",
-    "no route",
-    "address not available",
-    "connection reset",
-)
 
 
 @dataclass(frozen=True)
@@ -679,7 +671,8 @@ def _judge_endpoint(
     assert s is not None
     if not s.ok:
         err = s.error or "no certificate"
-        sev = UNKNOWN if err.startswith(_UNREACHABLE) else CRITICAL
+        # not reached: "could not check" (UNKNOWN) rather than "DANE is broken" (CRITICAL)
+        sev = UNKNOWN if s.unreachable else CRITICAL
         ep.ok = None if sev == UNKNOWN else False
         ep.summary = err
         findings.append(Finding(sev, ep.service, f"{label}: {err}", owner=o, address=ep.address))
