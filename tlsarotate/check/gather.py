@@ -57,7 +57,6 @@ def gather(
     services = cfg.select(service_name)
     gate_cert = material.load(next_cert) if next_cert else None
     store = make_store(cfg)
-    observed: list[tuple[Observation | None, str | None]] = []
     endpoints: list[list[Endpoint]] = [[] for _ in services]
     address_errors: list[list[tuple[str, str]]] = [[] for _ in services]
 

@@ -24,12 +24,12 @@ for a usage 0/1 record off SMTP.
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 from collections.abc import Sequence
 
 from tlsarotate import material, records, timefmt
-from tlsarotate.check.facts import CheckFacts, Endpoint, ServiceFacts, SlotFacts
+from tlsarotate.check.facts import CheckFacts, ServiceFacts, SlotFacts
+from tlsarotate.check.judge_endpoint import judge_endpoint
 from tlsarotate.check.readiness import (
     missing_on_servers,
     needed_records,
@@ -51,9 +51,8 @@ from tlsarotate.check.report import (
     ServiceReport,
 )
 from tlsarotate.config import Service
-from tlsarotate.dane import diagnose, not_after, short
+from tlsarotate.dane import not_after, short
 from tlsarotate.observation import Observation
-from tlsarotate.tlsprobe import format_endpoint, speaks_smtp
 
 CERT_WARN_SECONDS = 14 * 86400  # deployed certificate expires soon and no next one is set
 RRSIG_WARN_SECONDS = 3 * 86400  # an RRSIG over a TLSA answer expires soon
@@ -98,7 +97,7 @@ def judge(facts: CheckFacts) -> CheckReport:
             cert_alone_min = _earliest(cert_alone_min, exp if alone else None)
         gate_missing += _gate_missing(facts, sf, findings)
         endpoints = tuple(
-            _judge_endpoint(ep, obs, deployed_leaves, findings, now) for ep in sf.endpoints
+            judge_endpoint(ep, obs, deployed_leaves, findings, now) for ep in sf.endpoints
         )
         services.append(_service_report(sf, certs, bad_owners, endpoints))
 
@@ -356,53 +355,3 @@ def _deployed_findings(
         if failed:
             bad_owners.add(o)
     return bad_owners
-
-
-def _judge_endpoint(
-    ep: Endpoint,
-    obs: Observation | None,
-    deployed_leaves: set[bytes],
-    findings: list[Finding],
-    now: float,
-) -> EndpointReport:
-    s = ep.served
-    o = ep.owner.to_text()
-    label = f"{o} at {format_endpoint(ep.address, ep.port)}"
-    if not s.ok:
-        err = s.error or "no certificate"
-        # not reached: "could not check" (UNKNOWN) rather than "DANE is broken" (CRITICAL)
-        sev = UNKNOWN if s.unreachable else CRITICAL
-        findings.append(Finding(sev, ep.service, f"{label}: {err}", owner=o, address=ep.address))
-        return EndpointReport(ep, None if sev == UNKNOWN else False, err)
-    if obs is None or all(srv.error for srv in obs.servers):
-        return EndpointReport(ep, None, "TLSA records unknown (DNS not observed)")
-    problems: list[str] = []
-    summaries: list[str] = []
-    when = dt.datetime.fromtimestamp(now, dt.timezone.utc)
-    for labels, rrset in obs.variants(ep.owner):
-        v = diagnose(s.der, rrset, ep.host, smtp=speaks_smtp(ep.starttls, ep.port), now=when)
-        summaries.append(v.summary)
-        suffix = "" if len(labels) == len(obs.servers) else f" (RRset of {', '.join(labels)})"
-        if not v.ok:
-            problems.append(v.summary + suffix)
-        elif bad := records.unmatched_combos(rrset, s.der):
-            combos = ", ".join(str(p) for p in bad)
-            problems.append(
-                f"no {combos} record matches the served chain{suffix}; "
-                f"clients still accept it via another record, but every published parameter "
-                "combination must match"
-            )
-    for p in problems:
-        findings.append(Finding(CRITICAL, ep.service, f"{label}: {p}", owner=o, address=ep.address))
-    if deployed_leaves and s.der[0] not in deployed_leaves:
-        findings.append(
-            Finding(
-                WARNING,
-                ep.service,
-                f"{label} serves a certificate that is not the deployed file (reload pending?)",
-                owner=o,
-                address=ep.address,
-            )
-        )
-    summary = problems[0] if problems else (summaries[0] if summaries else None)
-    return EndpointReport(ep, not problems, summary)
