@@ -42,6 +42,9 @@ class ServedChain:
     tls_version: str | None = None  # "TLSv1.3"
     cipher: str | None = None
     error: str | None = None  # one line; None on success
+    # the error means the address was not reached or did not answer in time (nothing could be
+    # checked), not that it served something broken
+    unreachable: bool = False
 
     @property
     def ok(self) -> bool:
@@ -75,7 +78,12 @@ def speaks_smtp(starttls: str, port: int) -> bool:
 
 
 class _ProbeFailure(Exception):
-    """Internal: one line describing why the probe stopped."""
+    """Internal: one line describing why the probe stopped; ``unreachable``: the address was
+    not reached or did not answer in time (:attr:`ServedChain.unreachable`)."""
+
+    def __init__(self, message: str, unreachable: bool = False) -> None:
+        super().__init__(message)
+        self.unreachable = unreachable
 
 
 class _Conn:
@@ -88,10 +96,13 @@ class _Conn:
         self.buf = b""
         self.stage = "connecting"
 
+    def timed_out(self) -> _ProbeFailure:
+        return _ProbeFailure(f"timeout after {self.timeout:g}s ({self.stage})", True)
+
     def remaining(self) -> float:
         left = self.deadline - time.monotonic()
         if left <= 0:
-            raise _ProbeFailure(f"timeout after {self.timeout:g}s ({self.stage})")
+            raise self.timed_out()
         return left
 
     def send(self, data: bytes) -> None:
@@ -101,9 +112,9 @@ class _Conn:
             try:
                 n = self.sock.send(view)
             except TimeoutError:
-                raise _ProbeFailure(f"timeout after {self.timeout:g}s ({self.stage})") from None
+                raise self.timed_out() from None
             except OSError as e:
-                raise _ProbeFailure(f"{_oserror(e)} ({self.stage})") from None
+                raise _os_failure(e, f" ({self.stage})") from None
             view = view[n:]
 
     def readline(self) -> str:
@@ -114,9 +125,9 @@ class _Conn:
             try:
                 chunk = self.sock.recv(4096)
             except TimeoutError:
-                raise _ProbeFailure(f"timeout after {self.timeout:g}s ({self.stage})") from None
+                raise self.timed_out() from None
             except OSError as e:
-                raise _ProbeFailure(f"{_oserror(e)} ({self.stage})") from None
+                raise _os_failure(e, f" ({self.stage})") from None
             if not chunk:
                 partial = f"; last data {_show(self.buf)}" if self.buf else ""
                 raise _ProbeFailure(f"connection closed by the server ({self.stage}){partial}")
@@ -132,6 +143,24 @@ def _show(data: bytes | str, limit: int = 80) -> str:
     text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
     text = text.strip().replace("\r", "").replace("\n", " | ")
     return repr(text if len(text) <= limit else text[:limit] + "…")
+
+
+# the socket errors that mean the address could not be reached (not: it answered wrongly)
+_UNREACHABLE_ERRNOS = (
+    errno.ECONNREFUSED,
+    errno.ECONNRESET,
+    errno.ENETUNREACH,
+    errno.EHOSTUNREACH,
+    errno.EADDRNOTAVAIL,
+)
+
+
+def _os_failure(e: OSError, where: str = "") -> _ProbeFailure:
+    unreachable = (
+        isinstance(e, (ConnectionRefusedError, ConnectionResetError))
+        or e.errno in _UNREACHABLE_ERRNOS
+    )
+    return _ProbeFailure(_oserror(e) + where, unreachable)
 
 
 def _oserror(e: OSError) -> str:
@@ -287,8 +316,8 @@ def _handshake(c: _Conn, server_name: str | None) -> tuple[tuple[bytes, ...], st
                 raise _ProbeFailure(
                     "connection closed by the server during the TLS handshake"
                 ) from None
-            why = _oserror(OSError(code, str(e.args[1]) if len(e.args) > 1 else ""))
-            raise _ProbeFailure(f"{why} during the TLS handshake") from None
+            os_err = OSError(code, str(e.args[1]) if len(e.args) > 1 else "")
+            raise _os_failure(os_err, " during the TLS handshake") from None
         except SSL.Error as e:
             raise _ProbeFailure(f"TLS handshake failed: {_ssl_reason(e)}") from None
     chain = conn.get_peer_cert_chain(as_cryptography=True) or []
@@ -308,7 +337,7 @@ def _wait(c: _Conn, read: bool) -> None:
     left = c.remaining()
     r, w, _ = select.select([c.sock] if read else [], [] if read else [c.sock], [], left)
     if not r and not w:
-        raise _ProbeFailure(f"timeout after {c.timeout:g}s ({c.stage})")
+        raise c.timed_out()
 
 
 def _close_tls(conn: object) -> None:
@@ -359,9 +388,9 @@ def fetch_chain(
         try:
             sock = socket.create_connection((address, port), timeout=max(timeout, 0.001))
         except TimeoutError:
-            raise _ProbeFailure(f"timeout after {timeout:g}s (connecting)") from None
+            raise _ProbeFailure(f"timeout after {timeout:g}s (connecting)", True) from None
         except OSError as e:
-            raise _ProbeFailure(_oserror(e)) from None
+            raise _os_failure(e) from None
         c = _Conn(sock, deadline, timeout)
         if mode in _DIALOGUES:
             _DIALOGUES[mode](c)
@@ -380,7 +409,7 @@ def fetch_chain(
                 ) from None
         return ServedChain(address, port, mode, sni, der, version, cipher)
     except _ProbeFailure as e:
-        return ServedChain(address, port, mode, sni, error=str(e))
+        return ServedChain(address, port, mode, sni, error=str(e), unreachable=e.unreachable)
     except Exception as e:  # never raise for a remote problem; keep it one line
         msg = str(e).replace("\n", " ") or type(e).__name__
         return ServedChain(address, port, mode, sni, error=f"probe failed: {msg}")

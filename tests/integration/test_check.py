@@ -32,7 +32,8 @@ from tests.support.tls_servers import (  # noqa: F401
     publish,
     servers,
 )
-from tlsarotate import check, config, material, pki, records
+from tlsarotate import config, material, pki, records
+from tlsarotate.check import judge, run_check
 from tlsarotate.clock import FakeClock
 
 BIND_ZONES = [
@@ -137,7 +138,7 @@ def test_all_good_ok_and_nagios_one_line(
     assert perf["unpublished"].split(";")[0] == "0"
     # plugin range syntax: warn BELOW 3 days ("N:"), critical below 0
     # (tests/integration/test_check_outputs.py)
-    assert perf["rrsig_expiry"].endswith(f";{check.RRSIG_WARN_SECONDS}:;0:")
+    assert perf["rrsig_expiry"].endswith(f";{judge.RRSIG_WARN_SECONDS}:;0:")
 
     proc = run_cli("-c", cfg, "check", "--output", "json")
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -321,18 +322,18 @@ def test_rrsig_near_expiry_with_a_controlled_clock(
     w.port = 2525
     publish(w.bind, "example.test.", w.owner, [rec(cur)])
     cfg = config.load(w.config(cur))
-    rep = check.run_check(cfg, live=False, timeout=3)
+    rep = run_check(cfg, live=False, timeout=3)
     assert rep.exit_code == 0, [f.message for f in rep.findings]
-    expiry = rep.perf["rrsig_expiry_min_seconds"]
-    assert expiry is not None and expiry > check.RRSIG_WARN_SECONDS
+    expiry = rep.perf.rrsig_expiry_min_seconds
+    assert expiry is not None and expiry > judge.RRSIG_WARN_SECONDS
     late = FakeClock(time.time() + expiry - 2 * 86400)  # ~2 days before the first RRSIG expires
-    rep = check.run_check(cfg, live=False, timeout=3, clock=late)
+    rep = run_check(cfg, live=False, timeout=3, clock=late)
     assert rep.exit_code == 1
     assert any(re.search(r"an RRSIG expires in (1d23h|2d0h)", f.message) for f in rep.findings), (
         rep.findings
     )
     too_late = FakeClock(time.time() + expiry + 3600)
-    rep = check.run_check(cfg, live=False, timeout=3, clock=too_late)
+    rep = run_check(cfg, live=False, timeout=3, clock=too_late)
     assert rep.exit_code == 2
     assert any(re.search(r"an RRSIG expired (59m|1h00m) ago", f.message) for f in rep.findings)
 

@@ -33,12 +33,15 @@ from tests.support.tls_servers import (  # noqa: F401
     servers,
 )
 from tlsarotate import __version__, check, config, material, pki
+from tlsarotate.check import judge, render_nagios, render_prometheus
+from tlsarotate.check.report import CheckReport
 from tlsarotate.clock import FakeClock
 from tlsarotate.config import Nameserver
+from tlsarotate.observation import Observer
 from tlsarotate.probe import default_observer
 
-CERT = check.CERT_WARN_SECONDS
-RRSIG = check.RRSIG_WARN_SECONDS
+CERT = judge.CERT_WARN_SECONDS
+RRSIG = judge.RRSIG_WARN_SECONDS
 NAGIOS = {"OK": 0, "WARNING": 1, "CRITICAL": 2, "UNKNOWN": 3}
 
 
@@ -76,7 +79,7 @@ def perf_state(perf: dict[str, tuple[float, str, str, str]]) -> int:
     return max((oracle(v, w, c) for v, _, w, c in perf.values()), default=0)
 
 
-# check's own status rules (tlsarotate/check.py: _dns_findings, run_check, _deployed_findings,
+# check's own status rules (tlsarotate/check/judge.py: _dns_findings, judge, _deployed_findings,
 # _judge_endpoint): the value each perfdata label carries -> the status check gives it
 RULES: dict[str, Callable[[int], int]] = {
     "failing": lambda n: 2 if n >= 1 else 0,  # each failing endpoint is a CRITICAL finding
@@ -100,8 +103,8 @@ def test_every_threshold_alerts_exactly_where_check_does() -> None:
     """Each (warn, crit) in PERF_THRESHOLDS, read by nagiosplugin, below/at/above every
     boundary of check's rule. The old ``cert_expiry;1209600`` warned at 15 days, the old
     ``rrsig_expiry;259200;0`` was CRITICAL at any positive value, ``failing;;1`` was OK at 1."""
-    assert set(check.PERF_THRESHOLDS) == set(RULES)
-    for label, (warn, crit) in check.PERF_THRESHOLDS.items():
+    assert set(render_nagios.PERF_THRESHOLDS) == set(RULES)
+    for label, (warn, crit) in render_nagios.PERF_THRESHOLDS.items():
         counts = label not in ("cert_expiry", "rrsig_expiry")
         for b in BOUNDARIES[label]:
             for v in (b - 1, b, b + 1):
@@ -118,8 +121,8 @@ def world(bind: BindServers, servers: ServerPool, tmp_path: Path) -> Iterator[Ch
     yield CheckWorld(bind, 2525, tmp_path)  # --no-live unless a test serves
 
 
-def assert_perf_agrees(rep: check.CheckReport, label: str, value: int) -> None:
-    status, perf = parse_nagios(check.render_nagios(rep))
+def assert_perf_agrees(rep: CheckReport, label: str, value: int) -> None:
+    status, perf = parse_nagios(render_nagios.render(rep))
     assert status == rep.exit_code < 3, [f.message for f in rep.findings]
     v, uom, warn, crit = perf[label]
     assert (v, uom) == (value, "s"), perf[label]
@@ -142,7 +145,7 @@ def test_rrsig_expiry_perfdata_at_its_boundaries(
     for left in (RRSIG + 1, RRSIG, RRSIG - 1, 1, 0, -1):
         rep = check.run_check(cfg, live=False, timeout=3, clock=FakeClock(expiry - left))
         assert_perf_agrees(rep, "rrsig_expiry", left)
-        assert rep.perf["rrsig_expiry_min_seconds"] == left
+        assert rep.perf.rrsig_expiry_min_seconds == left
         seen.add(rep.exit_code)
     assert seen == {0, 1, 2}
     # half a second after expiry is expired (CRITICAL), and the perfdata must say so too
@@ -174,10 +177,10 @@ def test_cert_expiry_perfdata_at_its_boundary(
     cfg = config.load(world.config(short, nxt, name="next.yaml"))
     rep = check.run_check(cfg, live=False, timeout=3, clock=FakeClock(not_after - CERT + 1))
     assert rep.exit_code == 0, [f.message for f in rep.findings]
-    status, perf = parse_nagios(check.render_nagios(rep))
+    status, perf = parse_nagios(render_nagios.render(rep))
     assert status == 0 and perf_state(perf) == 0 and "cert_expiry" not in perf, perf
-    assert rep.perf["cert_expiry_min_seconds"] == CERT - 1  # JSON still tells the earliest
-    assert rep.perf["cert_expiry_no_next_min_seconds"] is None
+    assert rep.perf.cert_expiry_min_seconds == CERT - 1  # JSON still tells the earliest
+    assert rep.perf.cert_expiry_no_next_min_seconds is None
 
 
 def test_count_thresholds_through_the_cli(
@@ -293,20 +296,20 @@ def test_endpoint_is_not_dane_ok_when_no_nameserver_answers(
     cfg = config.load(w.config(cur))
     closed = free_port(udp=True)
 
-    def observer_for(cfg: config.Config, s: config.Service, timeout: float) -> check.Observer:
+    def observer_for(cfg: config.Config, s: config.Service, timeout: float) -> Observer:
         return default_observer([Nameserver("127.0.0.1", closed)], timeout)
 
     rep = check.run_check(cfg, timeout=2, observer_for=observer_for)
     assert rep.exit_code == 3, [f.message for f in rep.findings]
     eps = rep.services[0].endpoints
-    assert {ep.address for ep in eps} == {"127.0.0.1", "::1"}
+    assert {ep.endpoint.address for ep in eps} == {"127.0.0.1", "::1"}
     for ep in eps:
-        assert ep.served is not None and ep.served.ok  # the endpoint itself answered
+        assert ep.endpoint.served.ok  # the endpoint itself answered
         assert ep.ok is None and ep.summary == "TLSA records unknown (DNS not observed)"
-    text = check.render_prometheus(rep)
+    text = render_prometheus.render(rep)
     assert samples(text, "tlsarotate_endpoint_dane_ok") == [], text
     assert len(samples(text, "tlsarotate_endpoint_up")) == 2
-    assert rep.perf["unknown"] == 2 and rep.perf["failing"] == 0
+    assert rep.perf.unknown == 2 and rep.perf.failing == 0
 
 
 # --- every format says UNKNOWN when the check cannot run --------------------------------------
@@ -350,11 +353,11 @@ def test_a_bug_is_unknown_not_warning(
     cfg = tmp_path / "config.yaml"
     cfg.write_text("services: []\n")
 
-    def boom(*a: object, **k: object) -> check.CheckReport:
+    def boom(*a: object, **k: object) -> CheckReport:
         raise KeyError("oops")
 
     monkeypatch.setattr(check, "run_check", boom)
-    monkeypatch.setattr(check.config, "load", lambda path: None)
+    monkeypatch.setattr(config, "load", lambda path: None)
     for output in ("json", "nagios"):
         args = argparse.Namespace(
             config=str(cfg),

@@ -1,0 +1,63 @@
+"""What ``tlsarotate check`` gathered (the I/O results, nothing judged yet).
+
+:mod:`tlsarotate.check.gather` fills these in (DNS answers, served chains, certificate files,
+rollover state); :mod:`tlsarotate.check.judge` turns them into a report without doing I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import dns.name
+
+from tlsarotate import material, planner
+from tlsarotate.config import CertSlot, Service
+from tlsarotate.observation import Observation
+from tlsarotate.state import State
+from tlsarotate.tlsprobe import ServedChain
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One address of one host and port, and the chain it served."""
+
+    service: str
+    host: str
+    port: int
+    owner: dns.name.Name
+    address: str
+    starttls: str
+    served: ServedChain
+
+
+@dataclass(frozen=True)
+class SlotFacts:
+    """One certificate slot's files as read. ``next`` is only read when ``deployed`` was."""
+
+    slot: CertSlot
+    deployed: material.Material | None
+    deployed_error: str | None = None  # "certificate 'default' (deployed): ..."
+    next: material.Material | None = None
+    next_error: str | None = None
+
+
+@dataclass(frozen=True)
+class ServiceFacts:
+    service: Service
+    observation: Observation | None  # None: the zone's servers could not be observed
+    observe_error: str | None
+    address_errors: tuple[tuple[str, str], ...]  # (host, why its addresses are unknown)
+    endpoints: tuple[Endpoint, ...]
+    state: State | None  # the rollover state (None: none readable)
+    state_error: str | None
+    slot_inputs: tuple[planner.SlotInput, ...] | None  # None: not every file readable
+    slots: tuple[SlotFacts, ...]
+
+
+@dataclass(frozen=True)
+class CheckFacts:
+    now: float
+    services: tuple[ServiceFacts, ...]
+    safety_margin: int
+    gate_file: str | None = None  # --next CERT
+    gate_cert: material.Material | None = None

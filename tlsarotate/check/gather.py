@@ -1,0 +1,163 @@
+"""The I/O of ``tlsarotate check``: observe every zone, resolve and probe every endpoint
+(concurrently), read the certificate files and the rollover state.
+
+Nothing is judged here: errors that do not stop the check are kept as text in the facts
+(:mod:`tlsarotate.check.facts`) for :mod:`tlsarotate.check.judge` to report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
+
+from tlsarotate import certfiles, config, material, planner, records
+from tlsarotate.check.facts import CheckFacts, Endpoint, ServiceFacts, SlotFacts
+from tlsarotate.config import CertSlot, Config, Service
+from tlsarotate.engine import load_slots, make_providers
+from tlsarotate.errors import TlsarotateError
+from tlsarotate.observation import Observation, Observer, ProviderObserver
+from tlsarotate.probe import default_observer, resolve_addresses
+from tlsarotate.providers.base import ProviderContext
+from tlsarotate.state import State
+from tlsarotate.stores import make_store
+from tlsarotate.tlsprobe import ServedChain, fetch_chain
+
+MAX_WORKERS = 256  # endpoints are I/O bound: 200 endpoints in one round
+
+ObserverFor = Callable[[Config, Service, float], Observer]
+Fetch = Callable[..., ServedChain]
+
+
+class _StateSource(Protocol):
+    def load(self, service: str) -> State: ...
+
+
+def default_observer_for(cfg: Config, service: Service, timeout: float) -> Observer:
+    if service.observe == "provider":
+        context = ProviderContext(base_dir=cfg.path.parent)
+        prov = make_providers(cfg, context)[service.provider]
+        return ProviderObserver(prov, prov.name)
+    return default_observer(
+        service.nameservers, timeout, replace=service.nameservers_mode == "replace"
+    )
+
+
+def gather(
+    cfg: Config,
+    now: float,
+    service_name: str | None = None,
+    next_cert: str | None = None,
+    live: bool = True,
+    timeout: float = 10.0,
+    observer_for: ObserverFor = default_observer_for,
+    fetch: Fetch = fetch_chain,
+) -> CheckFacts:
+    """Everything the check judges. Raises only for what stops the whole check (an unknown
+    service, an unreadable ``next_cert``, an unusable state store)."""
+    services = cfg.select(service_name)
+    gate_cert = certfiles.load(next_cert) if next_cert else None
+    store = make_store(cfg)
+    endpoints: list[list[Endpoint]] = [[] for _ in services]
+    address_errors: list[list[tuple[str, str]]] = [[] for _ in services]
+
+    def observe(s: Service) -> tuple[Observation | None, str | None]:
+        try:
+            return observer_for(cfg, s, timeout).observe(s.zone, s.owners), None
+        except TlsarotateError as e:
+            return None, str(e)
+
+    def addresses(s: Service, host: str) -> tuple[list[str], str | None]:
+        try:
+            return resolve_addresses(host, timeout, None, s.nameservers), None
+        except TlsarotateError as e:
+            return [], str(e)
+
+    with ThreadPoolExecutor(max_workers=MAX_WORKERS) as pool:
+        obs_futs = [pool.submit(observe, s) for s in services]
+        addr_futs = {
+            (i, h): pool.submit(addresses, s, h)
+            for i, s in enumerate(services)
+            if live
+            for h in s.hosts
+        }
+        observed = [f.result() for f in obs_futs]
+        todo: list[tuple[int, str, int, str, str]] = []  # (service, host, port, address, mode)
+        for (i, host), fut in addr_futs.items():
+            s = services[i]
+            addrs, err = fut.result()
+            if err:
+                address_errors[i].append((host, err))
+            v = next((slot.verify for slot in s.certificates if slot.verify), None)
+            for port in s.ports:
+                # verify.starttls names the protocol of ITS port; every other port: by number
+                starttls = (
+                    v.starttls if v is not None and port == (v.port or s.ports[0]) else "auto"
+                )
+                todo += [(i, host, port, a, starttls) for a in addrs]
+        ep_futs = [
+            (i, host, port, a, mode, pool.submit(fetch, a, port, mode, timeout, host.rstrip(".")))
+            for i, host, port, a, mode in todo
+        ]
+        for i, host, port, a, mode, efut in ep_futs:
+            s = services[i]
+            owner = records.owner_name(host, port, s.protocol)
+            endpoints[i].append(Endpoint(s.name, host, port, owner, a, mode, efut.result()))
+
+    return CheckFacts(
+        now=now,
+        services=tuple(
+            _service_facts(s, store, *observed[i], address_errors[i], endpoints[i])
+            for i, s in enumerate(services)
+        ),
+        safety_margin=cfg.safety_margin,
+        gate_file=next_cert,
+        gate_cert=gate_cert,
+    )
+
+
+def _service_facts(
+    s: Service,
+    store: _StateSource,
+    observation: Observation | None,
+    observe_error: str | None,
+    address_errors: list[tuple[str, str]],
+    endpoints: list[Endpoint],
+) -> ServiceFacts:
+    try:
+        state: State | None = store.load(s.name)
+        state_error = None
+    except TlsarotateError as e:
+        state, state_error = None, str(e)
+    try:
+        slot_inputs: tuple[planner.SlotInput, ...] | None = load_slots(s)
+    except TlsarotateError:
+        slot_inputs = None  # the unreadable file is reported per certificate
+    return ServiceFacts(
+        service=s,
+        observation=observation,
+        observe_error=observe_error,
+        address_errors=tuple(address_errors),
+        endpoints=tuple(endpoints),
+        state=state,
+        state_error=state_error,
+        slot_inputs=slot_inputs,
+        slots=tuple(_slot_facts(slot) for slot in s.certificates),
+    )
+
+
+def _slot_facts(slot: CertSlot) -> SlotFacts:
+    dep, err = _load(slot.deployed, f"certificate {slot.name!r} (deployed)")
+    if dep is None:
+        return SlotFacts(slot, None, err or "unreadable")
+    if slot.next is None:
+        return SlotFacts(slot, dep)
+    nxt, nerr = _load(slot.next, f"certificate {slot.name!r} (next)")
+    return SlotFacts(slot, dep, None, nxt, nerr)
+
+
+def _load(paths: config.CertPaths, where: str) -> tuple[material.Material | None, str | None]:
+    try:
+        return config.load_cert(paths), None
+    except TlsarotateError as e:
+        return None, f"{where}: {e}"

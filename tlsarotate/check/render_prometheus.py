@@ -1,0 +1,173 @@
+"""``tlsarotate check --prometheus FILE``: the report as node-exporter textfile metrics.
+
+Gauges. A yes/no metric is 1 or 0 only when it was seen; when it could not be observed its
+sample is absent (never a made-up 1 or 0), and a companion metric that is always present says
+why (``_observed``, ``_up``), so ``== 0`` alerts fire on real breakage and ``_observed == 0`` /
+``_up == 0`` on blindness:
+
+- ``tlsarotate_check_status`` 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (also when the check
+  could not run at all: then only this and the timestamp are written)
+- ``tlsarotate_check_timestamp_seconds`` when the check ran
+- ``tlsarotate_tlsa_observed{service,owner}`` 1 when every authoritative server answered
+- ``tlsarotate_tlsa_published{service,owner}`` 1 when every server serves records that
+  accept every deployed certificate at this owner; 0 when a server was seen serving records
+  that do not (or none, or unsigned ones); absent when neither is known (a server did not
+  answer, a deployed certificate could not be read)
+- ``tlsarotate_tlsa_signed{service,owner}`` 1 when every server's answer validates, 0 when
+  one does not; absent when a server did not answer or signatures were not checked
+- ``tlsarotate_tlsa_rrsig_expiry_timestamp_seconds{service,zone}`` earliest RRSIG expiry
+- ``tlsarotate_endpoint_up{service,owner,address}`` 1 when a chain was fetched
+- ``tlsarotate_endpoint_dane_ok{service,owner,address}`` 1 ok, 0 fails DANE (absent when
+  the endpoint could not be reached or its TLSA records are not known)
+- ``tlsarotate_cert_expiry_timestamp_seconds{service,slot,which="deployed"|"next"}`` the
+  certificate's notAfter as a Unix timestamp (alert on ``... - time() < 14*86400``);
+  ``tlsarotate_cert_expiry_seconds`` is the same value under its old name (deprecated)
+- ``tlsarotate_next_records_published{service,slot}`` 1 when the next certificate's records
+  are on every server, 0 when one lacks them; absent when a server did not answer
+"""
+
+from __future__ import annotations
+
+from tlsarotate.check.report import UNKNOWN, CheckReport
+
+
+def _esc(v: str) -> str:
+    return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+class _Lines:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def metric(self, name: str, help_: str) -> None:
+        self.lines.append(f"# HELP {name} {help_}")
+        self.lines.append(f"# TYPE {name} gauge")
+
+    def sample(self, name: str, value: float | int, **labels: str) -> None:
+        lab = ",".join(f'{k}="{_esc(v)}"' for k, v in labels.items())
+        self.lines.append(f"{name}{{{lab}}} {value}" if lab else f"{name} {value}")
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+
+def _head(out: _Lines, status: int, checked_at: float) -> None:
+    out.metric("tlsarotate_check_status", "0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN")
+    out.sample("tlsarotate_check_status", status)
+    out.metric("tlsarotate_check_timestamp_seconds", "when the check ran")
+    out.sample("tlsarotate_check_timestamp_seconds", int(checked_at))
+
+
+def render_unknown(now: float) -> str:
+    """The textfile of a check that could not run: status 3 and the timestamp only."""
+    out = _Lines()
+    _head(out, UNKNOWN, now)
+    return out.text()
+
+
+def render(rep: CheckReport) -> str:
+    out = _Lines()
+    metric, sample = out.metric, out.sample
+    _head(out, rep.exit_code, rep.checked_at)
+    metric("tlsarotate_tlsa_observed", "1 when every authoritative server answered")
+    for r in rep.services:
+        for o in r.owners:
+            sample(
+                "tlsarotate_tlsa_observed",
+                int(r.dns_answered),
+                service=r.service.name,
+                owner=o.name.to_text(),
+            )
+    metric(
+        "tlsarotate_tlsa_published",
+        "1 when every server serves records accepting every deployed certificate "
+        "(absent: not known)",
+    )
+    for r in rep.services:
+        for o in r.owners:
+            if o.published is not None:
+                sample(
+                    "tlsarotate_tlsa_published",
+                    int(o.published),
+                    service=r.service.name,
+                    owner=o.name.to_text(),
+                )
+    metric(
+        "tlsarotate_tlsa_signed",
+        "1 when every server's TLSA answer has a valid RRSIG (absent: not known)",
+    )
+    for r in rep.services:
+        for o in r.owners:
+            if o.signed is not None:
+                sample(
+                    "tlsarotate_tlsa_signed",
+                    int(o.signed),
+                    service=r.service.name,
+                    owner=o.name.to_text(),
+                )
+    metric("tlsarotate_tlsa_rrsig_expiry_timestamp_seconds", "earliest RRSIG expiry")
+    for r in rep.services:
+        exps = [s.min_rrsig_expiry for s in (r.observation.servers if r.observation else ())]
+        known = [e for e in exps if e is not None]
+        if known:
+            sample(
+                "tlsarotate_tlsa_rrsig_expiry_timestamp_seconds",
+                int(min(known)),
+                service=r.service.name,
+                zone=r.service.zone.to_text(),
+            )
+    metric("tlsarotate_endpoint_up", "1 when the endpoint served a certificate chain")
+    for r in rep.services:
+        for er in r.endpoints:
+            sample(
+                "tlsarotate_endpoint_up",
+                int(er.endpoint.served.ok),
+                service=r.service.name,
+                owner=er.endpoint.owner.to_text(),
+                address=er.endpoint.address,
+            )
+    metric("tlsarotate_endpoint_dane_ok", "1 when the served chain passes DANE")
+    for r in rep.services:
+        for er in r.endpoints:
+            if er.ok is not None:
+                sample(
+                    "tlsarotate_endpoint_dane_ok",
+                    int(er.ok),
+                    service=r.service.name,
+                    owner=er.endpoint.owner.to_text(),
+                    address=er.endpoint.address,
+                )
+    expiries = [
+        (c.slot, which, int(info.not_after), r.service.name)
+        for r in rep.services
+        for c in r.certs
+        for which, info in (("deployed", c.deployed), ("next", c.next))
+        if info is not None and info.not_after is not None
+    ]
+    for name, help_ in (
+        ("tlsarotate_cert_expiry_timestamp_seconds", "certificate notAfter (Unix time)"),
+        (
+            "tlsarotate_cert_expiry_seconds",
+            "deprecated name of tlsarotate_cert_expiry_timestamp_seconds",
+        ),
+    ):
+        metric(name, help_)
+        for slot, which, ts, svc in expiries:
+            sample(name, ts, service=svc, slot=slot, which=which)
+    metric(
+        "tlsarotate_next_records_published",
+        "1 when the next certificate's records are on every server (absent: not known)",
+    )
+    for r in rep.services:
+        for c in r.certs:
+            sr = c.swap_readiness
+            # a server that did not answer is "missing" to swap_readiness (never swap blind),
+            # but to the metric it is unknown, not a 0
+            if sr is not None and (sr.published or r.dns_answered):
+                sample(
+                    "tlsarotate_next_records_published",
+                    int(sr.published),
+                    service=r.service.name,
+                    slot=c.slot,
+                )
+    return out.text()
