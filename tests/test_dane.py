@@ -23,8 +23,8 @@ from tlsarotate.dane import (
     diagnose,
     load_trust,
 )
+from tlsarotate.handshake import ServedChain, speaks_smtp
 from tlsarotate.probe import AddressResult, ProbeReport, TlsaAnswer, address_verdict, result_line
-from tlsarotate.tlsprobe import ServedChain, speaks_smtp
 
 HOST = "mx.example.test"
 

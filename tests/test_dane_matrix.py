@@ -48,8 +48,8 @@ from tests.tls_servers import (
 )
 from tlsarotate import material, pki, records
 from tlsarotate.config import Nameserver
+from tlsarotate.handshake import ServedChain, fetch_chain
 from tlsarotate.probe import run_probe
-from tlsarotate.tlsprobe import ServedChain, fetch_chain
 
 AUTH, FAILS, NONE = "authenticated", "fails", "none"
 V4, V6 = "127.0.0.1", "::1"

@@ -28,7 +28,7 @@ from tests.tls_servers import (  # noqa: F401
 )
 from tlsarotate import material, pki, records
 from tlsarotate.dane import diagnose
-from tlsarotate.tlsprobe import fetch_chain
+from tlsarotate.handshake import fetch_chain
 
 HOST = "mx.example.test"
 

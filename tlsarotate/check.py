@@ -97,11 +97,11 @@ from tlsarotate.dane import diagnose, not_after, short, short_record
 from tlsarotate.engine import load_slots, make_providers, plan_input
 from tlsarotate.errors import RecordError, TlsarotateError
 from tlsarotate.fsutil import atomic_write
+from tlsarotate.handshake import ServedChain, fetch_chain, format_endpoint, speaks_smtp
 from tlsarotate.observation import Observation, Observer, ProviderObserver
 from tlsarotate.probe import default_observer, resolve_addresses
 from tlsarotate.providers.base import ProviderContext
 from tlsarotate.state import State, make_store
-from tlsarotate.tlsprobe import ServedChain, fetch_chain, format_endpoint, speaks_smtp
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ One verdict per address, the same in text and JSON (``dane``), as RFC 7672 §2.2
   bit, there are no TLSA records, or none is usable (e.g. only ``1 1 1`` for SMTP). A sender
   delivers without DANE (opportunistic, unauthenticated TLS).
 
-The rules follow the PROTOCOL, never the port (:func:`tlsarotate.tlsprobe.speaks_smtp`):
+The rules follow the PROTOCOL, never the port (:func:`tlsarotate.handshake.speaks_smtp`):
 STARTTLS smtp (``--starttls smtp`` on any port, or ``auto`` on 25/587) and implicit TLS on 465
 (SMTP submission, RFC 8314) use RFC 7672's SMTP rules (usages 0 and 1 unusable); every other
 protocol validates usages 0/1 with PKIX against ``$SSL_CERT_FILE`` or the system bundle.
@@ -107,9 +107,9 @@ from tlsarotate.dane import (
 )
 from tlsarotate.errors import ObserverError, RecordError, TlsarotateError
 from tlsarotate.fsutil import atomic_write, read_text
+from tlsarotate.handshake import ServedChain, fetch_chain, is_ip, resolve_starttls, speaks_smtp
 from tlsarotate.observation import Observation, Observer
 from tlsarotate.observer import DnsObserver
-from tlsarotate.tlsprobe import ServedChain, fetch_chain, is_ip, resolve_starttls, speaks_smtp
 
 __all__ = ["ProbeReport", "cmd_probe", "run_probe"]
 
