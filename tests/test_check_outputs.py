@@ -35,7 +35,7 @@ from tests.tls_servers import (  # noqa: F401
 from tlsarotate import __version__, check, config, material, pki
 from tlsarotate.clock import FakeClock
 from tlsarotate.config import Nameserver
-from tlsarotate.probe import default_observer
+from tlsarotate.dnslookup import default_observer
 
 CERT = check.CERT_WARN_SECONDS
 RRSIG = check.RRSIG_WARN_SECONDS

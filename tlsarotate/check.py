@@ -9,7 +9,7 @@ For every selected service:
   has a record matching it: :func:`tlsarotate.records.accepts`), and each configured parameter's
   record for it is published;
 - every live endpoint (every address of every host and port, probed concurrently) serves a
-  chain that a DANE client accepts (:func:`tlsarotate.dane.diagnose`) AND that every present
+  chain that a DANE client accepts (:func:`tlsarotate.verdict.diagnose`) AND that every present
   combination matches (``records.accepts``);
 - the next certificate's records are published on every server (:func:`swap_readiness`);
 - a deployed certificate that expires within :data:`CERT_WARN_SECONDS` with no next one is a
@@ -91,17 +91,19 @@ import dns.name
 from dns.rdtypes.ANY.TLSA import TLSA
 
 from tlsarotate import __version__, config, material, planner, records, timefmt
+from tlsarotate.certinfo import not_after
 from tlsarotate.clock import Clock, SystemClock
 from tlsarotate.config import Config, Service
-from tlsarotate.dane import diagnose, not_after, short, short_record
+from tlsarotate.dane import short, short_record
+from tlsarotate.dnslookup import default_observer, resolve_addresses
 from tlsarotate.engine import load_slots, make_providers, plan_input
 from tlsarotate.errors import RecordError, TlsarotateError
 from tlsarotate.fsutil import atomic_write
 from tlsarotate.handshake import ServedChain, fetch_chain, format_endpoint, speaks_smtp
 from tlsarotate.observation import Observation, Observer, ProviderObserver
-from tlsarotate.probe import default_observer, resolve_addresses
 from tlsarotate.providers.base import ProviderContext
 from tlsarotate.state import State, make_store
+from tlsarotate.verdict import diagnose
 
 log = logging.getLogger(__name__)
 
