@@ -311,7 +311,7 @@ def unfit(
     warning when every usage is 3, DANE-EE, whose clients ignore names), and for usage 2/0
     whether the leaf is really signed by the CA certificate those records pin (the chain's
     second certificate). Empty: fit."""
-    from tlsarotate.dane import dns_names, name_matches  # dane imports this module
+    from tlsarotate.certinfo import dns_names, name_matches  # certinfo imports this module
 
     leaf = m.leaf
     if leaf is None:

@@ -12,10 +12,10 @@ from collections.abc import Callable
 
 from tlsarotate.clock import Clock, SystemClock
 from tlsarotate.config import CertSlot, Service
+from tlsarotate.dnslookup import resolve_addresses
 from tlsarotate.errors import TlsarotateError
+from tlsarotate.handshake import ServedChain, fetch_chain, format_endpoint
 from tlsarotate.material import Material
-from tlsarotate.probe import resolve_addresses
-from tlsarotate.tlsprobe import ServedChain, fetch_chain, format_endpoint
 
 ATTEMPTS = 5
 PAUSE = 0.5

@@ -37,8 +37,8 @@ from tlsarotate.check import judge, render_nagios, render_prometheus
 from tlsarotate.check.report import CheckReport
 from tlsarotate.clock import FakeClock
 from tlsarotate.config import Nameserver
+from tlsarotate.dnslookup import default_observer
 from tlsarotate.observation import Observer
-from tlsarotate.probe import default_observer
 
 CERT = judge.CERT_WARN_SECONDS
 RRSIG = judge.RRSIG_WARN_SECONDS

@@ -48,8 +48,9 @@ from tests.support.tls_servers import (
 )
 from tlsarotate import material, pki, records
 from tlsarotate.config import Nameserver
+from tlsarotate.handshake import ServedChain, fetch_chain
 from tlsarotate.probe import run_probe
-from tlsarotate.tlsprobe import ServedChain, fetch_chain
+from tlsarotate.probe_render import report_json
 
 AUTH, FAILS, NONE = "authenticated", "fails", "none"
 V4, V6 = "127.0.0.1", "::1"
@@ -408,7 +409,7 @@ def _probe_as_465(host: str, port: int, named_port: int) -> dict[str, object]:
         fetch=fetch,
     )
     assert rep.smtp and rep.starttls == "none"
-    return rep.to_json()
+    return report_json(rep)
 
 
 def _probe_cli(host: str, port: int, row: Row, named_port: int, env: dict[str, str]) -> Outcome:

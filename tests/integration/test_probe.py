@@ -27,8 +27,8 @@ from tests.support.tls_servers import (  # noqa: F401
     servers,
 )
 from tlsarotate import material, pki, records
-from tlsarotate.dane import diagnose
-from tlsarotate.tlsprobe import fetch_chain
+from tlsarotate.handshake import fetch_chain
+from tlsarotate.verdict import diagnose
 
 HOST = "mx.example.test"
 

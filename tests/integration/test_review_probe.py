@@ -12,7 +12,7 @@ from tests.support.servers import BindServers, bind, bind_servers  # noqa: F401
 from tests.support.tls_servers import SmtpdServer, free_port, make_chain
 from tlsarotate import certfiles, config, demo, pki, records
 from tlsarotate.check import run_check
-from tlsarotate.tlsprobe import ServedChain
+from tlsarotate.handshake import ServedChain
 
 
 def _serve(tmp_path: Path) -> tuple[SmtpdServer, str]:

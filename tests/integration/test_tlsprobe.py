@@ -1,4 +1,4 @@
-"""tlsarotate.tlsprobe against real servers: aiosmtpd STARTTLS, scripted IMAP/POP3/implicit TLS,
+"""tlsarotate.handshake against real servers: aiosmtpd STARTTLS, scripted IMAP/POP3/implicit TLS,
 an SMTP server whose replies arrive byte by byte and in odd chunks, on 127.0.0.1 and ::1."""
 
 # ruff: noqa: F811
@@ -17,7 +17,7 @@ from tests.support.tls_servers import (  # noqa: F401
     chains,
     servers,
 )
-from tlsarotate.tlsprobe import ServedChain, fetch_chain, resolve_starttls
+from tlsarotate.handshake import ServedChain, fetch_chain, resolve_starttls
 
 
 def _ders(chain: Chain) -> tuple[bytes, ...]:
@@ -151,16 +151,16 @@ def test_a_certificate_cryptography_cannot_parse_is_one_line(
 ) -> None:
     """The served chain is parsed once where it arrives: bytes OpenSSL passed but cryptography
     rejects are the endpoint's error in one line, never a traceback in describe/diagnose."""
-    from tlsarotate import tlsprobe
+    from tlsarotate import handshake
 
     srv = servers.smtpd(chains("a"))
-    real = tlsprobe._handshake
+    real = handshake._handshake
 
     def garbled(*a: object, **k: object) -> tuple[list[bytes], str, str]:
         der, version, cipher = real(*a, **k)  # type: ignore[arg-type]
         return [der[0], b"\x30\x03\x02\x01\x01"], version, cipher
 
-    monkeypatch.setattr(tlsprobe, "_handshake", garbled)
+    monkeypatch.setattr(handshake, "_handshake", garbled)
     got = fetch_chain("127.0.0.1", srv.port, "smtp", 10, "mx.example.test")
     assert not got.der
     assert got.error is not None and "\n" not in got.error

@@ -1,4 +1,4 @@
-"""dane.diagnose and probe's per-address verdict, as pure functions (no servers).
+"""verdict.diagnose and probe's per-address verdict, as pure functions (no servers).
 
 The protocol decides the rules (``smtp=``), never the port; three outcomes as RFC 7672 §2.2
 defines them; usages 0/1 off SMTP only with real PKIX validation. The real-client cross-check
@@ -14,17 +14,12 @@ import pytest
 
 from tests.support.tls_servers import Chain, make_chain, make_pkix_chain
 from tlsarotate import material, pki, records
-from tlsarotate.dane import (
-    AUTHENTICATED,
-    FAILS,
-    NO_DANE,
-    Trust,
-    Verdict,
-    diagnose,
-    load_trust,
-)
-from tlsarotate.probe import AddressResult, ProbeReport, TlsaAnswer, address_verdict, result_line
-from tlsarotate.tlsprobe import ServedChain, speaks_smtp
+from tlsarotate.dnslookup import TlsaAnswer
+from tlsarotate.handshake import ServedChain, speaks_smtp
+from tlsarotate.pkix import Trust, load_trust
+from tlsarotate.probe_judge import AddressResult, ProbeReport, address_verdict
+from tlsarotate.probe_render import report_json, result_line, verdict_json
+from tlsarotate.verdict import AUTHENTICATED, FAILS, NO_DANE, Verdict, diagnose
 
 HOST = "mx.example.test"
 
@@ -73,7 +68,7 @@ def test_1_1_1_alone_for_smtp_is_no_dane(world: dict[str, object]) -> None:
     v = diagnose(_der(good), [_rec(good, "1 1 1")], HOST, smtp=True)
     assert v.dane == NO_DANE and not v.ok
     assert "not used for SMTP" in v.summary and "RFC 7672 §2.2" in v.summary
-    assert v.to_json()["dane"] == "none" and v.to_json()["ok"] is False
+    assert verdict_json(v)["dane"] == "none" and verdict_json(v)["ok"] is False
     # a usable record beside it decides: a stale 3 1 1 fails, a good one authenticates
     old = world["old"]
     assert isinstance(old, Chain)
@@ -222,7 +217,7 @@ def test_exit_codes_and_result_line(
     rep = _report(_answer(), *verdicts)
     assert rep.dane == top and rep.exit_code == code
     assert line in result_line(rep)
-    js = rep.to_json()
+    js = report_json(rep)
     assert js["dane"] == top and js["exit"] == code and js["ok"] == (code == 0)
     assert [a["dane"] for a in js["addresses"]] == list(verdicts)  # type: ignore[index]
 

@@ -34,7 +34,7 @@ from tlsarotate.clock import Clock, SystemClock
 from tlsarotate.config import Config
 from tlsarotate.errors import TlsarotateError
 from tlsarotate.fsutil import atomic_write
-from tlsarotate.tlsprobe import fetch_chain
+from tlsarotate.handshake import fetch_chain
 
 log = logging.getLogger(__name__)
 

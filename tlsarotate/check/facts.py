@@ -12,9 +12,9 @@ import dns.name
 
 from tlsarotate import material, planner
 from tlsarotate.config import CertSlot, Service
+from tlsarotate.handshake import ServedChain
 from tlsarotate.observation import Observation
 from tlsarotate.state import State
-from tlsarotate.tlsprobe import ServedChain
 
 
 @dataclass(frozen=True)

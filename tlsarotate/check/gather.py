@@ -14,14 +14,14 @@ from typing import Protocol
 from tlsarotate import certfiles, config, material, planner, records
 from tlsarotate.check.facts import CheckFacts, Endpoint, ServiceFacts, SlotFacts
 from tlsarotate.config import CertSlot, Config, Service
+from tlsarotate.dnslookup import default_observer, resolve_addresses
 from tlsarotate.engine import load_slots, make_providers
 from tlsarotate.errors import TlsarotateError
+from tlsarotate.handshake import ServedChain, fetch_chain
 from tlsarotate.observation import Observation, Observer, ProviderObserver
-from tlsarotate.probe import default_observer, resolve_addresses
 from tlsarotate.providers.base import ProviderContext
 from tlsarotate.state import State
 from tlsarotate.stores import make_store
-from tlsarotate.tlsprobe import ServedChain, fetch_chain
 
 MAX_WORKERS = 256  # endpoints are I/O bound: 200 endpoints in one round
 

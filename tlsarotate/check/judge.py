@@ -8,7 +8,8 @@ For every service:
 - the published RRset accepts each deployed certificate (every parameter combination present
   has a record matching it: :func:`tlsarotate.records.accepts`), and each configured parameter's
   record for it is published;
-- every live endpoint serves a chain that a DANE client accepts (:func:`tlsarotate.dane.diagnose`)
+- every live endpoint serves a chain that a DANE client accepts
+  (:func:`tlsarotate.verdict.diagnose`)
   AND that every present combination matches (``records.accepts``);
 - the next certificate's records are published on every server
   (:func:`tlsarotate.check.readiness.swap_readiness`);
@@ -18,7 +19,7 @@ For every service:
 ``--next CERT`` (the gate) is CRITICAL when deploying CERT now would break DANE because one of
 its records (for a configured parameter) is not published on every server.
 
-The only file ``judge`` may read is the PKIX trust store, through ``dane.diagnose``, and only
+The only file ``judge`` may read is the PKIX trust store, through ``verdict.diagnose``, and only
 for a usage 0/1 record off SMTP.
 """
 
@@ -28,6 +29,7 @@ import math
 from collections.abc import Sequence
 
 from tlsarotate import material, records, timefmt
+from tlsarotate.certinfo import not_after
 from tlsarotate.check.facts import CheckFacts, ServiceFacts, SlotFacts
 from tlsarotate.check.judge_endpoint import judge_endpoint
 from tlsarotate.check.readiness import (
@@ -51,7 +53,7 @@ from tlsarotate.check.report import (
     ServiceReport,
 )
 from tlsarotate.config import Service
-from tlsarotate.dane import not_after, short
+from tlsarotate.dane import short
 from tlsarotate.observation import Observation
 
 CERT_WARN_SECONDS = 14 * 86400  # deployed certificate expires soon and no next one is set

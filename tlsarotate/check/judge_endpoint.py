@@ -1,6 +1,6 @@
 """The verdict on one live endpoint: the chain it served against the published TLSA records.
 
-Pure, as :mod:`tlsarotate.check.judge`: ``dane.diagnose`` reads the PKIX trust store only for
+Pure, as :mod:`tlsarotate.check.judge`: ``verdict.diagnose`` reads the PKIX trust store only for
 a usage 0/1 record off SMTP.
 """
 
@@ -11,9 +11,9 @@ import datetime as dt
 from tlsarotate import records
 from tlsarotate.check.facts import Endpoint
 from tlsarotate.check.report import CRITICAL, UNKNOWN, WARNING, EndpointReport, Finding
-from tlsarotate.dane import diagnose
+from tlsarotate.handshake import format_endpoint, speaks_smtp
 from tlsarotate.observation import Observation
-from tlsarotate.tlsprobe import format_endpoint, speaks_smtp
+from tlsarotate.verdict import diagnose
 
 
 def judge_endpoint(

@@ -62,7 +62,7 @@ from tlsarotate.check.report import (
     Finding,
     ServiceReport,
 )
-from tlsarotate.tlsprobe import ServedChain
+from tlsarotate.handshake import ServedChain
 
 
 def render(rep: CheckReport) -> str:

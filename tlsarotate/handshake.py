@@ -1,9 +1,9 @@
-"""Connect to a TLS endpoint and fetch the certificate chain it serves.
+"""The TLS handshake: connect to an endpoint (STARTTLS as needed) and take the chain it serves.
 
 :func:`fetch_chain` speaks just enough SMTP, IMAP or POP3 to reach STARTTLS (or goes straight
 to TLS for implicit-TLS ports), runs a TLS handshake with SNI and returns the FULL chain as the
 server sent it, leaf first. It verifies nothing: deciding whether the chain is acceptable is
-DANE's job (:mod:`tlsarotate.probe`). It never raises for network or protocol problems; they
+DANE's job (:mod:`tlsarotate.dane`). It never raises for network or protocol problems; they
 come back as one line in :attr:`ServedChain.error`.
 
 The plain-text part reads replies through a byte buffer, so a reply split across TCP

@@ -1,0 +1,302 @@
+"""The DNS client of probe, check and verify: the addresses of a host, the zone of a name, and
+the TLSA RRset of an owner as every authoritative server serves it (signed or not) and as a
+validating resolver answers it (the AD bit).
+
+:func:`lookup_tlsa` returns a :class:`TlsaAnswer`: the RRset variants the servers serve and
+what the DNS side alone means for DANE (RFC 7672 §2.2): ``problems`` (bogus: an RRSIG that
+does not validate, a validating resolver answering SERVFAIL: DANE fails), ``insecure`` (an
+unsigned zone, records without the AD bit: no DANE) and ``errors`` (could not check).
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.query
+import dns.rcode
+import dns.rdatatype
+import dns.resolver
+from dns.rdtypes.ANY.TLSA import TLSA
+
+from tlsarotate import records
+from tlsarotate.config import Nameserver
+from tlsarotate.errors import ObserverError, TlsarotateError
+from tlsarotate.handshake import is_ip
+from tlsarotate.observation import Observation, Observer
+from tlsarotate.observer import DnsObserver
+
+
+@dataclass(frozen=True)
+class ServerAnswer:
+    """What one authoritative server answered for the TLSA owner."""
+
+    label: str
+    address: str
+    port: int
+    error: str | None
+    records: list[str] | None  # sorted record texts; None when ``error``
+    signed: bool | None  # the RRset carries a valid RRSIG (None: not known)
+
+
+@dataclass
+class ResolverAnswer:
+    """What the validating resolver answered for the TLSA owner."""
+
+    server: str
+    rcode: str | None = None  # None: no answer (``error``)
+    ad: bool = False
+    records: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class TlsaAnswer:
+    """What DNS (or a file) says the TLSA RRset is, with the problems found on the way."""
+
+    source: str  # "dns" | "file:PATH"
+    zone: dns.name.Name | None = None
+    variants: list[tuple[tuple[str, ...], frozenset[TLSA]]] = field(default_factory=list)
+    servers: list[ServerAnswer] = field(default_factory=list)
+    dnssec: str = "unknown"  # signed | unsigned | invalid | unknown
+    min_rrsig_expiry: float | None = None
+    resolver: ResolverAnswer | None = None
+    problems: list[str] = field(default_factory=list)  # bogus: DANE fails because of these
+    insecure: list[str] = field(default_factory=list)  # DANE does not apply because of these
+    errors: list[str] = field(default_factory=list)  # could not check
+
+
+ObserverFactory = Callable[..., Observer]
+
+
+def stub_resolver(server: Nameserver | None, timeout: float) -> dns.resolver.Resolver | None:
+    """A stub resolver asking ``server`` (None: the system's, from /etc/resolv.conf)."""
+    if server is None:
+        return None
+    res = dns.resolver.Resolver(configure=False)
+    res.nameservers = [server.address]
+    res.port = server.port
+    res.lifetime = timeout
+    return res
+
+
+def resolve_addresses(
+    host: str,
+    timeout: float,
+    resolver: Nameserver | None = None,
+    nameservers: Sequence[Nameserver] = (),
+) -> list[str]:
+    """Every A and AAAA of ``host``: from the validating ``resolver`` if given, else from the
+    authoritative ``nameservers`` if given, else the system resolver (getaddrinfo, /etc/hosts)."""
+    if is_ip(host):
+        return [host]
+    qname = dns.name.from_text(host.rstrip(".") + ".")
+    if resolver is not None:
+        res = stub_resolver(resolver, timeout)
+        assert res is not None
+        addrs: list[str] = []
+        for rdtype in ("A", "AAAA"):
+            try:
+                ans = res.resolve(qname, rdtype, raise_on_no_answer=False)
+            except dns.resolver.NXDOMAIN:
+                raise ObserverError(f"{host}: no such host (NXDOMAIN from {resolver})") from None
+            except (dns.exception.DNSException, OSError) as e:
+                raise ObserverError(f"{host}: {rdtype} lookup via {resolver} failed: {e}") from None
+            addrs += [r.to_text() for r in ans.rrset or ()]
+        if not addrs:
+            raise ObserverError(f"{host}: no A or AAAA records (resolver {resolver})")
+        return addrs
+    if nameservers:
+        last = ""
+        for ns in nameservers:
+            got: list[str] = []
+            try:
+                for qtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+                    q = dns.message.make_query(qname, qtype)
+                    q.flags &= ~dns.flags.RD
+                    r = dns.query.udp(q, ns.address, port=ns.port, timeout=timeout)
+                    if r.flags & dns.flags.TC:
+                        r = dns.query.tcp(q, ns.address, port=ns.port, timeout=timeout)
+                    if r.rcode() == dns.rcode.NXDOMAIN:
+                        raise ObserverError(f"{host}: no such host (NXDOMAIN from {ns})")
+                    for rrset in r.answer:
+                        if rrset.rdtype == qtype:
+                            got += [rd.to_text() for rd in rrset]
+            except (dns.exception.DNSException, OSError) as e:
+                last = f"{ns}: {e}"
+                continue
+            if got:
+                return got
+            last = f"{ns}: no A or AAAA records"
+        raise ObserverError(f"{host}: address lookup failed ({last})")
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise ObserverError(f"{host}: address lookup failed: {e.strerror}") from None
+    seen: list[str] = []
+    for info in infos:
+        a = str(info[4][0])
+        if a not in seen:
+            seen.append(a)
+    return seen
+
+
+def find_zone(
+    owner: dns.name.Name,
+    timeout: float,
+    resolver: Nameserver | None = None,
+    nameservers: Sequence[Nameserver] = (),
+) -> dns.name.Name:
+    """The zone that holds ``owner``: from the SOA the authoritative servers return, else via
+    the resolver (``dns.resolver.zone_for_name``) -- but only when no ``nameservers`` were
+    named: those are asked *instead of* the zone's NS set."""
+    last = ""
+    for ns in nameservers:
+        name = owner
+        try:
+            while True:
+                q = dns.message.make_query(name, dns.rdatatype.SOA)
+                q.flags &= ~dns.flags.RD
+                r = dns.query.udp(q, ns.address, port=ns.port, timeout=timeout)
+                for section in (r.answer, r.authority):
+                    for rrset in section:
+                        if rrset.rdtype == dns.rdatatype.SOA:
+                            return rrset.name
+                if name == dns.name.root:
+                    break
+                name = name.parent()
+            last = f"{ns}: no SOA for {owner} or above"
+        except (dns.exception.DNSException, OSError) as e:
+            last = f"{ns}: {e}"
+    if nameservers:
+        raise ObserverError(f"cannot find the zone of {owner} ({last})")
+    try:
+        return dns.resolver.zone_for_name(
+            owner, resolver=stub_resolver(resolver, timeout), lifetime=timeout
+        )
+    except dns.resolver.NoRootSOA:
+        raise ObserverError(f"cannot find the zone of {owner}: no DNS server answered") from None
+    except (dns.exception.DNSException, OSError) as e:
+        raise ObserverError(f"cannot find the zone of {owner}: {e}") from None
+
+
+def default_observer(
+    nameservers: Sequence[Nameserver],
+    timeout: float,
+    resolver: Nameserver | None = None,
+    replace: bool = True,
+) -> DnsObserver:
+    """The DNS observer: the given servers (instead of, or with ``replace=False`` besides, the
+    zone's NS set), else the zone's NS set (found through ``resolver`` when given, else the
+    system resolver)."""
+    return DnsObserver(
+        nameservers=tuple(nameservers) or None,
+        timeout=timeout,
+        resolver=stub_resolver(resolver, timeout),
+        replace=replace,
+    )
+
+
+def lookup_tlsa(
+    owner: dns.name.Name,
+    timeout: float,
+    nameservers: Sequence[Nameserver] = (),
+    resolver: Nameserver | None = None,
+    observer_factory: ObserverFactory = default_observer,
+) -> TlsaAnswer:
+    """Ask every authoritative server (through the observer) and, with ``resolver``, the
+    validating resolver too."""
+    ans = TlsaAnswer(source="dns")
+    obs: Observation | None
+    try:
+        zone = find_zone(owner, timeout, resolver, nameservers)
+        ans.zone = zone
+        observer = observer_factory(nameservers, timeout, resolver)
+        obs = observer.observe(zone, [owner])
+    except TlsarotateError as e:
+        ans.errors.append(str(e))
+        obs = None
+    if obs is not None:
+        _add_observation(ans, obs, owner)
+    if resolver is not None:
+        _ask_resolver(ans, owner, resolver, timeout)
+    return ans
+
+
+def _add_observation(ans: TlsaAnswer, obs: Observation, owner: dns.name.Name) -> None:
+    """What the authoritative servers serve at ``owner``, and what that means for DANE."""
+    signed_states: list[bool | None] = []
+    # an unsigned zone has no RRSIGs at all: that is "insecure" (no DANE), not "bogus"
+    unsigned = obs.zone_signed is False
+    for s in obs.servers:
+        rr = s.rrsets.get(owner)
+        recs = sorted(rr.records, key=records.sort_key) if rr else []
+        signed = s.signed.get(owner)
+        texts = None if s.error else [records.to_text(r) for r in recs]
+        ans.servers.append(ServerAnswer(s.label, s.address, s.port, s.error, texts, signed))
+        if s.error:
+            ans.errors.append(f"authoritative server {s.label}: {s.error}")
+            continue
+        signed_states.append(signed)
+        if signed is False and not unsigned:
+            why = f" ({s.sig_problem})" if s.sig_problem else ""
+            ans.problems.append(
+                f"{s.label}: the TLSA answer at {owner} has no valid RRSIG{why}: "
+                "DANE clients treat it as bogus"
+            )
+        if s.min_rrsig_expiry is not None:
+            ans.min_rrsig_expiry = min(
+                ans.min_rrsig_expiry or s.min_rrsig_expiry, s.min_rrsig_expiry
+            )
+    if not obs.servers:
+        ans.errors.append(f"no authoritative servers found for {obs.zone}")
+    ans.variants = obs.variants(owner)
+    if unsigned:
+        ans.dnssec = "unsigned"
+        ans.insecure.append(
+            f"zone {obs.zone} is not DNSSEC-signed: DANE clients ignore its TLSA records"
+        )
+    elif any(s is False for s in signed_states):
+        ans.dnssec = "invalid"
+    elif signed_states and all(s is True for s in signed_states):
+        ans.dnssec = "signed"
+
+
+def _ask_resolver(
+    ans: TlsaAnswer, owner: dns.name.Name, resolver: Nameserver, timeout: float
+) -> None:
+    q = dns.message.make_query(owner, dns.rdatatype.TLSA, want_dnssec=True)
+    q.flags |= dns.flags.RD | dns.flags.AD
+    info = ResolverAnswer(str(resolver))
+    ans.resolver = info
+    try:
+        r = dns.query.udp(q, resolver.address, port=resolver.port, timeout=timeout)
+        if r.flags & dns.flags.TC:
+            r = dns.query.tcp(q, resolver.address, port=resolver.port, timeout=timeout)
+    except (dns.exception.DNSException, OSError) as e:
+        info.error = str(e) or type(e).__name__
+        ans.errors.append(f"validating resolver {resolver}: {info.error}")
+        return
+    info.rcode = dns.rcode.to_text(r.rcode())
+    info.ad = bool(r.flags & dns.flags.AD)
+    info.records = [
+        records.to_text(rd)
+        for rrset in r.answer
+        if rrset.rdtype == dns.rdatatype.TLSA
+        for rd in sorted(rrset, key=records.sort_key)
+    ]
+    if info.rcode == "SERVFAIL":
+        ans.problems.append(
+            f"validating resolver {resolver} answers SERVFAIL for {owner} TLSA "
+            "(DNSSEC bogus?): DANE clients defer delivery"
+        )
+    elif info.rcode == "NOERROR" and info.records and not info.ad:
+        ans.insecure.append(
+            f"validating resolver {resolver} returns the TLSA records without the AD bit: "
+            "DANE clients treat them as insecure and ignore them"
+        )
