@@ -53,7 +53,7 @@ from tests.servers import bind, bind_servers  # noqa: F401  (real BIND for rfc21
 from tlsarotate import records
 from tlsarotate.change import OwnerChange, TlsaRRset, ZoneChange
 from tlsarotate.errors import ConcurrentChangeError, ProviderError
-from tlsarotate.providers import Provider
+from tlsarotate.providers import Provider, ProviderContext
 
 # fixtures from tests/moto_server.py (a real moto_server over HTTP)
 moto_url = moto_server.moto_url
@@ -119,7 +119,7 @@ def route53_case(request: pytest.FixtureRequest) -> Iterator[Case]:
         "Id"
     ]
     opts = {"endpoint_url": url, "poll_interval": 0.01, "max_wait": 1.0}
-    prov = Route53Provider("r53", opts)
+    prov = Route53Provider("r53", opts, ProviderContext())
     counting = CountingClient(prov.client)  # the provider's own client, built from the options
     prov.client = counting
 
@@ -148,7 +148,7 @@ def route53_case(request: pytest.FixtureRequest) -> Iterator[Case]:
     def bad_auth() -> Iterator[Provider]:
         moto_post(url, "/moto-api/reset-auth", b"0")  # moto now checks IAM credentials
         try:
-            yield Route53Provider("r53", {"endpoint_url": url})
+            yield Route53Provider("r53", {"endpoint_url": url}, ProviderContext())
         finally:
             moto_post(url, "/moto-api/reset-auth", b"inf")
 
@@ -179,7 +179,7 @@ def cloudflare_case(request: pytest.FixtureRequest) -> Iterator[Case]:
     zid = fake.add_zone("example.test")
     mp.setenv("TLSAROTATE_TEST_CF_TOKEN", CF_TOKEN)
     prov = CloudflareProvider(
-        "cf", {"api_token_env": "TLSAROTATE_TEST_CF_TOKEN", "api_url": fake.url}
+        "cf", {"api_token_env": "TLSAROTATE_TEST_CF_TOKEN", "api_url": fake.url}, ProviderContext()
     )
 
     def second_writer(o: dns.name.Name, new: TlsaRRset | None) -> None:
@@ -207,7 +207,9 @@ def cloudflare_case(request: pytest.FixtureRequest) -> Iterator[Case]:
     def bad_auth() -> Iterator[Provider]:
         mp.setenv("TLSAROTATE_TEST_CF_BAD", "cf-wrong-token-0a9b8c7d")
         yield CloudflareProvider(
-            "cf", {"api_token_env": "TLSAROTATE_TEST_CF_BAD", "api_url": fake.url}
+            "cf",
+            {"api_token_env": "TLSAROTATE_TEST_CF_BAD", "api_url": fake.url},
+            ProviderContext(),
         )
 
     def expected(change: ZoneChange) -> int:
@@ -232,7 +234,7 @@ def plugin_case(request: pytest.FixtureRequest) -> Iterator[Case]:
     """The third-party example provider (tests/plugin_example), loaded by its entry point."""
     import json
 
-    from tlsarotate.providers import ProviderContext, get_class
+    from tlsarotate.providers import get_class
 
     request.getfixturevalue("plugin_installed")
     tmp = request.getfixturevalue("tmp_path")
@@ -271,7 +273,6 @@ def zonefile_case(request: pytest.FixtureRequest) -> Iterator[Case]:
     """The zone-file backend on a real file; every write runs its reload command once."""
     import subprocess
 
-    from tlsarotate.providers import ProviderContext
     from tlsarotate.providers.zonefile import ZoneFileProvider
 
     tmp = request.getfixturevalue("tmp_path")
@@ -305,7 +306,7 @@ def zonefile_case(request: pytest.FixtureRequest) -> Iterator[Case]:
 def memory_case(request: pytest.FixtureRequest) -> Iterator[Case]:
     from tlsarotate.providers.memory import MemoryProvider
 
-    prov = MemoryProvider("mem", {"zones": ["example.test."]})
+    prov = MemoryProvider("mem", {"zones": ["example.test."]}, ProviderContext())
 
     def second_writer(o: dns.name.Name, new: TlsaRRset | None) -> None:
         prov.set(ZONE, o, new)
@@ -364,7 +365,6 @@ def rfc2136_expected_writes(change: ZoneChange, keyring: Any) -> int:
 def rfc2136_case(request: pytest.FixtureRequest) -> Iterator[Case]:
     """RFC 2136 UPDATEs to a real BIND primary (TSIG, inline DNSSEC signing)."""
     from tests.servers import wait_until
-    from tlsarotate.providers import ProviderContext
     from tlsarotate.providers.base import WriteResult
     from tlsarotate.providers.rfc2136 import RFC2136Provider
 
@@ -377,7 +377,7 @@ def rfc2136_case(request: pytest.FixtureRequest) -> Iterator[Case]:
 
         def apply(self, change: ZoneChange) -> WriteResult:
             res = super().apply(change)
-            wait_until(lambda: self.is_live(change.zone, res), 90, "the primary to serve it")
+            wait_until(lambda: self.is_live(change.zone, res.tokens), 90, "the primary to serve it")
             return res
 
     opts = bind.provider_options(timeout=30.0, read="axfr")  # one transfer reads 1,000 owners

@@ -621,11 +621,9 @@ def _provider(ctx: _Ctx, name: str, knode: yaml.Node, node: yaml.Node) -> Provid
             kinds = opt.kind if isinstance(opt.kind, tuple) else (opt.kind,)
             if float in kinds and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
-            if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
-                want = " or ".join(k.__name__ for k in kinds)
-                raise ctx.err(vnode, sub, f"expected {want}, got {_kind(vnode)}")
-        if opt.choices and value not in opt.choices:
-            raise ctx.err(vnode, sub, f"must be one of {', '.join(map(str, opt.choices))}")
+        problem = opt.problem(value, shown=_kind(vnode))
+        if problem:
+            raise ctx.err(vnode, sub, problem)
         if opt.path:
             value = _path(ctx, vnode, sub)
         opts[key] = value

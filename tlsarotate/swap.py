@@ -59,7 +59,7 @@ from tlsarotate.fsutil import (
     remove_stale_temps,
     replace_with_symlink,
 )
-from tlsarotate.providers.base import Runner
+from tlsarotate.runner import Runner
 
 log = logging.getLogger("tlsarotate.swap")
 
