@@ -9,6 +9,7 @@ fault, for the caller to word in its own terms (a config option, a state backend
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 
 class ClientSetupError(Exception):
@@ -66,6 +67,16 @@ def client(
         raise ClientSetupError("endpoint_url", e) from None
     except Exception as e:  # any other BotoCoreError
         raise ClientSetupError(None, e) from None
+
+
+def is_endpoint_url(url: str) -> bool:
+    """Is ``url`` an ``http(s)://`` URL with a host (and a valid port, if any)?"""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # ValueError when out of range
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def error_code(e: BaseException) -> tuple[str, str, int]:

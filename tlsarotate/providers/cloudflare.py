@@ -185,7 +185,6 @@ class CloudflareProvider(Provider):
     @property
     def session(self) -> Any:
         """The ``requests.Session`` all HTTP goes through (made on first use)."""
-        self.api._requests()
         return self.api.session
 
     @session.setter

@@ -66,7 +66,7 @@ class CloudflareApi:
         self._load_token = token
         self._token: Secret[str] | None = None
         self.token_source = token_source
-        self.session: Any = None  # a requests.Session, made on first use; tests replace it
+        self._session: Any = None  # a requests.Session, made on first use; tests replace it
 
     def token(self) -> str:
         """The API token (read once)."""
@@ -88,9 +88,18 @@ class CloudflareApi:
             import requests
         except ImportError:
             raise self.error("needs requests: pip install 'tlsarotate[cloudflare]'") from None
-        if self.session is None:
-            self.session = requests.Session()
         return requests
+
+    @property
+    def session(self) -> Any:
+        """The ``requests.Session`` every call goes through (made on first use)."""
+        if self._session is None:
+            self._session = self._requests().Session()
+        return self._session
+
+    @session.setter
+    def session(self, value: Any) -> None:
+        self._session = value
 
     def request(
         self,
@@ -171,8 +180,8 @@ class CloudflareApi:
         return data
 
     def close(self) -> None:
-        if self.session is not None and hasattr(self.session, "close"):
-            self.session.close()
+        if self._session is not None and hasattr(self._session, "close"):
+            self._session.close()
 
 
 def _retry_after(e: BaseException) -> float | None:

@@ -35,7 +35,6 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 
 import dns.name
 
@@ -55,16 +54,9 @@ MAX_RECORDS_PER_BATCH = 1000  # ResourceRecord elements per ChangeResourceRecord
 MAX_VALUE_CHARS_PER_BATCH = 32000  # characters of all Value elements per request
 RETRY_CODES = frozenset({"Throttling", "ThrottlingException", "PriorRequestNotComplete"})
 AUTH_CODES = frozenset(
-    {
-        "InvalidClientTokenId",
-        "SignatureDoesNotMatch",
-        "AccessDenied",
-        "AccessDeniedException",
-        "ExpiredToken",
-        "UnrecognizedClientException",
-        "InvalidSignatureException",
-        "MissingAuthenticationToken",
-    }
+    {"InvalidClientTokenId", "SignatureDoesNotMatch", "AccessDenied", "AccessDeniedException"}
+    | {"ExpiredToken", "UnrecognizedClientException", "InvalidSignatureException"}
+    | {"MissingAuthenticationToken"}
 )
 # InvalidChangeBatch messages that mean "the RRset is not what the batch assumed".
 _CONFLICT_RE = re.compile(r"not found|do not match|already exists|does not exist", re.IGNORECASE)
@@ -154,15 +146,8 @@ class Route53Provider(Provider):
     def _build_client(opts: Mapping[str, Any]) -> Any:
         """A boto3 Route 53 client; :class:`ConfigError` starting with the option at fault."""
         url = opts.get("endpoint_url")
-        if url is not None:
-            try:
-                parts = urlsplit(str(url))
-                ok = parts.scheme in ("http", "https") and bool(parts.hostname)
-                _ = parts.port  # ValueError when out of range
-            except ValueError:
-                ok = False
-            if not ok:
-                raise ConfigError(f"endpoint_url: {url!r} is not an http(s):// URL with a host")
+        if url is not None and not aws.is_endpoint_url(str(url)):
+            raise ConfigError(f"endpoint_url: {url!r} is not an http(s):// URL with a host")
         profile = opts.get("profile")
         try:
             return aws.client(
