@@ -3,7 +3,7 @@
 The API token is never written in the config: ``api_token_env`` names an environment variable
 holding it, or ``api_token_file`` a file holding it (exactly one of the two). It must be printable
 ASCII without whitespace (what Cloudflare issues); it is kept in a
-:class:`~tlsarotate.providers.base.Secret` and scrubbed from any error text. Messages name its
+:class:`~tlsarotate.providers.secrets.Secret` and scrubbed from any error text. Messages name its
 source, never the token.
 
 Reads list ``GET /zones/{zone_id}/dns_records?type=TLSA`` page by page. TLSA records travel as
