@@ -202,7 +202,8 @@ def _emit(plans: Sequence[Plan], output: str, now: float) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     cfg, engine = _setup(args, persist=False)
     svcs = _select(cfg, args)
-    plans = engine.step(svcs, act=False)
+    with contextlib.closing(engine):
+        plans = engine.step(svcs, act=False)
     return _emit(plans, args.output, engine.clock.now())
 
 
@@ -278,6 +279,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     engine.on_event = on_event
     timeout = args.lock_timeout if args.lock_timeout is not None else cfg.lock_timeout
     with contextlib.ExitStack() as stack:
+        stack.callback(engine.close)
         for s in sorted(svcs, key=lambda s: s.name):
             stack.enter_context(engine.store.lock(s.name, timeout))
         plans = engine.run(svcs, wait=args.wait)
@@ -303,8 +305,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     svcs = _select(cfg, args)
     now = engine.clock.now()
     docs: list[dict[str, Any]] = []
+    with contextlib.closing(engine):  # every read is done here
+        plans = {svc.name: engine.evaluate(svc) for svc in svcs}
     for svc in svcs:
-        p = engine.evaluate(svc)
+        p = plans[svc.name]
         inp = engine.inputs[svc.name]  # what the plan was made from: no second read
         published = inp.published
         st = engine.store.load(svc.name)

@@ -37,8 +37,9 @@ from tlsarotate.material import Material
 from tlsarotate.observation import Observation, Observer, ProviderObserver
 from tlsarotate.observer import DnsObserver
 from tlsarotate.planner import Plan
-from tlsarotate.providers.base import Provider, ProviderContext, Runner
+from tlsarotate.providers.base import Provider, ProviderContext
 from tlsarotate.reload import run_reload
+from tlsarotate.runner import Runner
 from tlsarotate.state import State, SwapJournal
 from tlsarotate.stores import StateStore
 
@@ -164,6 +165,11 @@ class Engine:
     _observers: dict[str, Observer] = field(default_factory=dict)
     _propagation_polls: int = 0
 
+    def close(self) -> None:
+        """Close every provider (their connections); the engine is done with."""
+        for provider in self.providers.values():
+            provider.close()
+
     # -- inputs --------------------------------------------------------------------------------
 
     def _observer(self, svc: Service) -> Observer:
@@ -231,7 +237,7 @@ class Engine:
                 st = planner.after_write(self.store.load(svc.name), p.change)  # what is ours
                 self.store.save(st.with_(last_step=p.phase, updated=self.clock.now()))
             try:
-                live = provider.is_live(zone, result)
+                live = provider.is_live(zone, result.tokens)
             except ProviderError as e:
                 live, why = False, str(e)
             else:

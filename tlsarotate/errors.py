@@ -59,11 +59,63 @@ class RecordError(TlsarotateError):
 
 
 class ProviderError(TlsarotateError):
-    """A DNS provider refused or failed a read or a write."""
+    """A DNS provider refused or failed a read or a write.
+
+    Carries its parts as fields and formats its one line from them::
+
+        provider 'NAME' (TYPE): DETAIL[; nothing was written][ (UNIT i of n; the k before it
+        were applied)]
+
+    ``provider``/``ptype`` name the provider (no prefix when unset: an engine-level error);
+    ``unwritten`` says the failed write sent nothing (``this part was not written`` once
+    earlier parts were applied); ``part``/``parts``/``written`` locate a failure in a write
+    split into parts (the clause appears once ``written`` > 0); ``unit`` names a part the
+    backend's way (``UPDATE``, ``change batch``, ``batch``). :meth:`Provider.apply
+    <tlsarotate.providers.base.Provider.apply>` fills the provider and part fields."""
+
+    rerun = False  # end with "re-run to re-plan"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        provider: str | None = None,
+        ptype: str | None = None,
+        unwritten: bool | None = None,
+        part: int | None = None,
+        parts: int | None = None,
+        written: int = 0,
+        unit: str = "part",
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.provider = provider
+        self.ptype = ptype
+        self.unwritten = self.rerun if unwritten is None else unwritten
+        self.part = part
+        self.parts = parts
+        self.written = written
+        self.unit = unit
+
+    def __str__(self) -> str:
+        head = f"provider {self.provider!r} ({self.ptype}): " if self.provider is not None else ""
+        text = head + self.detail
+        if self.unwritten:
+            text += "; this part was not written" if self.written else "; nothing was written"
+        if self.rerun:
+            text += "; re-run to re-plan"
+        if self.written and self.part is not None:
+            of = f" of {self.parts}" if self.parts is not None else ""
+            text += f" ({self.unit} {self.part}{of}; the {self.written} before it were applied)"
+        return text
 
 
 class ConcurrentChangeError(ProviderError):
-    """The RRset changed between our read and our write (a prerequisite failed)."""
+    """The RRset changed between our read and our write (a prerequisite failed). Unless
+    ``unwritten=False`` is given (a write that may have landed), it says nothing was written;
+    it always ends with "re-run to re-plan"."""
+
+    rerun = True
 
 
 class StateError(TlsarotateError):

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import IO
 
 from tlsarotate.config import CertSlot
-from tlsarotate.providers.base import Runner
+from tlsarotate.runner import Runner
 
 OUTPUT_LIMIT = 65536  # bytes of a reload command's output read (only its first line is shown)
 

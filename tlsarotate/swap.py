@@ -26,10 +26,13 @@ from tlsarotate import material
 from tlsarotate.certstore import file_meta, prev_path, store_for, write_like
 from tlsarotate.config import CertPaths, CertSlot, load_cert
 from tlsarotate.errors import SwapError, TlsarotateError
-from tlsarotate.fsutil import read_file, remove_stale_temps
+from tlsarotate.fsutil import (
+    read_file,
+    remove_stale_temps,
+)
 from tlsarotate.pair import Pair, load_or_none, read_pair
-from tlsarotate.providers.base import Runner
 from tlsarotate.reload import run_reload
+from tlsarotate.runner import Runner
 
 log = logging.getLogger("tlsarotate.swap")
 

@@ -20,6 +20,7 @@ from tlsarotate import records
 from tlsarotate.change import OwnerChange, TlsaRRset, ZoneChange
 from tlsarotate.clock import FakeClock
 from tlsarotate.errors import ConcurrentChangeError, ConfigError, ProviderError
+from tlsarotate.providers.base import ProviderContext
 from tlsarotate.providers.cloudflare import CloudflareProvider
 
 cf_server = fake_cloudflare.cf_server
@@ -50,7 +51,9 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def prov(fake: FakeCloudflare, clock: FakeClock) -> Iterator[CloudflareProvider]:
-    yield CloudflareProvider("cf", {"api_token_env": ENV, "api_url": fake.url}, clock=clock)
+    yield CloudflareProvider(
+        "cf", {"api_token_env": ENV, "api_url": fake.url}, ProviderContext(clock=clock)
+    )
 
 
 def batches(fake: FakeCloudflare) -> list[dict[str, Any]]:
@@ -86,7 +89,9 @@ def test_only_differing_records_are_touched(fake: FakeCloudflare, prov: Cloudfla
 def test_split_beyond_batch_limit(fake: FakeCloudflare, clock: FakeClock) -> None:
     fake.batch_limit = 3
     prov = CloudflareProvider(
-        "cf", {"api_token_env": ENV, "api_url": fake.url, "batch_limit": 3}, clock=clock
+        "cf",
+        {"api_token_env": ENV, "api_url": fake.url, "batch_limit": 3},
+        ProviderContext(clock=clock),
     )
     assert prov.capabilities.max_changes_per_write == 3
     owners = [records.owner_name(f"h{i}.example.test", 25) for i in range(7)]
@@ -99,7 +104,9 @@ def test_split_beyond_batch_limit(fake: FakeCloudflare, clock: FakeClock) -> Non
 
 def test_batch_over_the_plan_limit_is_one_line(fake: FakeCloudflare, clock: FakeClock) -> None:
     fake.batch_limit = 2  # the plan allows less than the configured batch_limit
-    prov = CloudflareProvider("cf", {"api_token_env": ENV, "api_url": fake.url}, clock=clock)
+    prov = CloudflareProvider(
+        "cf", {"api_token_env": ENV, "api_url": fake.url}, ProviderContext(clock=clock)
+    )
     with pytest.raises(ProviderError) as ei:
         prov.apply(
             ZoneChange(ZONE, (OwnerChange(A, None, TlsaRRset.of(300, [rd(1), rd(2), rd(3)])),))
@@ -120,7 +127,9 @@ def test_429_honours_retry_after(
 
 def test_5xx_is_retried_then_surfaced(fake: FakeCloudflare, clock: FakeClock) -> None:
     prov = CloudflareProvider(
-        "cf", {"api_token_env": ENV, "api_url": fake.url, "max_retries": 2}, clock=clock
+        "cf",
+        {"api_token_env": ENV, "api_url": fake.url, "max_retries": 2},
+        ProviderContext(clock=clock),
     )
     fake.throttle(2, retry_after=None, status=503)
     t0 = clock.now()
@@ -137,12 +146,16 @@ def test_authentication_error_names_the_token_file(
 ) -> None:
     tok = tmp_path / "cf.token"
     tok.write_text("wrong-token-271828\n")
-    prov = CloudflareProvider("cf", {"api_token_file": str(tok), "api_url": fake.url}, clock=clock)
+    prov = CloudflareProvider(
+        "cf", {"api_token_file": str(tok), "api_url": fake.url}, ProviderContext(clock=clock)
+    )
     with pytest.raises(ProviderError) as ei:
         prov.read(ZONE, [A])
     one_line(ei.value, "authentication failed", "HTTP 401", "10000", str(tok))
     tok.write_text(TOKEN + "\n")
-    good = CloudflareProvider("cf", {"api_token_file": str(tok), "api_url": fake.url})
+    good = CloudflareProvider(
+        "cf", {"api_token_file": str(tok), "api_url": fake.url}, ProviderContext()
+    )
     assert good.read(ZONE, [A]) == {}
 
 
@@ -168,7 +181,7 @@ def test_token_source_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert "T0KEN" not in str(te.value)
     shared.chmod(0o600)
     CloudflareProvider.check_files("cf", {"api_token_file": str(shared)})
-    prov = CloudflareProvider("cf", {"api_token_env": "TLSAROTATE_TEST_UNSET"})
+    prov = CloudflareProvider("cf", {"api_token_env": "TLSAROTATE_TEST_UNSET"}, ProviderContext())
     with pytest.raises(ProviderError) as ei:
         prov.read(ZONE, [A])
     one_line(ei.value, "no API token in environment variable TLSAROTATE_TEST_UNSET")
@@ -176,7 +189,9 @@ def test_token_source_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_unknown_zone_id_is_one_line(fake: FakeCloudflare, clock: FakeClock) -> None:
     prov = CloudflareProvider(
-        "cf", {"api_token_env": ENV, "api_url": fake.url, "zone_id": "0" * 32}, clock=clock
+        "cf",
+        {"api_token_env": ENV, "api_url": fake.url, "zone_id": "0" * 32},
+        ProviderContext(clock=clock),
     )
     with pytest.raises(ProviderError) as ei:
         prov.read(ZONE, [A])
@@ -224,7 +239,7 @@ def test_race_after_the_fresh_read_is_a_concurrent_change(
 def test_missing_requests(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "requests", None)
     monkeypatch.setenv(ENV, TOKEN)
-    prov = CloudflareProvider("cf", {"api_token_env": ENV})
+    prov = CloudflareProvider("cf", {"api_token_env": ENV}, ProviderContext())
     with pytest.raises(ProviderError) as ei:
         prov.read(ZONE, [A])
     one_line(ei.value, "'cf'", "needs requests", "pip install 'tlsarotate[cloudflare]'")
@@ -315,7 +330,7 @@ def test_validate_refuses_a_ttl_the_api_refuses(
         proc, "service 'mail'", f"ttl {ttl}", "Cloudflare accepts 1 (automatic) or 60-86400"
     )
     # and the fake API refuses it as the real one does
-    prov = CloudflareProvider("cf", {"api_token_env": ENV, "api_url": fake.url})
+    prov = CloudflareProvider("cf", {"api_token_env": ENV, "api_url": fake.url}, ProviderContext())
     with pytest.raises(ProviderError, match="TTL must be between 60 and 86400"):
         add(prov, A, TlsaRRset.of(ttl, [rd(1)]))
     for ok in (1, 60, 86400):

@@ -40,7 +40,7 @@ MX2 = dns.name.from_text("_465._tcp.mx.example.test.")
 def write(bind: BindServers, zone: dns.name.Name, *changes: OwnerChange) -> None:
     p = RFC2136Provider("bind", bind.provider_options(), ProviderContext())
     res = p.apply(ZoneChange(zone, changes))
-    wait_until(lambda: p.is_live(zone, res), 5, "the primary to serve the write")
+    wait_until(lambda: p.is_live(zone, res.tokens), 5, "the primary to serve the write")
 
 
 def observer(bind: BindServers, **kw: Any) -> DnsObserver:

@@ -54,7 +54,7 @@ from tests.support.servers import bind, bind_servers  # noqa: F401  (real BIND f
 from tlsarotate import records
 from tlsarotate.change import OwnerChange, TlsaRRset, ZoneChange
 from tlsarotate.errors import ConcurrentChangeError, ProviderError
-from tlsarotate.providers import Provider
+from tlsarotate.providers import Provider, ProviderContext
 
 # fixtures from tests/support/moto_server.py (a real moto_server over HTTP)
 moto_url = moto_server.moto_url
@@ -120,7 +120,7 @@ def route53_case(request: pytest.FixtureRequest) -> Iterator[Case]:
         "Id"
     ]
     opts = {"endpoint_url": url, "poll_interval": 0.01, "max_wait": 1.0}
-    prov = Route53Provider("r53", opts)
+    prov = Route53Provider("r53", opts, ProviderContext())
     counting = CountingClient(prov.client)  # the provider's own client, built from the options
     prov.client = counting
 
@@ -149,7 +149,7 @@ def route53_case(request: pytest.FixtureRequest) -> Iterator[Case]:
     def bad_auth() -> Iterator[Provider]:
         moto_post(url, "/moto-api/reset-auth", b"0")  # moto now checks IAM credentials
         try:
-            yield Route53Provider("r53", {"endpoint_url": url})
+            yield Route53Provider("r53", {"endpoint_url": url}, ProviderContext())
         finally:
             moto_post(url, "/moto-api/reset-auth", b"inf")
 
@@ -180,7 +180,7 @@ def cloudflare_case(request: pytest.FixtureRequest) -> Iterator[Case]:
     zid = fake.add_zone("example.test")
     mp.setenv("TLSAROTATE_TEST_CF_TOKEN", CF_TOKEN)
     prov = CloudflareProvider(
-        "cf", {"api_token_env": "TLSAROTATE_TEST_CF_TOKEN", "api_url": fake.url}
+        "cf", {"api_token_env": "TLSAROTATE_TEST_CF_TOKEN", "api_url": fake.url}, ProviderContext()
     )
 
     def second_writer(o: dns.name.Name, new: TlsaRRset | None) -> None:
@@ -208,7 +208,9 @@ def cloudflare_case(request: pytest.FixtureRequest) -> Iterator[Case]:
     def bad_auth() -> Iterator[Provider]:
         mp.setenv("TLSAROTATE_TEST_CF_BAD", "cf-wrong-token-0a9b8c7d")
         yield CloudflareProvider(
-            "cf", {"api_token_env": "TLSAROTATE_TEST_CF_BAD", "api_url": fake.url}
+            "cf",
+            {"api_token_env": "TLSAROTATE_TEST_CF_BAD", "api_url": fake.url},
+            ProviderContext(),
         )
 
     def expected(change: ZoneChange) -> int:
@@ -234,7 +236,7 @@ def plugin_case(request: pytest.FixtureRequest) -> Iterator[Case]:
     point."""
     import json
 
-    from tlsarotate.providers import ProviderContext, get_class
+    from tlsarotate.providers import get_class
 
     request.getfixturevalue("plugin_installed")
     tmp = request.getfixturevalue("tmp_path")
@@ -273,7 +275,6 @@ def zonefile_case(request: pytest.FixtureRequest) -> Iterator[Case]:
     """The zone-file backend on a real file; every write runs its reload command once."""
     import subprocess
 
-    from tlsarotate.providers import ProviderContext
     from tlsarotate.providers.zonefile import ZoneFileProvider
 
     tmp = request.getfixturevalue("tmp_path")
@@ -307,7 +308,7 @@ def zonefile_case(request: pytest.FixtureRequest) -> Iterator[Case]:
 def memory_case(request: pytest.FixtureRequest) -> Iterator[Case]:
     from tlsarotate.providers.memory import MemoryProvider
 
-    prov = MemoryProvider("mem", {"zones": ["example.test."]})
+    prov = MemoryProvider("mem", {"zones": ["example.test."]}, ProviderContext())
 
     def second_writer(o: dns.name.Name, new: TlsaRRset | None) -> None:
         prov.set(ZONE, o, new)
@@ -379,7 +380,7 @@ def rfc2136_case(request: pytest.FixtureRequest) -> Iterator[Case]:
 
         def apply(self, change: ZoneChange) -> WriteResult:
             res = super().apply(change)
-            wait_until(lambda: self.is_live(change.zone, res), 90, "the primary to serve it")
+            wait_until(lambda: self.is_live(change.zone, res.tokens), 90, "the primary to serve it")
             return res
 
     opts = bind.provider_options(timeout=30.0, read="axfr")  # one transfer reads 1,000 owners

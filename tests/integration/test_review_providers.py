@@ -27,7 +27,8 @@ from tlsarotate.clock import FakeClock
 from tlsarotate.errors import ConcurrentChangeError, ConfigError, ProviderError
 from tlsarotate.providers.base import ProviderContext
 from tlsarotate.providers.cloudflare import CloudflareProvider
-from tlsarotate.providers.rfc2136 import RFC2136Provider, parse_key_file
+from tlsarotate.providers.rfc2136 import RFC2136Provider
+from tlsarotate.providers.tsig import parse_key_file
 
 cf_server = fake_cloudflare.cf_server
 
@@ -91,7 +92,9 @@ def test_cloudflare_bad_token_is_refused_by_name_never_shown(
         CloudflareProvider.check_files("cf", {"api_token_file": str(tok)})
     assert str(ei.value).startswith(f"api_token_file: {tok}: ")
     one_line(ei.value, "printable ASCII", secrets=parts)
-    prov = CloudflareProvider("cf", {"api_token_file": str(tok), "api_url": fake.url})
+    prov = CloudflareProvider(
+        "cf", {"api_token_file": str(tok), "api_url": fake.url}, ProviderContext()
+    )
     with pytest.raises(ProviderError) as pe:
         prov.read(ZONE, [A])
     one_line(pe.value, "'cf'", "api_token_file", str(tok), secrets=parts)
@@ -238,9 +241,8 @@ def write_config(tmp_path: Path, provider_yaml: str) -> Path:
 def validate_error(cfg_path: Path) -> str:
     from tlsarotate import config
 
-    cfg = config.load(cfg_path)
-    with pytest.raises(ConfigError) as ei:
-        config.check_files(cfg)
+    with pytest.raises(ConfigError) as ei:  # option ranges are checked at load already
+        config.check_files(config.load(cfg_path))
     return one_line(ei.value)
 
 
@@ -357,7 +359,7 @@ def test_rfc2136_key_file_secret_with_double_slash(bind: BindServers) -> None:
     RFC2136Provider.check_files("bind", bind.provider_options())
     p = rfc(bind)
     res = p.apply(ZoneChange(ZONE, (OwnerChange(A, None, TlsaRRset.of(300, [rd(1)])),)))
-    wait_until(lambda: p.is_live(ZONE, res), 5, "the primary to serve the update")
+    wait_until(lambda: p.is_live(ZONE, res.tokens), 5, "the primary to serve the update")
     assert p.read(ZONE, [A]) == {A: TlsaRRset.of(300, [rd(1)])}
     assert SLASHED_SECRET not in repr(p) + repr(p.key) + repr(vars(p))
 
@@ -390,7 +392,7 @@ def test_rfc2136_retried_update_polls_through_the_signing_lag(bind: BindServers)
     p.read = lagging  # type: ignore[method-assign]
     res = p.apply(ZoneChange(ZONE, (OwnerChange(A, None, new),)))
     assert p.sent["UPDATE"] == 2 and lag["reads"] == 0
-    assert p.is_live(ZONE, res)
+    assert p.is_live(ZONE, res.tokens)
 
 
 def test_rfc2136_tsig_algorithm_spellings_are_accepted(tmp_path: Path) -> None:
@@ -577,14 +579,14 @@ def test_zonefile_verify_tells_rrsigs_of_different_types_apart(tmp_path: Path) -
         "ns1 RRSIG " + sig.format(t="NS", b="BBBB") + "\n"
     )
     changed = base.replace("AAAA", "CCCC")
-    prov = zf(zone_file(tmp_path, base))
+    from tlsarotate.providers import zonetext
 
     def parse(text: str) -> dns.zone.Zone:
         return dns.zone.from_text(text, origin=ZONE, relativize=False)
 
     with pytest.raises(ProviderError, match="would change other records"):
-        prov._verify(parse(base), parse(changed), ZoneChange(ZONE, ()), 2026010100)
-    prov._verify(parse(base), parse(base), ZoneChange(ZONE, ()), 2026010100)
+        zonetext.verify(parse(base), parse(changed), ZoneChange(ZONE, ()), 2026010100, "zone file")
+    zonetext.verify(parse(base), parse(base), ZoneChange(ZONE, ()), 2026010100, "zone file")
 
 
 def test_zonefile_reload_timeout_is_gone(tmp_path: Path) -> None:

@@ -53,13 +53,13 @@ def rec(tag: int) -> Any:
 
 def provider(bind: BindServers, **overrides: Any) -> RFC2136Provider:
     p = RFC2136Provider("bind", bind.provider_options(**overrides), ProviderContext())
-    p.clock = FakeClock()
+    p.context.clock = FakeClock()
     return p
 
 
 def apply(p: RFC2136Provider, zone: dns.name.Name, *changes: OwnerChange) -> None:
     res = p.apply(ZoneChange(zone, changes))
-    wait_until(lambda: p.is_live(zone, res), 5, "the primary to serve the update")
+    wait_until(lambda: p.is_live(zone, res.tokens), 5, "the primary to serve the update")
 
 
 def served(bind: BindServers, owner: dns.name.Name) -> set[str]:
@@ -283,7 +283,7 @@ def test_timeouts_are_retried_with_backoff_then_reported(silent_server: int) -> 
         {"server": "127.0.0.1", "port": silent_server, "timeout": 0.2, "retries": 4},
         ProviderContext(),
     )
-    p.clock = clock
+    p.context.clock = clock
     t0 = clock.now()
     with pytest.raises(ProviderError) as ei:
         p.apply(ZoneChange(ZONE, (OwnerChange(MX, None, rrset(1)),)))
@@ -355,7 +355,7 @@ def test_check_files_bad_key_file(tmp_path: Path, content: str | None, needle: s
 def test_key_file_secret_containing_double_slash(tmp_path: Path) -> None:
     """A real tsig-keygen secret with "//" in it (base64 may hold any "/" run): BIND reads
     such a file, so must tlsarotate."""
-    from tlsarotate.providers.rfc2136 import parse_key_file
+    from tlsarotate.providers.tsig import parse_key_file
 
     secret = "Dps2sSfB3Js2WfS7swkHUil1sKfm2//C1+zTwHXBxsg="
     kf = tmp_path / "k.key"
@@ -443,7 +443,7 @@ def test_lost_answer_then_retry_counts_as_applied(bind: BindServers) -> None:
 
     p._send = lossy  # type: ignore[method-assign]
     res = p.apply(ZoneChange(ZONE, (OwnerChange(MX, None, rrset(1)),)))
-    assert p.is_live(ZONE, res)
+    assert p.is_live(ZONE, res.tokens)
     assert p.sent["UPDATE"] == 2
 
 
@@ -458,7 +458,7 @@ def test_many_owners_in_one_update(bind: BindServers) -> None:
     )
     res = p.apply(first)
     assert p.sent["UPDATE"] == 1
-    wait_until(lambda: p.is_live(ZONE, res), 20, "700 owners to be served")
+    wait_until(lambda: p.is_live(ZONE, res.tokens), 20, "700 owners to be served")
     cur = provider(bind, read="axfr").read(ZONE, owners)
     assert len(cur) == 700 and cur[owners[699]] == rrset(700)
     # all 1,000 changed at once: split into the fewest UPDATEs that fit
@@ -467,12 +467,12 @@ def test_many_owners_in_one_update(bind: BindServers) -> None:
     )
     res = p.apply(big)
     parts = p.sent["UPDATE"] - 1
-    wire = [len(p.build_update(part).to_wire()) for part in p._parts(big)]
+    wire = [len(p.build_update(part).to_wire()) for part in p.parts(big)]
     assert parts == len(wire) and parts >= 2  # it cannot fit in one
     assert all(size <= 65535 for size in wire)
     # greedy packing: no two neighbouring parts would have fitted together
     assert all(a + b > 65535 - 512 for a, b in itertools.pairwise(wire))
-    wait_until(lambda: p.is_live(ZONE, res), 30, "1000 owners to be served")
+    wait_until(lambda: p.is_live(ZONE, res.tokens), 30, "1000 owners to be served")
     got = provider(bind, read="axfr").read(ZONE, owners)
     assert len(got) == 1000 and got[owners[999]] == rrset(5999)
 

@@ -20,9 +20,11 @@ from tlsarotate import records
 from tlsarotate.change import OwnerChange, TlsaRRset, ZoneChange
 from tlsarotate.clock import FakeClock
 from tlsarotate.errors import ConcurrentChangeError, ProviderError
+from tlsarotate.providers.base import ProviderContext
 from tlsarotate.providers.route53 import (
     MAX_RECORDS_PER_BATCH,
     MAX_VALUE_CHARS_PER_BATCH,
+    ChangeId,
     Route53Provider,
     name_from_route53,
     name_to_route53,
@@ -57,9 +59,9 @@ def stubbed() -> Iterator[tuple[Route53Provider, Stubber, FakeClock]]:
     prov = Route53Provider(
         "r53",
         {"hosted_zone_id": HZ, "poll_interval": 10.0, "max_wait": 60.0, "max_retries": 3},
-        client=client,
-        clock=clock,
+        ProviderContext(clock=clock),
     )
+    prov.client = client
     with Stubber(client) as stub:
         yield prov, stub, clock
         stub.assert_no_pending_responses()
@@ -111,10 +113,8 @@ def test_is_live_gives_up_after_max_wait(
     assert prov.is_live(ZONE, prov_result("/change/C1")) is False
 
 
-def prov_result(token: Any) -> Any:
-    from tlsarotate.providers import WriteResult
-
-    return WriteResult(token=token)
+def prov_result(change_id: str) -> Any:
+    return [ChangeId(change_id)]
 
 
 def test_throttling_is_retried(stubbed: tuple[Route53Provider, Stubber, FakeClock]) -> None:
@@ -196,7 +196,7 @@ def test_change_batch_conflict_is_concurrent_change(
 
 def test_missing_boto3(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "boto3", None)
-    prov = Route53Provider("r53", {})
+    prov = Route53Provider("r53", {}, ProviderContext())
     with pytest.raises(ProviderError) as ei:
         prov.read(ZONE, [A])
     one_line(ei.value, "'r53'", "needs boto3", "pip install 'tlsarotate[route53]'")
@@ -215,14 +215,16 @@ def test_no_credentials(route53_env: str, monkeypatch: pytest.MonkeyPatch) -> No
     for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.delenv(var)
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    prov = Route53Provider("r53", {"endpoint_url": route53_env})
+    prov = Route53Provider("r53", {"endpoint_url": route53_env}, ProviderContext())
     with pytest.raises(ProviderError) as ei:
         prov.read(ZONE, [A])
     one_line(ei.value, "no AWS credentials")
 
 
 def test_unknown_profile(route53_env: str) -> None:
-    prov = Route53Provider("r53", {"endpoint_url": route53_env, "profile": "nope"})
+    prov = Route53Provider(
+        "r53", {"endpoint_url": route53_env, "profile": "nope"}, ProviderContext()
+    )
     with pytest.raises(ProviderError) as ei:
         prov.read(ZONE, [A])
     one_line(ei.value, "profile 'nope' not found")
@@ -234,11 +236,13 @@ def test_zone_ambiguity_and_hosted_zone_id(route53_env: str) -> None:
     raw.create_hosted_zone(Name="example.test.", CallerReference="2")
     other = raw.create_hosted_zone(Name="other.test.", CallerReference="3")["HostedZone"]["Id"]
     with pytest.raises(ProviderError) as ei:
-        Route53Provider("r53", {"endpoint_url": route53_env}).read(ZONE, [A])
+        Route53Provider("r53", {"endpoint_url": route53_env}, ProviderContext()).read(ZONE, [A])
     one_line(ei.value, "2 hosted zones are named example.test.", "hosted_zone_id")
 
     chosen = Route53Provider(
-        "r53", {"endpoint_url": route53_env, "hosted_zone_id": z1.rsplit("/", 1)[-1]}
+        "r53",
+        {"endpoint_url": route53_env, "hosted_zone_id": z1.rsplit("/", 1)[-1]},
+        ProviderContext(),
     )
     new = TlsaRRset.of(300, [rd(1)])
     chosen.apply(ZoneChange(ZONE, (OwnerChange(A, None, new),)))
@@ -246,12 +250,16 @@ def test_zone_ambiguity_and_hosted_zone_id(route53_env: str) -> None:
     listed = raw.list_resource_record_sets(HostedZoneId=z1)["ResourceRecordSets"]
     assert any(r["Type"] == "TLSA" for r in listed)
 
-    wrong = Route53Provider("r53", {"endpoint_url": route53_env, "hosted_zone_id": other})
+    wrong = Route53Provider(
+        "r53", {"endpoint_url": route53_env, "hosted_zone_id": other}, ProviderContext()
+    )
     with pytest.raises(ProviderError) as ei:
         wrong.read(ZONE, [A])
     one_line(ei.value, "is other.test., not the service's zone example.test.")
 
-    missing = Route53Provider("r53", {"endpoint_url": route53_env, "hosted_zone_id": "ZNOPE"})
+    missing = Route53Provider(
+        "r53", {"endpoint_url": route53_env, "hosted_zone_id": "ZNOPE"}, ProviderContext()
+    )
     with pytest.raises(ProviderError) as ei:
         missing.read(ZONE, [A])
     one_line(ei.value, "'ZNOPE' does not exist")
@@ -260,13 +268,13 @@ def test_zone_ambiguity_and_hosted_zone_id(route53_env: str) -> None:
 def test_paginated_read_and_write_token(route53_env: str) -> None:
     raw: Any = raw_client(route53_env)
     raw.create_hosted_zone(Name="example.test.", CallerReference="p")
-    prov = Route53Provider("r53", {"endpoint_url": route53_env})
+    prov = Route53Provider("r53", {"endpoint_url": route53_env}, ProviderContext())
     prov.page_size = 2
     owners = [records.owner_name(f"h{i}.example.test", 25) for i in range(9)]
     want = {o: TlsaRRset.of(300 + i, [rd(i), rd(100 + i, "3 0 1")]) for i, o in enumerate(owners)}
     result = prov.apply(ZoneChange(ZONE, tuple(OwnerChange(o, None, s) for o, s in want.items())))
-    assert isinstance(result.token, str) and result.token  # the change id
-    assert prov.is_live(ZONE, result)  # moto: INSYNC
+    assert [type(t) for t in result.tokens] == [ChangeId] and result.tokens[0].id  # type: ignore[attr-defined]
+    assert prov.is_live(ZONE, result.tokens)  # moto: INSYNC
     counting = CountingClient(prov.client)
     prov.client = counting
     assert prov.read(ZONE, owners) == want
@@ -278,7 +286,7 @@ def test_paginated_read_and_write_token(route53_env: str) -> None:
 def test_large_change_is_split_at_owner_boundaries(route53_env: str) -> None:
     raw: Any = raw_client(route53_env)
     raw.create_hosted_zone(Name="example.test.", CallerReference="s")
-    prov = Route53Provider("r53", {"endpoint_url": route53_env})
+    prov = Route53Provider("r53", {"endpoint_url": route53_env}, ProviderContext())
     counting = CountingClient(prov.client)
     prov.client = counting
     owners = [records.owner_name(f"h{i:03d}.example.test", 25) for i in range(600)]
@@ -291,7 +299,8 @@ def test_large_change_is_split_at_owner_boundaries(route53_env: str) -> None:
         ZoneChange(ZONE, tuple(OwnerChange(o, first[o], second[o]) for o in owners))
     )
     replace_batches = counting.batches[n_first:]
-    assert isinstance(result.token, tuple) and len(result.token) == len(replace_batches)
+    assert len(result.tokens) == len(replace_batches)
+    assert all(isinstance(t, ChangeId) for t in result.tokens)
     for batch in counting.batches:
         values = [v["Value"] for c in batch for v in c["ResourceRecordSet"]["ResourceRecords"]]
         assert len(values) <= MAX_RECORDS_PER_BATCH

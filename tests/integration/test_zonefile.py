@@ -267,4 +267,6 @@ def test_zone_file_that_is_a_fifo_is_one_line(tmp_path: Path) -> None:
     prov = ZoneFileProvider("zf", {"path": str(zone_path)}, ProviderContext())
     with pytest.raises(ProviderError) as ei:
         prov.read(dns.name.from_text(ZONE), [OWNER])
-    assert str(ei.value) == f"{zone_path}: is a FIFO (named pipe), expected a zone file"
+    assert str(ei.value) == (
+        f"provider 'zf' (zonefile): {zone_path}: is a FIFO (named pipe), expected a zone file"
+    )

@@ -20,7 +20,7 @@ from tlsarotate.change import TlsaRRset, ZoneChange
 from tlsarotate.clock import FakeClock
 from tlsarotate.engine import Engine
 from tlsarotate.observation import Observation, ServerAnswer
-from tlsarotate.providers.base import Provider, WriteResult
+from tlsarotate.providers.base import Provider, ProviderContext, WriteResult, WriteToken
 from tlsarotate.providers.memory import MemoryProvider
 from tlsarotate.stores.file import FileStateStore
 
@@ -105,6 +105,9 @@ class RecordingProvider(Provider):
     def read(self, zone: dns.name.Name, owners: Sequence[dns.name.Name]):  # type: ignore[no-untyped-def]
         return self.inner.read(zone, owners)
 
+    def write(self, part: ZoneChange) -> WriteToken:  # apply below is the inner one, whole
+        return self.inner.write(part)
+
     def apply(self, change: ZoneChange) -> WriteResult:
         w = self.world
         w.maybe_crash("apply-before")
@@ -115,8 +118,8 @@ class RecordingProvider(Provider):
         w.maybe_crash("apply-after")
         return result
 
-    def is_live(self, zone: dns.name.Name, result: WriteResult) -> bool:
-        return self.inner.is_live(zone, result)
+    def is_live(self, zone: dns.name.Name, tokens: Sequence[WriteToken]) -> bool:
+        return self.inner.is_live(zone, tokens)
 
 
 class WorldStore(FileStateStore):
@@ -193,7 +196,7 @@ class SimWorld:
             observe="dns",
         )
         self.cfg = config.Config(tmp / "config.yaml", tmp / "state", margin, {}, (self.service,))
-        self.provider = WorldProvider("dns")
+        self.provider = WorldProvider("dns", {}, ProviderContext())
         self.provider.world = self  # type: ignore[attr-defined]
         initial = {
             o: TlsaRRset.of(ttl, records.build_all(self.served, self.service.params))

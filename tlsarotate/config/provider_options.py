@@ -64,11 +64,9 @@ def provider(doc: YamlFile, name: str, knode: yaml.Node, node: yaml.Node) -> Pro
             kinds = opt.kind if isinstance(opt.kind, tuple) else (opt.kind,)
             if float in kinds and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
-            if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
-                want = " or ".join(k.__name__ for k in kinds)
-                raise doc.err(vnode, sub, f"expected {want}, got {kind(vnode)}")
-        if opt.choices and value not in opt.choices:
-            raise doc.err(vnode, sub, f"must be one of {', '.join(map(str, opt.choices))}")
+        problem = opt.problem(value, shown=kind(vnode))
+        if problem:
+            raise doc.err(vnode, sub, problem)
         if opt.path:
             value = doc.path(vnode, sub)
         opts[key] = value

@@ -18,6 +18,7 @@ from tlsarotate.providers.base import (
     Provider,
     ProviderContext,
     WriteResult,
+    WriteToken,
 )
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "Provider",
     "ProviderContext",
     "WriteResult",
+    "WriteToken",
     "available",
     "get_class",
 ]

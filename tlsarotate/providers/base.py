@@ -1,39 +1,99 @@
-"""The provider interface every DNS backend implements (built-in or plugin).
+"""The provider interface every DNS backend implements (built-in or plugin), and the one write
+workflow they share.
 
-A provider reads the TLSA RRsets of a set of owners in one zone, applies one
-:class:`~tlsarotate.change.ZoneChange` as one write (unless it must be split past the backend's
-limits; each part is atomic), and says when that write is live on its own servers. Heavy
-dependencies (boto3, requests) are imported lazily inside the provider, so the class itself can
-always be imported for config validation; a missing dependency is a
-:class:`~tlsarotate.errors.ProviderError` naming the extra to install.
+A provider reads the TLSA RRsets of a set of owners in one zone (:meth:`Provider.read`) and
+writes one part of a :class:`~tlsarotate.change.ZoneChange` in one atomic backend write
+(:meth:`Provider.write`). Everything around that is :meth:`Provider.apply`'s, here, once:
 
-Shared by the built-in providers: :func:`backoff_delay` (jittered retries on the context's
-clock), :class:`Secret` and :func:`read_secret` (tokens and keys that never show themselves),
-:meth:`Provider.check_prerequisites`, and the message helpers :func:`one_line`/:func:`describe`.
+1. a change in which every owner stays as it is writes nothing;
+2. a backend without native prerequisites (``Capabilities(prerequisites=False)``) is read
+   first, and every owner's ``old`` RRset checked (:meth:`Provider.check_prerequisites`):
+   a difference is a :class:`~tlsarotate.errors.ConcurrentChangeError`, nothing written; the
+   owners that stay are then left out of the write;
+3. the change is split into parts past the backend's limits (:meth:`Provider.parts`; default:
+   one part), written in order, with :meth:`Provider.after_part` between two parts (a backend
+   that must see a part served before the next one waits there);
+4. a failure in part i of n is one line naming the provider and the part, from the error's
+   fields: ``provider 'NAME' (TYPE): ... (part 2 of 3; the 1 before it were applied)``.
+
+Each write returns a small typed :class:`WriteToken` (a change id, a zone serial, what must be
+served); :meth:`Provider.is_live` gets them back to say when the write is live on the
+provider's own servers. Retries go through :func:`tlsarotate.retry.retrying` on the context's
+clock and random source (:meth:`Provider.retrying`). Heavy dependencies (boto3, requests) are
+imported lazily, so the class itself can always be imported for config validation.
+
+A minimal provider (the README's worked example): TLSA RRsets in a JSON file, written whole::
+
+    import json
+    from tlsarotate import records
+    from tlsarotate.change import TlsaRRset
+    from tlsarotate.fsutil import atomic_write
+    from tlsarotate.providers import Capabilities, Option, Provider, WriteToken
+
+
+    class JsonProvider(Provider):
+        type_name = "json"
+        options = {"path": Option(str, required=True, path=True, help="the JSON file")}
+        # the file cannot refuse a stale write: apply() reads and checks every owner first
+        capabilities = Capabilities(prerequisites=False)
+
+        def _load(self, zone):
+            with open(self.opts["path"], encoding="utf-8") as f:
+                return json.load(f).get(zone.to_text(), {})
+
+        def read(self, zone, owners):
+            z = self._load(zone)
+            return {
+                o: TlsaRRset.of(z[o.to_text()]["ttl"],
+                                [records.from_text(t) for t in z[o.to_text()]["records"]])
+                for o in owners if o.to_text() in z
+            }
+
+        def write(self, part):  # one atomic write of the owners that change
+            with open(self.opts["path"], encoding="utf-8") as f:
+                data = json.load(f)
+            z = data.setdefault(part.zone.to_text(), {})
+            for ch in part.changes:
+                if ch.new is None:
+                    z.pop(ch.owner.to_text(), None)
+                else:
+                    z[ch.owner.to_text()] = {"ttl": ch.new.ttl, "records": ch.new.texts()}
+            atomic_write(self.opts["path"], json.dumps(data).encode())
+            return WriteToken()  # nothing to wait for: live once written
+
+Register it under ``[project.entry-points."tlsarotate.providers"]`` (``json =
+"mypackage:JsonProvider"``) and a config uses it as ``type: json``; ``path`` arrives resolved
+against the config file's directory, option defaults filled in, values checked against their
+:class:`Option`. Raise :class:`~tlsarotate.errors.ProviderError` through :meth:`Provider.error`
+so every message starts ``provider 'NAME' (json): ``.
 """
 
 from __future__ import annotations
 
 import os
 import random
-import subprocess
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, TypeVar, overload
 
 import dns.name
 
 from tlsarotate.change import TlsaRRset, ZoneChange
 from tlsarotate.clock import Clock, SystemClock
-from tlsarotate.errors import ConcurrentChangeError, ConfigError
-from tlsarotate.fsutil import read_text
+from tlsarotate.errors import ConcurrentChangeError, ConfigError, ProviderError
+from tlsarotate.retry import retrying
+from tlsarotate.runner import Runner, run_command
+
+T = TypeVar("T")
+E = TypeVar("E", bound=ProviderError)
 
 
 @dataclass(frozen=True)
 class Option:
-    """One provider option, for config validation and documentation."""
+    """One provider option, for config validation and documentation. ``min``/``max`` bound a
+    number (inclusive; ``min_open``: ``min`` itself is refused)."""
 
     kind: type | tuple[type, ...]
     required: bool = False
@@ -41,20 +101,47 @@ class Option:
     help: str = ""
     choices: tuple[Any, ...] = ()
     path: bool = False  # a file path, resolved against the config file's directory
+    min: float | None = None
+    max: float | None = None
+    min_open: bool = False
+
+    def problem(self, value: Any, shown: str | None = None) -> str | None:
+        """What is wrong with ``value`` for this option (None: nothing). ``shown`` is how the
+        message shows the value (default: its ``repr``; the config loader passes the YAML
+        text)."""
+        shown = repr(value) if shown is None else shown
+        kinds = self.kind if isinstance(self.kind, tuple) else (self.kind,)
+        ok = isinstance(value, kinds) and (bool in kinds or not isinstance(value, bool))
+        ok = ok or (float in kinds and isinstance(value, int) and not isinstance(value, bool))
+        ok = ok or (self.path and isinstance(value, os.PathLike))
+        if not ok:
+            return f"expected {' or '.join(k.__name__ for k in kinds)}, got {shown}"
+        if self.choices and value not in self.choices:
+            return f"must be one of {', '.join(map(str, self.choices))}"
+        lo, hi = self.min, self.max
+        low = lo is not None and (value <= lo if self.min_open else value < lo)
+        if low or (hi is not None and value > hi):
+            if lo is not None and hi is not None:
+                return (
+                    f"expected {'more than ' if self.min_open else ''}{lo:g} to {hi:g}, got {shown}"
+                )
+            if lo is not None:
+                return (
+                    f"expected {'more than' if self.min_open else 'at least'} {lo:g}, got {shown}"
+                )
+            return f"expected at most {hi:g}, got {shown}"
+        return None
 
 
 @dataclass(frozen=True)
 class Capabilities:
-    atomic: bool = True  # a ZoneChange is applied all-or-nothing
-    prerequisites: bool = True  # a concurrent change makes the write fail
-    max_changes_per_write: int | None = None  # None: unlimited
+    """What a backend does itself; :meth:`Provider.apply` does the rest."""
 
-
-Runner = Callable[[Sequence[str]], "subprocess.CompletedProcess[str]"]
-
-
-def run_command(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(argv), capture_output=True, text=True, check=False, timeout=300)
+    atomic: bool = True  # each part of a write is applied all-or-nothing
+    # the backend refuses a write when any owner's RRset (those that stay too) is not ``old``;
+    # False: apply() reads and checks first (a change landing in between goes unseen)
+    prerequisites: bool = True
+    max_changes_per_write: int | None = None  # None: unlimited (or split by parts())
 
 
 @dataclass
@@ -71,72 +158,23 @@ class ProviderContext:
     clock: Clock = field(default_factory=SystemClock)
     rng: random.Random = field(default_factory=random.Random)
 
-
-def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
-    """The jittered, capped exponential backoff before retry number ``attempt`` + 1 (0: the
-    first retry): a delay between ``d/2`` and ``d``, where ``d = min(cap, base * 2**attempt)``."""
-    d = min(cap, base * 2 ** max(0, attempt))
-    return float(d / 2 + rng.uniform(0, d / 2))
+    def path(self, value: str | os.PathLike[str]) -> Path:
+        """``value`` as a path, a relative one taken from ``base_dir`` (as the config does)."""
+        p = Path(os.path.expanduser(os.fspath(value)))
+        return p if p.is_absolute() else self.base_dir / p
 
 
-T = TypeVar("T", str, bytes)
+@dataclass(frozen=True)
+class WriteToken:
+    """What one part's write leaves for :meth:`Provider.is_live`; providers subclass it with
+    what they must check (a change id, a serial). This base says: live once written."""
 
 
-class Secret(Generic[T]):
-    """A secret value (an API token, a TSIG secret) that never shows itself in ``repr``/``str``;
-    :meth:`reveal` is the only way to the value."""
+@dataclass(frozen=True)
+class WriteResult:
+    """What :meth:`Provider.apply` returns: one token per part written (none: nothing was)."""
 
-    __slots__ = ("_value",)
-
-    def __init__(self, value: T) -> None:
-        self._value: T = value
-
-    def reveal(self) -> T:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "<secret hidden>"
-
-    __str__ = __repr__
-
-
-def read_secret(
-    file: str | os.PathLike[str] | None,
-    env: str | None,
-    *,
-    file_option: str,
-    env_option: str,
-    what: str = "secret",
-    environ: Mapping[str, str] | None = None,
-    check: Callable[[str], str | None] | None = None,
-) -> Secret[str]:
-    """The secret text (surrounding whitespace stripped) from the file ``file`` or else the
-    environment variable ``env``; the caller makes sure exactly one is set.
-
-    Errors are :class:`~tlsarotate.errors.ConfigError` whose ``key`` is the option
-    (``api_token_file: PATH: is empty``), so the config loader can point at its line; ``check``
-    returns what is wrong with a value (or None). No message ever holds the value."""
-    if file is not None:
-        p = Path(file)
-        key, where = file_option, str(p)
-        try:
-            text = read_text(p, "file")
-        except ConfigError as e:
-            raise ConfigError(e.message, key=key) from None
-        value = text.strip()
-        if not value:
-            raise ConfigError(f"{where}: is empty", key=key)
-    else:
-        key, where = env_option, f"environment variable {env}"
-        value = (os.environ if environ is None else environ).get(str(env), "").strip()
-        if not value:
-            raise ConfigError(
-                f"no {what} in environment variable {env} ({env} is not set or empty)", key=key
-            )
-    problem = check(value) if check is not None else None
-    if problem:
-        raise ConfigError(f"{where}: {problem}", key=key)
-    return Secret(value)
+    tokens: tuple[WriteToken, ...] = ()
 
 
 def one_line(text: object) -> str:
@@ -151,39 +189,47 @@ def describe(rr: TlsaRRset | None) -> str:
     return f"{len(rr.records)} record(s), TTL {rr.ttl}"
 
 
-@dataclass(frozen=True)
-class WriteResult:
-    """What :meth:`Provider.apply` returns: an opaque token for :meth:`Provider.is_live`."""
-
-    token: Any = None
-
-
 class Provider(ABC):
+    """A DNS backend. Subclasses write :meth:`read` and :meth:`write`, and where needed
+    :meth:`parts`, :meth:`after_part`, :meth:`is_live`; :meth:`apply` is the shared workflow
+    (see the module docstring). Every provider is made as ``cls(name, options, context)``:
+    option defaults are filled in, values checked against :attr:`options` (a
+    :class:`~tlsarotate.errors.ConfigError` naming the option), ``path`` options resolved
+    against ``context.base_dir`` when relative."""
+
     type_name: ClassVar[str] = ""
     options: ClassVar[Mapping[str, Option]] = {}
     capabilities: ClassVar[Capabilities] = Capabilities()
+    part_unit: ClassVar[str] = "part"  # what a part is called in messages ("UPDATE", "batch")
 
     def __init__(self, name: str, options: Mapping[str, Any], context: ProviderContext) -> None:
         self.name = name
-        # option defaults apply however the provider is made (config file, tests, plugins)
-        defaults = {k: o.default for k, o in self.options.items() if o.default is not None}
-        self.opts = {**defaults, **options}
         self.context = context
+        opts = {k: o.default for k, o in self.options.items() if o.default is not None}
+        opts.update(options)
+        for key, opt in self.options.items():
+            if opts.get(key) is None:
+                continue
+            problem = opt.problem(opts[key])
+            if problem:
+                raise ConfigError(f"provider {name}: {key}: {problem}")
+            if opt.path:
+                opts[key] = context.path(opts[key])
+        self.opts: dict[str, Any] = opts
+
+    # -- validation (classmethods: no instance, no DNS) -------------------------------------
 
     @classmethod  # noqa: B027
     def check_files(cls, name: str, options: Mapping[str, Any]) -> None:
         """Validate the files the options name (``validate``); never touches DNS. Raise
-        :class:`~tlsarotate.errors.ConfigError` with the provider name and key."""
+        :class:`~tlsarotate.errors.ConfigError` starting with the option's name."""
 
     @classmethod  # noqa: B027 - optional hook
     def check_service(cls, options: Mapping[str, Any], zone: dns.name.Name, ttl: int) -> None:
         """Validate what a service asks of this backend (``validate``): its zone and TTL. Raise
         :class:`~tlsarotate.errors.ConfigError` saying why; never touches DNS."""
 
-    def served_ttl(self, ttl: int) -> int:
-        """The TTL servers hand out for records stored with ``ttl`` as :meth:`read` returns it
-        (Cloudflare stores 1 for "automatic" and serves 300)."""
-        return ttl
+    # -- what a backend writes ---------------------------------------------------------------
 
     @abstractmethod
     def read(
@@ -192,63 +238,134 @@ class Provider(ABC):
         """The current TLSA RRsets of ``owners`` (absent owners have none)."""
 
     @abstractmethod
+    def write(self, part: ZoneChange) -> WriteToken:
+        """Write ``part`` in one atomic backend write. With native prerequisites, every owner's
+        ``old`` (those that stay too) must hold or nothing is written
+        (:class:`~tlsarotate.errors.ConcurrentChangeError`); without, ``part`` holds only the
+        owners that change, already checked."""
+
+    def parts(self, change: ZoneChange) -> list[ZoneChange]:
+        """``change`` split past the backend's limits, owners in order, each part one write;
+        by default groups of ``capabilities.max_changes_per_write`` owners (None: one part)."""
+        k = self.capabilities.max_changes_per_write
+        if not k or len(change.changes) <= k:
+            return [change]
+        chs = change.changes
+        return [ZoneChange(change.zone, chs[i : i + k]) for i in range(0, len(chs), k)]
+
+    def after_part(self, part: ZoneChange, token: WriteToken) -> None:  # noqa: B027
+        """Called between two parts of a split write, after ``part`` was written."""
+
+    def is_live(self, zone: dns.name.Name, tokens: Sequence[WriteToken]) -> bool:
+        """Is the write that left ``tokens`` live on the provider's own servers (Route 53
+        INSYNC, the primary serving it)?"""
+        return True
+
+    def served_ttl(self, ttl: int) -> int:
+        """The TTL servers hand out for records stored with ``ttl`` as :meth:`read` returns it
+        (Cloudflare stores 1 for "automatic" and serves 300)."""
+        return ttl
+
+    def recover(self, zone: dns.name.Name) -> str | None:
+        """Finish a write to ``zone`` that a killed run left half done (the zone file written,
+        its reload never run); the engine calls this before it plans. Returns what was done, in
+        words, or None when there was nothing to finish."""
+        return None
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections; called once the provider is done with."""
+
+    # -- the shared workflow -----------------------------------------------------------------
+
     def apply(self, change: ZoneChange) -> WriteResult:
-        """Apply the whole change as one write, unless it must be split past the backend's
-        limits (each part atomic). Each owner's ``old`` is a prerequisite: if the RRset
-        differs, raise :class:`~tlsarotate.errors.ConcurrentChangeError` and write nothing."""
+        """Apply ``change``: one write, or one per part in order, each atomic (see the module
+        docstring). Raises :class:`~tlsarotate.errors.ConcurrentChangeError` when an owner's
+        RRset is not its ``old`` any more."""
+        if not self.effective(change):
+            return WriteResult()
+        try:
+            if not self.capabilities.prerequisites:
+                owners = [c.owner for c in change.changes]
+                self.check_prerequisites(change, self.read(change.zone, owners))
+                change = self.effective(change)
+            parts = self.parts(change)
+        except ProviderError as e:
+            self._locate(e)
+            raise
+        tokens: list[WriteToken] = []
+        for i, part in enumerate(parts):
+            try:
+                tokens.append(self.write(part))
+                if i < len(parts) - 1:
+                    self.after_part(part, tokens[-1])
+            except ProviderError as e:
+                self._locate(e)
+                if len(tokens) == i and i:  # the write of part i + 1 failed, i were applied
+                    e.part, e.parts, e.written, e.unit = i + 1, len(parts), i, self.part_unit
+                raise
+        return WriteResult(tuple(tokens))
 
     def check_prerequisites(
         self,
         change: ZoneChange,
         current: Mapping[dns.name.Name, TlsaRRset],
         *,
-        prefix: str | None = None,
+        where: str = "",
         hint: str = "",
     ) -> None:
         """Raise :class:`~tlsarotate.errors.ConcurrentChangeError` unless every owner of
         ``change`` (those that stay as they are too) holds its ``old`` RRset (records and TTL)
-        in ``current``, a fresh read. ``prefix`` starts the message (default: the provider's
-        name and type); ``hint`` follows the "changed since it was read"."""
+        in ``current``, a fresh read. ``where`` starts the detail (``zone file PATH: ``);
+        ``hint`` follows the "changed since it was read"."""
         for ch in change.changes:
             now = current.get(ch.owner)
             if now != ch.old:
-                who = prefix or f"provider {self.name!r} ({self.type_name})"
-                raise ConcurrentChangeError(
-                    f"{who}: the TLSA RRset at {ch.owner} changed since it was read{hint} "
-                    f"(expected {describe(ch.old)}, found {describe(now)}); nothing was "
-                    "written; re-run to re-plan"
+                raise self.error(
+                    f"{where}the TLSA RRset at {ch.owner} changed since it was read{hint} "
+                    f"(expected {describe(ch.old)}, found {describe(now)})",
+                    ConcurrentChangeError,
                 )
 
     @staticmethod
     def effective(change: ZoneChange) -> ZoneChange:
-        """The change without owners whose RRset stays as it is (old == new): a provider
-        checks their prerequisites but writes nothing for them; no change, no write."""
+        """The change without owners whose RRset stays as it is (old == new): no change, no
+        write."""
         return ZoneChange(change.zone, tuple(c for c in change.changes if c.old != c.new))
 
-    def recover(self, zone: dns.name.Name) -> str | None:
-        """Finish a write to ``zone`` that a killed run left half done (the zone file written,
-        its reload never run); ``apply`` calls this before it plans. Returns what was done, in
-        words, or None when there was nothing to finish."""
-        return None
+    @overload
+    def error(self, detail: str, **fields: Any) -> ProviderError: ...
 
-    def is_live(self, zone: dns.name.Name, result: WriteResult) -> bool:
-        """Is the write live on the provider's own servers (Route53 INSYNC, file reloaded)?"""
-        return True
+    @overload
+    def error(self, detail: str, cls: type[E], **fields: Any) -> E: ...
 
-    def close(self) -> None:  # noqa: B027 - optional hook
-        pass
+    def error(self, detail: str, cls: type[ProviderError] = ProviderError, **fields: Any) -> Any:
+        """An error of type ``cls`` naming this provider: ``provider 'NAME' (TYPE): detail``."""
+        return cls(detail, provider=self.name, ptype=self.type_name, **fields)
 
+    def _locate(self, e: ProviderError) -> None:
+        if e.provider is None:
+            e.provider, e.ptype = self.name, self.type_name
 
-def check_private_file(option: str, path: Path, power: str) -> None:
-    """Refuse a secret file (TSIG key or secret, API token) that group or others may read
-    (``validate``; as ssh refuses such a private key): whoever reads it can ``power``."""
-    try:
-        mode = path.stat().st_mode & 0o777
-    except OSError as e:
-        raise ConfigError(f"{path}: {e.strerror}", key=option) from None
-    if mode & 0o077:
-        raise ConfigError(
-            f"{path} is not private: group or others have access (mode {mode:03o}); "
-            f"chmod 600 {path} (the secret in it lets anyone reading it {power})",
-            key=option,
+    def retrying(
+        self,
+        what: str,
+        fn: Callable[[], T],
+        *,
+        attempts: int,
+        retry_on: tuple[type[BaseException], ...],
+        base: float,
+        cap: float,
+        delay: Callable[[BaseException], float | None] | None = None,
+    ) -> T:
+        """:func:`tlsarotate.retry.retrying` on this provider's clock and random source."""
+        return retrying(
+            what,
+            fn,
+            attempts=attempts,
+            retry_on=retry_on,
+            clock=self.context.clock,
+            rng=self.context.rng,
+            base=base,
+            cap=cap,
+            delay=delay,
         )

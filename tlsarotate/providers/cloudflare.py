@@ -3,7 +3,7 @@
 The API token is never written in the config: ``api_token_env`` names an environment variable
 holding it, or ``api_token_file`` a file holding it (exactly one of the two). It must be printable
 ASCII without whitespace (what Cloudflare issues); it is kept in a
-:class:`~tlsarotate.providers.base.Secret` and scrubbed from any error text. Messages name its
+:class:`~tlsarotate.providers.secrets.Secret` and scrubbed from any error text. Messages name its
 source, never the token.
 
 Reads list ``GET /zones/{zone_id}/dns_records?type=TLSA`` page by page. TLSA records travel as
@@ -17,29 +17,29 @@ on Enterprise zones only, not accepted here).
 Writes use ``POST /zones/{zone_id}/dns_records/batch``: ``deletes`` (by record id), ``patches``
 (TTL of records that stay) and ``posts`` (new records), which Cloudflare runs in that order in one
 database transaction, all-or-nothing. Only the records that differ are touched, so a record that
-stays in the RRset is never deleted and re-created. Cloudflare has no prerequisites: ``apply``
-re-reads the owners first and raises :class:`ConcurrentChangeError` before writing anything if
-they differ from each ``OwnerChange.old``; a change landing between that read and the batch is
-not detected (deletes by id of a record removed meanwhile do fail the batch). Cloudflare's
-propagation to its edge is not atomic even within one batch (its documentation says so).
+stays in the RRset is never deleted and re-created. Cloudflare has no prerequisites
+(``Capabilities(prerequisites=False)``): the base workflow re-reads the owners first and raises
+:class:`ConcurrentChangeError` before writing anything if they differ from each
+``OwnerChange.old``; the batches delete the record ids that read found. A change landing between
+that read and the batch is not detected (deletes by id of a record removed meanwhile do fail the
+batch). Cloudflare's propagation to its edge is not atomic even within one batch (its
+documentation says so).
 
 One batch request per :class:`ZoneChange`, unless the change needs more than ``batch_limit``
 operations (200 on the Free plan, 3,500 on paid plans): then it is split into several batches at
 owner boundaries, sent in order; each batch is atomic, the change as a whole is not.
 
-429 and 5xx answers are retried (honouring ``Retry-After``; the context's clock and jitter), except
-a batch POST: a 5xx, a timeout or a lost connection there may or may not have applied it, so the
-batch's owners are read again: all as written means it was applied; all as read means it was not,
-and it is sent once more; anything else is a :class:`ConcurrentChangeError` (which does not claim
-that nothing was written). Other API errors are one line with Cloudflare's codes and messages;
-401/403 name the token source.
-All HTTP goes through ``self.session`` (a ``requests.Session``, created lazily); tests and the
-fault-injection harness may pass ``session=`` or assign ``provider.session``.
+HTTP, retries and error answers are :mod:`tlsarotate.providers.cloudflare_api`'s. A batch POST
+is never retried blindly: a 5xx, a timeout or a lost connection there may or may not have
+applied it, so the batch's owners are read again: all as written means it was applied; all as
+read means it was not, and it is sent once more; anything else is a
+:class:`ConcurrentChangeError` (which does not claim that nothing was written). All HTTP goes
+through ``self.session`` (a ``requests.Session``, created lazily); tests and the
+fault-injection harness may assign ``provider.session``.
 """
 
 from __future__ import annotations
 
-import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,44 +51,30 @@ from dns.rdtypes.ANY.TLSA import TLSA
 
 from tlsarotate import records
 from tlsarotate.change import OwnerChange, TlsaRRset, ZoneChange
-from tlsarotate.clock import Clock
 from tlsarotate.errors import ConcurrentChangeError, ConfigError, ProviderError, RecordError
 from tlsarotate.providers.base import (
     Capabilities,
     Option,
     Provider,
     ProviderContext,
-    Secret,
-    WriteResult,
-    backoff_delay,
-    check_private_file,
-    one_line,
-    read_secret,
+    WriteToken,
 )
+from tlsarotate.providers.cloudflare_api import (
+    CloudflareApi,
+    CloudflareApiError,
+    Unanswered,
+    short,
+)
+from tlsarotate.providers.secrets import Secret, check_private_file, read_secret
+from tlsarotate.retry import backoff_delay
 
 DEFAULT_API = "https://api.cloudflare.com/client/v4"
 PER_PAGE = 500
 AUTO_TTL = 300  # what Cloudflare serves for a record whose TTL is 1 ("automatic")
 MIN_TTL, MAX_TTL = 60, 86400  # the API's range besides 1 (30 on Enterprise zones)
-
-
-class CloudflareApiError(ProviderError):
-    """An API answer with ``success: false``; ``codes`` holds Cloudflare's error codes."""
-
-    def __init__(self, message: str, status: int, codes: Sequence[int]) -> None:
-        super().__init__(message)
-        self.status = status
-        self.codes = tuple(codes)
-
-
 # Batch errors that mean another writer got there between our read and our batch:
 # 81044 "Record does not exist." (a delete/patch by id), 81058 "An identical record already exists."
 CONFLICT_CODES = frozenset({81044, 81058})
-
-
-class _Unanswered(ProviderError):
-    """A request that may or may not have been carried out: a 5xx answer, a timeout, a lost
-    connection (raised instead of retrying when the request must not simply be repeated)."""
 
 
 def _token_problem(value: str) -> str | None:
@@ -112,48 +98,45 @@ class CloudflareProvider(Provider):
         "api_token_file": Option(str, path=True, help="file holding the API token"),
         "zone_id": Option(str, help="Cloudflare zone id (default: looked up by the zone's name)"),
         "api_url": Option(str, default=DEFAULT_API, help="API base URL"),
-        "batch_limit": Option(int, default=200, help="operations per batch request (plan limit)"),
-        "timeout": Option(float, default=30.0, help="HTTP timeout in seconds"),
-        "max_retries": Option(int, default=5, help="retries of 429 and 5xx answers (not batches)"),
+        "batch_limit": Option(
+            int, default=200, min=1, help="operations per batch request (plan limit)"
+        ),
+        "timeout": Option(
+            float, default=30.0, min=0, min_open=True, help="HTTP timeout in seconds"
+        ),
+        "max_retries": Option(
+            int, default=5, min=0, help="retries of 429 and 5xx answers (not batches)"
+        ),
     }
     # Each batch request is one transaction; a change needing more than batch_limit operations
     # is split (the instance's capabilities carry its own batch_limit).
     capabilities: ClassVar[Capabilities] = Capabilities(
         atomic=True, prerequisites=False, max_changes_per_write=200
     )
+    part_unit: ClassVar[str] = "batch"
 
-    backoff_base: float = 1.0
-    backoff_cap: float = 30.0
-
-    def __init__(
-        self,
-        name: str,
-        options: Mapping[str, Any],
-        context: ProviderContext | None = None,
-        *,
-        session: Any = None,
-        clock: Clock | None = None,
-        rng: random.Random | None = None,
-    ) -> None:
-        super().__init__(name, options, context or ProviderContext())
-        limit = int(self.opts["batch_limit"])
-        if limit < 1:
-            raise ConfigError(f"provider {name!r}: batch_limit must be at least 1")
-        self.batch_limit = limit
+    def __init__(self, name: str, options: Mapping[str, Any], context: ProviderContext) -> None:
+        super().__init__(name, options, context)
+        self.batch_limit = int(self.opts["batch_limit"])
         self.capabilities = Capabilities(  # type: ignore[misc]
-            atomic=True, prerequisites=False, max_changes_per_write=limit
+            atomic=True, prerequisites=False, max_changes_per_write=self.batch_limit
         )
-        self._session = session
-        self.clock: Clock = clock or self.context.clock
-        self.rng = rng or self.context.rng
-        self._token: Secret[str] | None = None
+        self.api = CloudflareApi(
+            self,
+            str(self.opts["api_url"]),
+            timeout=float(self.opts["timeout"]),
+            max_retries=int(self.opts["max_retries"]),
+            token=self._load_token,
+            token_source=self.token_source,
+        )
         self._zone_ids: dict[dns.name.Name, str] = {}
+        self._seen: dict[dns.name.Name, list[CfRecord]] = {}  # the records the last read found
 
     # -- configuration ----------------------------------------------------------------------
 
     @classmethod
     def check_files(cls, name: str, options: Mapping[str, Any]) -> None:
-        cls._read_token(options, None)
+        cls._read_token(options)
         if options.get("api_token_file") is not None:
             check_private_file(
                 "api_token_file", Path(options["api_token_file"]), "edit the zone's records"
@@ -170,17 +153,12 @@ class CloudflareProvider(Provider):
         return AUTO_TTL if ttl == 1 else ttl
 
     @staticmethod
-    def _read_token(options: Mapping[str, Any], base_dir: Path | None) -> Secret[str]:
+    def _read_token(options: Mapping[str, Any]) -> Secret[str]:
         env, file = options.get("api_token_env"), options.get("api_token_file")
         if bool(env) == bool(file):
             raise ConfigError("set exactly one of api_token_env and api_token_file")
-        path = None
-        if file:
-            path = Path(str(file))
-            if base_dir is not None and not path.is_absolute():
-                path = base_dir / path
         return read_secret(
-            path,
+            Path(str(file)) if file else None,
             None if file else str(env),
             file_option="api_token_file",
             env_option="api_token_env",
@@ -188,130 +166,33 @@ class CloudflareProvider(Provider):
             check=_token_problem,
         )
 
-    def _scrub(self, text: str) -> str:
-        """``text`` without the token (an exception's text may quote a header)."""
-        if self._token is not None:
-            text = text.replace(self._token.reveal(), "<token hidden>")
-        return text
-
-    def _err(self, msg: str) -> ProviderError:
-        return ProviderError(self._scrub(f"provider {self.name!r} (cloudflare): {msg}"))
+    def _load_token(self) -> Secret[str]:
+        try:
+            return self._read_token(self.opts)
+        except ConfigError as e:
+            raise self.error(str(e)) from None
 
     @property
     def token_source(self) -> str:
         if self.opts.get("api_token_file"):
-            return f"token file {self._token_path()}"
+            return f"token file {self.opts['api_token_file']}"
         return f"environment variable {self.opts.get('api_token_env')}"
-
-    def _token_path(self) -> Path:
-        p = Path(str(self.opts["api_token_file"]))
-        return p if p.is_absolute() else self.context.base_dir / p
 
     def token(self) -> str:
         """The API token (read once, checked: printable ASCII, no whitespace)."""
-        if self._token is None:
-            try:
-                self._token = self._read_token(self.opts, self.context.base_dir)
-            except ConfigError as e:
-                raise self._err(str(e)) from None
-        return self._token.reveal()
-
-    # -- HTTP -------------------------------------------------------------------------------
+        return self.api.token()
 
     @property
     def session(self) -> Any:
-        if self._session is None:
-            try:
-                import requests
-            except ImportError:
-                raise self._err("needs requests: pip install 'tlsarotate[cloudflare]'") from None
-            self._session = requests.Session()
-        return self._session
+        """The ``requests.Session`` all HTTP goes through (made on first use)."""
+        return self.api.session
 
     @session.setter
     def session(self, value: Any) -> None:
-        self._session = value
+        self.api.session = value
 
-    def _wait(self, attempt: int, retry_after: str | None) -> None:
-        delay: float | None = None
-        if retry_after:
-            try:
-                delay = min(float(retry_after), 300.0)
-            except ValueError:
-                delay = None
-        if delay is None:
-            delay = backoff_delay(attempt, self.backoff_base, self.backoff_cap, self.rng)
-        self.clock.sleep(max(0.0, delay))
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, Any] | None = None,
-        body: Any = None,
-        repeatable: bool = True,
-    ) -> dict[str, Any]:
-        """One API call (with retries); returns the decoded envelope of a successful answer.
-
-        ``repeatable=False`` (a batch POST): only 429 is retried (the request was not carried
-        out); a 5xx answer, a timeout or a lost connection raise :class:`_Unanswered`."""
-        try:
-            import requests
-        except ImportError:
-            raise self._err("needs requests: pip install 'tlsarotate[cloudflare]'") from None
-        url = str(self.opts["api_url"]).rstrip("/") + path
-        headers = {"Authorization": f"Bearer {self.token()}", "Accept": "application/json"}
-        what = f"{method} {path}"
-        attempt = 0
-        while True:
-            try:
-                resp = self.session.request(
-                    method,
-                    url,
-                    params=dict(params) if params else None,
-                    json=body,
-                    headers=headers,
-                    timeout=float(self.opts["timeout"]),
-                )
-            except (requests.RequestException, ValueError) as e:
-                # ValueError: a header requests or http.client refused (e.g. UnicodeEncodeError);
-                # its text may quote the header, hence _err's scrubbing
-                msg = f"{what} failed: {type(e).__name__}: {_short(self._scrub(str(e)))}"
-                if not repeatable and isinstance(e, (requests.Timeout, requests.ConnectionError)):
-                    raise _Unanswered(self._err(msg).args[0]) from None
-                raise self._err(msg) from None
-            status = int(resp.status_code)
-            if not repeatable and status >= 500:
-                raise _Unanswered(self._err(f"{what} failed: HTTP {status}").args[0])
-            if (status == 429 or status >= 500) and attempt < int(self.opts["max_retries"]):
-                self._wait(attempt, resp.headers.get("Retry-After"))
-                attempt += 1
-                continue
-            try:
-                data = resp.json()
-            except ValueError:
-                data = None
-            errors = _errors(data)
-            if status in (401, 403):
-                raise self._err(
-                    f"{what}: authentication failed (HTTP {status}"
-                    f"{': ' + errors if errors else ''}); check the API token from "
-                    f"{self.token_source}"
-                )
-            if status >= 400 or not isinstance(data, dict) or not data.get("success", False):
-                detail = errors or (
-                    f"unexpected answer {_short(resp.text)!r}" if data is None else ""
-                )
-                raise CloudflareApiError(
-                    self._scrub(
-                        f"provider {self.name!r} (cloudflare): {what} failed: HTTP {status}"
-                        f"{': ' + detail if detail else ''}"
-                    ),
-                    status,
-                    _codes(data),
-                )
-            return data
+    def close(self) -> None:
+        self.api.close()
 
     # -- zone -------------------------------------------------------------------------------
 
@@ -321,17 +202,17 @@ class CloudflareProvider(Provider):
         zid = self.opts.get("zone_id")
         if not zid:
             zname = zone.to_text(omit_final_dot=True)
-            data = self.request("GET", "/zones", params={"name": zname})
+            data = self.api.request("GET", "/zones", params={"name": zname})
             found = [
                 z
                 for z in data.get("result") or []
                 if str(z.get("name", "")).lower() == zname.lower()
             ]
             if not found:
-                raise self._err(f"no zone named {zname} (or the API token cannot see it)")
+                raise self.error(f"no zone named {zname} (or the API token cannot see it)")
             if len(found) > 1:
                 ids = ", ".join(str(z.get("id")) for z in found)
-                raise self._err(f"{len(found)} zones are named {zname} ({ids}); set zone_id")
+                raise self.error(f"{len(found)} zones are named {zname} ({ids}); set zone_id")
             zid = str(found[0]["id"])
         self._zone_ids[zone] = str(zid)
         return str(zid)
@@ -352,13 +233,13 @@ class CloudflareProvider(Provider):
                 text = str(rec["content"])
             rd = records.from_text(text)
         except (RecordError, KeyError, ValueError, TypeError, dns.exception.DNSException) as e:
-            raise self._err(
-                f"record {rec.get('id')} ({owner_text} TLSA): cannot parse: {_short(e)}"
+            raise self.error(
+                f"record {rec.get('id')} ({owner_text} TLSA): cannot parse: {short(e)}"
             ) from None
         try:
             ttl = int(rec.get("ttl") or 1)
         except (TypeError, ValueError):
-            raise self._err(f"record {rec.get('id')} ({owner_text} TLSA): bad TTL") from None
+            raise self.error(f"record {rec.get('id')} ({owner_text} TLSA): bad TTL") from None
         return CfRecord(str(rec["id"]), owner, ttl, rd)
 
     def _read_records(
@@ -372,7 +253,9 @@ class CloudflareProvider(Provider):
         out: dict[dns.name.Name, list[CfRecord]] = {}
         page = 1
         while True:
-            data = self.request("GET", f"/zones/{zid}/dns_records", params={**params, "page": page})
+            data = self.api.request(
+                "GET", f"/zones/{zid}/dns_records", params={**params, "page": page}
+            )
             for rec in data.get("result") or []:
                 if str(rec.get("type", "")).upper() != "TLSA":
                     continue
@@ -392,7 +275,10 @@ class CloudflareProvider(Provider):
     def read(
         self, zone: dns.name.Name, owners: Sequence[dns.name.Name]
     ) -> dict[dns.name.Name, TlsaRRset]:
-        return {o: self._rrset(recs) for o, recs in self._read_records(zone, owners).items()}
+        found = self._read_records(zone, owners)
+        for o in owners:
+            self._seen[o] = found.get(o, [])
+        return {o: self._rrset(recs) for o, recs in found.items()}
 
     # -- write ------------------------------------------------------------------------------
 
@@ -420,54 +306,52 @@ class CloudflareProvider(Provider):
         ]
         return deletes, patches, posts
 
-    def apply(self, change: ZoneChange) -> WriteResult:
-        if not change.changes:
-            return WriteResult(token=None)
-        zid = self.zone_id(change.zone)
-        current = self._read_records(change.zone, [ch.owner for ch in change.changes])
-        self.check_prerequisites(
-            change, {o: self._rrset(recs) for o, recs in current.items() if recs}
-        )
-        batches: list[tuple[dict[str, list[dict[str, Any]]], list[OwnerChange]]] = []
-        cur: dict[str, list[dict[str, Any]]] = {"deletes": [], "patches": [], "posts": []}
+    def parts(self, change: ZoneChange) -> list[ZoneChange]:
+        """Owners in groups of at most ``batch_limit`` record operations (deletes, patches,
+        posts against the records the check just read), in order; owners needing none are
+        left out."""
+        out: list[ZoneChange] = []
         group: list[OwnerChange] = []
         size = 0
-        for ch in self.effective(change).changes:
-            d, p, n = self._operations(ch, current.get(ch.owner, []))
-            k = len(d) + len(p) + len(n)
+        for ch in change.changes:
+            k = sum(map(len, self._operations(ch, self._seen.get(ch.owner, []))))
             if not k:
                 continue
             if k > self.batch_limit:
-                raise self._err(
+                raise self.error(
                     f"{ch.owner}: {k} record operations exceed batch_limit {self.batch_limit}"
                 )
             if size + k > self.batch_limit:
-                batches.append((cur, group))
-                cur, group, size = {"deletes": [], "patches": [], "posts": []}, [], 0
-            cur["deletes"] += d
-            cur["patches"] += p
-            cur["posts"] += n
+                out.append(ZoneChange(change.zone, tuple(group)))
+                group, size = [], 0
             group.append(ch)
             size += k
-        if size:
-            batches.append((cur, group))
-        for i, (batch, owners) in enumerate(batches):
-            body = {k: v for k, v in batch.items() if v}
-            try:
-                self._send_batch(change.zone, zid, body, owners)
-            except ProviderError as e:
-                msg = str(e)
-                if i:
-                    msg += f" (batch {i + 1}; the {i} batch(es) before it were applied)"
-                if isinstance(e, CloudflareApiError) and CONFLICT_CODES & set(e.codes):
-                    raise ConcurrentChangeError(
-                        f"{msg}; the TLSA records changed while we wrote"
-                        + ("" if i else ", nothing was written")
-                    ) from None
-                if i:
-                    raise type(e)(msg) from None
-                raise
-        return WriteResult(token=len(batches) or None)
+        if group:
+            out.append(ZoneChange(change.zone, tuple(group)))
+        return out
+
+    def write(self, part: ZoneChange) -> WriteToken:
+        """One batch POST for ``part`` (live once it answers: Cloudflare has no sync state)."""
+        body: dict[str, list[dict[str, Any]]] = {"deletes": [], "patches": [], "posts": []}
+        for ch in part.changes:
+            d, p, n = self._operations(ch, self._seen.get(ch.owner, []))
+            body["deletes"] += d
+            body["patches"] += p
+            body["posts"] += n
+        try:
+            self._send_batch(
+                part.zone,
+                self.zone_id(part.zone),
+                {k: v for k, v in body.items() if v},
+                part.changes,
+            )
+        except CloudflareApiError as e:
+            if CONFLICT_CODES & set(e.codes):
+                raise self.error(
+                    f"{e.detail}; the TLSA records changed while we wrote", ConcurrentChangeError
+                ) from None
+            raise
+        return WriteToken()
 
     def _send_batch(
         self, zone: dns.name.Name, zid: str, body: dict[str, Any], group: Sequence[OwnerChange]
@@ -477,65 +361,31 @@ class CloudflareProvider(Provider):
         path = f"/zones/{zid}/dns_records/batch"
         for attempt in range(2):
             try:
-                self.request("POST", path, body=body, repeatable=False)
+                self.api.request("POST", path, body=body, repeatable=False)
                 return
-            except _Unanswered as e:
+            except Unanswered as e:
                 try:
                     now = self.read(zone, [ch.owner for ch in group])
                 except ProviderError as re:
-                    raise self._err(
-                        f"{_strip_prefix(str(e))}; whether the batch was applied is unknown: the "
-                        f"owners could not be read again ({_strip_prefix(str(re))}); re-run to "
-                        "re-plan"
+                    raise self.error(
+                        f"{e.detail}; whether the batch was applied is unknown: the owners could "
+                        f"not be read again ({re.detail}); re-run to re-plan"
                     ) from None
                 if all(now.get(ch.owner) == ch.new for ch in group):
                     return  # applied; only the answer was lost
                 if all(now.get(ch.owner) == ch.old for ch in group):
                     if attempt == 0:
-                        self._wait(0, None)
+                        self.context.clock.sleep(
+                            backoff_delay(
+                                0, self.api.backoff_base, self.api.backoff_cap, self.context.rng
+                            )
+                        )
                         continue  # not applied: sending it again is safe
-                    raise self._err(
-                        f"{_strip_prefix(str(e))} (twice); the batch was not applied"
-                    ) from None
+                    raise self.error(f"{e.detail} (twice); the batch was not applied") from None
                 moved = next(ch.owner for ch in group if now.get(ch.owner) != ch.new)
-                raise ConcurrentChangeError(
-                    f"{e}; read again, the TLSA RRset at {moved} is neither what was read nor "
-                    "what was written (a concurrent change?); re-run to re-plan"
+                raise self.error(
+                    f"{e.detail}; read again, the TLSA RRset at {moved} is neither what was read "
+                    "nor what was written (a concurrent change?)",
+                    ConcurrentChangeError,
+                    unwritten=False,
                 ) from None
-
-
-def _strip_prefix(msg: str) -> str:
-    """A provider error's text without its ``provider 'x' (cloudflare): `` prefix."""
-    head, sep, rest = msg.partition(" (cloudflare): ")
-    return rest if sep and head.startswith("provider ") else msg
-
-
-def _short(e: object, n: int = 200) -> str:
-    s = one_line(e)
-    return s if len(s) <= n else s[: n - 1] + "…"
-
-
-def _codes(data: Any) -> list[int]:
-    if not isinstance(data, dict):
-        return []
-    out = []
-    for err in data.get("errors") or []:
-        if isinstance(err, dict):
-            code = err.get("code")
-            if isinstance(code, int) or (isinstance(code, str) and code.isdigit()):
-                out.append(int(code))
-    return out
-
-
-def _errors(data: Any) -> str:
-    """``code: message; code: message`` from Cloudflare's ``errors`` list."""
-    if not isinstance(data, dict):
-        return ""
-    parts = []
-    for err in data.get("errors") or []:
-        if isinstance(err, dict):
-            code, msg = err.get("code"), one_line(err.get("message", ""))
-            parts.append(f"{code}: {msg}" if code is not None else msg)
-        else:
-            parts.append(one_line(err))
-    return _short("; ".join(parts), 400)

@@ -4,19 +4,33 @@ Not useful from the command line (nothing survives the process). Every write is 
 ``writes``; ``set`` changes a record behind the engine's back (a concurrent writer).
 ``part_size`` splits a write into parts of that many owners, each atomic, applied in order like
 a large RFC 2136 write; ``fail_part`` (1-based) makes that part of the next write fail as a
-timeout would, after the parts before it were applied.
+timeout would, after the parts before it were applied. Without native prerequisites, like a
+REST API: :meth:`~tlsarotate.providers.base.Provider.apply` reads and checks first.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import dns.name
 
 from tlsarotate.change import TlsaRRset, ZoneChange
-from tlsarotate.errors import ProviderError
-from tlsarotate.providers.base import Capabilities, Option, Provider, ProviderContext, WriteResult
+from tlsarotate.providers.base import (
+    Capabilities,
+    Option,
+    Provider,
+    ProviderContext,
+    WriteToken,
+)
+
+
+@dataclass(frozen=True)
+class Written(WriteToken):
+    """The number of parts this provider has written so far, this one included."""
+
+    count: int
 
 
 class MemoryProvider(Provider):
@@ -24,20 +38,16 @@ class MemoryProvider(Provider):
     options: ClassVar[Mapping[str, Option]] = {
         "zones": Option(list, help="zone names this provider serves (default: any)"),
     }
-    capabilities = Capabilities(atomic=True, prerequisites=True)
+    capabilities = Capabilities(atomic=True, prerequisites=False)
 
-    def __init__(
-        self,
-        name: str,
-        options: Mapping[str, Any] | None = None,
-        context: ProviderContext | None = None,
-    ) -> None:
-        super().__init__(name, options or {}, context or ProviderContext())
+    def __init__(self, name: str, options: Mapping[str, Any], context: ProviderContext) -> None:
+        super().__init__(name, options, context)
         self.data: dict[dns.name.Name, dict[dns.name.Name, TlsaRRset]] = {}
         self.writes: list[ZoneChange] = []
         self.reads = 0
         self.part_size: int | None = None
         self.fail_part: int | None = None
+        self._part = 0
 
     def read(
         self, zone: dns.name.Name, owners: Sequence[dns.name.Name]
@@ -47,35 +57,31 @@ class MemoryProvider(Provider):
         z = self.data.get(zone, {})
         return {o: z[o] for o in owners if o in z}
 
-    def apply(self, change: ZoneChange) -> WriteResult:
-        self._check_zone(change.zone)
-        z = self.data.setdefault(change.zone, {})
-        self.check_prerequisites(change, z)
-        change = self.effective(change)
-        if not change:
-            return WriteResult(token=None)
-        chs = list(change.changes)
+    def parts(self, change: ZoneChange) -> list[ZoneChange]:
+        chs = change.changes
         size = self.part_size or len(chs)
-        parts = [chs[k : k + size] for k in range(0, len(chs), size)]
-        for i, part in enumerate(parts, 1):
-            if self.fail_part == i:
-                self.fail_part = None
-                raise ProviderError(
-                    f"provider {self.name!r}: part {i} of {len(parts)} of the write to "
-                    f"{change.zone} timed out; the parts before it were applied"
-                )
-            for ch in part:
-                if ch.new is None:
-                    z.pop(ch.owner, None)
-                else:
-                    z[ch.owner] = ch.new
-            self.writes.append(ZoneChange(change.zone, tuple(part)))
-        return WriteResult(token=len(self.writes))
+        self._part = 0
+        return [ZoneChange(change.zone, chs[k : k + size]) for k in range(0, len(chs), size)]
+
+    def write(self, part: ZoneChange) -> Written:
+        self._check_zone(part.zone)
+        self._part += 1
+        if self.fail_part == self._part:
+            self.fail_part = None
+            raise self.error(f"the write to {part.zone} timed out")
+        z = self.data.setdefault(part.zone, {})
+        for ch in part.changes:
+            if ch.new is None:
+                z.pop(ch.owner, None)
+            else:
+                z[ch.owner] = ch.new
+        self.writes.append(part)
+        return Written(len(self.writes))
 
     def _check_zone(self, zone: dns.name.Name) -> None:
         zones = self.opts.get("zones")
         if zones and zone not in {dns.name.from_text(str(z)) for z in zones}:
-            raise ProviderError(f"provider {self.name!r}: no zone {zone} here")
+            raise self.error(f"no zone {zone} here")
 
     def set(self, zone: dns.name.Name, owner: dns.name.Name, rrset: TlsaRRset | None) -> None:
         """Change a record behind the engine's back (a concurrent writer, a human)."""
@@ -86,4 +92,4 @@ class MemoryProvider(Provider):
             z[owner] = rrset
 
 
-__all__ = ["MemoryProvider"]
+__all__ = ["MemoryProvider", "Written"]

@@ -7,48 +7,46 @@ Writes: one ``ChangeResourceRecordSets`` change batch per :class:`ZoneChange`. F
 that changes, the batch DELETEs the exact values we read (``old``) and CREATEs the new ones, deletes
 first. Route 53 applies a batch all-or-nothing and refuses a DELETE whose values differ from the
 current ones and a CREATE of an existing RRset, so a concurrent change fails the batch
-(``InvalidChangeBatch`` -> :class:`ConcurrentChangeError`) instead of being clobbered. A fresh
-read just before the write checks the same prerequisites first, so nothing is sent when the
-RRsets already moved.
+(``InvalidChangeBatch`` -> :class:`ConcurrentChangeError`) instead of being clobbered. That
+guards only the owners that change, so the provider declares no native prerequisites: the base
+workflow reads every owner just before the write and checks it first, so nothing is sent when
+the RRsets already moved.
 
 Limits (Route 53 API quotas on ChangeResourceRecordSets): at most 1,000 ResourceRecord elements
 and 32,000 characters of Value text per request. A change beyond either limit (hundreds of owners
 at once) is split at owner boundaries into several batches, sent in order; every owner's DELETE
 and CREATE stay in one batch, so each owner changes atomically, but the change as a whole is only
-atomic per batch. The result token is then the tuple of change ids.
+atomic per batch. Each batch leaves a :class:`ChangeId` token.
 
 :meth:`is_live` polls ``GetChange`` until the change is ``INSYNC`` (bounded by ``max_wait``).
 ``Throttling`` and ``PriorRequestNotComplete`` are retried with capped, jittered exponential
 backoff; every other API error is one line naming the provider, the API call and AWS's code.
 
-All AWS calls go through ``self.client`` (a boto3 Route 53 client, created lazily); tests and the
-fault-injection harness may pass ``client=`` or assign ``provider.client``. Time goes through
-the context's ``clock`` (:mod:`tlsarotate.clock`; ``clock=`` overrides it) so retries and polling
-can run on a fake clock. ``validate`` builds the client (no network) so a bad ``profile``,
-``region`` or ``endpoint_url`` is reported there, naming the option.
+All AWS calls go through ``self.client`` (a boto3 Route 53 client from :mod:`tlsarotate.aws`,
+created lazily); tests and the fault-injection harness may assign ``provider.client``. Time goes
+through the context's clock so retries and polling can run on a fake clock. ``validate`` builds
+the client (no network) so a bad ``profile``, ``region`` or ``endpoint_url`` is reported there,
+naming the option.
 """
 
 from __future__ import annotations
 
-import random
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 
 import dns.name
 
-from tlsarotate import records
+from tlsarotate import aws, records
 from tlsarotate.change import OwnerChange, TlsaRRset, ZoneChange
-from tlsarotate.clock import Clock
 from tlsarotate.errors import ConcurrentChangeError, ConfigError, ProviderError, RecordError
 from tlsarotate.providers.base import (
     Capabilities,
     Option,
     Provider,
     ProviderContext,
-    WriteResult,
-    backoff_delay,
+    WriteToken,
     one_line,
 )
 
@@ -56,21 +54,34 @@ MAX_RECORDS_PER_BATCH = 1000  # ResourceRecord elements per ChangeResourceRecord
 MAX_VALUE_CHARS_PER_BATCH = 32000  # characters of all Value elements per request
 RETRY_CODES = frozenset({"Throttling", "ThrottlingException", "PriorRequestNotComplete"})
 AUTH_CODES = frozenset(
-    {
-        "InvalidClientTokenId",
-        "SignatureDoesNotMatch",
-        "AccessDenied",
-        "AccessDeniedException",
-        "ExpiredToken",
-        "UnrecognizedClientException",
-        "InvalidSignatureException",
-        "MissingAuthenticationToken",
-    }
+    {"InvalidClientTokenId", "SignatureDoesNotMatch", "AccessDenied", "AccessDeniedException"}
+    | {"ExpiredToken", "UnrecognizedClientException", "InvalidSignatureException"}
+    | {"MissingAuthenticationToken"}
 )
 # InvalidChangeBatch messages that mean "the RRset is not what the batch assumed".
 _CONFLICT_RE = re.compile(r"not found|do not match|already exists|does not exist", re.IGNORECASE)
 _OCTAL_RE = re.compile(r"\\([0-7]{3})")
 _DECIMAL_RE = re.compile(r"\\([0-9]{3})")
+
+
+@dataclass(frozen=True)
+class ChangeId(WriteToken):
+    """A change batch's id, for ``GetChange`` (live once ``INSYNC``)."""
+
+    id: str
+
+
+class Route53ApiError(ProviderError):
+    """An API call failed; ``code`` is AWS's error code (``NoSuchHostedZone``)."""
+
+    def __init__(self, detail: str, *, code: str = "", **fields: Any) -> None:
+        super().__init__(detail, **fields)
+        self.code = code
+
+
+class _Throttled(Exception):
+    def __init__(self, error: Exception) -> None:
+        self.error = error
 
 
 def name_from_route53(text: str) -> dns.name.Name:
@@ -89,46 +100,36 @@ class Route53Provider(Provider):
         "profile": Option(str, help="AWS profile name from ~/.aws (default: the standard chain)"),
         "region": Option(str, default="us-east-1", help="AWS region for the API endpoint"),
         "endpoint_url": Option(str, help="API endpoint (tests: a moto_server URL)"),
-        "poll_interval": Option(float, default=5.0, help="seconds between GetChange polls"),
-        "max_wait": Option(float, default=120.0, help="longest is_live waits for INSYNC"),
-        "max_retries": Option(int, default=8, help="retries of throttled API calls"),
-        "timeout": Option(float, default=30.0, help="HTTP connect/read timeout in seconds"),
+        "poll_interval": Option(float, default=5.0, min=0, help="seconds between GetChange polls"),
+        "max_wait": Option(float, default=120.0, min=0, help="longest is_live waits for INSYNC"),
+        "max_retries": Option(int, default=8, min=0, help="retries of throttled API calls"),
+        "timeout": Option(
+            float, default=30.0, min=0, min_open=True, help="HTTP connect/read timeout in seconds"
+        ),
     }
     # Atomic per change batch; changes beyond the per-request limits above are split by owner.
-    capabilities: ClassVar[Capabilities] = Capabilities(
-        atomic=True, prerequisites=True, max_changes_per_write=None
-    )
+    capabilities: ClassVar[Capabilities] = Capabilities(atomic=True, prerequisites=False)
+    part_unit: ClassVar[str] = "change batch"
 
     page_size: int = 300  # ListResourceRecordSets MaxItems (Route 53's maximum)
     small_read: int = 4  # up to this many owners are read one targeted request each
     backoff_base: float = 0.5
     backoff_cap: float = 20.0
 
-    def __init__(
-        self,
-        name: str,
-        options: Mapping[str, Any],
-        context: ProviderContext | None = None,
-        *,
-        client: Any = None,
-        clock: Clock | None = None,
-        rng: random.Random | None = None,
-    ) -> None:
-        super().__init__(name, options, context or ProviderContext())
-        self._client = client
-        self.clock: Clock = clock or self.context.clock
-        self.rng = rng or self.context.rng
+    def __init__(self, name: str, options: Mapping[str, Any], context: ProviderContext) -> None:
+        super().__init__(name, options, context)
+        self._client: Any = None
         self._zone_ids: dict[dns.name.Name, str] = {}
 
     # -- plumbing ---------------------------------------------------------------------------
 
-    def _err(self, msg: str) -> ProviderError:
-        return ProviderError(f"provider {self.name!r} (route53): {msg}")
-
     @property
     def client(self) -> Any:
         if self._client is None:
-            self._client = self._make_client()
+            try:
+                self._client = self._build_client(self.opts)
+            except ConfigError as e:
+                raise self.error(str(e)) from None
         return self._client
 
     @client.setter
@@ -139,60 +140,34 @@ class Route53Provider(Provider):
     def check_files(cls, name: str, options: Mapping[str, Any]) -> None:
         """Build the client from the options (no network call) so a bad ``profile``, ``region``
         or ``endpoint_url`` is reported by ``validate``, naming the option."""
-        defaults = {k: o.default for k, o in cls.options.items() if o.default is not None}
-        cls._build_client({**defaults, **options})
+        cls._build_client(options)
 
     @staticmethod
     def _build_client(opts: Mapping[str, Any]) -> Any:
         """A boto3 Route 53 client; :class:`ConfigError` starting with the option at fault."""
+        url = opts.get("endpoint_url")
+        if url is not None and not aws.is_endpoint_url(str(url)):
+            raise ConfigError(f"{url!r} is not an http(s):// URL with a host", key="endpoint_url")
+        profile = opts.get("profile")
         try:
-            import boto3
-            import botocore.config
-            import botocore.exceptions
+            return aws.client(
+                "route53",
+                profile=profile,
+                region=opts.get("region", "us-east-1"),
+                endpoint_url=url,
+                timeout=float(opts.get("timeout", 30.0)),
+                retries=False,  # we retry ourselves
+            )
         except ImportError:
             raise ConfigError("needs boto3: pip install 'tlsarotate[route53]'") from None
-        url = opts.get("endpoint_url")
-        if url is not None:
-            try:
-                parts = urlsplit(str(url))
-                ok = parts.scheme in ("http", "https") and bool(parts.hostname)
-                _ = parts.port  # ValueError when out of range
-            except ValueError:
-                ok = False
-            if not ok:
-                raise ConfigError(
-                    f"{url!r} is not an http(s):// URL with a host", key="endpoint_url"
-                )
-        try:
-            session = boto3.session.Session(profile_name=opts.get("profile"))
-        except botocore.exceptions.ProfileNotFound:
-            raise ConfigError(
-                f"AWS profile {opts.get('profile')!r} not found", key="profile"
-            ) from None
-        except botocore.exceptions.BotoCoreError as e:
-            raise ConfigError(f"{type(e).__name__}: {one_line(e)}", key="profile") from None
-        timeout = float(opts.get("timeout", 30.0))
-        cfg = botocore.config.Config(
-            retries={"total_max_attempts": 1, "mode": "standard"},  # we retry ourselves
-            connect_timeout=timeout,
-            read_timeout=timeout,
-        )
-        try:
-            return session.client(
-                "route53", region_name=opts.get("region"), endpoint_url=url, config=cfg
-            )
-        except botocore.exceptions.InvalidRegionError as e:
-            raise ConfigError(one_line(e), key="region") from None
-        except ValueError as e:  # botocore: "Invalid endpoint: ..."
-            raise ConfigError(one_line(e), key="endpoint_url") from None
-        except botocore.exceptions.BotoCoreError as e:
-            raise ConfigError(f"cannot create the Route 53 client: {one_line(e)}") from None
-
-    def _make_client(self) -> Any:
-        try:
-            return self._build_client(self.opts)
-        except ConfigError as e:
-            raise self._err(str(e)) from None
+        except aws.ClientSetupError as e:
+            if e.option == "profile" and type(e.error).__name__ == "ProfileNotFound":
+                raise ConfigError(f"AWS profile {profile!r} not found", key="profile") from None
+            if e.option == "profile":
+                raise ConfigError(str(e), key="profile") from None
+            if e.option is not None:
+                raise ConfigError(e.text, key=e.option) from None
+            raise ConfigError(f"cannot create the Route 53 client: {e.text}") from None
 
     def _call(self, op: str, **kwargs: Any) -> Any:
         """One API call through ``self.client``, retrying throttling; errors become one line."""
@@ -200,38 +175,53 @@ class Route53Provider(Provider):
 
         method = getattr(self.client, op)
         api = "".join(part.capitalize() for part in op.split("_"))
-        attempt = 0
-        while True:
+
+        def once() -> Any:
             try:
                 return method(**kwargs)
             except bex.ClientError as e:
-                code, message, status = _client_error(e)
-                if code in RETRY_CODES and attempt < int(self.opts["max_retries"]):
-                    self.clock.sleep(
-                        backoff_delay(attempt, self.backoff_base, self.backoff_cap, self.rng)
-                    )
-                    attempt += 1
-                    continue
-                if code in AUTH_CODES or status in (401, 403):
-                    prof = self.opts.get("profile")
-                    raise self._err(
-                        f"{api} refused: authentication failed ({code or f'HTTP {status}'}: "
-                        f"{message or 'no message'}); check the AWS credentials "
-                        f"(standard chain{', profile ' + repr(prof) if prof else ''})"
-                    ) from None
-                if code == "InvalidChangeBatch" and _CONFLICT_RE.search(message):
-                    raise ConcurrentChangeError(
-                        f"provider {self.name!r} (route53): the TLSA records changed since they "
-                        f"were read ({message}); nothing was written"
-                    ) from None
-                raise self._err(f"{api} failed: {code or f'HTTP {status}'}: {message}") from None
-            except (bex.NoCredentialsError, bex.PartialCredentialsError):
-                raise self._err(
-                    "no AWS credentials found (boto3's standard chain: environment, "
-                    "~/.aws profile, instance role)"
-                ) from None
-            except bex.BotoCoreError as e:
-                raise self._err(f"{api} failed: {one_line(e)}") from None
+                if aws.error_code(e)[0] in RETRY_CODES:
+                    raise _Throttled(e) from None
+                raise
+
+        try:
+            return self.retrying(
+                api,
+                once,
+                attempts=int(self.opts["max_retries"]) + 1,
+                retry_on=(_Throttled,),
+                base=self.backoff_base,
+                cap=self.backoff_cap,
+            )
+        except _Throttled as t:
+            raise self._api_error(api, t.error) from None
+        except bex.ClientError as e:
+            raise self._api_error(api, e) from None
+        except (bex.NoCredentialsError, bex.PartialCredentialsError):
+            raise self.error(
+                "no AWS credentials found (boto3's standard chain: environment, "
+                "~/.aws profile, instance role)"
+            ) from None
+        except bex.BotoCoreError as e:
+            raise self.error(f"{api} failed: {one_line(e)}") from None
+
+    def _api_error(self, api: str, e: Exception) -> ProviderError:
+        code, message, status = aws.error_code(e)
+        if code in AUTH_CODES or status in (401, 403):
+            prof = self.opts.get("profile")
+            return self.error(
+                f"{api} refused: authentication failed ({code or f'HTTP {status}'}: "
+                f"{message or 'no message'}); check the AWS credentials "
+                f"(standard chain{', profile ' + repr(prof) if prof else ''})"
+            )
+        if code == "InvalidChangeBatch" and _CONFLICT_RE.search(message):
+            return self.error(
+                f"the TLSA records changed since they were read ({message})",
+                ConcurrentChangeError,
+            )
+        return self.error(
+            f"{api} failed: {code or f'HTTP {status}'}: {message}", Route53ApiError, code=code
+        )
 
     # -- hosted zone ------------------------------------------------------------------------
 
@@ -242,12 +232,12 @@ class Route53Provider(Provider):
         if zid:
             try:
                 hz = self._call("get_hosted_zone", Id=zid)["HostedZone"]
-            except ProviderError as e:
-                if "NoSuchHostedZone" in str(e):
-                    raise self._err(f"hosted zone {zid!r} does not exist") from None
+            except Route53ApiError as e:
+                if e.code == "NoSuchHostedZone":
+                    raise self.error(f"hosted zone {zid!r} does not exist") from None
                 raise
             if name_from_route53(hz["Name"]) != zone:
-                raise self._err(
+                raise self.error(
                     f"hosted zone {zid!r} is {hz['Name']}, not the service's zone {zone}"
                 )
         else:
@@ -263,14 +253,14 @@ class Route53Provider(Provider):
                 kwargs = {"DNSName": nxt, "HostedZoneId": page["NextHostedZoneId"]}
                 kwargs["MaxItems"] = "100"
             if not found:
-                raise self._err(f"no hosted zone named {zone} (or the credentials cannot see it)")
+                raise self.error(f"no hosted zone named {zone} (or the credentials cannot see it)")
             if len(found) > 1:
                 which = ", ".join(
                     f"{'private' if z.get('Config', {}).get('PrivateZone') else 'public'} "
                     f"{z['Id'].rsplit('/', 1)[-1]}"
                     for z in found
                 )
-                raise self._err(
+                raise self.error(
                     f"{len(found)} hosted zones are named {zone} ({which}); "
                     "set hosted_zone_id to choose one"
                 )
@@ -284,14 +274,14 @@ class Route53Provider(Provider):
     def _parse(self, rrset: Mapping[str, Any]) -> TlsaRRset:
         owner = rrset["Name"]
         if "SetIdentifier" in rrset or "AliasTarget" in rrset:
-            raise self._err(
+            raise self.error(
                 f"{owner} TLSA uses a routing policy or alias; tlsarotate manages only "
                 "simple record sets"
             )
         try:
             rds = [records.from_text(rr["Value"]) for rr in rrset.get("ResourceRecords", [])]
         except RecordError as e:
-            raise self._err(f"{owner}: {e}") from None
+            raise self.error(f"{owner}: {e}") from None
         return TlsaRRset.of(int(rrset.get("TTL", 0)), rds)
 
     def read(
@@ -345,95 +335,67 @@ class Route53Provider(Provider):
             "ResourceRecords": [{"Value": t} for t in rr.texts()],
         }
 
-    def batches(self, change: ZoneChange) -> list[list[dict[str, Any]]]:
-        """The change batches for ``change``: owners whose RRset stays the same are left out,
-        each owner's DELETE+CREATE stay together, deletes come first in every batch."""
-        batches: list[list[OwnerChange]] = []
+    def parts(self, change: ZoneChange) -> list[ZoneChange]:
+        """The owners in groups that fit one change batch each (the per-request limits
+        above), in order; ``change`` holds only owners that change."""
+        out: list[ZoneChange] = []
         cur: list[OwnerChange] = []
         n_rr = n_chars = 0
-        for ch in self.effective(change).changes:
+        for ch in change.changes:
             sets = [s for s in (ch.old, ch.new) if s is not None]
             rr = sum(len(s.records) for s in sets)
             chars = sum(len(t) for s in sets for t in s.texts())
             if rr > MAX_RECORDS_PER_BATCH or chars > MAX_VALUE_CHARS_PER_BATCH:
-                raise self._err(f"{ch.owner}: the TLSA RRset is too large for one change batch")
+                raise self.error(f"{ch.owner}: the TLSA RRset is too large for one change batch")
             if cur and (
                 n_rr + rr > MAX_RECORDS_PER_BATCH or n_chars + chars > MAX_VALUE_CHARS_PER_BATCH
             ):
-                batches.append(cur)
+                out.append(ZoneChange(change.zone, tuple(cur)))
                 cur, n_rr, n_chars = [], 0, 0
             cur.append(ch)
             n_rr += rr
             n_chars += chars
         if cur:
-            batches.append(cur)
-        out: list[list[dict[str, Any]]] = []
-        for group in batches:
-            deletes = [
-                {"Action": "DELETE", "ResourceRecordSet": self._rrset(ch.owner, ch.old)}
-                for ch in group
-                if ch.old is not None
-            ]
-            creates = [
-                {"Action": "CREATE", "ResourceRecordSet": self._rrset(ch.owner, ch.new)}
-                for ch in group
-                if ch.new is not None
-            ]
-            out.append(deletes + creates)
+            out.append(ZoneChange(change.zone, tuple(cur)))
         return out
 
-    def apply(self, change: ZoneChange) -> WriteResult:
-        if not change.changes:
-            return WriteResult(token=None)
-        zid = self.zone_id(change.zone)
-        self.check_prerequisites(change, self.read(change.zone, [c.owner for c in change.changes]))
-        ids: list[str] = []
-        for i, batch in enumerate(self.batches(change)):
-            try:
-                resp = self._call(
-                    "change_resource_record_sets",
-                    HostedZoneId=zid,
-                    ChangeBatch={"Comment": "tlsarotate", "Changes": batch},
-                )
-            except ProviderError as e:
-                if i:
-                    raise type(e)(
-                        f"{e} (change batch {i + 1}; the {i} batch(es) before it were applied)"
-                    ) from None
-                raise
-            ids.append(str(resp["ChangeInfo"]["Id"]))
-        if not ids:
-            return WriteResult(token=None)
-        return WriteResult(token=ids[0] if len(ids) == 1 else tuple(ids))
+    def batch(self, part: ZoneChange) -> list[dict[str, Any]]:
+        """The change batch for ``part``: each owner's DELETE of the values read and CREATE of
+        the new ones, deletes first."""
+        deletes = [
+            {"Action": "DELETE", "ResourceRecordSet": self._rrset(ch.owner, ch.old)}
+            for ch in part.changes
+            if ch.old is not None
+        ]
+        creates = [
+            {"Action": "CREATE", "ResourceRecordSet": self._rrset(ch.owner, ch.new)}
+            for ch in part.changes
+            if ch.new is not None
+        ]
+        return deletes + creates
 
-    def is_live(self, zone: dns.name.Name, result: WriteResult) -> bool:
+    def write(self, part: ZoneChange) -> ChangeId:
+        resp = self._call(
+            "change_resource_record_sets",
+            HostedZoneId=self.zone_id(part.zone),
+            ChangeBatch={"Comment": "tlsarotate", "Changes": self.batch(part)},
+        )
+        return ChangeId(str(resp["ChangeInfo"]["Id"]))
+
+    def is_live(self, zone: dns.name.Name, tokens: Sequence[WriteToken]) -> bool:
         """Poll GetChange until every change batch is INSYNC or ``max_wait`` has passed."""
-        if result.token is None:
-            return True
-        pending = [result.token] if isinstance(result.token, str) else list(result.token)
-        deadline = self.clock.now() + float(self.opts["max_wait"])
-        while True:
+        pending = [t.id for t in tokens if isinstance(t, ChangeId)]
+        clock = self.context.clock
+        deadline = clock.now() + float(self.opts["max_wait"])
+        while pending:
             pending = [
                 cid
                 for cid in pending
                 if self._call("get_change", Id=cid)["ChangeInfo"]["Status"] != "INSYNC"
             ]
             if not pending:
-                return True
-            if self.clock.now() >= deadline:
+                break
+            if clock.now() >= deadline:
                 return False
-            self.clock.sleep(
-                min(float(self.opts["poll_interval"]), max(0.0, deadline - self.clock.now()))
-            )
-
-
-def _client_error(e: Any) -> tuple[str, str, int]:
-    """(code, message, HTTP status) of a botocore ClientError, whichever shape it came in."""
-    resp = getattr(e, "response", {}) or {}
-    err = resp.get("Error") or {}
-    code, message = err.get("Code") or "", err.get("Message") or ""
-    if not code:  # some endpoints answer <ErrorResponse><Errors><Error>…
-        inner = (resp.get("Errors") or {}).get("Error") or {}
-        code, message = inner.get("Code") or "", inner.get("Message") or message
-    status = int((resp.get("ResponseMetadata") or {}).get("HTTPStatusCode") or 0)
-    return code, one_line(message), status
+            clock.sleep(min(float(self.opts["poll_interval"]), max(0.0, deadline - clock.now())))
+        return True

@@ -34,6 +34,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+from tlsarotate import aws
 from tlsarotate.clock import Clock, SystemClock
 from tlsarotate.errors import LockTimeout, StateError
 from tlsarotate.state import State, check_service_name, encode, from_stored
@@ -78,23 +79,20 @@ class S3StateStore:
     @property
     def client(self) -> Any:
         if self._client is None:
+            region, endpoint_url, profile = self._client_args
             try:
-                import boto3
+                self._client = aws.client(
+                    "s3", profile=profile, region=region, endpoint_url=endpoint_url
+                )
             except ImportError:
                 raise StateError(
                     "state backend s3 needs boto3: pip install 'tlsarotate[route53]'"
                 ) from None
-            region, endpoint_url, profile = self._client_args
-            try:
-                session = boto3.Session(profile_name=profile) if profile else boto3.Session()
-                self._client = session.client("s3", region_name=region, endpoint_url=endpoint_url)
-            except Exception as e:  # ProfileNotFound, invalid endpoint, ...
-                # botocore's messages name the profile, region or endpoint, never a credential
-                text = " ".join(str(e).split())
+            except aws.ClientSetupError as e:
+                text = str(e)
                 text = text if len(text) <= 200 else text[:199] + "…"
                 raise StateError(
-                    f"s3://{self.bucket}/{self.prefix}: cannot set up the S3 client: "
-                    f"{type(e).__name__}: {text}"
+                    f"s3://{self.bucket}/{self.prefix}: cannot set up the S3 client: {text}"
                 ) from None
         return self._client
 
@@ -293,12 +291,5 @@ def _parse_lock(raw: bytes) -> tuple[str | None, float | None]:
 
 
 def _code(e: Exception) -> str | None:
-    resp = getattr(e, "response", None)
-    if isinstance(resp, dict):
-        code = resp.get("Error", {}).get("Code")
-        if code:
-            return str(code)
-        status = resp.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        if status:
-            return str(status)
-    return None
+    code, _, status = aws.error_code(e)
+    return code or (str(status) if status else None)

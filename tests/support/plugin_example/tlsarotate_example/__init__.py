@@ -1,8 +1,9 @@
 """An example third-party provider: TLSA RRsets kept in a JSON file.
 
 File layout: ``{"zones": {"example.test.": {"_25._tcp.mx.example.test.": {"ttl": 300,
-"records": ["3 1 1 <hex>", ...]}}}}``. A zone must exist in the file. Each apply is one atomic
-file replacement; every ``OwnerChange.old`` is checked against the file first.
+"records": ["3 1 1 <hex>", ...]}}}}``. A zone must exist in the file. Each write is one atomic
+file replacement; the file has no prerequisites of its own, so the base workflow checks every
+``OwnerChange.old`` against a fresh read first.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ import dns.name
 
 from tlsarotate import records
 from tlsarotate.change import TlsaRRset, ZoneChange
-from tlsarotate.errors import ConcurrentChangeError, ConfigError, ProviderError
+from tlsarotate.errors import ConfigError
 from tlsarotate.fsutil import atomic_write
-from tlsarotate.providers import Capabilities, Option, Provider, ProviderContext, WriteResult
+from tlsarotate.providers import Capabilities, Option, Provider, ProviderContext, WriteToken
 
 
 class JsonFileProvider(Provider):
@@ -26,12 +27,11 @@ class JsonFileProvider(Provider):
     options: ClassVar[Mapping[str, Option]] = {
         "path": Option(str, required=True, path=True, help="the JSON file holding the zones"),
     }
-    capabilities: ClassVar[Capabilities] = Capabilities(atomic=True, prerequisites=True)
+    capabilities: ClassVar[Capabilities] = Capabilities(atomic=True, prerequisites=False)
 
     def __init__(self, name: str, options: Mapping[str, Any], context: ProviderContext) -> None:
         super().__init__(name, options, context)
-        p = Path(str(self.opts["path"]))
-        self.path = p if p.is_absolute() else context.base_dir / p
+        self.path = Path(self.opts["path"])  # resolved against context.base_dir by the base
         self.writes = 0
 
     @classmethod
@@ -43,13 +43,13 @@ class JsonFileProvider(Provider):
         try:
             data: dict[str, Any] = json.loads(self.path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
-            raise ProviderError(f"provider {self.name!r} (example): {self.path}: {e}") from None
+            raise self.error(f"{self.path}: {e}") from None
         return data
 
     def _zone(self, data: dict[str, Any], zone: dns.name.Name) -> dict[str, Any]:
         zones: dict[str, Any] = data.setdefault("zones", {})
         if zone.to_text() not in zones:
-            raise ProviderError(f"provider {self.name!r} (example): no zone {zone} in {self.path}")
+            raise self.error(f"no zone {zone} in {self.path}")
         z: dict[str, Any] = zones[zone.to_text()]
         return z
 
@@ -66,24 +66,14 @@ class JsonFileProvider(Provider):
                 )
         return out
 
-    def apply(self, change: ZoneChange) -> WriteResult:
-        if not change.changes:
-            return WriteResult()
+    def write(self, part: ZoneChange) -> WriteToken:
         data = self._load()
-        z = self._zone(data, change.zone)
-        now = self.read(change.zone, [ch.owner for ch in change.changes])
-        for ch in change.changes:
-            if now.get(ch.owner) != ch.old:
-                raise ConcurrentChangeError(
-                    f"provider {self.name!r} (example): {ch.owner} changed since it was read"
-                )
-        if all(ch.old == ch.new for ch in change.changes):
-            return WriteResult()
-        for ch in change.changes:
+        z = self._zone(data, part.zone)
+        for ch in part.changes:
             if ch.new is None:
                 z.pop(ch.owner.to_text(), None)
             else:
                 z[ch.owner.to_text()] = {"ttl": ch.new.ttl, "records": ch.new.texts()}
         atomic_write(self.path, json.dumps(data, indent=1, sort_keys=True).encode())
         self.writes += 1
-        return WriteResult()
+        return WriteToken()

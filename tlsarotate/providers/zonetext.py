@@ -1,0 +1,253 @@
+"""Editing the TLSA RRsets of an RFC 1035 master file's text, keeping every other line byte for
+byte (pure: text in, text out; the zone-file provider does the file I/O).
+
+:func:`edit` cuts the removed TLSA records out where they stand, appends the new ones with
+absolute owner names (in the file's own line ending), bumps the SOA serial where it stands, then
+parses the result again and :func:`verify` compares it with the original RRset by RRset: if
+anything but the intended TLSA RRsets and the serial differs, it raises and nothing is to be
+written. Errors are :class:`~tlsarotate.errors.ProviderError` lines starting with ``where``
+(``zone file PATH``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import dns.exception
+import dns.name
+import dns.rdataclass
+import dns.rdatatype
+import dns.zone
+
+from tlsarotate import records
+from tlsarotate.change import TlsaRRset, ZoneChange
+from tlsarotate.errors import ProviderError
+
+MARKER = "; TLSA records below are managed by tlsarotate"
+_TTL_RE = re.compile(r"^(\d+[smhdwSMHDW]?)+$")
+_CLASSES = {"IN", "CH", "HS", "CS", "ANY", "NONE"}
+
+
+@dataclass
+class _Rec:
+    """One logical record of the file: its physical lines and what it is."""
+
+    first: int  # index of the first physical line
+    last: int  # index of the last physical line (parentheses may span lines)
+    owner: dns.name.Name
+    owner_explicit: bool
+    rdtype: str
+    tokens: list[tuple[int, int, int, str]]  # (line, start, end, text) of every token
+
+
+def _tokenize_line(line: str, idx: int) -> tuple[list[tuple[int, int, int, str]], int]:
+    """Tokens of one physical line, and the net parenthesis depth change."""
+    toks: list[tuple[int, int, int, str]] = []
+    depth = 0
+    i, n = 0, len(line)
+    while i < n:
+        c = line[i]
+        if c == ";":
+            break
+        if c in " \t\r\n":
+            i += 1
+            continue
+        if c == "(":
+            depth += 1
+            i += 1
+            continue
+        if c == ")":
+            depth -= 1
+            i += 1
+            continue
+        start = i
+        if c == '"':
+            i += 1
+            while i < n and line[i] != '"':
+                i += 2 if line[i] == "\\" else 1
+            i += 1
+        else:
+            while i < n and line[i] not in " \t\r\n;()":
+                i += 2 if line[i] == "\\" else 1
+        toks.append((idx, start, min(i, n), line[start:i]))
+    return toks, depth
+
+
+def _scan(lines: list[str], origin: dns.name.Name) -> Iterator[_Rec]:
+    """Walk the file's logical records, tracking $ORIGIN and the inherited owner."""
+    cur_origin = origin
+    last_owner: dns.name.Name | None = None
+    i = 0
+    while i < len(lines):
+        first = i
+        toks, depth = _tokenize_line(lines[i], i)
+        while depth > 0 and i + 1 < len(lines):
+            i += 1
+            more, d = _tokenize_line(lines[i], i)
+            toks += more
+            depth += d
+        last = i
+        i += 1
+        if not toks:
+            continue
+        head = toks[0][3]
+        if head.startswith("$"):
+            if head.upper() == "$ORIGIN" and len(toks) > 1:
+                cur_origin = dns.name.from_text(toks[1][3], origin=cur_origin)
+            continue
+        explicit = lines[first][:1] not in (" ", "\t")
+        rest = toks
+        if explicit:
+            owner_text = head
+            owner = cur_origin if owner_text == "@" else dns.name.from_text(owner_text, cur_origin)
+            rest = toks[1:]
+            last_owner = owner
+        elif last_owner is None:
+            continue
+        rdtype = ""
+        for t in rest:
+            word = t[3].upper()
+            if word in _CLASSES or _TTL_RE.match(word):
+                continue
+            rdtype = word
+            break
+        yield _Rec(first, last, last_owner, explicit, rdtype, toks)
+
+
+def lf(text: str) -> str:
+    """The text as dnspython reads it: before 2.9.1 (the last for Python 3.10 is 2.8) its
+    tokenizer fails on CRLF line ends ("unknown unit ''"). Line numbers stay the same."""
+    return text.replace("\r\n", "\n")
+
+
+def next_serial(old: int, now: float) -> int:
+    today = int(dt.datetime.fromtimestamp(now, dt.timezone.utc).strftime("%Y%m%d")) * 100
+    if 1990010100 <= old <= 2999123199 and today > old:
+        return today  # date-based serials stay date-based
+    return (old + 1) % 2**32 or 1
+
+
+def parse(text: str, zone: dns.name.Name, where: str, filename: str) -> dns.zone.Zone:
+    """The zone ``text`` holds (``check_origin``: it must have the zone's SOA and NS)."""
+    try:
+        return dns.zone.from_text(
+            lf(text), origin=zone, relativize=False, check_origin=True, filename=filename
+        )
+    except dns.exception.DNSException as e:
+        raise ProviderError(f"{where}: cannot parse as zone {zone}: {e}") from None
+
+
+def tlsa(z: dns.zone.Zone, owner: dns.name.Name) -> TlsaRRset | None:
+    """The TLSA RRset at ``owner`` in ``z`` (None: none)."""
+    node = z.get_node(owner)
+    if node is None:
+        return None
+    rds = node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.TLSA)
+    if rds is None or len(rds) == 0:
+        return None
+    return TlsaRRset.from_rdataset(rds)
+
+
+def edit(
+    text: str, before: dns.zone.Zone, change: ZoneChange, now: float, where: str, filename: str
+) -> tuple[str, int]:
+    """The new text for ``change`` (owners that change only) and its new SOA serial;
+    ``before`` is ``text`` parsed."""
+    zone = change.zone
+    touched = {ch.owner for ch in change.changes}
+    lines = text.splitlines(keepends=True)
+    eol = "\r\n" if lines and lines[0].endswith("\r\n") else "\n"
+    drop: set[int] = set()
+    give_owner: dict[int, dns.name.Name] = {}
+    soa: _Rec | None = None
+    recs = list(_scan(lines, zone))
+    for k, rec in enumerate(recs):
+        if rec.rdtype == "SOA" and soa is None:
+            soa = rec
+        if rec.rdtype == "TLSA" and rec.owner in touched:
+            drop.update(range(rec.first, rec.last + 1))
+            if rec.owner_explicit:
+                # the next record may inherit this owner: give it the owner explicitly
+                for nxt in recs[k + 1 :]:
+                    if nxt.owner_explicit:
+                        break
+                    if nxt.rdtype == "TLSA" and nxt.owner in touched:
+                        continue
+                    give_owner[nxt.first] = rec.owner
+                    break
+    if soa is None:
+        raise ProviderError(f"{where}: no SOA record found")
+    serial_tok = _serial_token(soa, where)
+    new_serial = next_serial(int(serial_tok[3]), now)
+    out: list[str] = []
+    for i, line in enumerate(lines):
+        if i in drop:
+            continue
+        if i == serial_tok[0]:
+            line = line[: serial_tok[1]] + str(new_serial) + line[serial_tok[2] :]
+        if i in give_owner:
+            line = give_owner[i].to_text() + line
+        out.append(line)
+    new_text = "".join(out)
+    if new_text and not new_text.endswith("\n"):
+        new_text += eol
+    added = []
+    for ch in change.changes:
+        if ch.new is not None:
+            added += [records.zone_line(ch.owner, ch.new.ttl, rd) + eol for rd in ch.new.sorted()]
+    if added and MARKER not in new_text:
+        new_text += MARKER + eol
+    new_text += "".join(added)
+    verify(before, parse(new_text, zone, where, filename), change, new_serial, where)
+    return new_text, new_serial
+
+
+def _serial_token(soa: _Rec, where: str) -> tuple[int, int, int, str]:
+    toks = soa.tokens if not soa.owner_explicit else soa.tokens[1:]
+    k = 0
+    while k < len(toks) and toks[k][3].upper() != "SOA":
+        k += 1
+    rdata = toks[k + 1 :]
+    if len(rdata) < 3 or not rdata[2][3].isdigit():
+        raise ProviderError(f"{where}: cannot find the SOA serial")
+    return rdata[2]
+
+
+def verify(
+    before: dns.zone.Zone, after: dns.zone.Zone, change: ZoneChange, serial: int, where: str
+) -> None:
+    """Raise unless ``after`` is ``before`` with the TLSA RRsets of ``change`` and SOA
+    ``serial``, nothing else changed."""
+    touched = {ch.owner: ch.new for ch in change.changes}
+
+    def rdatasets(z: dns.zone.Zone) -> dict[tuple[dns.name.Name, int, int], Any]:
+        # keyed by covered type too: the RRSIGs over A and over NS are different sets
+        out = {}
+        for name, node in z.nodes.items():
+            for rds in node.rdatasets:
+                if rds.rdtype == dns.rdatatype.SOA:
+                    continue
+                if rds.rdtype == dns.rdatatype.TLSA and name in touched:
+                    continue
+                out[(name, rds.rdtype, rds.covers)] = (rds.ttl, set(rds))
+        return out
+
+    if rdatasets(before) != rdatasets(after):
+        raise ProviderError(
+            f"{where}: editing the TLSA records would change other records; "
+            "nothing was written (please report this file layout)"
+        )
+    for owner, want in touched.items():
+        if tlsa(after, owner) != want:
+            raise ProviderError(
+                f"{where}: the edited file does not hold the intended TLSA "
+                f"RRset at {owner}; nothing was written"
+            )
+    assert after.origin is not None
+    soa = after.get_rdataset(after.origin, dns.rdatatype.SOA)
+    if soa is None or soa[0].serial != serial:  # type: ignore[attr-defined]
+        raise ProviderError(f"{where}: SOA serial bump failed; nothing written")
