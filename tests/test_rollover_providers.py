@@ -14,7 +14,7 @@ from tests.plugins import plugin_dir, plugin_installed  # noqa: F401
 from tests.servers import bind, bind_servers  # noqa: F401
 from tests.test_provider_contract import Case, case  # noqa: F401  (the contract's fixture)
 from tests.world import World
-from tlsarotate import planner, records
+from tlsarotate import phases, records
 
 
 def test_full_rollover_one_write_per_step(case: Case, tmp_path: Path) -> None:
@@ -46,7 +46,7 @@ def test_full_rollover_one_write_per_step(case: Case, tmp_path: Path) -> None:
     assert w.reloads == 1 and w.deployed().same_as(nxt)
     assert step_writes() == 1
     plans = w.apply()
-    assert [p.phase for p in plans] == [planner.IDLE]
+    assert [p.phase for p in plans] == [phases.IDLE]
     assert w.published_texts() == {
         records.to_text(r) for r in records.build_all(nxt, w.service.params)
     }

@@ -90,7 +90,7 @@ from pathlib import Path
 import dns.name
 from dns.rdtypes.ANY.TLSA import TLSA
 
-from tlsarotate import __version__, config, material, planner, records, timefmt
+from tlsarotate import __version__, config, material, phases, planner, records, timefmt
 from tlsarotate.clock import Clock, SystemClock
 from tlsarotate.config import Config, Service
 from tlsarotate.dane import diagnose, not_after, short, short_record
@@ -248,9 +248,9 @@ def swap_readiness(
     first = next((s for s in obs.servers if not s.error), None)
     published_rr = {o: rr for o, rr in (first.rrsets.items() if first else ()) if rr is not None}
     plan = planner.plan(plan_input(service, slots, published_rr, obs, state, when, safety_margin))
-    if plan.phase == planner.SWAP:
+    if plan.phase == phases.SWAP:
         return SwapReadiness(True, True, (), "published and old enough")
-    if plan.phase == planner.WAIT_TTL and plan.ready_at is not None:
+    if plan.phase == phases.WAIT_TTL and plan.ready_at is not None:
         return SwapReadiness(
             False,
             True,
