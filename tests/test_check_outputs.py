@@ -35,7 +35,9 @@ from tests.tls_servers import (  # noqa: F401
 from tlsarotate import __version__, check, config, material, pki
 from tlsarotate.clock import FakeClock
 from tlsarotate.config import Nameserver
+from tlsarotate.observation import Observer
 from tlsarotate.probe import default_observer
+from tlsarotate.providers.base import Provider
 
 CERT = check.CERT_WARN_SECONDS
 RRSIG = check.RRSIG_WARN_SECONDS
@@ -293,7 +295,9 @@ def test_endpoint_is_not_dane_ok_when_no_nameserver_answers(
     cfg = config.load(w.config(cur))
     closed = free_port(udp=True)
 
-    def observer_for(cfg: config.Config, s: config.Service, timeout: float) -> check.Observer:
+    def observer_for(
+        s: config.Service, provider: Callable[[], Provider], timeout: float
+    ) -> Observer:
         return default_observer([Nameserver("127.0.0.1", closed)], timeout)
 
     rep = check.run_check(cfg, timeout=2, observer_for=observer_for)

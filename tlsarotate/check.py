@@ -97,9 +97,10 @@ from tlsarotate.dane import diagnose, not_after, short, short_record
 from tlsarotate.engine import load_slots, make_providers, plan_input
 from tlsarotate.errors import RecordError, TlsarotateError
 from tlsarotate.fsutil import atomic_write
-from tlsarotate.observation import Observation, Observer, ProviderObserver
-from tlsarotate.probe import default_observer, resolve_addresses
-from tlsarotate.providers.base import ProviderContext
+from tlsarotate.observation import Observation
+from tlsarotate.probe import resolve_addresses
+from tlsarotate.providers.base import Provider, ProviderContext
+from tlsarotate.service_observer import ObserverFactory, observer_for
 from tlsarotate.state import State, make_store
 from tlsarotate.tlsprobe import ServedChain, fetch_chain, format_endpoint, speaks_smtp
 
@@ -328,17 +329,9 @@ class CheckReport:
         return text.replace("|", "/").replace("\n", " ")
 
 
-ObserverFor = Callable[[Config, Service, float], Observer]
-
-
-def default_observer_for(cfg: Config, service: Service, timeout: float) -> Observer:
-    if service.observe == "provider":
-        context = ProviderContext(base_dir=cfg.path.parent)
-        prov = make_providers(cfg, context)[service.provider]
-        return ProviderObserver(prov, prov.name)
-    return default_observer(
-        service.nameservers, timeout, replace=service.nameservers_mode == "replace"
-    )
+def _provider(cfg: Config, service: Service) -> Provider:
+    context = ProviderContext(base_dir=cfg.path.parent)
+    return make_providers(cfg, context)[service.provider]
 
 
 def _load(paths: config.CertPaths, where: str) -> tuple[material.Material | None, str | None]:
@@ -355,7 +348,7 @@ def run_check(
     live: bool = True,
     timeout: float = 10.0,
     clock: Clock | None = None,
-    observer_for: ObserverFor = default_observer_for,
+    observer_for: ObserverFactory = observer_for,
     fetch: Callable[..., ServedChain] = fetch_chain,
 ) -> CheckReport:
     clock = clock or SystemClock()
@@ -370,7 +363,8 @@ def run_check(
     def observe(rep: ServiceReport) -> None:
         s = rep.service
         try:
-            rep.observation = observer_for(cfg, s, timeout).observe(s.zone, s.owners)
+            observer = observer_for(s, lambda: _provider(cfg, s), timeout)
+            rep.observation = observer.observe(s.zone, s.owners)
         except TlsarotateError as e:
             rep.observe_error = str(e)
 

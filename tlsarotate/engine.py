@@ -36,10 +36,10 @@ from tlsarotate.errors import (
     TlsarotateError,
 )
 from tlsarotate.material import Material
-from tlsarotate.observation import Observation, Observer, ProviderObserver
-from tlsarotate.observer import DnsObserver
+from tlsarotate.observation import Observation, Observer
 from tlsarotate.planner import Plan
 from tlsarotate.providers.base import Provider, ProviderContext, Runner
+from tlsarotate.service_observer import ObserverFactory, observer_for
 from tlsarotate.state import State
 
 log = logging.getLogger("tlsarotate.engine")
@@ -47,37 +47,13 @@ log = logging.getLogger("tlsarotate.engine")
 MAX_POLL = 30.0  # seconds between observations while waiting for propagation
 MAX_REPLANS = 3  # concurrent changes tolerated in a row before giving up
 MAX_STEPS = 50  # actions in a row without any wait: something is not taking effect
+OBSERVE_TIMEOUT = 3.0  # seconds per DNS query to an authoritative server
 
 
 class Store(Protocol):
     def load(self, service: str) -> State: ...
     def save(self, st: State) -> None: ...
     def lock(self, service: str, timeout: float) -> contextlib.AbstractContextManager[None]: ...
-
-
-ObserverFactory = Callable[[Service, Provider], Observer]
-
-
-class _AsServed:
-    """A provider's read with the TTLs its servers hand out (Cloudflare's "automatic" 1 is
-    served as 300): what ``observe: provider`` must wait for."""
-
-    def __init__(self, provider: Provider) -> None:
-        self.provider = provider
-
-    def read(
-        self, zone: dns.name.Name, owners: tuple[dns.name.Name, ...] | list[dns.name.Name]
-    ) -> dict[dns.name.Name, TlsaRRset]:
-        got = self.provider.read(zone, owners)
-        return {
-            o: TlsaRRset.of(self.provider.served_ttl(rr.ttl), rr.records) for o, rr in got.items()
-        }
-
-
-def default_observer(service: Service, provider: Provider) -> Observer:
-    if service.observe == "provider":
-        return ProviderObserver(_AsServed(provider), provider.name)
-    return DnsObserver(service.nameservers or None, replace=service.nameservers_mode == "replace")
 
 
 def make_providers(cfg: Config, context: ProviderContext) -> dict[str, Provider]:
@@ -152,7 +128,7 @@ class Engine:
     store: Store
     providers: Mapping[str, Provider]
     clock: Clock = field(default_factory=SystemClock)
-    observer_for: ObserverFactory = default_observer
+    observer_for: ObserverFactory = observer_for
     runner: Runner | None = None  # the reload command's runner; None: swap.run_bounded
     # after each swap: (service, slot, installed) -> None if the live service serves it, else why
     verify: Callable[[Service, CertSlot, Material], str | None] | None = None
@@ -169,7 +145,8 @@ class Engine:
 
     def _observer(self, svc: Service) -> Observer:
         if svc.name not in self._observers:
-            self._observers[svc.name] = self.observer_for(svc, self.providers[svc.provider])
+            provider = self.providers[svc.provider]
+            self._observers[svc.name] = self.observer_for(svc, lambda: provider, OBSERVE_TIMEOUT)
         return self._observers[svc.name]
 
     def evaluate(self, svc: Service) -> Plan:
@@ -261,7 +238,7 @@ class Engine:
             nxt = slot_in.pending
             assert nxt is not None
             # read and check everything first; the journal names both pairs and where each
-            # is before any file moves (a crash after this is finished or undone by recovery.recover)
+            # is before any file moves (a crash after this is finished or undone by recovery)
             prepared = swap.prepare(cfg_slot, nxt.fingerprint)
             began = phases.begin_swap(
                 self.store.load(svc.name),
