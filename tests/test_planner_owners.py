@@ -179,7 +179,7 @@ def test_foreign_record_is_kept_while_a_rollover_runs_its_course() -> None:
     # what the write adds is ours from now on (claimed before the write is even made)
     assert p.state.ours == {OWNER.to_text(): texts(recs(A, P311) | recs(A_NEXT, P311))}
     p = plan(published, nxt=A_NEXT, state=p.state.with_(digest=None))
-    assert p.phase == phases.SWAP and p.swap == ("default",)
+    assert p.phase == phases.SWAP and p.install == ("default",)
     # after the swap: the engine lists the old certificate's records as retiring
     st = p.state.with_(retiring=texts(recs(A, P311)), digest=None)
     p2 = planner.plan(
@@ -229,7 +229,7 @@ def test_next_certificate_gets_the_foreign_combination_before_a_swap() -> None:
     b = recs(B, P311, P312)
     published = recs(A, P311, P312) | recs(A_NEXT, P311) | b  # next's 3 1 2 missing
     p = plan(published, nxt=A_NEXT)
-    assert p.phase == phases.PUBLISH and not p.swap
+    assert p.phase == phases.PUBLISH and not p.install
     new = after(p, published)
     assert new - published == recs(A_NEXT, P312)
     for m in (A, A_NEXT, B):

@@ -174,12 +174,12 @@ def test_swap_only_what_clients_accept(case: Case) -> None:
     p = planner.plan(_input(case.next, case.params, case.min_validity))
     assert p.phase == case.phase, p.summary
     if case.phase == phases.BLOCKED:
-        assert p.swap == () and "\n" not in p.summary
+        assert p.install == () and "\n" not in p.summary
         assert "next certificate 'default' (next.pem)" in p.summary
         for w in case.words:
             assert w in p.summary, p.summary
     else:
-        assert p.swap == ("default",)
+        assert p.install == ("default",)
         text = " ".join(p.warnings)
         for w in case.words:
             assert w in text, p.warnings
@@ -199,7 +199,7 @@ def test_a_fit_slot_swaps_and_the_unfit_one_is_named() -> None:
     bad = _material(_leaf(start=-100, days=90), CA, name="rsa-next.pem")
     inp = _input(_material(_leaf(), CA), extra=(planner.SlotInput("rsa", other_dep, bad),))
     p = planner.plan(inp)
-    assert p.phase == phases.SWAP and p.swap == ("default",)
+    assert p.phase == phases.SWAP and p.install == ("default",)
     assert any("'rsa' (rsa-next.pem) expired" in w for w in p.warnings), p.warnings
 
 

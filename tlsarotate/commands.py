@@ -68,7 +68,7 @@ def plan_json(p: Plan, now: float) -> dict[str, Any]:
         "summary": p.summary,
         "pending": p.pending,
         "changes": change_rows(p),
-        "swap": list(p.swap),
+        "swap": list(p.install),
         "ready_at": timefmt.iso(p.ready_at),
         "ready_in": None if p.ready_at is None else max(0, round(p.ready_at - now)),
         "waiting_for": list(p.waiting_for),
@@ -107,7 +107,7 @@ def plan_text(p: Plan, now: float) -> list[str]:
             f"  foreign: {m.owner} TLSA {records.to_text(m.record)} (kept: not published by "
             "this tlsarotate)"
         )
-    for name in p.swap:
+    for name in p.install:
         out.append(f"  swap: install the next certificate {name!r}")
     for w in p.waiting_for:
         out.append(f"  waiting for: {w}")
@@ -321,7 +321,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                     {
                         "name": s.name,
                         "deployed": _cert_info(s.deployed),
-                        "next": _cert_info(s.pending),
+                        "next": _cert_info(s.replacement),
                     }
                     for s in inp.slots
                 ],

@@ -6,6 +6,9 @@ writes -- all changes for one zone in ONE provider write, whichever services the
 and the swaps, saving state after each. ``run`` repeats steps while something is safe to do now
 (and, with ``wait``, sleeps through the waits) until every service is idle.
 
+The engine writes the state only through :mod:`tlsarotate.phases` (after each evaluation,
+write and swap); recovery after a killed run is :mod:`tlsarotate.recovery`.
+
 Everything with a side effect goes through an injectable object (providers, observers, the
 state store, the clock, the command runner, the post-swap verifier), so tests and the
 fault-injection harness can intercept each call.
@@ -218,7 +221,7 @@ class Engine:
                 # the observer still decides when the records are served; say why it may wait
                 self.event(f"{prov_name}: the write to {zone} is {why}")
         for svc, p in zip(svcs, plans, strict=True):
-            if p.swap:
+            if p.install:
                 self._swap(svc, p)
         return plans
 
@@ -232,10 +235,10 @@ class Engine:
 
     def _swap(self, svc: Service, p: Plan) -> None:
         slots = {s.name: s for s in self.inputs[svc.name].slots}
-        for name in p.swap:
+        for name in p.install:
             cfg_slot = next(s for s in svc.certificates if s.name == name)
             slot_in = slots[name]
-            nxt = slot_in.pending
+            nxt = slot_in.replacement
             assert nxt is not None
             # read and check everything first; the journal names both pairs and where each
             # is before any file moves (a crash after this is finished or undone by recovery)

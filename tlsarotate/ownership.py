@@ -164,7 +164,7 @@ class Ownership:
         was loaded; another writer's (``owner`` given) may not apply: a note says so."""
         out: set[TLSA] = set()
         for slot in self.slots:
-            certs = [slot.deployed] + ([slot.pending] if slot.pending is not None else [])
+            certs = [slot.deployed] + ([slot.replacement] if slot.replacement is not None else [])
             for m in certs:
                 for p in params:
                     if owner is None:

@@ -77,7 +77,7 @@ class SlotInput:
     next_key: Material | None = None  # keep-ahead key: its selector-1 records go out early
 
     @property
-    def pending(self) -> Material | None:
+    def replacement(self) -> Material | None:
         """The next certificate, if it differs from the deployed one."""
         if self.next is None or self.next.same_as(self.deployed):
             return None
@@ -115,7 +115,7 @@ class Plan:
     summary: str
     state: State  # the state after this observation (persist it whatever the action)
     change: ZoneChange | None = None  # a write to make now
-    swap: tuple[str, ...] = ()  # certificate slots to install now
+    install: tuple[str, ...] = ()  # certificate slots to swap in now
     ready_at: float | None = None  # when the next step becomes possible (if known)
     waiting_for: tuple[str, ...] = ()  # e.g. lagging servers, in words
     removals: tuple[ClassifiedRecord, ...] = ()  # what ``change`` removes, and why
@@ -130,7 +130,7 @@ class Plan:
 
     @property
     def actionable(self) -> bool:
-        return bool(self.change) or bool(self.swap)
+        return bool(self.change) or bool(self.install)
 
 
 def _cache_blocks(
@@ -280,7 +280,7 @@ def plan(inp: PlanInput) -> Plan:
 
     safe_at = phases.safe_at(st.visible_since or inp.now, st.hold_ttl, inp.safety_margin)
     old_params = marked(OLD_PARAMETERS)
-    swappable = [s for s in inp.slots if s.pending is not None]
+    swappable = [s for s in inp.slots if s.replacement is not None]
     if not old_params and not swappable:
         if OLD_CERTIFICATE not in kind.values():
             st = phases.retired(st)
@@ -321,7 +321,7 @@ def plan(inp: PlanInput) -> Plan:
     waits: list[tuple[float, int]] = []  # (when, ttl) per slot that must wait for caches
     usages = {p.usage for p in inp.params}
     for slot in swappable:
-        nxt = slot.pending
+        nxt = slot.replacement
         assert nxt is not None
         why = unfit(nxt, inp.now, inp.hosts, usages, inp.min_validity)
         warnings.extend(
@@ -361,7 +361,9 @@ def plan(inp: PlanInput) -> Plan:
         # another slot that cannot swap is said, not hidden behind this one's step
         warnings.extend(f"cannot swap: {p}" for p in problems)
     if ready:
-        return done(SWAP, f"install the next certificate ({', '.join(ready)})", swap=tuple(ready))
+        return done(
+            SWAP, f"install the next certificate ({', '.join(ready)})", install=tuple(ready)
+        )
     if waits:
         until, ttl = min(waits)
         return done(

@@ -126,7 +126,7 @@ class Row:
     unobserved: bool = False  # no observation at all
     published_ttl: int = TTL
     ready_at: float | None = None
-    swap: tuple[str, ...] = ()
+    install: tuple[str, ...] = ()  # the slots swapped in
     says: str = ""  # in the summary
     warns: str = ""  # in a warning
     foreign: frozenset[TLSA] = field(default_factory=frozenset)
@@ -182,7 +182,7 @@ ROWS = [
         nxt=A_NEXT,
         state=seen(BOTH, visible_since=V, cached=[OLD_ONLY_A]),
         now=SAFE,
-        swap=("default",),
+        install=("default",),
     ),
     Row(
         "first visible now, older RRset known: waits its TTL + margin from now",
@@ -198,7 +198,7 @@ ROWS = [
         phases.SWAP,
         nxt=A_NEXT,
         state=seen(BOTH, visible_since=V, cached=[CachedRRset(seen(BOTH).records, TTL, NOW)]),
-        swap=("default",),
+        install=("default",),
     ),
     Row(
         "swap done: the replaced certificate's records are retired",
@@ -340,7 +340,7 @@ ROWS = [
         recs(A) | recs(ELSEWHERE),
         phases.SWAP,
         nxt=ELSEWHERE,
-        swap=("default",),
+        install=("default",),
         warns="DANE-EE (usage 3) clients ignore names",
     ),
 ]
@@ -383,7 +383,7 @@ def test_plan(row: Row) -> None:
     assert delta(p) == (row.added, row.removed), p.summary
     assert tuple(m.why for m in p.removals) == row.why
     assert frozenset(m.record for m in p.removals) == (row.removed if row.why else frozenset())
-    assert p.swap == row.swap
+    assert p.install == row.install
     assert frozenset(m.record for m in p.foreign) == row.foreign
     if row.ready_at is not None:
         assert p.ready_at == row.ready_at
