@@ -28,7 +28,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from tlsarotate import config, planner, records, timefmt
+from tlsarotate import config, ownership, phases, planner, records, timefmt
 from tlsarotate.clock import SystemClock
 from tlsarotate.engine import Engine, make_providers
 from tlsarotate.errors import TlsarotateError
@@ -68,7 +68,7 @@ def plan_json(p: Plan, now: float) -> dict[str, Any]:
         "summary": p.summary,
         "pending": p.pending,
         "changes": change_rows(p),
-        "swap": list(p.swap),
+        "swap": list(p.install),
         "ready_at": timefmt.iso(p.ready_at),
         "ready_in": None if p.ready_at is None else max(0, round(p.ready_at - now)),
         "waiting_for": list(p.waiting_for),
@@ -81,7 +81,7 @@ def plan_json(p: Plan, now: float) -> dict[str, Any]:
                 "owner": m.owner.to_text(),
                 "record": records.to_text(m.record),
                 "why": m.why,
-                "reason": planner.FOREIGN_REASON,
+                "reason": ownership.FOREIGN_REASON,
             }
             for m in p.foreign
         ],
@@ -107,11 +107,11 @@ def plan_text(p: Plan, now: float) -> list[str]:
             f"  foreign: {m.owner} TLSA {records.to_text(m.record)} (kept: not published by "
             "this tlsarotate)"
         )
-    for name in p.swap:
+    for name in p.install:
         out.append(f"  swap: install the next certificate {name!r}")
     for w in p.waiting_for:
         out.append(f"  waiting for: {w}")
-    if p.phase not in (planner.IDLE, planner.BLOCKED):
+    if p.phase not in (phases.IDLE, phases.BLOCKED):
         if p.actionable:
             out.append("  next step: now")
         elif p.ready_at is not None:
@@ -122,7 +122,7 @@ def plan_text(p: Plan, now: float) -> list[str]:
     for w in p.warnings:
         out.append(f"  note: {w}")
     if p.foreign:
-        out.append(f"  note: foreign records: {planner.FOREIGN_REASON}")
+        out.append(f"  note: foreign records: {ownership.FOREIGN_REASON}")
     return out
 
 
@@ -256,7 +256,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
     def on_plan(p: Plan) -> None:
         if countdown is not None:
-            if p.phase in (planner.WAIT_TTL, planner.WAIT_PROPAGATION):
+            if p.phase in (phases.WAIT_TTL, phases.WAIT_PROPAGATION):
                 countdown.waiting[p.service] = p
             else:
                 countdown.waiting.pop(p.service, None)
@@ -325,7 +325,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                     {
                         "name": s.name,
                         "deployed": _cert_info(s.deployed),
-                        "next": _cert_info(s.pending),
+                        "next": _cert_info(s.replacement),
                     }
                     for s in inp.slots
                 ],

@@ -1,5 +1,7 @@
 """The rollover planner: a pure function from (certificates, published DNS, what the
-authoritative servers serve, stored state, time) to the one next step. No I/O here.
+authoritative servers serve, stored state, time) to the one next step. No I/O here. The phases'
+diagram, the timing rule and every change to the state are in :mod:`tlsarotate.phases`; whose
+each published record is, in :mod:`tlsarotate.ownership`.
 
 The rollover of RFC 7671 §8.1, per service (its hosts x ports are its TLSA owners):
 
@@ -30,27 +32,39 @@ The safety rules the planner enforces:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import dns.name
 from dns.rdtypes.ANY.TLSA import TLSA
 
-from tlsarotate import records, timefmt
+from tlsarotate import phases, records, timefmt
 from tlsarotate.change import OwnerChange, TlsaRRset, ZoneChange, digest
-from tlsarotate.errors import RecordError
 from tlsarotate.material import DEFAULT_MIN_VALIDITY, Material, unfit
 from tlsarotate.observation import Observation
+from tlsarotate.ownership import (
+    FORCED,
+    FOREIGN,
+    OLD_CERTIFICATE,
+    OLD_PARAMETERS,
+    STALE,
+    ClassifiedRecord,
+    Ownership,
+    ours_still_published,
+    parse_retiring,
+    sorted_records,
+)
+from tlsarotate.phases import (
+    BLOCKED,
+    CLEANUP,
+    IDLE,
+    PUBLISH,
+    RETIRE_PARAMS,
+    SWAP,
+    WAIT_PROPAGATION,
+    WAIT_TTL,
+)
 from tlsarotate.records import Params
-from tlsarotate.state import MAX_CACHED, CachedRRset, State
-
-IDLE = "idle"
-PUBLISH = "publish"
-WAIT_PROPAGATION = "wait-propagation"
-WAIT_TTL = "wait-ttl"
-CLEANUP = "cleanup"
-RETIRE_PARAMS = "retire-params"
-SWAP = "swap"
-BLOCKED = "blocked"
+from tlsarotate.state import CachedRRset, State
 
 
 @dataclass(frozen=True)
@@ -63,7 +77,7 @@ class SlotInput:
     next_key: Material | None = None  # keep-ahead key: its selector-1 records go out early
 
     @property
-    def pending(self) -> Material | None:
+    def replacement(self) -> Material | None:
         """The next certificate, if it differs from the deployed one."""
         if self.next is None or self.next.same_as(self.deployed):
             return None
@@ -95,28 +109,19 @@ class PlanInput:
 
 
 @dataclass(frozen=True)
-class Marked:
-    """A published record the plan will remove, and why."""
-
-    owner: dns.name.Name
-    record: TLSA
-    why: str  # "stale" | "old certificate" | "old parameters" | "foreign" | "foreign (forced)"
-
-
-@dataclass(frozen=True)
 class Plan:
     service: str
     phase: str
     summary: str
     state: State  # the state after this observation (persist it whatever the action)
     change: ZoneChange | None = None  # a write to make now
-    swap: tuple[str, ...] = ()  # certificate slots to install now
+    install: tuple[str, ...] = ()  # certificate slots to swap in now
     ready_at: float | None = None  # when the next step becomes possible (if known)
     waiting_for: tuple[str, ...] = ()  # e.g. lagging servers, in words
-    removals: tuple[Marked, ...] = ()  # what ``change`` removes, and why
-    stale: tuple[Marked, ...] = ()  # records nobody accounts for (removed once it is safe)
+    removals: tuple[ClassifiedRecord, ...] = ()  # what ``change`` removes, and why
+    stale: tuple[ClassifiedRecord, ...] = ()  # nobody accounts for them (removed once safe)
     warnings: tuple[str, ...] = ()
-    foreign: tuple[Marked, ...] = ()  # other writers' records: kept, never removed (FOREIGN)
+    foreign: tuple[ClassifiedRecord, ...] = ()  # other writers' records: kept, never removed
 
     @property
     def pending(self) -> bool:
@@ -125,233 +130,7 @@ class Plan:
 
     @property
     def actionable(self) -> bool:
-        return bool(self.change) or bool(self.swap)
-
-
-FOREIGN = "foreign"
-FORCED = "foreign (forced)"
-FOREIGN_REASON = (
-    "not published by this tlsarotate (another host's, or there before it kept track of its "
-    "records): kept; `owners: exclusive` in the config or `apply --force-cleanup` removes it"
-)
-
-
-class _Books:
-    """Which certificate each published record belongs to, and which records are ours.
-
-    A record this instance did not publish (not in ``State.ours``) and that no certificate of
-    the service accounts for is another writer's (*foreign*): kept, unless the owners are
-    claimed exclusively or ``--force-cleanup`` asks. Every usage/selector/mtype combination
-    present must match every host's chain, so at an owner with foreign records we also publish
-    our records for each combination they use, and never introduce one they lack (that other
-    host's certificate would not match it)."""
-
-    def __init__(
-        self,
-        inp: PlanInput,
-        current: Mapping[dns.name.Name, set[TLSA]],
-        ours: Mapping[str, Sequence[str]],
-    ) -> None:
-        self.inp = inp
-        self.cfg = set(inp.params)
-        self.retiring = set(inp.state.retiring)
-        self.mode = inp.owners_mode
-        self.notes: list[str] = []
-        base = self._records(inp.params)
-        # records neither a certificate of ours accounts for nor this instance published
-        self.unclaimed = {
-            o: {
-                rd
-                for rd in current[o]
-                if rd not in base and records.to_text(rd) not in ours.get(o.to_text(), ())
-            }
-            for o in inp.owners
-        }
-        self.foreign = {
-            o: (self.unclaimed[o] if self.mode == "shared" else set()) for o in inp.owners
-        }
-        self.want: dict[dns.name.Name, set[TLSA]] = {}
-        self.extra: dict[dns.name.Name, set[Params]] = {}
-        for o in inp.owners:
-            want = set(base)
-            extra: set[Params] = set()
-            if self.foreign[o]:
-                present = {records.params_of(rd) for rd in current[o]}
-                held = [p for p in inp.params if p not in present]
-                if held:
-                    want = {rd for rd in want if records.params_of(rd) not in held}
-                    self.notes.append(
-                        f"{o}: not adding {', '.join(map(str, held))}: the other writer's "
-                        "records there have no such record, and its certificate would not match "
-                        "that combination; give every host the same `records:`"
-                    )
-                extra = {
-                    records.params_of(rd) for rd in self.foreign[o] if records.usable(rd)
-                } - self.cfg
-                if extra:
-                    want |= self._records(sorted(extra), o)
-                    self.notes.append(
-                        f"{o}: also publishing {', '.join(map(str, sorted(extra)))} for this "
-                        "host's certificates: the other writer's records there use it, and every "
-                        "combination present must match each host's certificate"
-                    )
-            self.want[o] = want
-            self.extra[o] = extra
-
-    def _records(self, params: Sequence[Params], owner: dns.name.Name | None = None) -> set[TLSA]:
-        """Our certificates' records for these parameters (the deployed and next ones, and the
-        keep-ahead key's selector-1 records). Configured parameters were checked when the config
-        was loaded; another writer's (``owner`` given) may not apply: a note says so."""
-        out: set[TLSA] = set()
-        for slot in self.inp.slots:
-            certs = [slot.deployed] + ([slot.pending] if slot.pending is not None else [])
-            for m in certs:
-                for p in params:
-                    if owner is None:
-                        out.add(records.build(m, p))
-                        continue
-                    try:
-                        out.add(records.build(m, p))
-                    except RecordError as e:
-                        self.notes.append(
-                            f"{owner}: certificate {slot.name!r} cannot match the other writer's "
-                            f"{p} records there ({e}); swaps wait until they are gone"
-                        )
-            key = slot.next_key
-            if key is not None and key.spki != slot.deployed.spki:
-                out.update(
-                    records.build(key, p) for p in params if p.selector == 1 and p.usage in (1, 3)
-                )
-        return out
-
-    def classify(self, owner: dns.name.Name, rd: TLSA) -> str:
-        """'want' | 'foreign' | 'old parameters' | 'old certificate' | 'foreign (forced)' |
-        'stale'."""
-        if rd in self.want[owner]:
-            return "want"
-        if rd in self.foreign[owner]:
-            return FOREIGN
-        for slot in self.inp.slots:
-            if records.matches_material(rd, slot.deployed):
-                # the deployed certificate, but with parameters no longer configured
-                keep = self.cfg | self.extra[owner]
-                return "old parameters" if records.params_of(rd) not in keep else "want"
-        if records.to_text(rd) in self.retiring:
-            return "old certificate"
-        if self.mode == "force" and rd in self.unclaimed[owner]:
-            return FORCED
-        return "stale"
-
-
-def _known_ours(inp: PlanInput, current: Mapping[dns.name.Name, set[TLSA]]) -> dict[str, list[str]]:
-    """A state that never tracked which records this instance published (first run, state lost,
-    or written by an older tlsarotate): the records of a certificate this config knows, and
-    those the state says are being retired, count as ours; everything else is foreign."""
-    mats: list[Material] = []
-    for slot in inp.slots:
-        mats.append(slot.deployed)
-        if slot.next is not None:
-            mats.append(slot.next)
-        if slot.next_key is not None:
-            mats.append(slot.next_key)
-    retiring = set(inp.state.retiring)
-    return {
-        o.to_text(): [
-            records.to_text(rd)
-            for rd in records_sorted(rds)
-            if records.to_text(rd) in retiring or any(records.matches_material(rd, m) for m in mats)
-        ]
-        for o, rds in current.items()
-    }
-
-
-def _track_ours(inp: PlanInput, st: State, current: Mapping[dns.name.Name, set[TLSA]]) -> State:
-    """``State.ours`` for this observation: what this instance published and is still there."""
-    ours = st.ours if st.ours is not None else _known_ours(inp, current)
-    kept = {}
-    for o in inp.owners:
-        texts = {records.to_text(rd) for rd in current[o]}
-        mine = sorted(t for t in ours.get(o.to_text(), ()) if t in texts)
-        if mine:
-            kept[o.to_text()] = mine
-    return st if kept == st.ours else st.with_(ours=kept)
-
-
-def after_write(st: State, change: ZoneChange | None, *, removed: bool = True) -> State:
-    """Fold a write into ``State.ours``: the records it adds become ours, the ones it removes
-    stop being ours (with ``removed``). Pure. The planner claims a write's additions before it
-    is made (a crash right after the write cannot leave our records looking foreign); the
-    engine folds each write in after it succeeded."""
-    if not change:
-        return st
-    ours = {k: set(v) for k, v in (st.ours or {}).items()}
-    for ch in change.changes:
-        key = ch.owner.to_text()
-        mine = ours.get(key, set()) | {records.to_text(rd) for rd in ch.added}
-        if removed:
-            mine -= {records.to_text(rd) for rd in ch.removed}
-        ours[key] = mine
-    return st.with_(ours={k: sorted(v) for k, v in sorted(ours.items()) if v})
-
-
-def _advance_state(inp: PlanInput, visible: bool) -> State:
-    """Fold this observation into the state: when did the current RRset become visible, which
-    TTL may caches still hold from before it, and which older RRsets they may still hold."""
-    st = inp.state
-    cur = digest(inp.published, inp.owners)
-    observed_ttl = inp.observation.max_ttl(list(inp.owners)) if inp.observation else 0
-    # the zone's own TTL counts too, in case no server could be observed
-    observed_ttl = max([observed_ttl, *(rr.ttl for rr in inp.published.values())])
-    if st.digest != cur:
-        if st.digest is None:
-            # no history (first run, or state lost): assume caches may hold an unknown RRset
-            # with the configured TTL or the one we see now, whichever is longer
-            hold = max(inp.ttl, observed_ttl, st.ttl_seen)
-            gone = CachedRRset(None, hold)
-        else:
-            hold = st.ttl_seen
-            # state written before records were kept: what caches may hold is unknown
-            gone = CachedRRset(st.records, st.ttl_seen)
-            if st.visible_since is None or inp.now < st.visible_since + st.hold_ttl:
-                hold = max(hold, st.hold_ttl)  # the previous wait had not run out yet
-        st = st.with_(
-            digest=cur,
-            visible_since=None,
-            hold_ttl=hold,
-            ttl_seen=0,
-            records={
-                o.to_text(): list(inp.published[o].texts())
-                for o in inp.owners
-                if o in inp.published
-            },
-            cached=_bounded([*st.cached, gone]),
-        )
-    st = st.with_(ttl_seen=max(st.ttl_seen, observed_ttl))
-    if visible and st.visible_since is None:
-        # from now on nobody serves the older RRsets: caches drop them within their TTL
-        st = st.with_(
-            visible_since=inp.now,
-            cached=[
-                c if c.until is not None else replace(c, until=inp.now + c.ttl) for c in st.cached
-            ],
-        )
-    # forget the older RRsets no cache can hold any more
-    kept = [c for c in st.cached if c.until is None or inp.now < c.until + inp.safety_margin]
-    if len(kept) != len(st.cached):
-        st = st.with_(cached=kept)
-    return st
-
-
-def _bounded(cached: list[CachedRRset]) -> list[CachedRRset]:
-    """At most MAX_CACHED entries: the oldest are merged into one unknown RRset that lives as
-    long as the longest of them."""
-    if len(cached) <= MAX_CACHED:
-        return cached
-    cut = len(cached) - MAX_CACHED + 1
-    old = cached[:cut]
-    untils = [c.until for c in old]
-    until = None if None in untils else max(u for u in untils if u is not None)
-    return [CachedRRset(None, max(c.ttl for c in old), until), *cached[cut:]]
+        return bool(self.change) or bool(self.install)
 
 
 def _cache_blocks(
@@ -395,10 +174,25 @@ def plan(inp: PlanInput) -> Plan:
         else ["the authoritative servers could not be observed"]
     )
     visible = not lagging
-    st = _advance_state(inp, visible)
-    st = _track_ours(inp, st, current)
-    assert st.ours is not None
-    books = _Books(inp, current, st.ours)
+    # ``State.retiring`` is record text on disk: parsed here, once
+    retiring = parse_retiring(inp.state.retiring)
+    observed_ttl = obs.max_ttl(list(inp.owners)) if obs is not None else 0
+    st = phases.after_observation(
+        inp.state,
+        digest=digest(inp.published, inp.owners),
+        published={
+            o.to_text(): list(inp.published[o].texts()) for o in inp.owners if o in inp.published
+        },
+        # the zone's own TTL counts too, in case no server could be observed
+        observed_ttl=max([observed_ttl, *(rr.ttl for rr in inp.published.values())]),
+        ttl=inp.ttl,
+        visible=visible,
+        now=inp.now,
+        safety_margin=inp.safety_margin,
+    )
+    ours = ours_still_published(inp.slots, inp.owners, inp.state.ours, retiring, current)
+    st = phases.with_ours(st, ours)
+    books = Ownership(inp.slots, inp.owners, inp.params, inp.owners_mode, retiring, current, ours)
     warnings: list[str] = []
     if inp.state.rebuilt:
         warnings.append(f"{inp.state.rebuilt}; treating the published records as visible from now")
@@ -407,15 +201,15 @@ def plan(inp: PlanInput) -> Plan:
     # what each published record is, worked out once (matching parses certificates)
     kind = {(o, rd): books.classify(o, rd) for o, rds in current.items() for rd in rds}
 
-    def marked(*kinds: str) -> list[Marked]:
+    def marked(*kinds: str) -> list[ClassifiedRecord]:
         return [
-            Marked(o, rd, kind[(o, rd)])
+            ClassifiedRecord(o, rd, kind[(o, rd)])
             for o in inp.owners
-            for rd in records_sorted(current[o])
+            for rd in sorted_records(current[o])
             if kind[(o, rd)] in kinds
         ]
 
-    stale = tuple(marked("stale", "old certificate", FORCED))
+    stale = tuple(marked(STALE, OLD_CERTIFICATE, FORCED))
     foreign = tuple(marked(FOREIGN))
 
     def done(phase: str, summary: str, **kw: object) -> Plan:
@@ -426,7 +220,7 @@ def plan(inp: PlanInput) -> Plan:
             phase,
             summary,
             # what this write adds is ours from now on, even if we crash right after it
-            after_write(st, change, removed=False),
+            phases.claim(st, change),
             stale=stale,
             warnings=tuple(warnings),
             foreign=foreign,
@@ -478,18 +272,18 @@ def plan(inp: PlanInput) -> Plan:
         if change is not None:
             if any(m.why == FORCED for m in removals):
                 summary = "remove the records of other writers (--force-cleanup)"
-            elif any(m.why == "old certificate" for m in removals):
+            elif any(m.why == OLD_CERTIFICATE for m in removals):
                 summary = "retire the records of the replaced certificate"
             else:
                 summary = "remove stale records that match no certificate in use"
             return done(CLEANUP, summary, change=change, removals=tuple(removals))
 
-    safe_at = (st.visible_since or inp.now) + st.hold_ttl + inp.safety_margin
-    old_params = marked("old parameters")
-    swappable = [s for s in inp.slots if s.pending is not None]
+    safe_at = phases.safe_at(st.visible_since or inp.now, st.hold_ttl, inp.safety_margin)
+    old_params = marked(OLD_PARAMETERS)
+    swappable = [s for s in inp.slots if s.replacement is not None]
     if not old_params and not swappable:
-        if st.retiring and "old certificate" not in kind.values():
-            st = st.with_(retiring=[])
+        if OLD_CERTIFICATE not in kind.values():
+            st = phases.retired(st)
         summary = "idle: the published records match the deployed certificates"
         if foreign:
             summary += f" ({len(foreign)} record(s) of other writers kept)"
@@ -527,7 +321,7 @@ def plan(inp: PlanInput) -> Plan:
     waits: list[tuple[float, int]] = []  # (when, ttl) per slot that must wait for caches
     usages = {p.usage for p in inp.params}
     for slot in swappable:
-        nxt = slot.pending
+        nxt = slot.replacement
         assert nxt is not None
         why = unfit(nxt, inp.now, inp.hosts, usages, inp.min_validity)
         warnings.extend(
@@ -558,8 +352,8 @@ def plan(inp: PlanInput) -> Plan:
             continue
         blocking = [c for c in st.cached if _cache_blocks(c, inp.owners, served_after)]
         if blocking:
-            # visible, so every older RRset has its expiry (see _advance_state)
-            until = max((c.until or inp.now) for c in blocking) + inp.safety_margin
+            # visible, so every older RRset has its expiry (see phases.after_observation)
+            until = max(phases.cached_safe_at(c, inp.now, inp.safety_margin) for c in blocking)
             waits.append((until, max(c.ttl for c in blocking)))
         else:
             ready.append(slot.name)
@@ -567,7 +361,9 @@ def plan(inp: PlanInput) -> Plan:
         # another slot that cannot swap is said, not hidden behind this one's step
         warnings.extend(f"cannot swap: {p}" for p in problems)
     if ready:
-        return done(SWAP, f"install the next certificate ({', '.join(ready)})", swap=tuple(ready))
+        return done(
+            SWAP, f"install the next certificate ({', '.join(ready)})", install=tuple(ready)
+        )
     if waits:
         until, ttl = min(waits)
         return done(
@@ -582,10 +378,6 @@ def plan(inp: PlanInput) -> Plan:
         "cannot swap safely: " + "; ".join(problems),
         ready_at=min(unfit_at) if len(unfit_at) == len(problems) else None,
     )
-
-
-def records_sorted(rds: set[TLSA] | frozenset[TLSA]) -> list[TLSA]:
-    return sorted(rds, key=records.sort_key)
 
 
 def exit_code(plans: Sequence[Plan]) -> int:

@@ -39,6 +39,8 @@ from tlsarotate.clock import FakeClock
 from tlsarotate.config import Nameserver
 from tlsarotate.dnslookup import default_observer
 from tlsarotate.observation import Observer
+from tlsarotate.probe import default_observer
+from tlsarotate.providers.base import Provider
 
 CERT = judge.CERT_WARN_SECONDS
 RRSIG = judge.RRSIG_WARN_SECONDS
@@ -296,7 +298,9 @@ def test_endpoint_is_not_dane_ok_when_no_nameserver_answers(
     cfg = config.load(w.config(cur))
     closed = free_port(udp=True)
 
-    def observer_for(cfg: config.Config, s: config.Service, timeout: float) -> Observer:
+    def observer_for(
+        s: config.Service, provider: Callable[[], Provider], timeout: float
+    ) -> Observer:
         return default_observer([Nameserver("127.0.0.1", closed)], timeout)
 
     rep = check.run_check(cfg, timeout=2, observer_for=observer_for)

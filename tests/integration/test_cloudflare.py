@@ -296,21 +296,21 @@ def test_ttl_1_is_read_back_as_1_and_waits_count_300(
     """ttl: 1 (automatic): the API answers 1; reading it as 300 made the planner "set the TTL
     to 1" again and again (50 writes, then an error). Caches hold it for 300 s: the wait
     before the swap counts those."""
-    from tlsarotate import planner
+    from tlsarotate import phases
 
     cfg, engine = _cf_engine(tmp_path, fake, 1, write_pair)
     first = engine.run(cfg.services, wait=True)
-    assert [p.phase for p in first] == [planner.IDLE], [p.summary for p in first]
+    assert [p.phase for p in first] == [phases.IDLE], [p.summary for p in first]
     assert len(batches(fake)) == 1  # the one publish, no TTL re-writes
     assert {r["ttl"] for r in fake.list_records(fake.zone_id)} == {1}  # type: ignore[attr-defined]
     engine.clock.advance(1000)
     write_pair("next", host="mx.example.test")  # the renewal
     plans = engine.run(cfg.services, wait=False)
-    assert [p.phase for p in plans] == [planner.WAIT_TTL], [p.summary for p in plans]
+    assert [p.phase for p in plans] == [phases.WAIT_TTL], [p.summary for p in plans]
     # caches hold the deployed-only RRset for the 300 s Cloudflare serves, not 1 s
     assert plans[0].ready_at == engine.clock.now() + 300
     done = engine.run(cfg.services, wait=True)
-    assert [p.phase for p in done] == [planner.IDLE], [p.summary for p in done]
+    assert [p.phase for p in done] == [phases.IDLE], [p.summary for p in done]
     assert len(batches(fake)) == 3  # publish, publish the next, retire: nothing else
     assert {r["ttl"] for r in fake.list_records(fake.zone_id)} == {1}  # type: ignore[attr-defined]
 

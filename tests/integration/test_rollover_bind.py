@@ -26,7 +26,7 @@ import pytest
 
 from tests.support.helpers import run_cli
 from tests.support.servers import BindServers, bind, bind_servers  # noqa: F401
-from tlsarotate import certfiles, config, material, pki, planner, records
+from tlsarotate import certfiles, config, material, phases, pki, records
 from tlsarotate.engine import Engine, make_providers
 from tlsarotate.providers.base import ProviderContext
 from tlsarotate.stores.file import FileStateStore
@@ -145,7 +145,7 @@ def rig(tmp_path: Path, bind: BindServers) -> Iterator[Rig]:
     r = Rig(tmp_path, bind, ca, cfg, [])
     # start from an idle service: the deployed certificate's records published and visible
     plans = r.engine().run(cfg.services, wait=True, deadline=time.time() + 60)
-    assert [p.phase for p in plans] == [planner.IDLE]
+    assert [p.phase for p in plans] == [phases.IDLE]
     yield r
 
 
@@ -168,13 +168,13 @@ def test_full_rollover_on_bind_primary_and_secondary(rig: Rig) -> None:
     finally:
         rec.halt.set()
         rec.join()
-    assert [p.phase for p in plans] == [planner.IDLE]
+    assert [p.phase for p in plans] == [phases.IDLE]
     assert rig.deployed().same_as(nxt)
     # every phase was gone through, in order
-    order = [planner.PUBLISH, planner.WAIT_TTL, planner.SWAP, planner.CLEANUP, planner.IDLE]
+    order = [phases.PUBLISH, phases.WAIT_TTL, phases.SWAP, phases.CLEANUP, phases.IDLE]
     firsts = [seen_phases.index(ph) for ph in order]
     assert firsts == sorted(firsts), seen_phases
-    assert planner.WAIT_PROPAGATION in seen_phases  # NOTIFY + transfer lag is real
+    assert phases.WAIT_PROPAGATION in seen_phases  # NOTIFY + transfer lag is real
     # exactly one UPDATE per write step (publish, retire)
     writes = [e for e in events if e.startswith(("mail: add", "mail: retire"))]
     assert len(writes) == 2, events
@@ -215,11 +215,11 @@ def test_stopped_secondary_keeps_apply_waiting_and_named(rig: Rig) -> None:
     try:
         rig.new_next()
         plans = rig.engine().run(rig.cfg.services, wait=False)
-        assert [p.phase for p in plans] == [planner.WAIT_PROPAGATION]
+        assert [p.phase for p in plans] == [phases.WAIT_PROPAGATION]
         assert any("::1" in w for w in plans[0].waiting_for), plans[0].waiting_for
         time.sleep(TTL + 0.5)
         plans = rig.engine().run(rig.cfg.services, wait=False)
-        assert [p.phase for p in plans] == [planner.WAIT_PROPAGATION]
+        assert [p.phase for p in plans] == [phases.WAIT_PROPAGATION]
         assert rig.reloads == []  # never swaps while a server does not serve the records
         out = run_cli("-c", rig.cfg.path, "plan")
         assert out.returncode == 2, out.stderr
@@ -227,7 +227,7 @@ def test_stopped_secondary_keeps_apply_waiting_and_named(rig: Rig) -> None:
     finally:
         rig.bind.start_secondary()
     plans = rig.engine().run(rig.cfg.services, wait=True, deadline=time.time() + 60)
-    assert [p.phase for p in plans] == [planner.IDLE]
+    assert [p.phase for p in plans] == [phases.IDLE]
     assert len(rig.reloads) == 1
 
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.integration.test_provider_contract import Case, case  # noqa: F401  (the contract's fixture)
+from tests.integration.test_provider_contract import Case, case  # noqa: F401  the contract's fixture
 from tests.support.fake_cloudflare import cf_server  # noqa: F401
 from tests.support.moto_server import moto_url, route53_env  # noqa: F401
 from tests.support.plugins import plugin_dir, plugin_installed  # noqa: F401
 from tests.support.servers import bind, bind_servers  # noqa: F401
 from tests.support.world import SimWorld
-from tlsarotate import planner, records
+from tlsarotate import phases, records
 
 
 def test_full_rollover_one_write_per_step(case: Case, tmp_path: Path) -> None:
@@ -46,7 +46,7 @@ def test_full_rollover_one_write_per_step(case: Case, tmp_path: Path) -> None:
     assert w.reloads == 1 and w.deployed().same_as(nxt)
     assert step_writes() == 1
     plans = w.apply()
-    assert [p.phase for p in plans] == [planner.IDLE]
+    assert [p.phase for p in plans] == [phases.IDLE]
     assert w.published_texts() == {
         records.to_text(r) for r in records.build_all(nxt, w.service.params)
     }

@@ -188,7 +188,7 @@ def test_timeout_on_part_2_of_3_leaves_state_the_next_run_finishes(tmp_path: Pat
     2 of 3: part 1 is published, the rest not; the run fails in one line, the state on disk
     is valid, and the next run publishes the rest and rolls over to idle."""
     from tests.support.world import ZONE, SimWorld
-    from tlsarotate import planner
+    from tlsarotate import phases
 
     hosts = [f"mx{i}.example.test" for i in range(6)]
     w = SimWorld(tmp_path, ttl=60, hosts=hosts)
@@ -205,7 +205,7 @@ def test_timeout_on_part_2_of_3_leaves_state_the_next_run_finishes(tmp_path: Pat
     assert st.rebuilt == "" and st.service == "mail"  # a valid state was left
     assert w.violations == []
     plans = w.apply(wait=True)  # the next run
-    assert [p.phase for p in plans] == [planner.IDLE]
+    assert [p.phase for p in plans] == [phases.IDLE]
     assert all(set(rr.texts()) == nxt for rr in w.current().values())
     assert w.deployed().same_as(w.next()) and w.violations == []
 

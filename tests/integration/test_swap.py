@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import serialization
 
 from tests.support.helpers import assert_one_line, assert_one_line_error, run_cli
 from tests.support.world import Crash, SimWorld
-from tlsarotate import certfiles, certstore, config, demo, material, pki, records, swap
+from tlsarotate import certfiles, certstore, config, demo, material, pki, records, recovery, swap
 from tlsarotate.errors import ConfigError, SwapError
 from tlsarotate.pair import read_pair
 from tlsarotate.reload import run_reload
@@ -265,7 +265,7 @@ def test_an_older_journal_with_a_torn_pair_is_undone_from_the_prev_copies(tmp_pa
     events: list[str] = []
     e = w.engine()
     e.on_event = events.append
-    e.recover(w.service)
+    recovery.recover(e, w.service)
     assert any("restoring the pair the swap of 'default' backed up" in x for x in events)
     assert w.deployed().same_as(old) and (d / "privkey.pem").is_symlink()
     assert journal(w) is None
@@ -295,7 +295,7 @@ def test_a_torn_pair_with_the_new_pair_written_is_finished_from_its_version(
     )
     w.store.save(w.store.load("mail").with_(swap=j))
     reloads = w.reloads
-    w.engine().recover(w.service)
+    recovery.recover(w.engine(), w.service)
     assert w.deployed().same_as(new) and w.served.same_as(new) and w.reloads == reloads + 1
     st = w.store.load("mail")
     assert st.swap is None and st.previous == {"default": old.fingerprint}

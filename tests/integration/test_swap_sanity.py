@@ -16,7 +16,7 @@ import dns.name
 import pytest
 
 from tests.support.helpers import assert_one_line_error, run_cli
-from tlsarotate import certfiles, demo, material, pki, planner, records
+from tlsarotate import certfiles, demo, material, phases, pki, planner, records
 from tlsarotate.change import TlsaRRset, digest
 from tlsarotate.observation import Observation, ServerAnswer
 from tlsarotate.state import State
@@ -97,28 +97,28 @@ class Case:
 
 
 CASES = [
-    Case("fit", _material(_leaf(), CA), ("3 1 1",), planner.SWAP, ()),
-    Case("fit for 2 1 1", _material(_leaf(), CA), ("3 1 1", "2 1 1"), planner.SWAP, ()),
-    Case("wildcard", _material(_leaf(("*.example.test",)), CA), ("2 1 1",), planner.SWAP, ()),
+    Case("fit", _material(_leaf(), CA), ("3 1 1",), phases.SWAP, ()),
+    Case("fit for 2 1 1", _material(_leaf(), CA), ("3 1 1", "2 1 1"), phases.SWAP, ()),
+    Case("wildcard", _material(_leaf(("*.example.test",)), CA), ("2 1 1",), phases.SWAP, ()),
     Case(
         "expired",
         _material(_leaf(start=-100, days=90), CA),
         ("3 1 1",),
-        planner.BLOCKED,
+        phases.BLOCKED,
         ("expired", "10d0h ago"),
     ),
     Case(
         "expires within the margin",
         _material(_leaf(start=-89.5, days=90), CA),
         ("3 1 1",),
-        planner.BLOCKED,
+        phases.BLOCKED,
         ("expires", "in 12h00m", "less than the 1d0h"),
     ),
     Case(
         "within a longer margin",
         _material(_leaf(start=-80, days=90), CA),
         ("3 1 1",),
-        planner.BLOCKED,
+        phases.BLOCKED,
         ("less than the 14d0h",),
         min_validity=14 * DAY,
     ),
@@ -126,7 +126,7 @@ CASES = [
         "margin 0 accepts the last hours",
         _material(_leaf(start=-89.5, days=90), CA),
         ("3 1 1",),
-        planner.SWAP,
+        phases.SWAP,
         (),
         min_validity=0,
     ),
@@ -134,38 +134,38 @@ CASES = [
         "not valid yet",
         _material(_leaf(start=0.5), CA),
         ("3 1 1",),
-        planner.BLOCKED,
+        phases.BLOCKED,
         ("not valid before", "in 12h00m", "clock"),
     ),
     Case(
         "wrong name, usage 2",
         _material(_leaf(("www.example.test",)), CA),
         ("3 1 1", "2 1 1"),
-        planner.BLOCKED,
+        phases.BLOCKED,
         ("does not name mx.example.test", "www.example.test", "usage 2"),
     ),
     Case(
         "wrong name, usage 1",
         _material(_leaf(("www.example.test",)), CA),
         ("1 1 1",),
-        planner.BLOCKED,
+        phases.BLOCKED,
         ("does not name mx.example.test", "usage 1"),
     ),
     Case(
         "wrong name, usage 3 only: a note",
         _material(_leaf(("www.example.test",)), CA),
         ("3 1 1", "3 0 1"),
-        planner.SWAP,
+        phases.SWAP,
         ("does not name mx.example.test", "DANE-EE (usage 3) clients ignore names", "PKIX"),
     ),
     Case(
         "wrong CA for 2 1 1",
         _material(_leaf(), IMPOSTOR),
         ("3 1 1", "2 1 1"),
-        planner.BLOCKED,
+        phases.BLOCKED,
         ("not signed by the CA certificate after it", "2 x x"),
     ),
-    Case("wrong CA, usage 3 only", _material(_leaf(), IMPOSTOR), ("3 1 1",), planner.SWAP, ()),
+    Case("wrong CA, usage 3 only", _material(_leaf(), IMPOSTOR), ("3 1 1",), phases.SWAP, ()),
 ]
 
 
@@ -173,13 +173,13 @@ CASES = [
 def test_swap_only_what_clients_accept(case: Case) -> None:
     p = planner.plan(_input(case.next, case.params, case.min_validity))
     assert p.phase == case.phase, p.summary
-    if case.phase == planner.BLOCKED:
-        assert p.swap == () and "\n" not in p.summary
+    if case.phase == phases.BLOCKED:
+        assert p.install == () and "\n" not in p.summary
         assert "next certificate 'default' (next.pem)" in p.summary
         for w in case.words:
             assert w in p.summary, p.summary
     else:
-        assert p.swap == ("default",)
+        assert p.install == ("default",)
         text = " ".join(p.warnings)
         for w in case.words:
             assert w in text, p.warnings
@@ -189,7 +189,7 @@ def test_swap_only_what_clients_accept(case: Case) -> None:
 
 def test_not_valid_yet_says_when() -> None:
     p = planner.plan(_input(_material(_leaf(start=0.5), CA)))
-    assert p.phase == planner.BLOCKED and p.ready_at == NOW + DAY / 2
+    assert p.phase == phases.BLOCKED and p.ready_at == NOW + DAY / 2
     expired = planner.plan(_input(_material(_leaf(start=-100, days=90), CA)))
     assert expired.ready_at is None  # it will not get better by waiting
 
@@ -199,7 +199,7 @@ def test_a_fit_slot_swaps_and_the_unfit_one_is_named() -> None:
     bad = _material(_leaf(start=-100, days=90), CA, name="rsa-next.pem")
     inp = _input(_material(_leaf(), CA), extra=(planner.SlotInput("rsa", other_dep, bad),))
     p = planner.plan(inp)
-    assert p.phase == planner.SWAP and p.swap == ("default",)
+    assert p.phase == phases.SWAP and p.install == ("default",)
     assert any("'rsa' (rsa-next.pem) expired" in w for w in p.warnings), p.warnings
 
 

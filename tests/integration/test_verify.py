@@ -16,7 +16,7 @@ import pytest
 from tests.support.servers import free_port
 from tests.support.tls_servers import Chain, ScriptedServer, SmtpdServer
 from tests.support.world import SimWorld
-from tlsarotate import config, planner
+from tlsarotate import config, phases, planner
 from tlsarotate.errors import SwapError
 from tlsarotate.postswap import verify_live
 
@@ -93,7 +93,7 @@ def roll(lw: LiveWorld) -> list[planner.Plan]:
 @pytest.mark.parametrize("live", ["good"], indirect=True)
 def test_verified_swap_completes(live: LiveWorld) -> None:
     plans = roll(live)
-    assert [p.phase for p in plans] == [planner.IDLE]
+    assert [p.phase for p in plans] == [phases.IDLE]
     assert live.w.deployed().same_as(live.w.next())
 
 

@@ -273,7 +273,7 @@ class SimWorld:
             self.store,
             {"dns": self.provider},
             clock=self.engine_clock,
-            observer_for=lambda svc, prov: self.observer,
+            observer_for=lambda svc, provider, timeout: self.observer,
             runner=self.runner,
         )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dns.name
 
 from tests.support.helpers import rd
-from tlsarotate import planner, records
+from tlsarotate import ownership, phases, planner, records
 from tlsarotate.change import OwnerChange, TlsaRRset, ZoneChange
 from tlsarotate.commands import change_rows
 from tlsarotate.state import State
@@ -25,12 +25,12 @@ def test_rows_removals_first_with_why_then_additions() -> None:
     )
     plan = planner.Plan(
         "mail",
-        planner.CLEANUP,
+        phases.CLEANUP,
         "retire",
         State("mail"),
         change=change,
-        removals=(planner.Marked(OWNER, old, "old certificate"),),
-        stale=(planner.Marked(OTHER, stale, "stale"),),
+        removals=(ownership.ClassifiedRecord(OWNER, old, "old certificate"),),
+        stale=(ownership.ClassifiedRecord(OTHER, stale, "stale"),),
     )
     rows = change_rows(plan)
     assert [(r["op"], r["owner"], r["ttl"], r["record"], r["why"]) for r in rows] == [
@@ -41,4 +41,4 @@ def test_rows_removals_first_with_why_then_additions() -> None:
 
 
 def test_no_change_no_rows() -> None:
-    assert change_rows(planner.Plan("mail", planner.IDLE, "idle", State("mail"))) == []
+    assert change_rows(planner.Plan("mail", phases.IDLE, "idle", State("mail"))) == []

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from tests.support.world import Crash, SimWorld
-from tlsarotate import planner, records
+from tlsarotate import phases, planner, records
 from tlsarotate.change import TlsaRRset
 from tlsarotate.errors import ConcurrentChangeError, SwapError
 
 
-def phases(plans: list[planner.Plan]) -> list[str]:
+def phase_names(plans: list[planner.Plan]) -> list[str]:
     return [p.phase for p in plans]
 
 
@@ -27,7 +27,7 @@ def texts(world: SimWorld, m) -> set[str]:  # type: ignore[no-untyped-def]
 def test_idle_when_published_matches_deployed(tmp_path: Path) -> None:
     w = SimWorld(tmp_path)
     plans = w.apply()
-    assert phases(plans) == [planner.IDLE]
+    assert phase_names(plans) == [phases.IDLE]
     assert w.provider.writes == []
 
 
@@ -38,18 +38,18 @@ def test_full_rollover_publish_wait_swap_retire(tmp_path: Path) -> None:
     nxt = w.next()
     plans = w.apply()
     # publish happened, then the engine stopped in the TTL wait
-    assert phases(plans) == [planner.WAIT_TTL]
+    assert phase_names(plans) == [phases.WAIT_TTL]
     assert len(w.provider.writes) == 1
     assert w.published_texts() == texts(w, old) | texts(w, nxt)
     assert plans[0].ready_at == pytest.approx(w.clock.now() + 300 + 60)
     assert w.deployed().same_as(old) and w.reloads == 0
     # not yet: one second before the wait runs out
     w.clock.advance(359)
-    assert phases(w.apply()) == [planner.WAIT_TTL]
+    assert phase_names(w.apply()) == [phases.WAIT_TTL]
     assert w.reloads == 0
     w.clock.advance(1)
     plans = w.apply()
-    assert phases(plans) == [planner.IDLE]
+    assert phase_names(plans) == [phases.IDLE]
     assert w.deployed().same_as(nxt) and w.reloads == 1
     assert w.published_texts() == texts(w, nxt)
     assert len(w.provider.writes) == 2  # publish, retire
@@ -76,14 +76,14 @@ def test_wait_uses_the_old_ttl_as_observed_not_as_configured(tmp_path: Path) -> 
     w.versions[-1].data[owner] = long
     w.new_next()
     plans = w.apply()
-    assert phases(plans) == [planner.WAIT_TTL]
+    assert phase_names(plans) == [phases.WAIT_TTL]
     assert plans[0].ready_at == pytest.approx(w.clock.now() + 7200)
     assert {rr.ttl for rr in w.provider.data[w.service.zone].values()} == {300}
     w.clock.advance(301)
-    assert phases(w.apply()) == [planner.WAIT_TTL]
+    assert phase_names(w.apply()) == [phases.WAIT_TTL]
     assert w.reloads == 0
     w.clock.advance(7200 - 301)
-    assert phases(w.apply()) == [planner.IDLE]
+    assert phase_names(w.apply()) == [phases.IDLE]
     assert w.reloads == 1 and w.violations == []
 
 
@@ -93,17 +93,17 @@ def test_lagging_server_blocks_and_is_named(tmp_path: Path) -> None:
     w.observer.down[1] = True
     w.new_next()
     plans = w.apply()
-    assert phases(plans) == [planner.WAIT_PROPAGATION]
+    assert phase_names(plans) == [phases.WAIT_PROPAGATION]
     assert any("ns2.example.test" in x and "timeout" in x for x in plans[0].waiting_for)
     w.clock.advance(100_000)
     plans = w.apply()
-    assert phases(plans) == [planner.WAIT_PROPAGATION]
+    assert phase_names(plans) == [phases.WAIT_PROPAGATION]
     assert w.reloads == 0  # never swaps while a server does not serve the new records
     w.observer.down[1] = False
     plans = w.apply()
-    assert phases(plans) == [planner.WAIT_TTL]  # the wait starts only now
+    assert phase_names(plans) == [phases.WAIT_TTL]  # the wait starts only now
     w.clock.advance(300)
-    assert phases(w.apply()) == [planner.IDLE]
+    assert phase_names(w.apply()) == [phases.IDLE]
     assert w.reloads == 1 and w.violations == []
 
 
@@ -115,7 +115,7 @@ def test_fast_path_key_reuse_swaps_without_write_or_wait(tmp_path: Path) -> None
     w.new_next(key_index=0)  # renewal with the same key
     writes = len(w.provider.writes)
     plans = w.apply()
-    assert phases(plans) == [planner.IDLE]
+    assert phase_names(plans) == [phases.IDLE]
     assert w.reloads == 1
     assert len(w.provider.writes) == writes  # no DNS write at all
     assert w.deployed().same_as(w.next())
@@ -128,14 +128,14 @@ def test_reuse_key_renewal_right_after_a_rollover_swaps_at_once(tmp_path: Path) 
     w.apply()
     w.clock.advance(1000)
     w.new_next(key_index=1)
-    assert phases(w.apply()) == [planner.WAIT_TTL]
+    assert phase_names(w.apply()) == [phases.WAIT_TTL]
     w.clock.advance(300)
-    assert phases(w.apply()) == [planner.IDLE]  # swapped and retired: only the new record
+    assert phase_names(w.apply()) == [phases.IDLE]  # swapped and retired: only the new record
     assert w.reloads == 1 and len(w.published_texts()) == 1
     w.new_next(reuse=True)  # renewed again at once, same key
     writes = len(w.provider.writes)
     plans = w.engine().step([w.service], act=True)
-    assert phases(plans) == [planner.SWAP]
+    assert phase_names(plans) == [phases.SWAP]
     assert w.reloads == 2 and len(w.provider.writes) == writes
     assert w.deployed().same_as(w.next()) and w.violations == []
 
@@ -150,18 +150,18 @@ def test_swap_waits_for_a_cached_rrset_with_a_combination_the_next_chain_lacks(
     w.clock.advance(1000)
     w.apply()
     w.set_params(["3 1 1"])
-    assert phases(w.apply()) == [planner.IDLE]  # 3 1 1 has long been visible: 3 0 1 goes
+    assert phase_names(w.apply()) == [phases.IDLE]  # 3 1 1 has long been visible: 3 0 1 goes
     assert {t[:5] for t in w.published_texts()} == {"3 1 1"}
     w.new_next(reuse=True)
     plans = w.apply()
-    assert phases(plans) == [planner.WAIT_TTL]
+    assert phase_names(plans) == [phases.WAIT_TTL]
     assert "caches may still hold an older RRset" in plans[0].summary
     assert plans[0].ready_at == pytest.approx(w.clock.now() + 300)
     assert w.reloads == 0
     w.clock.advance(299)
-    assert phases(w.apply()) == [planner.WAIT_TTL] and w.reloads == 0
+    assert phase_names(w.apply()) == [phases.WAIT_TTL] and w.reloads == 0
     w.clock.advance(1)
-    assert phases(w.apply()) == [planner.IDLE]
+    assert phase_names(w.apply()) == [phases.IDLE]
     assert w.reloads == 1 and w.violations == []
 
 
@@ -186,10 +186,10 @@ def test_state_without_record_history_waits_for_the_unknown_cache(tmp_path: Path
     w.new_next(reuse=True)
     # the swap does not wait: the current RRset was recorded before the history was lost, and
     # only a change of the RRset pushes the (now unknown) records into the cache list
-    assert phases(w.apply()) == [planner.IDLE] and w.reloads == 2
+    assert phase_names(w.apply()) == [phases.IDLE] and w.reloads == 2
     w.new_next(key_index=2)
     plans = w.apply()  # publish: the RRset before it is unknown
-    assert phases(plans) == [planner.WAIT_TTL]
+    assert phase_names(plans) == [phases.WAIT_TTL]
     assert json.loads(path.read_text())["cached"][0]["records"] is None
     assert w.violations == []
 
@@ -200,11 +200,11 @@ def test_parameter_change_adds_waits_then_drops(tmp_path: Path) -> None:
     w.apply()
     w.set_params(["3 1 1"])
     plans = w.apply()
-    assert phases(plans) == [planner.WAIT_TTL]
+    assert phase_names(plans) == [phases.WAIT_TTL]
     assert {t[:5] for t in w.published_texts()} == {"3 0 1", "3 1 1"}
     w.clock.advance(300)
     plans = w.apply()
-    assert phases(plans) == [planner.IDLE]
+    assert phase_names(plans) == [phases.IDLE]
     assert {t[:5] for t in w.published_texts()} == {"3 1 1"}
     assert w.violations == []
 
@@ -225,7 +225,7 @@ def test_stale_record_is_marked_and_removed_only_after_deployed_visible(tmp_path
     w.provider.data[w.service.zone][owner] = TlsaRRset.of(300, [stale])
     w.versions[-1].data[owner] = TlsaRRset.of(300, [stale])
     plan = w.engine().step([w.service], act=False)[0]
-    assert plan.phase == planner.PUBLISH
+    assert plan.phase == phases.PUBLISH
     assert [m.why for m in plan.stale] == ["stale"]
     w.engine().step([w.service], act=True)
     assert records.to_text(stale) in w.published_texts()  # kept until the fix is visible
@@ -245,7 +245,7 @@ def test_unknown_record_on_a_shared_owner_is_foreign_and_kept(tmp_path: Path) ->
     w.provider.data[w.service.zone][owner] = TlsaRRset.of(300, [other])
     w.versions[-1].data[owner] = TlsaRRset.of(300, [other])
     plans = w.apply(wait=True)
-    assert phases(plans) == [planner.IDLE]
+    assert phase_names(plans) == [phases.IDLE]
     assert [(m.owner, m.record, m.why) for m in plans[0].foreign] == [(owner, other, "foreign")]
     assert w.published_texts() == texts(w, w.deployed()) | {records.to_text(other)}
     assert len(w.provider.writes) == 1
@@ -266,7 +266,7 @@ def test_records_published_just_before_a_crash_stay_ours(tmp_path: Path) -> None
     assert texts(w, first) <= w.published_texts()
     w.new_next()  # renewed again before the rollover went on
     plans = w.apply(wait=True)
-    assert phases(plans) == [planner.IDLE] and plans[0].foreign == ()
+    assert phase_names(plans) == [phases.IDLE] and plans[0].foreign == ()
     assert w.published_texts() == texts(w, w.next()) and w.violations == []
 
 
@@ -277,10 +277,10 @@ def test_engine_folds_each_write_into_ours(tmp_path: Path) -> None:
     w.engine().step([w.service], act=True)  # publish
     owner = w.service.owners[0].to_text()
     assert set(w.store.load("mail").ours[owner]) == texts(w, old) | texts(w, w.next())
-    assert phases(w.engine().step([w.service], act=True)) == [planner.WAIT_TTL]
+    assert phase_names(w.engine().step([w.service], act=True)) == [phases.WAIT_TTL]
     w.clock.advance(300)
-    assert phases(w.engine().step([w.service], act=True)) == [planner.SWAP]
-    assert phases(w.engine().step([w.service], act=True)) == [planner.CLEANUP]
+    assert phase_names(w.engine().step([w.service], act=True)) == [phases.SWAP]
+    assert phase_names(w.engine().step([w.service], act=True)) == [phases.CLEANUP]
     # right after the retire write, before any new look at DNS: the retired are not ours
     assert set(w.store.load("mail").ours[owner]) == texts(w, w.next())
 
@@ -414,7 +414,7 @@ def test_two_certificates_rolled_independently(tmp_path: Path) -> None:
     w.cfg = dataclasses.replace(w.cfg, services=(svc,))
     w.apply()  # publishes the RSA record beside the ECDSA one
     w.clock.advance(300)
-    assert phases(w.apply()) == [planner.IDLE]
+    assert phase_names(w.apply()) == [phases.IDLE]
     both = w.published_texts()
     assert len(both) == 2
     w.new_next()  # only the ECDSA certificate renews
@@ -445,7 +445,7 @@ def test_unsigned_zone_is_refused(tmp_path: Path) -> None:
     w.observer.observe = unsigned  # type: ignore[method-assign]
     w.new_next()
     plans = w.apply()
-    assert phases(plans) == [planner.BLOCKED]
+    assert phase_names(plans) == [phases.BLOCKED]
     assert "not signed" in plans[0].summary and "allow_unsigned" in plans[0].summary
     assert w.provider.writes == []
     assert planner.exit_code(plans) == 1
@@ -454,7 +454,7 @@ def test_unsigned_zone_is_refused(tmp_path: Path) -> None:
 def test_next_equal_to_deployed_is_idle(tmp_path: Path) -> None:
     w = SimWorld(tmp_path)  # next and deployed hold the same certificate (as after any rollover)
     plans = w.apply()
-    assert phases(plans) == [planner.IDLE]
+    assert phase_names(plans) == [phases.IDLE]
     assert w.provider.writes == [] and w.reloads == 0
 
 
@@ -471,18 +471,18 @@ def test_corrupt_state_is_rebuilt_and_takes_the_safe_path(tmp_path: Path) -> Non
     # the old 3 0 1 has to go first; and the wait restarts from now, not from the past
     writes = len(w.provider.writes)
     plans = w.apply()
-    assert phases(plans) == [planner.WAIT_TTL]
+    assert phase_names(plans) == [phases.WAIT_TTL]
     assert plans[0].ready_at == pytest.approx(w.clock.now() + 300)
     assert w.reloads == 0 and len(w.provider.writes) == writes
     assert {t[:5] for t in w.published_texts()} == {"3 0 1", "3 1 1"}
     w.clock.advance(300)
     plans = w.apply()  # 3 0 1 retired; caches may still hold it: the swap waits one more TTL
     assert {t[:5] for t in w.published_texts()} == {"3 1 1"}
-    assert phases(plans) == [planner.WAIT_TTL]
+    assert phase_names(plans) == [phases.WAIT_TTL]
     assert plans[0].ready_at == pytest.approx(w.clock.now() + 300)
     assert w.reloads == 0
     w.clock.advance(300)
-    assert phases(w.apply()) == [planner.IDLE]
+    assert phase_names(w.apply()) == [phases.IDLE]
     assert w.reloads == 1 and w.deployed().same_as(w.next()) and w.violations == []
 
 
@@ -508,7 +508,7 @@ def test_keep_ahead_next_key_gives_a_zero_wait_renewal(tmp_path: Path) -> None:
     ahead = records.to_text(records.build(first_key, records.parse_params("3 1 1")))
     assert ahead in w.published_texts() and len(w.published_texts()) == 2
     w.clock.advance(10_000)
-    assert phases(w.apply()) == [planner.IDLE]
+    assert phase_names(w.apply()) == [phases.IDLE]
     # the renewal: certbot certonly --csr with the next key
     key = load_pem_private_key(key_path.read_bytes(), None)
     leaf = w._leaf(["mx1.example.test"], key)  # type: ignore[arg-type]
@@ -516,7 +516,7 @@ def test_keep_ahead_next_key_gives_a_zero_wait_renewal(tmp_path: Path) -> None:
     writes = len(w.provider.writes)
     reloads = w.reloads
     plans = w.engine().step([w.service], act=True)
-    assert [p.phase for p in plans] == [planner.SWAP]  # the very first step is the swap
+    assert [p.phase for p in plans] == [phases.SWAP]  # the very first step is the swap
     assert w.reloads == reloads + 1 and len(w.provider.writes) == writes
     assert w.deployed().spki == first_key.spki
     # a fresh next key took the used one's place, and its record goes out next
@@ -549,7 +549,7 @@ def test_a_keep_ahead_swap_finished_after_a_crash_rotates_the_next_key(tmp_path:
     w.apply()
     first_key = certfiles.load(key_path)
     w.clock.advance(10_000)
-    assert phases(w.apply()) == [planner.IDLE]
+    assert phase_names(w.apply()) == [phases.IDLE]
     key = load_pem_private_key(key_path.read_bytes(), None)
     leaf = w._leaf(["mx1.example.test"], key)  # type: ignore[arg-type]
     SimWorld._write_pair(tmp_path / "next", leaf)

@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from tests.support.world import Crash, SimWorld
-from tlsarotate import planner, records
+from tlsarotate import phases, records
 from tlsarotate.errors import SwapError
 
 PARAM_SETS = [("3 1 1",), ("3 1 1", "3 0 1"), ("3 0 1",), ("3 1 1", "3 1 2"), ("3 1 2",)]
@@ -124,7 +124,7 @@ class Rollover(RuleBasedStateMachine):
         start = w.clock.now()
         plans = w.engine().run([w.service], wait=True, deadline=start + 100 * TTL)
         w.check()
-        assert [p.phase for p in plans] == [planner.IDLE], [p.summary for p in plans]
+        assert [p.phase for p in plans] == [phases.IDLE], [p.summary for p in plans]
         assert w.deployed().same_as(w.next())
         assert w.served.same_as(w.next())
         want = {records.to_text(r) for r in records.build_all(w.next(), w.service.params)}

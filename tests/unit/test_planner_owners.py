@@ -20,7 +20,7 @@ import pytest
 from dns.rdtypes.ANY.TLSA import TLSA
 
 from tests.support.helpers import rd
-from tlsarotate import config, material, pki, planner, records
+from tlsarotate import config, material, ownership, phases, pki, planner, records
 from tlsarotate.change import OwnerChange, TlsaRRset, ZoneChange
 from tlsarotate.errors import ConfigError
 from tlsarotate.material import Material
@@ -119,20 +119,20 @@ class Case:
     mode: str
     ours: dict[str, list[str]] | None  # State.ours (None: a state that never tracked it)
     retiring: list[str] = field(default_factory=list)
-    phase: str = planner.IDLE
+    phase: str = phases.IDLE
     removed_why: str | None = None  # None: OTHER is kept (and listed as foreign)
 
 
 CASES = [
     Case("foreign kept (tracked state, not ours)", "shared", {}),
     Case("foreign kept (first run / state from before tracking)", "shared", None),
-    Case("ours removed", "shared", OURS, phase=planner.CLEANUP, removed_why="stale"),
+    Case("ours removed", "shared", OURS, phase=phases.CLEANUP, removed_why="stale"),
     Case(
         "ours, of the replaced certificate",
         "shared",
         OURS,
         retiring=[records.to_text(OTHER)],
-        phase=planner.CLEANUP,
+        phase=phases.CLEANUP,
         removed_why="old certificate",
     ),
     Case(
@@ -140,12 +140,12 @@ CASES = [
         "shared",
         None,
         retiring=[records.to_text(OTHER)],
-        phase=planner.CLEANUP,
+        phase=phases.CLEANUP,
         removed_why="old certificate",
     ),
-    Case("exclusive removes", "exclusive", {}, phase=planner.CLEANUP, removed_why="stale"),
-    Case("force removes", "force", {}, phase=planner.CLEANUP, removed_why=planner.FORCED),
-    Case("force, ours: plainly stale", "force", OURS, phase=planner.CLEANUP, removed_why="stale"),
+    Case("exclusive removes", "exclusive", {}, phase=phases.CLEANUP, removed_why="stale"),
+    Case("force removes", "force", {}, phase=phases.CLEANUP, removed_why=ownership.FORCED),
+    Case("force, ours: plainly stale", "force", OURS, phase=phases.CLEANUP, removed_why="stale"),
 ]
 
 
@@ -157,14 +157,14 @@ def test_whose_record_decides_whether_it_goes(case: Case) -> None:
     assert p.phase == case.phase, p.summary
     if case.removed_why is None:
         assert p.change is None
-        assert [(m.record, m.why) for m in p.foreign] == [(OTHER, planner.FOREIGN)]
+        assert [(m.record, m.why) for m in p.foreign] == [(OTHER, ownership.FOREIGN)]
         assert p.stale == ()
         assert "1 record(s) of other writers kept" in p.summary
     else:
         assert p.foreign == ()
         assert [(m.record, m.why) for m in p.removals] == [(OTHER, case.removed_why)]
         assert after(p, published) == recs(A, P311)
-        if case.removed_why == planner.FORCED:
+        if case.removed_why == ownership.FORCED:
             assert "--force-cleanup" in p.summary
 
 
@@ -173,13 +173,13 @@ def test_foreign_record_is_kept_while_a_rollover_runs_its_course() -> None:
     b = recs(B, P311)
     published = recs(A, P311) | b
     p = plan(published, nxt=A_NEXT)
-    assert p.phase == planner.PUBLISH
+    assert p.phase == phases.PUBLISH
     published = after(p, published)
     assert published == recs(A, P311) | recs(A_NEXT, P311) | b
     # what the write adds is ours from now on (claimed before the write is even made)
     assert p.state.ours == {OWNER.to_text(): texts(recs(A, P311) | recs(A_NEXT, P311))}
     p = plan(published, nxt=A_NEXT, state=p.state.with_(digest=None))
-    assert p.phase == planner.SWAP and p.swap == ("default",)
+    assert p.phase == phases.SWAP and p.install == ("default",)
     # after the swap: the engine lists the old certificate's records as retiring
     st = p.state.with_(retiring=texts(recs(A, P311)), digest=None)
     p2 = planner.plan(
@@ -197,7 +197,7 @@ def test_foreign_record_is_kept_while_a_rollover_runs_its_course() -> None:
             0,
         )
     )
-    assert p2.phase == planner.CLEANUP
+    assert p2.phase == phases.CLEANUP
     assert {m.record for m in p2.removals} == recs(A, P311)
     assert after(p2, published) == recs(A_NEXT, P311) | b
 
@@ -209,18 +209,18 @@ def test_foreign_combination_gets_our_own_record() -> None:
     published = recs(A, P311) | b
     assert not records.accepts(published, A.chain_der)  # the danger: B's 3 0 1 fails us
     p = plan(published)
-    assert p.phase == planner.PUBLISH
+    assert p.phase == phases.PUBLISH
     new = after(p, published)
     assert new == published | recs(A, P301)
     assert records.accepts(new, A.chain_der) and records.accepts(new, B.chain_der)
     assert any("also publishing 3 0 1" in w for w in p.warnings)
     # and it stays: not "old parameters" while B's 3 0 1 is there
     p = plan(new, state=p.state.with_(digest=None))
-    assert p.phase == planner.IDLE and p.change is None
+    assert p.phase == phases.IDLE and p.change is None
     # B drops its 3 0 1: ours is now a parameter nobody needs, retired after the wait
     without = new - recs(B, P301)
     p = plan(without, state=p.state.with_(digest=None))
-    assert p.phase == planner.RETIRE_PARAMS
+    assert p.phase == phases.RETIRE_PARAMS
     assert {(m.record, m.why) for m in p.removals} == {(r, "old parameters") for r in recs(A, P301)}
 
 
@@ -229,7 +229,7 @@ def test_next_certificate_gets_the_foreign_combination_before_a_swap() -> None:
     b = recs(B, P311, P312)
     published = recs(A, P311, P312) | recs(A_NEXT, P311) | b  # next's 3 1 2 missing
     p = plan(published, nxt=A_NEXT)
-    assert p.phase == planner.PUBLISH and not p.swap
+    assert p.phase == phases.PUBLISH and not p.install
     new = after(p, published)
     assert new - published == recs(A_NEXT, P312)
     for m in (A, A_NEXT, B):
@@ -242,7 +242,7 @@ def test_a_combination_the_foreign_records_lack_is_not_introduced() -> None:
     with a note; B's chain stays matched."""
     b = recs(B, P311)
     p = plan(b, params=(P311, P312))
-    assert p.phase == planner.PUBLISH
+    assert p.phase == phases.PUBLISH
     new = after(p, b)
     assert new == b | recs(A, P311)
     assert records.accepts(new, A.chain_der) and records.accepts(new, B.chain_der)
@@ -293,7 +293,7 @@ def test_ours_is_pruned_to_what_is_there() -> None:
     gone = records.to_text(rd(8))
     st = State("mail", ours={OWNER.to_text(): [gone], "_443._tcp.old.example.test.": [gone]})
     p = plan(recs(A, P311), state=st)
-    assert p.phase == planner.IDLE and p.state.ours == {}
+    assert p.phase == phases.IDLE and p.state.ours == {}
 
 
 def test_first_run_counts_the_records_of_known_certificates_as_ours() -> None:
@@ -301,7 +301,7 @@ def test_first_run_counts_the_records_of_known_certificates_as_ours() -> None:
     configured are ours (retired after the wait), an unknown record is foreign."""
     published = recs(A, P311, P301) | {OTHER}
     p = plan(published, state=State("mail", ours=None))
-    assert p.phase == planner.RETIRE_PARAMS
+    assert p.phase == phases.RETIRE_PARAMS
     assert {m.record for m in p.removals} == recs(A, P301)
     assert [m.record for m in p.foreign] == [OTHER]
     assert p.state.ours == {OWNER.to_text(): texts(recs(A, P311, P301))}
@@ -313,14 +313,16 @@ def test_after_write_folds_additions_and_removals() -> None:
         ZONE, (OwnerChange(OWNER, TlsaRRset.of(300, [old, keep]), TlsaRRset.of(300, [keep, new])),)
     )
     st = State("mail", ours={OWNER.to_text(): texts({old, keep})})
-    assert planner.after_write(st, change).ours == {OWNER.to_text(): texts({keep, new})}
-    assert planner.after_write(st, change, removed=False).ours == {
-        OWNER.to_text(): texts({old, keep, new})
-    }
+    written = phases.after_write(st, change, phases.PUBLISH, 5.0)
+    assert written.ours == {OWNER.to_text(): texts({keep, new})}
+    assert (written.last_step, written.updated) == (phases.PUBLISH, 5.0)
+    assert phases.claim(st, change).ours == {OWNER.to_text(): texts({old, keep, new})}
     gone = ZoneChange(ZONE, (OwnerChange(OWNER, TlsaRRset.of(300, [old, keep]), None),))
-    assert planner.after_write(st, gone).ours == {}
-    assert planner.after_write(st, None) is st
-    assert planner.after_write(State("mail"), change).ours == {OWNER.to_text(): texts({new})}
+    assert phases.after_write(st, gone, phases.CLEANUP, 5.0).ours == {}
+    assert phases.claim(st, None) is st
+    assert phases.after_write(st, None, phases.PUBLISH, 5.0).ours == st.ours
+    fresh = phases.after_write(State("mail"), change, phases.PUBLISH, 5.0)
+    assert fresh.ours == {OWNER.to_text(): texts({new})}
 
 
 def test_ours_round_trips_and_is_validated() -> None:
@@ -373,7 +375,7 @@ def test_plan_json_and_text_list_the_foreign_records() -> None:
             "owner": OWNER.to_text(),
             "record": records.to_text(OTHER),
             "why": "foreign",
-            "reason": planner.FOREIGN_REASON,
+            "reason": ownership.FOREIGN_REASON,
         }
     ]
     assert doc["changes"] == [] and doc["stale"] == []
@@ -383,7 +385,7 @@ def test_plan_json_and_text_list_the_foreign_records() -> None:
     forced = plan_json(plan(recs(A, P311) | {OTHER}, mode="force"), NOW)
     assert forced["foreign"] == []
     assert [(c["op"], c["record"], c["why"]) for c in forced["changes"]] == [
-        ("remove", records.to_text(OTHER), planner.FORCED)
+        ("remove", records.to_text(OTHER), ownership.FORCED)
     ]
 
 
@@ -413,7 +415,7 @@ def test_a_different_ttl_on_a_shared_rrset_is_no_reason_to_write() -> None:
         )
 
     p = run("shared")
-    assert p.phase == planner.IDLE and p.change is None
+    assert p.phase == phases.IDLE and p.change is None
     assert any("TTL is 600, not the configured 300" in w for w in p.warnings), p.warnings
     p = run("exclusive")
-    assert p.phase == planner.PUBLISH and p.summary == "set the TTL to 300"
+    assert p.phase == phases.PUBLISH and p.summary == "set the TTL to 300"

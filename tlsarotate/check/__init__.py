@@ -35,6 +35,7 @@ from tlsarotate.config import Config
 from tlsarotate.errors import TlsarotateError
 from tlsarotate.fsutil import atomic_write
 from tlsarotate.handshake import fetch_chain
+from tlsarotate.service_observer import ObserverFactory, observer_for
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ def run_check(
     live: bool = True,
     timeout: float = 10.0,
     clock: Clock | None = None,
-    observer_for: gather.ObserverFor = gather.default_observer_for,
+    observer_for: ObserverFactory = observer_for,
     fetch: gather.Fetch = fetch_chain,
 ) -> CheckReport:
     """Gather (I/O), then judge (pure)."""

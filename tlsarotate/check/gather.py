@@ -14,18 +14,18 @@ from typing import Protocol
 from tlsarotate import certfiles, config, material, planner, records
 from tlsarotate.check.facts import CheckFacts, Endpoint, ServiceFacts, SlotFacts
 from tlsarotate.config import CertSlot, Config, Service
-from tlsarotate.dnslookup import default_observer, resolve_addresses
+from tlsarotate.dnslookup import resolve_addresses
 from tlsarotate.engine import load_slots, make_providers
 from tlsarotate.errors import TlsarotateError
 from tlsarotate.handshake import ServedChain, fetch_chain
-from tlsarotate.observation import Observation, Observer, ProviderObserver
-from tlsarotate.providers.base import ProviderContext
+from tlsarotate.observation import Observation
+from tlsarotate.providers.base import Provider, ProviderContext
+from tlsarotate.service_observer import ObserverFactory, observer_for
 from tlsarotate.state import State
 from tlsarotate.stores import make_store
 
 MAX_WORKERS = 256  # endpoints are I/O bound: 200 endpoints in one round
 
-ObserverFor = Callable[[Config, Service, float], Observer]
 Fetch = Callable[..., ServedChain]
 
 
@@ -33,14 +33,9 @@ class _StateSource(Protocol):
     def load(self, service: str) -> State: ...
 
 
-def default_observer_for(cfg: Config, service: Service, timeout: float) -> Observer:
-    if service.observe == "provider":
-        context = ProviderContext(base_dir=cfg.path.parent)
-        prov = make_providers(cfg, context)[service.provider]
-        return ProviderObserver(prov, prov.name)
-    return default_observer(
-        service.nameservers, timeout, replace=service.nameservers_mode == "replace"
-    )
+def _provider(cfg: Config, service: Service) -> Provider:
+    context = ProviderContext(base_dir=cfg.path.parent)
+    return make_providers(cfg, context)[service.provider]
 
 
 def gather(
@@ -50,7 +45,7 @@ def gather(
     next_cert: str | None = None,
     live: bool = True,
     timeout: float = 10.0,
-    observer_for: ObserverFor = default_observer_for,
+    observer_for: ObserverFactory = observer_for,
     fetch: Fetch = fetch_chain,
 ) -> CheckFacts:
     """Everything the check judges. Raises only for what stops the whole check (an unknown
@@ -63,7 +58,8 @@ def gather(
 
     def observe(s: Service) -> tuple[Observation | None, str | None]:
         try:
-            return observer_for(cfg, s, timeout).observe(s.zone, s.owners), None
+            obs = observer_for(s, lambda: _provider(cfg, s), timeout)
+            return obs.observe(s.zone, s.owners), None
         except TlsarotateError as e:
             return None, str(e)
 
