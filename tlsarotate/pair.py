@@ -65,7 +65,7 @@ def _read(path: Path, what: str) -> bytes:
 
 
 def _parse_pair(cert_path: Path, cert_data: bytes, key_path: Path, key_data: bytes) -> Pair:
-    """The checks of material.load_pair, on bytes already read (PEM or DER, as the planner)."""
+    """The checks of certfiles.load_pair, on bytes already read (PEM or DER, as the planner)."""
     cert = material.parse(cert_data, cert_path)
     if not cert.chain:
         raise SwapError(f"{cert_path}: expected a certificate, found a {cert.kind}")
@@ -78,7 +78,7 @@ def _parse_pair(cert_path: Path, cert_data: bytes, key_path: Path, key_data: byt
 
 
 def _parse_combined(path: Path, data: bytes) -> Pair:
-    """The checks of material.load_combined, on bytes already read."""
+    """The checks of certfiles.load_combined, on bytes already read."""
     cert = material.parse(data, path)
     if not cert.chain:
         raise SwapError(f"{path}: no certificate found in the combined key+chain file")

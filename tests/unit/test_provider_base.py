@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import dns.name
 import pytest
 
-from tests.conftest import rrset
+from tests.support.helpers import rrset
 from tlsarotate.change import OwnerChange, TlsaRRset, ZoneChange
 from tlsarotate.clock import FakeClock
 from tlsarotate.errors import ConcurrentChangeError, ConfigError, ProviderError
