@@ -80,7 +80,7 @@ class ZoneChange:
         return bool(self.changes)
 
 
-def digest(published: Published, owners: Iterable[dns.name.Name]) -> str:
+def published_digest(published: Published, owners: Iterable[dns.name.Name]) -> str:
     """A stable hash of what is published at these owners (records and TTLs)."""
     h = hashlib.sha256()
     for owner in sorted(owners):

@@ -95,7 +95,7 @@ def own_value(selector: int, mtype: int, cert: x509.Certificate, der: bytes) -> 
     part = "SPKI" if selector == 1 else "certificate"
     if mtype == 0:
         return f"{part} is {short(data.hex())} ({len(data)} bytes)"
-    return f"{part} {MTYPE_WORDS[mtype]} is {short(records.digest(mtype, data).hex())}"
+    return f"{part} {MTYPE_WORDS[mtype]} is {short(records.association_data(mtype, data).hex())}"
 
 
 def _path_to(certs: Sequence[x509.Certificate], ta: int) -> list[int] | None:
@@ -180,7 +180,9 @@ def check_record(
     )
     leaf, leaf_der = certs[0], chain_der[0]
     if rd.usage in (1, 3):
-        matched = records.digest(rd.mtype, _selected(leaf, leaf_der, rd.selector)) == rd.cert
+        matched = (
+            records.association_data(rd.mtype, _selected(leaf, leaf_der, rd.selector)) == rd.cert
+        )
         if matched:
             reason = f"{sr} matches the leaf's {selector_word(rd.selector)}"
             if rd.usage == 1:
@@ -214,7 +216,8 @@ def check_record(
         (
             i
             for i in range(1, len(certs))
-            if records.digest(rd.mtype, _selected(certs[i], chain_der[i], rd.selector)) == rd.cert
+            if records.association_data(rd.mtype, _selected(certs[i], chain_der[i], rd.selector))
+            == rd.cert
         ),
         None,
     )
@@ -277,7 +280,7 @@ def _check_pkix_ta(
 
     def matches(cert: x509.Certificate) -> bool:
         der = cert.public_bytes(Encoding.DER)
-        return records.digest(rd.mtype, _selected(cert, der, rd.selector)) == rd.cert
+        return records.association_data(rd.mtype, _selected(cert, der, rd.selector)) == rd.cert
 
     path, why = pkix()
     if path is None:

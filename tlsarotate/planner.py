@@ -38,7 +38,7 @@ import dns.name
 from dns.rdtypes.ANY.TLSA import TLSA
 
 from tlsarotate import phases, records, timefmt
-from tlsarotate.change import OwnerChange, TlsaRRset, ZoneChange, digest
+from tlsarotate.change import OwnerChange, TlsaRRset, ZoneChange, published_digest
 from tlsarotate.material import DEFAULT_MIN_VALIDITY, Material, unfit
 from tlsarotate.observation import Observation
 from tlsarotate.ownership import (
@@ -179,7 +179,7 @@ def plan(inp: PlanInput) -> Plan:
     observed_ttl = obs.max_ttl(list(inp.owners)) if obs is not None else 0
     st = phases.after_observation(
         inp.state,
-        digest=digest(inp.published, inp.owners),
+        digest=published_digest(inp.published, inp.owners),
         published={
             o.to_text(): list(inp.published[o].texts()) for o in inp.owners if o in inp.published
         },

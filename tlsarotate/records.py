@@ -68,7 +68,7 @@ def params_of(rd: TLSA) -> Params:
 DIGEST_LEN = {1: 32, 2: 64}  # bytes of a SHA-256 / SHA-512 matching-type record
 
 
-def digest(mtype: int, data: bytes) -> bytes:
+def association_data(mtype: int, data: bytes) -> bytes:
     """The TLSA association data of ``data`` for matching type 0 (exact), 1 or 2."""
     if mtype == 0:
         return data
@@ -85,7 +85,7 @@ def make(params: Params, data: bytes) -> TLSA:
         params.usage,
         params.selector,
         params.mtype,
-        digest(params.mtype, data),
+        association_data(params.mtype, data),
     )
 
 
@@ -183,7 +183,7 @@ def matches(rd: TLSA, chain_der: Sequence[bytes]) -> bool:
     candidates = chain_der[:1] if rd.usage in (1, 3) else chain_der[1:]
     for der in candidates:
         data = der if rd.selector == 0 else spki_of_der(der)
-        if data is not None and digest(rd.mtype, data) == rd.cert:
+        if data is not None and association_data(rd.mtype, data) == rd.cert:
             return True
     return False
 
@@ -196,7 +196,7 @@ def matches_material(rd: TLSA, material: Material) -> bool:
         usable(rd)
         and rd.usage in (1, 3)
         and rd.selector == 1
-        and digest(rd.mtype, material.spki) == rd.cert
+        and association_data(rd.mtype, material.spki) == rd.cert
     )
 
 

@@ -56,7 +56,7 @@ MAX_CACHED = 16
 @dataclass(frozen=True)
 class State:
     service: str
-    digest: str | None = None  # what was published when last looked at (change.digest)
+    digest: str | None = None  # what was published when last looked at (change.published_digest)
     visible_since: float | None = None  # when every authoritative server served ``digest``
     hold_ttl: int = 0  # the longest TTL caches may still hold from before ``digest``
     ttl_seen: int = 0  # the largest TTL seen for ``digest``

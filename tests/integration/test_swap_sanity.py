@@ -17,7 +17,7 @@ import pytest
 
 from tests.support.helpers import assert_one_line_error, run_cli
 from tlsarotate import certfiles, demo, material, phases, pki, planner, records
-from tlsarotate.change import TlsaRRset, digest
+from tlsarotate.change import TlsaRRset, published_digest
 from tlsarotate.observation import Observation, ServerAnswer
 from tlsarotate.state import State
 
@@ -65,7 +65,7 @@ def _input(
     answer = ServerAnswer("ns1", "192.0.2.1", rrsets=published, signed={OWNER: True})
     st = State(
         "mail",
-        digest=digest(published, (OWNER,)),
+        digest=published_digest(published, (OWNER,)),
         visible_since=NOW - 10 * DAY,
         hold_ttl=300,
         ttl_seen=300,

@@ -80,9 +80,9 @@ def plan(
     st = state or State("mail")
     if st.digest is None:
         # long visible already: a state that observed this very RRset an hour ago
-        from tlsarotate.change import digest
+        from tlsarotate.change import published_digest
 
-        st = st.with_(digest=digest(pub, [OWNER]), visible_since=NOW - 3600, ttl_seen=300)
+        st = st.with_(digest=published_digest(pub, [OWNER]), visible_since=NOW - 3600, ttl_seen=300)
     return planner.plan(
         planner.PlanInput(
             service="mail",
@@ -268,7 +268,7 @@ def test_unusable_foreign_combination_is_only_a_note() -> None:
     other = records.from_text("2 0 1 " + "cd" * 32)
     published = set(records.build_all(leaf_only, [P311])) | {other}
     pub = {OWNER: TlsaRRset.of(300, published)}
-    from tlsarotate.change import digest
+    from tlsarotate.change import published_digest
 
     p = planner.plan(
         planner.PlanInput(
@@ -280,7 +280,7 @@ def test_unusable_foreign_combination_is_only_a_note() -> None:
             (planner.SlotInput("default", leaf_only, None),),
             pub,
             visible(pub),
-            State("mail", digest=digest(pub, [OWNER]), visible_since=NOW - 3600),
+            State("mail", digest=published_digest(pub, [OWNER]), visible_since=NOW - 3600),
             NOW,
             0,
         )
@@ -394,7 +394,7 @@ def test_a_different_ttl_on_a_shared_rrset_is_no_reason_to_write() -> None:
     theirs in turn, for ever. With foreign records there, a note; alone, the TTL is fixed."""
     published = recs(A, P311) | recs(B, P311)
     pub = {OWNER: TlsaRRset.of(600, published)}
-    from tlsarotate.change import digest
+    from tlsarotate.change import published_digest
 
     def run(mode: str) -> planner.Plan:
         return planner.plan(
@@ -407,7 +407,9 @@ def test_a_different_ttl_on_a_shared_rrset_is_no_reason_to_write() -> None:
                 (planner.SlotInput("default", A, None),),
                 pub,
                 visible(pub),
-                State("mail", digest=digest(pub, [OWNER]), visible_since=NOW - 3600, ours={}),
+                State(
+                    "mail", digest=published_digest(pub, [OWNER]), visible_since=NOW - 3600, ours={}
+                ),
                 NOW,
                 0,
                 owners_mode=mode,

@@ -13,7 +13,7 @@ import pytest
 from dns.rdtypes.ANY.TLSA import TLSA
 
 from tlsarotate import material, ownership, phases, pki, planner, records
-from tlsarotate.change import TlsaRRset, digest
+from tlsarotate.change import TlsaRRset, published_digest
 from tlsarotate.material import Material
 from tlsarotate.observation import Observation, ServerAnswer
 from tlsarotate.records import Params
@@ -90,7 +90,7 @@ def seen(
     """A state that observed exactly ``rds`` (visible everywhere since ``visible_since``)."""
     return State(
         "mail",
-        digest=digest(pub(rds), [OWNER]),
+        digest=published_digest(pub(rds), [OWNER]),
         visible_since=visible_since,
         hold_ttl=TTL,
         ttl_seen=TTL,
