@@ -25,11 +25,11 @@ import dns.resolver
 from dns.rdtypes.ANY.TLSA import TLSA
 
 from tlsarotate import records
+from tlsarotate.authoritative import DnsObserver
 from tlsarotate.config import Nameserver
 from tlsarotate.errors import ObserverError, TlsarotateError
 from tlsarotate.handshake import is_ip
 from tlsarotate.observation import Observation, Observer
-from tlsarotate.observer import DnsObserver
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """What the authoritative servers were seen to serve: the observer's result type.
 
-The observer (:mod:`tlsarotate.observer`, DNS queries to every authoritative address) and the
+The observer (:mod:`tlsarotate.authoritative`, DNS queries to every authoritative address) and the
 trivial :class:`ProviderObserver` (trust the provider's own read, for a zone file with no
 servers) both return an :class:`Observation`. The planner only ever looks at Observations, so it
 stays free of I/O.

@@ -13,10 +13,10 @@ from collections.abc import Callable, Sequence
 
 import dns.name
 
+from tlsarotate.authoritative import DnsObserver
 from tlsarotate.change import TlsaRRset
 from tlsarotate.config import Service
 from tlsarotate.observation import Observer, ProviderObserver
-from tlsarotate.observer import DnsObserver
 from tlsarotate.providers.base import Provider
 
 ObserverFactory = Callable[[Service, Callable[[], Provider], float], Observer]

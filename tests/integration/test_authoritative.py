@@ -23,11 +23,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from tests.support.helpers import rrset
 from tests.support.servers import BindServers, Unbound, bind, bind_servers, unbound, wait_until  # noqa: F401
 from tlsarotate import records
+from tlsarotate.authoritative import DnsObserver
 from tlsarotate.change import OwnerChange, TlsaRRset, ZoneChange
 from tlsarotate.clock import FakeClock
 from tlsarotate.config import Nameserver
 from tlsarotate.observation import Observation, Observer
-from tlsarotate.observer import DnsObserver
 from tlsarotate.providers import ProviderContext
 from tlsarotate.providers.rfc2136 import RFC2136Provider
 
