@@ -30,6 +30,12 @@ ROOT = Path(__file__).resolve().parents[2]
 # The pure core: models and rules, no I/O. The one list of them.
 PURE_MODULES = (
     "tlsarotate.planner",
+    "tlsarotate.phases",
+    "tlsarotate.ownership",
+    "tlsarotate.dane",
+    "tlsarotate.verdict",
+    "tlsarotate.certinfo",
+    "tlsarotate.retry",
     "tlsarotate.state",
     "tlsarotate.material",
     "tlsarotate.records",
