@@ -593,3 +593,33 @@ def test_missing_zone(case: Case) -> None:
     with pytest.raises(ProviderError) as ei:
         case.provider.read(case.helpers.missing_zone, [A])
     assert_one_line(ei.value, case.helpers.missing_zone.to_text(omit_final_dot=True))
+
+
+# -- every owner of a change is a prerequisite; no change, no write ----------------------------
+
+KEEP, MOVE = owner("keep1"), owner("move1")
+
+
+def test_concurrent_change_at_a_kept_owner_is_detected(case: Case) -> None:
+    """Every owner of a change is a prerequisite, also one the change keeps as it is: when it
+    moved since the read, the change is refused and nothing is written."""
+    apply_to(case, {KEEP: rr(300, rd(1)), MOVE: rr(300, rd(5))})
+    change = change_to(case, {KEEP: rr(300, rd(1)), MOVE: rr(300, rd(6))})  # KEEP stays as it is
+    assert change.changes[0].old == change.changes[0].new
+    case.helpers.second_writer(KEEP, rr(300, rd(9)))
+    state = case.provider.read(case.zone, [KEEP, MOVE])
+    before = case.helpers.writes()
+    with pytest.raises(ConcurrentChangeError) as ei:
+        case.provider.apply(change)
+    assert_one_line(ei.value, str(KEEP))
+    assert case.helpers.writes() == before
+    assert case.provider.read(case.zone, [KEEP, MOVE]) == state
+
+
+def test_change_keeping_every_owner_writes_nothing(case: Case) -> None:
+    """No change, no write: a change that keeps every owner sends nothing."""
+    apply_to(case, {KEEP: rr(300, rd(1))})
+    change = change_to(case, {KEEP: rr(300, rd(1))})
+    before = case.helpers.writes()
+    case.provider.apply(change)
+    assert case.helpers.writes() == before
