@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import dns.dnssec
+import dns.dnssectypes
 import dns.flags
 import dns.message
 import dns.name
@@ -143,7 +144,9 @@ def test_unsigned_zone(bind: BindServers) -> None:
 
 def _foreign_dnskey(zone: dns.name.Name) -> dns.rrset.RRset:
     key = ec.generate_private_key(ec.SECP256R1())
-    dk = dns.dnssec.make_dnskey(key.public_key(), dns.dnssec.Algorithm.ECDSAP256SHA256, flags=257)
+    dk = dns.dnssec.make_dnskey(
+        key.public_key(), dns.dnssectypes.Algorithm.ECDSAP256SHA256, flags=257
+    )
     return dns.rrset.from_rdata(zone, 300, dk)
 
 
@@ -159,7 +162,7 @@ def test_foreign_dnskey_fails_validation(bind: BindServers) -> None:
             r.answer = [_foreign_dnskey(ZONE)]  # an attacker's key, no valid self-signature
         return r
 
-    obs._query = forged  # type: ignore[method-assign]
+    obs._query = forged  # type: ignore[method-assign,assignment]
     o = obs.observe(ZONE, [MX])
     for s in o.servers:
         assert s.rrsets[MX] == rrset(1)
@@ -180,11 +183,11 @@ def test_tampered_record_fails_validation(bind: BindServers) -> None:
         r = real(addr, port, qname, rdtype)
         if rdtype == dns.rdatatype.TLSA and addr == "::1":
             rr = r.find_rrset(r.answer, qname, dns.rdataclass.IN, dns.rdatatype.TLSA)
-            rr.clear()
+            rr.clear()  # type: ignore[no-untyped-call]
             rr.add(records.from_text(f"3 1 1 {1:064x}".replace("01", "02")))
         return r
 
-    obs._query = tamper  # type: ignore[method-assign]
+    obs._query = tamper  # type: ignore[method-assign,assignment]
     o = obs.observe(ZONE, [MX])
     assert o.servers[0].signed[MX] is True
     assert o.servers[1].signed[MX] is False

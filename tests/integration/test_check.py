@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from tests.support.helpers import run_cli
 from tests.support.servers import (  # noqa: F401
@@ -258,7 +259,7 @@ def test_swap_readiness_and_prometheus(
             f'tlsarotate_endpoint_dane_ok{{service="mail",owner="{w.owner}",address="{addr}"}} 1'
         ) in text
     assert 'tlsarotate_next_records_published{service="mail",slot="default"} 0' in text
-    exp = int(pki.x509.load_pem_x509_certificate(cur.leaf_pem).not_valid_after_utc.timestamp())
+    exp = int(x509.load_pem_x509_certificate(cur.leaf_pem).not_valid_after_utc.timestamp())
     assert (
         f'tlsarotate_cert_expiry_seconds{{service="mail",slot="default",which="deployed"}} {exp}'
     ) in text

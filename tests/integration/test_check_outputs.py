@@ -21,6 +21,7 @@ from pathlib import Path
 
 import nagiosplugin
 import pytest
+from cryptography import x509
 
 from tests.integration.test_check import BIND_ZONES, HOST, CheckWorld, rec, serve  # noqa: F401
 from tests.support.helpers import run_cli
@@ -39,7 +40,6 @@ from tlsarotate.clock import FakeClock
 from tlsarotate.config import Nameserver
 from tlsarotate.dnslookup import default_observer
 from tlsarotate.observation import Observer
-from tlsarotate.probe import default_observer
 from tlsarotate.providers.base import Provider
 
 CERT = judge.CERT_WARN_SECONDS
@@ -397,7 +397,7 @@ def test_metric_names_timestamps_and_json_version(
     assert proc.returncode == 0, proc.stdout + proc.stderr
     js = json.loads(proc.stdout)
     assert js["version"] == __version__ and js["error"] is None
-    exp = int(pki.x509.load_pem_x509_certificate(cur.leaf_pem).not_valid_after_utc.timestamp())
+    exp = int(x509.load_pem_x509_certificate(cur.leaf_pem).not_valid_after_utc.timestamp())
     text = prom.read_text()
     labels = '{service="mail",slot="default",which="deployed"}'
     assert f"tlsarotate_cert_expiry_timestamp_seconds{labels} {exp}" in text

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -29,7 +29,7 @@ class StandInZoneFile(Provider):
     """Options only; never reads or writes DNS."""
 
     type_name = STANDIN
-    options: Mapping[str, Option] = {
+    options: ClassVar[Mapping[str, Option]] = {
         "path": Option(str, required=True, path=True, help="zone file"),
         "reload": Option(list, help="command to run after a write"),
         "serial": Option(str, default="unixtime", choices=("unixtime", "increment")),

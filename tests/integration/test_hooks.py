@@ -374,7 +374,8 @@ def test_cron_line_reports_only_errors(fake: Fake, rc: int, mail: bool) -> None:
     cmd = _cron_command()
     r = subprocess.run(["/bin/sh", "-c", cmd], env=fake.env(rc), capture_output=True, text=True)
     (call,) = fake.calls()
-    assert call["argv"][:2] == ["-q", "apply"]
+    argv = call["argv"]
+    assert isinstance(argv, list) and argv[:2] == ["-q", "apply"]
     # cron mails any output; the fake prints a greeting, so only look at the hook's own line
     assert ("apply failed with exit code" in r.stdout) is mail
 

@@ -6,6 +6,7 @@ fresh venv."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import subprocess
@@ -196,9 +197,7 @@ def test_a_config_that_does_not_load_is_one_line(tmp_path: Path) -> None:
     assert not (tmp_path / "root").exists()
 
 
-def _ns(**kw: object) -> object:
-    import argparse
-
+def _ns(**kw: object) -> argparse.Namespace:
     base = {"groups": None, "dest": "/", "executable": None, "force": False, "dry_run": False}
     return argparse.Namespace(**{**base, **kw})
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import hashes, serialization
 
 from tests.support.acme_servers import wait_port
 from tests.support.helpers import assert_one_line_error, run_cli
@@ -42,10 +43,10 @@ def rec_of(issued: pki.Issued, params: str) -> str:
     """A usage-2 style record over a CA certificate itself."""
     p = records.parse_params(params)
     data = (
-        issued.cert.public_bytes(pki.serialization.Encoding.DER)
+        issued.cert.public_bytes(serialization.Encoding.DER)
         if p.selector == 0
         else issued.cert.public_key().public_bytes(
-            pki.serialization.Encoding.DER, pki.serialization.PublicFormat.SubjectPublicKeyInfo
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
     )
     return records.to_text(records.make(p, data))
@@ -400,7 +401,7 @@ def _malformed_san_chain(tmp_path: Path, ca: pki.Issued) -> Chain:
             ),
             critical=False,
         )
-        .sign(ca.key, pki.hashes.SHA256())
+        .sign(ca.key, hashes.SHA256())
     )
     leaf = pki.Issued(key, cert)
     full, keyf = tmp_path / "badsan.fullchain.pem", tmp_path / "badsan.key"
@@ -444,7 +445,16 @@ def test_a_leaf_with_an_unparseable_extension_is_a_verdict_not_a_traceback(
             oracle = openssl_dane("127.0.0.1", port, HOST, [record], starttls=None)
             assert oracle.ok is (verdict == "authenticated"), oracle.output
             f = _tlsa_file(tmp_path, [record])
-            base = ["probe", HOST, "--address", "127.0.0.1", "--port", port, "--tlsa-from", f]
+            base: list[str | int | Path] = [
+                "probe",
+                HOST,
+                "--address",
+                "127.0.0.1",
+                "--port",
+                port,
+                "--tlsa-from",
+                f,
+            ]
             text = run_cli(*base, "--starttls", "none")
             assert "Traceback" not in text.stderr, text.stderr
             assert text.returncode == code, text.stdout + text.stderr

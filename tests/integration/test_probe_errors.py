@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 from tests.support.helpers import assert_one_line_error, run_cli
-from tests.support.servers import BindServers, bind, bind_servers  # noqa: F401
-from tests.support.tls_servers import SmtpdServer, free_port, make_chain
+from tests.support.servers import BindServers, bind, bind_servers, free_port  # noqa: F401
+from tests.support.tls_servers import SmtpdServer, make_chain
 from tlsarotate import certfiles, pki, records
 
 

@@ -25,9 +25,11 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 from cryptography.hazmat.primitives import serialization
+from dns.rdtypes.ANY.TLSA import TLSA
 
 from tests.support.helpers import assert_one_line_error, run_cli
 from tlsarotate import certfiles, material, pki, records
+from tlsarotate.errors import RecordError
 from tlsarotate.records import Params
 
 OPENSSL = shutil.which("openssl")
@@ -476,7 +478,7 @@ def chain(world: RecordsWorld) -> list[bytes]:
     return [inp.ee_cert, inp.ta_cert[1], inp.ta_cert[2]]
 
 
-def rec(world: RecordsWorld, ident: str, p: Params, ta_depth: int = 1) -> records.TLSA:
+def rec(world: RecordsWorld, ident: str, p: Params, ta_depth: int = 1) -> TLSA:
     return records.from_text(world.inputs[ident].expected(p, ta_depth))
 
 
@@ -570,9 +572,9 @@ def test_from_text_forms(world: RecordsWorld) -> None:
     h = t.split()[3]
     chunked = f"3 1 1 {h[:20].upper()} {h[20:]}"
     assert records.to_text(records.from_text(chunked)) == t
-    with pytest.raises(records.RecordError, match=r"invalid TLSA record .*3 1 1"):
+    with pytest.raises(RecordError, match=r"invalid TLSA record .*3 1 1"):
         records.from_text(f"3 1 1 {h[:-2]}")
-    with pytest.raises(records.RecordError, match="invalid TLSA record"):
+    with pytest.raises(RecordError, match="invalid TLSA record"):
         records.from_text("3 1 1 zz")
 
 

@@ -20,6 +20,7 @@ import dns.name
 import dns.opcode
 import dns.rcode
 import dns.rdatatype
+import dns.update
 import pytest
 
 from tests.support.helpers import rrset
@@ -131,7 +132,7 @@ def test_one_update_per_zone_change(bind: BindServers) -> None:
         seen.append(m)
         return real(m)
 
-    p._send = spy  # type: ignore[method-assign]
+    p._send = spy  # type: ignore[method-assign,assignment]
     p.apply(
         ZoneChange(
             ZONE,
@@ -145,6 +146,7 @@ def test_one_update_per_zone_change(bind: BindServers) -> None:
     updates = [m for m in seen if m.opcode() == dns.opcode.UPDATE]
     assert len(updates) == 1
     upd = updates[0]
+    assert isinstance(upd, dns.update.UpdateMessage)
     # 3 prerequisites (2 value-dependent RRsets + 1 "does not exist"), deletes and adds
     assert {rr.name for rr in upd.prerequisite} == {MX, MX2, MX3}
     assert upd.had_tsig
@@ -441,7 +443,7 @@ def test_lost_answer_then_retry_counts_as_applied(bind: BindServers) -> None:
             raise dns.exception.Timeout
         return r
 
-    p._send = lossy  # type: ignore[method-assign]
+    p._send = lossy  # type: ignore[method-assign,assignment]
     res = p.apply(ZoneChange(ZONE, (OwnerChange(MX, None, rrset(1)),)))
     assert p.is_live(ZONE, res.tokens)
     assert p.sent["UPDATE"] == 2

@@ -186,7 +186,7 @@ def test_rfc2136_retried_update_polls_through_the_signing_lag(bind: BindServers)
             return {}
         return read(zone, owners)
 
-    p._send = lossy  # type: ignore[method-assign]
+    p._send = lossy  # type: ignore[method-assign,assignment]
     p.read = lagging  # type: ignore[method-assign]
     res = p.apply(ZoneChange(ZONE, (OwnerChange(A, None, new),)))
     assert p.sent["UPDATE"] == 2 and lag["reads"] == 0

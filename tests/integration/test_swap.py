@@ -22,7 +22,18 @@ from cryptography.hazmat.primitives import serialization
 
 from tests.support.helpers import assert_one_line, assert_one_line_error, run_cli
 from tests.support.world import Crash, SimWorld
-from tlsarotate import certfiles, certstore, config, demo, material, pki, records, recovery, swap
+from tlsarotate import (
+    certfiles,
+    certstore,
+    config,
+    demo,
+    fsutil,
+    material,
+    pki,
+    records,
+    recovery,
+    swap,
+)
 from tlsarotate.errors import ConfigError, SwapError
 from tlsarotate.pair import read_pair
 from tlsarotate.reload import run_reload
@@ -157,7 +168,7 @@ def test_journal_names_both_pairs_before_anything_moves(
     ready_to_swap(w)
     new = w.next()
     seen: list[dict[str, Any] | None] = []
-    real = certstore.atomic_write
+    real = fsutil.atomic_write
 
     def first_write(*a: Any, **kw: Any) -> None:
         seen.append(journal(w))
@@ -187,7 +198,7 @@ def test_a_crash_before_the_backup_never_restores_a_retired_certificate(
     second = w.deployed()
     assert not second.same_as(first) and not accepted_by_published(w, first)
     ready_to_swap(w)
-    real = certstore.atomic_write
+    real = fsutil.atomic_write
     calls = {"n": 0}
 
     def crash_first(*a: Any, **kw: Any) -> None:
@@ -312,7 +323,7 @@ def test_a_write_failure_leaves_the_deployed_pair_and_says_so(
     w = SimWorld(tmp_path)
     old = w.deployed()
     ready_to_swap(w)
-    real = certstore.atomic_write
+    real = fsutil.atomic_write
 
     def full(path: Any, *a: Any, **kw: Any) -> None:
         if "/2/" in str(path):  # the new version's files
@@ -337,7 +348,7 @@ def test_a_failure_right_after_the_switch_switches_back(
     w.apply(wait=True)  # converted; the second rollover switches versions
     second = w.deployed()
     ready_to_swap(w)
-    real = certstore.replace_with_symlink
+    real = fsutil.replace_with_symlink
     calls = {"n": 0}
 
     def eio_after(path: Path, target: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -247,7 +248,7 @@ def _use_params(cfg: Path, params: str) -> None:
     cfg.write_text(cfg.read_text().replace('records: ["3 1 1", "3 0 1"]', f"records: {params}"))
 
 
-BAD = {
+BAD: dict[str, tuple[Callable[[pki.Issued], pki.Issued], str, str]] = {
     "expired": (lambda ca: _now_leaf(ca, start=-100, days=90), '["3 1 1", "3 0 1"]', "expired"),
     "not-valid-yet": (
         lambda ca: _now_leaf(ca, start=2),

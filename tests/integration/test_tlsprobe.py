@@ -156,7 +156,7 @@ def test_a_certificate_cryptography_cannot_parse_is_one_line(
     srv = servers.smtpd(chains("a"))
     real = handshake._handshake
 
-    def garbled(*a: object, **k: object) -> tuple[list[bytes], str, str]:
+    def garbled(*a: object, **k: object) -> tuple[list[bytes], str, str | None]:
         der, version, cipher = real(*a, **k)  # type: ignore[arg-type]
         return [der[0], b"\x30\x03\x02\x01\x01"], version, cipher
 

@@ -17,6 +17,7 @@ from tests.support.servers import free_port
 from tests.support.tls_servers import Chain, ScriptedServer, SmtpdServer
 from tests.support.world import SimWorld
 from tlsarotate import config, phases, planner
+from tlsarotate.engine import Engine
 from tlsarotate.errors import SwapError
 from tlsarotate.postswap import verify_live
 
@@ -63,7 +64,7 @@ class LiveWorld:
         else:
             self.server = SmtpdServer("127.0.0.1", self._chain(), self.port).start()
 
-    def engine(self):  # type: ignore[no-untyped-def]
+    def engine(self) -> Engine:
         e = self.w.engine()
         e.runner = self.runner
         e.verify = lambda svc, slot, m: verify_live(svc, slot, m, clock=self.w.clock)

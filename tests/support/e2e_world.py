@@ -23,8 +23,10 @@ from cryptography.hazmat.primitives import serialization
 from tests.support.acme_servers import (
     Certbot,
     Postfix,
-    pebble,  # noqa: F401  (re-exported: the end-to-end tests import it from here)
     served_leaf,
+)
+from tests.support.acme_servers import (
+    pebble as pebble,  # re-exported: the end-to-end tests import the fixture from here
 )
 from tests.support.helpers import cli_env, run_cli
 from tests.support.servers import BindServers, query

@@ -26,7 +26,7 @@ def cli_env(**extra: str) -> dict[str, str]:
 
 
 def run_cli(
-    *args: str | os.PathLike[str],
+    *args: str | os.PathLike[str] | int | float,
     env: dict[str, str] | None = None,
     input: str | None = None,
     timeout: float = 120,

@@ -26,6 +26,7 @@ A missing binary fails the test (never a skip).
 
 from __future__ import annotations
 
+import functools
 import re
 import shutil
 import subprocess
@@ -112,11 +113,11 @@ def _sign_and_tamper(d: Path, z: Zone) -> None:
     for owner in z.tamper:
         rds = zone.find_rdataset(owner, dns.rdatatype.TLSA)
         old = list(rds)
-        rds.clear()
+        rds.clear()  # type: ignore[no-untyped-call]
         for rd in old:
             flipped = bytes([rd.cert[0] ^ 0xFF]) + rd.cert[1:]
             rds.add(
-                dns.rdtypes.ANY.TLSA.TLSA(
+                dns.rdtypes.ANY.TLSA.TLSA(  # type: ignore[no-untyped-call]
                     rd.rdclass, rd.rdtype, rd.usage, rd.selector, rd.mtype, flipped
                 )
             )
@@ -179,7 +180,7 @@ controls {{ }};
                 stdin=subprocess.DEVNULL,
             )
         for z in self.zones:
-            wait_until(lambda z=z: self._signed(z), 20, f"named to serve {z.name} signed")
+            wait_until(functools.partial(self._signed, z), 20, f"named to serve {z.name} signed")
         self._start_unbound()
         return self
 
@@ -200,6 +201,7 @@ controls {{ }};
         if z.kind == "unsigned":
             return True
         xfr = dns.zone.from_xfr(dns.query.xfr(NAMED_ADDR, z.name, port=self.port, lifetime=5))
+        assert xfr.origin is not None
         nsec3 = xfr.get_rdataset(xfr.origin, dns.rdatatype.NSEC3PARAM) is not None
         for _, node in xfr.nodes.items():
             types = {rds.rdtype for rds in node.rdatasets}

@@ -33,6 +33,7 @@ A missing ``named``/``unbound`` binary fails the test (never a skip).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import shutil
 import socket
@@ -168,7 +169,7 @@ def query(
     keyring: dict[dns.name.Name, dns.tsig.Key] | None = None,
 ) -> dns.message.Message:
     """One non-recursive query (RD=0, EDNS DO when ``dnssec``) straight to a server."""
-    q = dns.message.make_query(name, rdtype, want_dnssec=dnssec)
+    q = dns.message.make_query(name, dns.rdatatype.RdataType.make(rdtype), want_dnssec=dnssec)
     q.flags &= ~dns.flags.RD
     if keyring:
         q.use_tsig(keyring)
@@ -411,7 +412,9 @@ controls {{ }};
         self._primary.start()
         for z in self.zones.values():
             wait_until(
-                lambda z=z: self._serves_zone(self.primary, z), 15, f"primary to serve {z.name}"
+                functools.partial(self._serves_zone, self.primary, z),
+                15,
+                f"primary to serve {z.name}",
             )
 
     def start_secondary(self) -> None:
@@ -429,7 +432,7 @@ controls {{ }};
         for z in self.zones.values():
             if z.secondary:
                 wait_until(
-                    lambda z=z: self._serves_zone(self.secondary, z),
+                    functools.partial(self._serves_zone, self.secondary, z),
                     15,
                     f"secondary to serve {z.name}",
                 )
@@ -541,7 +544,12 @@ controls {{ }};
             if not owners:
                 continue
             changed = True
-            r = self.update(z.origin, build=lambda m, o=owners: [m.delete(n, "TLSA") for n in o])
+
+            def delete_all(m: dns.update.UpdateMessage, o: list[dns.name.Name] = owners) -> None:
+                for n in o:
+                    m.delete(n, "TLSA")
+
+            r = self.update(z.origin, build=delete_all)
             assert r.rcode() == dns.rcode.NOERROR, (z.name, dns.rcode.to_text(r.rcode()))
         if changed:
             self.wait_synced()

@@ -22,6 +22,7 @@ from tlsarotate.engine import Engine
 from tlsarotate.observation import Observation, ServerAnswer
 from tlsarotate.providers.base import Provider, ProviderContext, WriteResult, WriteToken
 from tlsarotate.providers.memory import MemoryProvider
+from tlsarotate.state import State
 from tlsarotate.stores.file import FileStateStore
 
 ZONE = dns.name.from_text("example.test.")
@@ -123,7 +124,7 @@ class RecordingProvider(Provider):
 
 
 class WorldStore(FileStateStore):
-    def save(self, st):  # type: ignore[no-untyped-def]
+    def save(self, st: State) -> None:
         self.world.maybe_crash("save")  # type: ignore[attr-defined]
         super().save(st)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dns.name
 import dns.rdataset
 import pytest
+from dns.rdtypes.ANY.TLSA import TLSA
 
 from tests.support.helpers import rd, rrset
 from tlsarotate import records
@@ -50,7 +51,10 @@ def test_owner_change_added_removed(
     ttl_changed: bool,
 ) -> None:
     ch = OwnerChange(A, old, new)
-    tag = lambda rds: sorted(int(r.cert.hex(), 16) for r in rds)  # noqa: E731
+
+    def tag(rds: list[TLSA]) -> list[int]:
+        return sorted(int(r.cert.hex(), 16) for r in rds)
+
     assert tag(ch.added) == added and tag(ch.removed) == removed
     assert ch.ttl_changed is ttl_changed
 

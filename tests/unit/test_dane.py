@@ -11,6 +11,8 @@ from pathlib import Path
 
 import dns.name
 import pytest
+from cryptography.hazmat.primitives import serialization
+from dns.rdtypes.ANY.TLSA import TLSA
 
 from tests.support.tls_servers import Chain, make_chain, make_pkix_chain
 from tlsarotate import material, pki, records
@@ -28,7 +30,7 @@ def _der(chain: Chain) -> tuple[bytes, ...]:
     return material.parse(chain.fullchain.read_bytes(), chain.fullchain).chain_der
 
 
-def _rec(chain: Chain, params: str) -> records.TLSA:
+def _rec(chain: Chain, params: str) -> TLSA:
     m = material.parse(chain.fullchain.read_bytes(), chain.fullchain)
     return records.build(m, records.parse_params(params), 1)
 
@@ -121,7 +123,7 @@ def test_pkix_ta_matches_a_ca_of_the_validated_path(world: dict[str, object]) ->
     assert isinstance(pkix, Chain) and isinstance(trust, Trust)
     root = pkix.cas[0]
     spki = root.cert.public_key().public_bytes(
-        pki.serialization.Encoding.DER, pki.serialization.PublicFormat.SubjectPublicKeyInfo
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     rd = records.make(records.parse_params("0 1 1"), spki)
     v = diagnose(_der(pkix), [rd], HOST, smtp=False, trust=trust)
@@ -179,7 +181,7 @@ def test_address_verdict_combines_dns_and_chain() -> None:
     assert address_verdict(bogus, [(("a",), OK)])[0] == FAILS
 
 
-LEAF_DER = pki.make_leaf(pki.make_ca(), [HOST]).cert.public_bytes(pki.serialization.Encoding.DER)
+LEAF_DER = pki.make_leaf(pki.make_ca(), [HOST]).cert.public_bytes(serialization.Encoding.DER)
 
 
 def _report(tlsa: TlsaAnswer, *verdicts: str | None) -> ProbeReport:
@@ -219,7 +221,9 @@ def test_exit_codes_and_result_line(
     assert line in result_line(rep)
     js = report_json(rep)
     assert js["dane"] == top and js["exit"] == code and js["ok"] == (code == 0)
-    assert [a["dane"] for a in js["addresses"]] == list(verdicts)  # type: ignore[index]
+    addresses = js["addresses"]
+    assert isinstance(addresses, list)
+    assert [a["dane"] for a in addresses] == list(verdicts)
 
 
 def test_dns_problem_fails_every_address() -> None:

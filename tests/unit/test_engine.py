@@ -276,13 +276,15 @@ def test_engine_folds_each_write_into_ours(tmp_path: Path) -> None:
     w.new_next()
     w.engine().step([w.service], act=True)  # publish
     owner = w.service.owners[0].to_text()
-    assert set(w.store.load("mail").ours[owner]) == texts(w, old) | texts(w, w.next())
+    ours = w.store.load("mail").ours
+    assert ours is not None and set(ours[owner]) == texts(w, old) | texts(w, w.next())
     assert phase_names(w.engine().step([w.service], act=True)) == [phases.WAIT_TTL]
     w.clock.advance(300)
     assert phase_names(w.engine().step([w.service], act=True)) == [phases.SWAP]
     assert phase_names(w.engine().step([w.service], act=True)) == [phases.CLEANUP]
     # right after the retire write, before any new look at DNS: the retired are not ours
-    assert set(w.store.load("mail").ours[owner]) == texts(w, w.next())
+    ours = w.store.load("mail").ours
+    assert ours is not None and set(ours[owner]) == texts(w, w.next())
 
 
 def test_reload_failure_restores_previous_and_does_not_retire(tmp_path: Path) -> None:
@@ -647,12 +649,14 @@ def test_swap_installs_only_the_bytes_it_checked(tmp_path: Path, monkeypatch) ->
     w.new_next()
     w.apply()
     w.clock.advance(300)
-    real = swap.read_pair
+    from tlsarotate import pair
+
+    real = pair.read_pair
     other = w._leaf(["mx1.example.test"], None)
 
     def changed_underneath(paths):  # type: ignore[no-untyped-def]
         real(paths)
-        return swap.Pair(other.cert_pem, other.key_pem, material.parse(other.cert_pem, "x"))
+        return pair.Pair(other.cert_pem, other.key_pem, material.parse(other.cert_pem, "x"))
 
     monkeypatch.setattr(swap, "read_pair", changed_underneath)
     with pytest.raises(SwapError, match="changed while it was read"):
@@ -670,14 +674,14 @@ def test_crashed_swap_whose_next_changed_restores_and_reloads(
     files into the versioned store, between the new key and the new certificate); before the
     rerun the ACME client renewed again. The rerun keeps the deployed pair (nothing was
     switched) AND reloads, then rolls to the newest certificate safely."""
-    from tlsarotate import certstore
+    from tlsarotate import certstore, fsutil
 
     w = SimWorld(tmp_path)
     old = w.deployed()
     w.new_next()
     w.apply()
     w.clock.advance(300)
-    real = certstore.atomic_write
+    real = fsutil.atomic_write
     calls = {"n": 0}
 
     def crash_on_fourth(*a, **kw):  # type: ignore[no-untyped-def]

@@ -331,6 +331,7 @@ def test_ours_round_trips_and_is_validated() -> None:
     doc = State("mail").to_json()
     del doc["ours"]  # a state file written before the field existed
     assert State.from_json(doc).ours is None
+    bad: object
     for bad in ([], {"x": "3 1 1 ab"}, {"x": ["3 1 1 zz"]}):
         with pytest.raises(ValueError, match="field 'ours' has a wrong value"):
             State.from_json({**doc, "ours": bad})
