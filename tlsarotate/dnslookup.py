@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 import dns.exception
 import dns.flags
@@ -22,54 +21,14 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 import dns.resolver
-from dns.rdtypes.ANY.TLSA import TLSA
 
 from tlsarotate import records
 from tlsarotate.authoritative import DnsObserver
 from tlsarotate.config import Nameserver
 from tlsarotate.errors import ObserverError, TlsarotateError
-from tlsarotate.handshake import is_ip
 from tlsarotate.observation import Observation, Observer
-
-
-@dataclass(frozen=True)
-class ServerAnswer:
-    """What one authoritative server answered for the TLSA owner."""
-
-    label: str
-    address: str
-    port: int
-    error: str | None
-    records: list[str] | None  # sorted record texts; None when ``error``
-    signed: bool | None  # the RRset carries a valid RRSIG (None: not known)
-
-
-@dataclass
-class ResolverAnswer:
-    """What the validating resolver answered for the TLSA owner."""
-
-    server: str
-    rcode: str | None = None  # None: no answer (``error``)
-    ad: bool = False
-    records: list[str] = field(default_factory=list)
-    error: str | None = None
-
-
-@dataclass
-class TlsaAnswer:
-    """What DNS (or a file) says the TLSA RRset is, with the problems found on the way."""
-
-    source: str  # "dns" | "file:PATH"
-    zone: dns.name.Name | None = None
-    variants: list[tuple[tuple[str, ...], frozenset[TLSA]]] = field(default_factory=list)
-    servers: list[ServerAnswer] = field(default_factory=list)
-    dnssec: str = "unknown"  # signed | unsigned | invalid | unknown
-    min_rrsig_expiry: float | None = None
-    resolver: ResolverAnswer | None = None
-    problems: list[str] = field(default_factory=list)  # bogus: DANE fails because of these
-    insecure: list[str] = field(default_factory=list)  # DANE does not apply because of these
-    errors: list[str] = field(default_factory=list)  # could not check
-
+from tlsarotate.served import is_ip
+from tlsarotate.tlsaanswer import ResolverAnswer, TlsaAnswer, TlsaServerAnswer
 
 ObserverFactory = Callable[..., Observer]
 
@@ -238,7 +197,7 @@ def _add_observation(ans: TlsaAnswer, obs: Observation, owner: dns.name.Name) ->
         recs = sorted(rr.records, key=records.sort_key) if rr else []
         signed = s.signed.get(owner)
         texts = None if s.error else [records.to_text(r) for r in recs]
-        ans.servers.append(ServerAnswer(s.label, s.address, s.port, s.error, texts, signed))
+        ans.servers.append(TlsaServerAnswer(s.label, s.address, s.port, s.error, texts, signed))
         if s.error:
             ans.errors.append(f"authoritative server {s.label}: {s.error}")
             continue

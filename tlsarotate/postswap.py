@@ -14,8 +14,9 @@ from tlsarotate.clock import Clock, SystemClock
 from tlsarotate.config import CertSlot, Service
 from tlsarotate.dnslookup import resolve_addresses
 from tlsarotate.errors import TlsarotateError
-from tlsarotate.handshake import ServedChain, fetch_chain, format_endpoint
+from tlsarotate.handshake import fetch_chain
 from tlsarotate.material import Material
+from tlsarotate.served import ServedChain, format_endpoint
 
 ATTEMPTS = 5
 PAUSE = 0.5

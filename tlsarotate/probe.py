@@ -87,19 +87,15 @@ import dns.name
 
 from tlsarotate import records
 from tlsarotate.config import Nameserver, parse_nameserver
-from tlsarotate.dnslookup import (
-    ObserverFactory,
-    TlsaAnswer,
-    default_observer,
-    lookup_tlsa,
-    resolve_addresses,
-)
+from tlsarotate.dnslookup import ObserverFactory, default_observer, lookup_tlsa, resolve_addresses
 from tlsarotate.errors import TlsarotateError
 from tlsarotate.fsutil import atomic_write
-from tlsarotate.handshake import ServedChain, fetch_chain, is_ip, resolve_starttls, speaks_smtp
+from tlsarotate.handshake import fetch_chain
 from tlsarotate.pkix import Trust
 from tlsarotate.probe_judge import Gathered, ProbeReport, judge
 from tlsarotate.probe_render import render_json, render_text
+from tlsarotate.served import ServedChain, is_ip, resolve_starttls, speaks_smtp
+from tlsarotate.tlsaanswer import TlsaAnswer
 from tlsarotate.tlsafile import read_tlsa_file
 
 MAX_WORKERS = 256  # endpoints are I/O bound: 200 endpoints in one round

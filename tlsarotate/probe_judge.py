@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 import dns.name
 
-from tlsarotate.dnslookup import TlsaAnswer
-from tlsarotate.handshake import ServedChain
 from tlsarotate.pkix import Trust
+from tlsarotate.served import ServedChain
+from tlsarotate.tlsaanswer import TlsaAnswer
 from tlsarotate.verdict import AUTHENTICATED, FAILS, NO_DANE, Verdict, diagnose
 
 RANK = {AUTHENTICATED: 0, NO_DANE: 1, FAILS: 2}  # the worse verdict wins

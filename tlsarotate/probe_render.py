@@ -12,8 +12,8 @@ from dns.rdtypes.ANY.TLSA import TLSA
 from tlsarotate import records, timefmt
 from tlsarotate.certinfo import CertInfo, chain_info
 from tlsarotate.dane import RecordCheck
-from tlsarotate.dnslookup import ResolverAnswer, ServerAnswer
 from tlsarotate.probe_judge import RANK, AddressResult, ProbeReport
+from tlsarotate.tlsaanswer import ResolverAnswer, TlsaServerAnswer
 from tlsarotate.verdict import AUTHENTICATED, FAILS, NO_DANE, Verdict
 
 VERDICT_WORD = {AUTHENTICATED: "OK", FAILS: "FAIL", NO_DANE: "NO DANE"}
@@ -62,7 +62,7 @@ def report_json(rep: ProbeReport) -> dict[str, object]:
     }
 
 
-def _server_json(s: ServerAnswer) -> dict[str, object]:
+def _server_json(s: TlsaServerAnswer) -> dict[str, object]:
     return {
         "label": s.label,
         "address": s.address,

@@ -12,7 +12,7 @@ from tests.support.helpers import assert_one_line_error, run_cli
 from tests.support.servers import BindServers, bind, bind_servers  # noqa: F401
 from tlsarotate import certfiles, config, demo, pki, records
 from tlsarotate.check import run_check
-from tlsarotate.handshake import ServedChain
+from tlsarotate.served import ServedChain
 
 
 def test_check_prometheus_into_a_directory_is_one_line(tmp_path: Path) -> None:

@@ -48,9 +48,10 @@ from tests.support.tls_servers import (
 )
 from tlsarotate import material, pki, records
 from tlsarotate.config import Nameserver
-from tlsarotate.handshake import ServedChain, fetch_chain
+from tlsarotate.handshake import fetch_chain
 from tlsarotate.probe import run_probe
 from tlsarotate.probe_render import report_json
+from tlsarotate.served import ServedChain
 
 AUTH, FAILS, NONE = "authenticated", "fails", "none"
 V4, V6 = "127.0.0.1", "::1"

@@ -17,7 +17,8 @@ from tests.support.tls_servers import (  # noqa: F401
     chains,
     servers,
 )
-from tlsarotate.handshake import ServedChain, fetch_chain, resolve_starttls
+from tlsarotate.handshake import fetch_chain
+from tlsarotate.served import ServedChain, resolve_starttls
 
 
 def _ders(chain: Chain) -> tuple[bytes, ...]:

@@ -15,8 +15,8 @@ from tlsarotate.check.facts import CheckFacts, Endpoint, ServiceFacts, SlotFacts
 from tlsarotate.check.judge import CERT_WARN_SECONDS, RRSIG_WARN_SECONDS, judge
 from tlsarotate.check.report import CRITICAL, OK, UNKNOWN, WARNING, CheckReport
 from tlsarotate.config import CertPaths, CertSlot, Service
-from tlsarotate.handshake import ServedChain
 from tlsarotate.observation import Observation, ServerAnswer
+from tlsarotate.served import ServedChain
 
 HOST = "mx.example.test"
 ZONE = dns.name.from_text("example.test.")

@@ -29,8 +29,8 @@ from tlsarotate.check.report import (
     SwapReadiness,
 )
 from tlsarotate.config import CertPaths, CertSlot, Service
-from tlsarotate.handshake import ServedChain
 from tlsarotate.observation import Observation, ServerAnswer
+from tlsarotate.served import ServedChain
 
 NOW = 1_800_000_000.0
 ZONE = dns.name.from_text("example.test.")

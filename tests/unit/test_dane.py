@@ -16,11 +16,11 @@ from dns.rdtypes.ANY.TLSA import TLSA
 
 from tests.support.tls_servers import Chain, make_chain, make_pkix_chain
 from tlsarotate import material, pki, records
-from tlsarotate.dnslookup import TlsaAnswer
-from tlsarotate.handshake import ServedChain, speaks_smtp
 from tlsarotate.pkix import Trust, load_trust
 from tlsarotate.probe_judge import AddressResult, ProbeReport, address_verdict
 from tlsarotate.probe_render import report_json, result_line, verdict_json
+from tlsarotate.served import ServedChain, speaks_smtp
+from tlsarotate.tlsaanswer import TlsaAnswer
 from tlsarotate.verdict import AUTHENTICATED, FAILS, NO_DANE, Verdict, diagnose
 
 HOST = "mx.example.test"

@@ -12,8 +12,8 @@ import dns.name
 from tlsarotate import material, pki
 from tlsarotate.clock import FakeClock
 from tlsarotate.config import CertPaths, CertSlot, Service, Verify
-from tlsarotate.handshake import ServedChain
 from tlsarotate.postswap import ATTEMPTS, PAUSE, verify_live
+from tlsarotate.served import ServedChain
 
 
 def _service(verify: Verify | None) -> tuple[Service, CertSlot]:

@@ -11,9 +11,9 @@ import pytest
 from dns.rdtypes.ANY.TLSA import TLSA
 
 from tlsarotate import material, pki, records
-from tlsarotate.dnslookup import TlsaAnswer
-from tlsarotate.handshake import ServedChain
 from tlsarotate.probe_judge import Gathered, ProbeReport, judge
+from tlsarotate.served import ServedChain
+from tlsarotate.tlsaanswer import TlsaAnswer
 from tlsarotate.verdict import AUTHENTICATED, FAILS, NO_DANE
 
 HOST = "mx.example.test"

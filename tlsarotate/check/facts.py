@@ -12,8 +12,8 @@ import dns.name
 
 from tlsarotate import material, planner
 from tlsarotate.config import CertSlot, Service
-from tlsarotate.handshake import ServedChain
 from tlsarotate.observation import Observation
+from tlsarotate.served import ServedChain
 from tlsarotate.state import State
 
 

@@ -17,9 +17,10 @@ from tlsarotate.config import CertSlot, Config, Service
 from tlsarotate.dnslookup import resolve_addresses
 from tlsarotate.engine import load_slots, make_providers
 from tlsarotate.errors import TlsarotateError
-from tlsarotate.handshake import ServedChain, fetch_chain
+from tlsarotate.handshake import fetch_chain
 from tlsarotate.observation import Observation
 from tlsarotate.providers.base import Provider, ProviderContext
+from tlsarotate.served import ServedChain
 from tlsarotate.service_observer import ObserverFactory, observer_for
 from tlsarotate.state import State
 from tlsarotate.stores import make_store

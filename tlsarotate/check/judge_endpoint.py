@@ -11,8 +11,8 @@ import datetime as dt
 from tlsarotate import records
 from tlsarotate.check.facts import Endpoint
 from tlsarotate.check.report import CRITICAL, UNKNOWN, WARNING, EndpointReport, Finding
-from tlsarotate.handshake import format_endpoint, speaks_smtp
 from tlsarotate.observation import Observation
+from tlsarotate.served import format_endpoint, speaks_smtp
 from tlsarotate.verdict import diagnose
 
 

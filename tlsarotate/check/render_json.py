@@ -62,7 +62,7 @@ from tlsarotate.check.report import (
     Finding,
     ServiceReport,
 )
-from tlsarotate.handshake import ServedChain
+from tlsarotate.served import ServedChain
 
 
 def render(rep: CheckReport) -> str:

@@ -4,7 +4,7 @@ problem, worst first, then the Nagios status line."""
 from __future__ import annotations
 
 from tlsarotate.check.report import CRITICAL, OK, STATUS, UNKNOWN, WARNING, CheckReport
-from tlsarotate.handshake import format_endpoint
+from tlsarotate.served import format_endpoint
 
 _RANK = {OK: 0, WARNING: 1, UNKNOWN: 2, CRITICAL: 3}  # for people: CRITICAL first
 

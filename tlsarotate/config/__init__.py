@@ -16,9 +16,8 @@ a slot names). This module is the API the rest of tlsarotate uses.
 
 from __future__ import annotations
 
-from tlsarotate.config.certpaths import deployed_link_check, load_cert
-from tlsarotate.config.checks import check_files
-from tlsarotate.config.loader import DEFAULT_PATH, load, parse
+from typing import TYPE_CHECKING, Any
+
 from tlsarotate.config.model import (
     CertPaths,
     CertSlot,
@@ -30,6 +29,32 @@ from tlsarotate.config.model import (
     Verify,
 )
 from tlsarotate.config.nameservers import Nameserver, parse_nameserver
+
+if TYPE_CHECKING:
+    from tlsarotate.config.certpaths import deployed_link_check, load_cert
+    from tlsarotate.config.checks import check_files
+    from tlsarotate.config.loader import DEFAULT_PATH, load, parse
+
+# The loader and the checks read files: they are imported when first used, so the model (the
+# dataclasses a pure judge takes) comes without them.
+_LAZY = {
+    "deployed_link_check": "tlsarotate.config.certpaths",
+    "load_cert": "tlsarotate.config.certpaths",
+    "check_files": "tlsarotate.config.checks",
+    "DEFAULT_PATH": "tlsarotate.config.loader",
+    "load": "tlsarotate.config.loader",
+    "parse": "tlsarotate.config.loader",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tlsarotate.config' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "DEFAULT_PATH",
