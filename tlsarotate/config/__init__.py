@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from tlsarotate.config.certpaths import deployed_link_check, load_cert
 from tlsarotate.config.checks import check_files
-from tlsarotate.config.loader import DEFAULT_PATH, load, parse
+from tlsarotate.config.loader import DEFAULT_PATH, load, load_providers, parse
 from tlsarotate.config.model import (
     CertPaths,
     CertSlot,
@@ -46,6 +46,7 @@ __all__ = [
     "deployed_link_check",
     "load",
     "load_cert",
+    "load_providers",
     "parse",
     "parse_nameserver",
 ]
