@@ -171,6 +171,11 @@ def _name(hosts: tuple[str, ...], ports: tuple[int, ...], taken: set[str]) -> st
     return name
 
 
+def _sources(group: list[_Owner]) -> tuple[str, ...]:
+    """How the certificates that confirmed these owners were given."""
+    return tuple(sorted({o.cert.source for o in group if o.cert is not None}))
+
+
 def _deployed_service(group: list[_Owner], cert: HostCert, taken: set[str]) -> Draft:
     """One service for every owner of one deployed certificate (see the module docstring)."""
     hosts = tuple(sorted({o.host for o in group}))
@@ -184,7 +189,7 @@ def _deployed_service(group: list[_Owner], cert: HostCert, taken: set[str]) -> D
             o = have.get((h, p))
             owner = records.owner_name(h, p, group[0].protocol)
             if o is None:
-                notes.append(f"{owner}: no records yet: plan publishes them")
+                notes.append(f"{owner}: no records of this certificate yet: plan publishes them")
                 continue
             if o.rrset.ttl != ttl:
                 notes.append(f"{owner}: TTL {o.rrset.ttl}: plan sets it to {ttl}")
@@ -192,7 +197,6 @@ def _deployed_service(group: list[_Owner], cert: HostCert, taken: set[str]) -> D
             if missing:
                 what = ", ".join(params_text(_order(missing)))
                 notes.append(f"{owner}: no {what} record: plan publishes one")
-    sources = tuple(sorted({o.cert.source for o in group if o.cert is not None}))
     return Draft(
         _name(hosts, ports, taken),
         hosts,
@@ -201,7 +205,7 @@ def _deployed_service(group: list[_Owner], cert: HostCert, taken: set[str]) -> D
         ttl,
         params,
         cert.deployed,
-        sources,
+        _sources(group),
         notes=tuple(notes),
     )
 
@@ -227,9 +231,9 @@ def _record_services(group: list[_Owner], taken: set[str]) -> list[Draft]:
     out = []
     first = group[0]
     params = _order({records.params_of(rd) for rd in first.rrset.records})
-    confirmed = (first.cert.source,) if first.cert else ()
     for ports, hosts in sorted(by_ports.items(), key=lambda kv: kv[1]):
         name = _name(tuple(hosts), ports, taken)
+        confirmed = _sources([o for o in group if o.host in hosts])
         out.append(
             Draft(
                 name, tuple(hosts), ports, first.protocol, first.rrset.ttl, params, None, confirmed

@@ -165,6 +165,13 @@ ROWS = [
         warnings=["deployed certificate paths unknown"],
     ),
     Row(
+        "--cert: two hosts serving the same certificate, both confirming one service",
+        {o("mx1"): rr(300, recs(A, "3 1 1")), o("mx2"): rr(300, recs(A, "3 1 1"))},
+        {h("mx1"): given(A, "--cert mx1"), h("mx2"): given(A, "--cert mx2")},
+        [(("mx1", "mx2"), (25,), 300, ("3 1 1",), None, 2)],
+        warnings=["deployed certificate paths unknown"],
+    ),
+    Row(
         "one deployed certificate, ports and TTLs that differ: one service, what plan changes",
         {
             o("mx1"): rr(300, recs(A, "3 1 1", "3 0 1")),
@@ -177,7 +184,7 @@ ROWS = [
             "_25._tcp.mx1.example.test.: TTL 300: plan sets it to 600",
             "_25._tcp.mx2.example.test.: TTL 300: plan sets it to 600",
             "_465._tcp.mx1.example.test.: no 3 0 1 record: plan publishes one",
-            "_465._tcp.mx2.example.test.: no records yet: plan publishes them",
+            "_465._tcp.mx2.example.test.: no records of this certificate yet: plan publishes",
         ],
     ),
     Row(
