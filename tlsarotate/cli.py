@@ -52,6 +52,12 @@ def _probe(args: argparse.Namespace) -> int:
     return cmd_probe(args)
 
 
+def _import(args: argparse.Namespace) -> int:
+    from tlsarotate.importcmd import cmd_import
+
+    return cmd_import(args)
+
+
 def _install_hooks(args: argparse.Namespace) -> int:
     from tlsarotate.installer import cmd_install
 
@@ -73,6 +79,7 @@ COMMANDS: dict[str, Handler] = {
     "status": _status,
     "check": _check,
     "probe": _probe,
+    "import": _import,
     "install-hooks": _install_hooks,
     "demo": _demo,
 }

@@ -183,6 +183,56 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--timeout", type=TIMEOUT, default=10.0, help="per-connection timeout")
     pr.add_argument("--output", choices=["text", "json"], default="text")
 
+    im = add(
+        "import",
+        "print the services: config that manages a zone's published TLSA records as they are",
+    )
+    im.add_argument("--zone", required=True, help="the zone to read, e.g. example.com")
+    im.add_argument(
+        "--provider",
+        metavar="NAME",
+        help="the configured provider to read it through (default: the only one configured)",
+    )
+    im.add_argument(
+        "--owner",
+        action="append",
+        metavar="OWNER",
+        help="read this owner, e.g. _25._tcp.mx.example.com (repeatable; default: every TLSA "
+        "owner the provider lists)",
+    )
+    im.add_argument(
+        "--deployed",
+        action="append",
+        metavar="HOST=CERT,KEY",
+        help="the certificate and key files HOST serves (or HOST=COMBINED, one key+chain "
+        "file): the service's certificate.deployed; its records are confirmed against it "
+        "(repeatable)",
+    )
+    im.add_argument(
+        "--cert",
+        action="append",
+        metavar="HOST=FILE",
+        help="a certificate HOST serves, only to confirm which records are its own (e.g. saved "
+        "by probe --save-chain; repeatable)",
+    )
+    im.add_argument(
+        "--nameserver",
+        action="append",
+        metavar="ADDR[:PORT]",
+        help="put nameservers: [ADDR[:PORT], ...] in every service (repeatable)",
+    )
+    im.add_argument(
+        "--observe",
+        choices=["dns", "provider"],
+        help="put observe: dns|provider in every service (default: leave it out, dns)",
+    )
+    im.add_argument(
+        "--output",
+        choices=["yaml", "json"],
+        default="yaml",
+        help="yaml: the services: section with comments (default); json: for programs",
+    )
+
     ih = add(
         "install-hooks",
         "install the ACME-client hooks, systemd units or cron line with this install's paths",

@@ -623,3 +623,26 @@ def test_change_keeping_every_owner_writes_nothing(case: Case) -> None:
     before = case.helpers.writes()
     case.provider.apply(change)
     assert case.helpers.writes() == before
+
+
+# providers that cannot enumerate a zone (``import`` needs ``--owner`` with them)
+CANNOT_LIST = {"plugin-example"}
+
+
+@pytest.fixture(params=sorted(PROVIDER_FACTORIES))
+def list_case(request: pytest.FixtureRequest) -> Iterator[tuple[str, Case]]:
+    with PROVIDER_FACTORIES[request.param](request) as c:
+        yield request.param, c
+
+
+def test_list_owners(list_case: tuple[str, Case]) -> None:
+    name, case = list_case
+    apply_to(case, {A: rr(300, rd(1)), B: rr(600, rd(2), rd(3, "3 0 1")), C: rr(300, rd(4))})
+    apply_to(case, {B: None})  # deleted: no longer an owner with TLSA
+    if name in CANNOT_LIST:
+        with pytest.raises(ProviderError) as ei:
+            case.provider.list_owners(case.zone)
+        assert_one_line(ei.value, "cannot list a zone; name the owners with --owner")
+        return
+    # only the owners holding TLSA, sorted; the zone's other names (SOA, NS, A) are not listed
+    assert case.provider.list_owners(case.zone) == [A, C]

@@ -48,6 +48,8 @@ PURE_MODULES = (
     "tlsarotate.clock",
     "tlsarotate.errors",
     "tlsarotate.timefmt",
+    "tlsarotate.adopt",
+    "tlsarotate.adopt_render",
 )
 
 FORBIDDEN = (

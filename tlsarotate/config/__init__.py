@@ -33,7 +33,7 @@ from tlsarotate.config.nameservers import Nameserver, parse_nameserver
 if TYPE_CHECKING:
     from tlsarotate.config.certpaths import deployed_link_check, load_cert
     from tlsarotate.config.checks import check_files
-    from tlsarotate.config.loader import DEFAULT_PATH, load, parse
+    from tlsarotate.config.loader import DEFAULT_PATH, load, load_providers, parse
 
 # The loader and the checks read files: they are imported when first used, so the model (the
 # dataclasses a pure judge takes) comes without them.
@@ -43,6 +43,7 @@ _LAZY = {
     "check_files": "tlsarotate.config.checks",
     "DEFAULT_PATH": "tlsarotate.config.loader",
     "load": "tlsarotate.config.loader",
+    "load_providers": "tlsarotate.config.loader",
     "parse": "tlsarotate.config.loader",
 }
 
@@ -71,6 +72,7 @@ __all__ = [
     "deployed_link_check",
     "load",
     "load_cert",
+    "load_providers",
     "parse",
     "parse_nameserver",
 ]

@@ -23,24 +23,48 @@ DEFAULT_PATH = Path("/etc/tlsarotate/config.yaml")
 
 def load(path: str | os.PathLike[str] | None = None) -> Config:
     """The config at ``path``, else ``$TLSAROTATE_CONFIG``, else :data:`DEFAULT_PATH`."""
-    p = Path(path) if path is not None else Path(os.environ.get("TLSAROTATE_CONFIG", DEFAULT_PATH))
-    text = read_text(p, "config file", hint=" (use -c FILE or TLSAROTATE_CONFIG)", limit=MAX_CONFIG)
-    return parse(text, p.absolute())
+    p = _path(path)
+    return parse(_read(p), p.absolute())
 
 
-def parse(text: str, path: Path) -> Config:
-    """The config ``text`` holds; ``path`` names it in errors and anchors relative paths."""
-    doc = YamlFile(path)
+def _path(path: str | os.PathLike[str] | None) -> Path:
+    return (
+        Path(path) if path is not None else Path(os.environ.get("TLSAROTATE_CONFIG", DEFAULT_PATH))
+    )
+
+
+def _read(p: Path) -> str:
+    return read_text(p, "config file", hint=" (use -c FILE or TLSAROTATE_CONFIG)", limit=MAX_CONFIG)
+
+
+def load_providers(
+    path: str | os.PathLike[str] | None = None,
+) -> tuple[Path, dict[str, ProviderConfig]]:
+    """Only the ``providers:`` of the config :func:`load` would read (``services:`` may be
+    absent: ``import`` writes them), and the file's absolute path."""
+    p = _path(path)
+    doc = YamlFile(p.absolute())
+    m = doc.mapping(_root(doc, _read(p)), "", {**TOP_KEYS, "services": False})
+    return p.absolute(), _providers(doc, m["providers"][1])
+
+
+def _root(doc: YamlFile, text: str) -> yaml.Node:
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError(f"not valid YAML: {problem}", file=path, line=line) from None
+        raise ConfigError(f"not valid YAML: {problem}", file=doc.file, line=line) from None
     if root is None:
-        raise ConfigError("the config file is empty", file=path)
-    m = doc.mapping(root, "", TOP_KEYS)
+        raise ConfigError("the config file is empty", file=doc.file)
+    return root
+
+
+def parse(text: str, path: Path) -> Config:
+    """The config ``text`` holds; ``path`` names it in errors and anchors relative paths."""
+    doc = YamlFile(path)
+    m = doc.mapping(_root(doc, text), "", TOP_KEYS)
     state_dir = (
         doc.path(m["state_dir"][1], "state_dir")
         if "state_dir" in m

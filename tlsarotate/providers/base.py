@@ -1,7 +1,8 @@
 """The provider interface every DNS backend implements (built-in or plugin), and the one write
 workflow they share.
 
-A provider reads the TLSA RRsets of a set of owners in one zone (:meth:`Provider.read`) and
+A provider reads the TLSA RRsets of a set of owners in one zone (:meth:`Provider.read`; which
+owners hold one, where the backend can say, :meth:`Provider.list_owners`) and
 writes one part of a :class:`~tlsarotate.change.ZoneChange` in one atomic backend write
 (:meth:`Provider.write`). Everything around that is :meth:`Provider.apply`'s, here, once:
 
@@ -243,6 +244,12 @@ class Provider(ABC):
         ``old`` (those that stay too) must hold or nothing is written
         (:class:`~tlsarotate.errors.ConcurrentChangeError`); without, ``part`` holds only the
         owners that change, already checked."""
+
+    def list_owners(self, zone: dns.name.Name) -> list[dns.name.Name]:
+        """Every owner in ``zone`` that holds a TLSA RRset, sorted (``import`` without
+        ``--owner``). Optional: a backend that cannot enumerate a zone keeps this default, a
+        one-line error."""
+        raise self.error("cannot list a zone; name the owners with --owner")
 
     def parts(self, change: ZoneChange) -> list[ZoneChange]:
         """``change`` split past the backend's limits, owners in order, each part one write;

@@ -243,12 +243,13 @@ class CloudflareProvider(Provider):
         return CfRecord(str(rec["id"]), owner, ttl, rd)
 
     def _read_records(
-        self, zone: dns.name.Name, owners: Sequence[dns.name.Name]
+        self, zone: dns.name.Name, owners: Sequence[dns.name.Name] | None
     ) -> dict[dns.name.Name, list[CfRecord]]:
+        """The TLSA records of ``owners`` (None: of every owner), by owner."""
         zid = self.zone_id(zone)
-        wanted = set(owners)
+        wanted = None if owners is None else set(owners)
         params: dict[str, Any] = {"type": "TLSA", "per_page": PER_PAGE}
-        if len(wanted) == 1:
+        if wanted is not None and len(wanted) == 1:
             params["name"] = next(iter(wanted)).to_text(omit_final_dot=True)
         out: dict[dns.name.Name, list[CfRecord]] = {}
         page = 1
@@ -260,7 +261,7 @@ class CloudflareProvider(Provider):
                 if str(rec.get("type", "")).upper() != "TLSA":
                     continue
                 r = self._parse(rec)
-                if r.owner in wanted:
+                if wanted is None or r.owner in wanted:
                     out.setdefault(r.owner, []).append(r)
             info = data.get("result_info") or {}
             if page >= int(info.get("total_pages") or 1):
@@ -279,6 +280,9 @@ class CloudflareProvider(Provider):
         for o in owners:
             self._seen[o] = found.get(o, [])
         return {o: self._rrset(recs) for o, recs in found.items()}
+
+    def list_owners(self, zone: dns.name.Name) -> list[dns.name.Name]:
+        return sorted(self._read_records(zone, None))
 
     # -- write ------------------------------------------------------------------------------
 

@@ -57,6 +57,10 @@ class MemoryProvider(Provider):
         z = self.data.get(zone, {})
         return {o: z[o] for o in owners if o in z}
 
+    def list_owners(self, zone: dns.name.Name) -> list[dns.name.Name]:
+        self._check_zone(zone)
+        return sorted(self.data.get(zone, {}))
+
     def parts(self, change: ZoneChange) -> list[ZoneChange]:
         chs = change.changes
         size = self.part_size or len(chs)

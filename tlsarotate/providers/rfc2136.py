@@ -26,6 +26,9 @@ Config::
         retries: 3                  # attempts in all (1 = no retry) on timeouts / refusals
         read: query                 # or axfr (one zone transfer instead of one query per owner)
 
+Listing the TLSA owners of a zone (``tlsarotate import``) always takes one AXFR, whatever
+``read`` says: the primary's ``allow-transfer`` must allow the TSIG key.
+
 The TSIG secret never appears in an error message, a log line or ``repr(provider)``.
 
 Testing and fault injection: every network exchange goes through :meth:`RFC2136Provider._send`
@@ -267,6 +270,22 @@ class RFC2136Provider(Provider):
     def _read_axfr(
         self, zone: dns.name.Name, owners: Sequence[dns.name.Name]
     ) -> dict[dns.name.Name, TlsaRRset]:
+        z = self._axfr(zone)
+        out: dict[dns.name.Name, TlsaRRset] = {}
+        for owner in owners:
+            rds = z.get_rdataset(owner, dns.rdatatype.TLSA)
+            if rds is not None and len(rds):
+                out[owner] = TlsaRRset.from_rdataset(rds)
+        return out
+
+    def list_owners(self, zone: dns.name.Name) -> list[dns.name.Name]:
+        """The owners with a TLSA RRset, from one AXFR (whatever ``read`` says)."""
+        z = self._axfr(zone)
+        found = (n.derelativize(zone) for n in z.nodes)
+        return sorted(n for n in found if z.get_rdataset(n, dns.rdatatype.TLSA))
+
+    def _axfr(self, zone: dns.name.Name) -> dns.zone.Zone:
+        """The zone, transferred (retried on timeouts), or a one-line error."""
         try:
             z = self._retrying(f"the AXFR of {zone}", lambda: self._transfer(zone))
         except dns.tsig.PeerError as e:
@@ -279,12 +298,7 @@ class RFC2136Provider(Provider):
             ) from None
         except dns.exception.FormError:
             raise self.error(f"malformed AXFR of {zone}") from None
-        out: dict[dns.name.Name, TlsaRRset] = {}
-        for owner in owners:
-            rds = z.get_rdataset(owner, dns.rdatatype.TLSA)
-            if rds is not None and len(rds):
-                out[owner] = TlsaRRset.from_rdataset(rds)
-        return out
+        return z
 
     # ---- write -------------------------------------------------------------------------
     def build_update(self, change: ZoneChange) -> dns.update.UpdateMessage:

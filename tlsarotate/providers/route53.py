@@ -32,7 +32,7 @@ naming the option.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -303,17 +303,24 @@ class Route53Provider(Provider):
                     if rrset["Type"] == "TLSA" and name_from_route53(rrset["Name"]) == owner:
                         out[owner] = self._parse(rrset)
             return out
+        for owner, rrset in self._tlsa_sets(zid):
+            if owner in wanted:
+                out[owner] = self._parse(rrset)
+        return out
+
+    def list_owners(self, zone: dns.name.Name) -> list[dns.name.Name]:
+        return sorted({owner for owner, _ in self._tlsa_sets(self.zone_id(zone))})
+
+    def _tlsa_sets(self, zid: str) -> Iterator[tuple[dns.name.Name, Mapping[str, Any]]]:
+        """Every TLSA record set of the hosted zone, page by page, with its owner."""
         kwargs: dict[str, Any] = {"HostedZoneId": zid, "MaxItems": str(self.page_size)}
         while True:
             page = self._call("list_resource_record_sets", **kwargs)
             for rrset in page["ResourceRecordSets"]:
-                if rrset["Type"] != "TLSA":
-                    continue
-                owner = name_from_route53(rrset["Name"])
-                if owner in wanted:
-                    out[owner] = self._parse(rrset)
+                if rrset["Type"] == "TLSA":
+                    yield name_from_route53(rrset["Name"]), rrset
             if not page.get("IsTruncated"):
-                return out
+                return
             kwargs = {
                 "HostedZoneId": zid,
                 "MaxItems": str(self.page_size),

@@ -139,6 +139,10 @@ class ZoneFileProvider(Provider):
                 out[o] = rr
         return out
 
+    def list_owners(self, zone: dns.name.Name) -> list[dns.name.Name]:
+        z = self._parse(self._read_text(), zone)
+        return sorted(n for n in z.nodes if zonetext.tlsa(z, n) is not None)
+
     def _beside(self, suffix: str) -> Path:
         t = self.target
         return t.parent / f".{t.name}.tlsarotate.{suffix}"
