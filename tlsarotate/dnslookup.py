@@ -30,7 +30,7 @@ from tlsarotate.observation import Observation, Observer
 from tlsarotate.served import is_ip
 from tlsarotate.tlsaanswer import ResolverAnswer, TlsaAnswer, TlsaServerAnswer
 
-ObserverFactory = Callable[..., Observer]
+NameserverObserverFactory = Callable[..., Observer]
 
 
 def stub_resolver(server: Nameserver | None, timeout: float) -> dns.resolver.Resolver | None:
@@ -144,7 +144,7 @@ def find_zone(
         raise ObserverError(f"cannot find the zone of {owner}: {e}") from None
 
 
-def default_observer(
+def nameserver_observer(
     nameservers: Sequence[Nameserver],
     timeout: float,
     resolver: Nameserver | None = None,
@@ -166,7 +166,7 @@ def lookup_tlsa(
     timeout: float,
     nameservers: Sequence[Nameserver] = (),
     resolver: Nameserver | None = None,
-    observer_factory: ObserverFactory = default_observer,
+    observer_factory: NameserverObserverFactory = nameserver_observer,
 ) -> TlsaAnswer:
     """Ask every authoritative server (through the observer) and, with ``resolver``, the
     validating resolver too."""

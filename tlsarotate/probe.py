@@ -87,7 +87,12 @@ import dns.name
 
 from tlsarotate import records
 from tlsarotate.config import Nameserver, parse_nameserver
-from tlsarotate.dnslookup import ObserverFactory, default_observer, lookup_tlsa, resolve_addresses
+from tlsarotate.dnslookup import (
+    NameserverObserverFactory,
+    lookup_tlsa,
+    nameserver_observer,
+    resolve_addresses,
+)
 from tlsarotate.errors import TlsarotateError
 from tlsarotate.fsutil import atomic_write
 from tlsarotate.handshake import fetch_chain
@@ -119,7 +124,7 @@ def run_probe(
     nameservers: Sequence[Nameserver] = (),
     save_chain: str | None = None,
     fetch: Callable[..., ServedChain] = fetch_chain,
-    observer_factory: ObserverFactory = default_observer,
+    observer_factory: NameserverObserverFactory = nameserver_observer,
     addresses: Sequence[str] | None = None,
     trust: Trust | None = None,
 ) -> ProbeReport:

@@ -38,7 +38,7 @@ from tlsarotate.check import judge, render_nagios, render_prometheus
 from tlsarotate.check.report import CheckReport
 from tlsarotate.clock import FakeClock
 from tlsarotate.config import Nameserver
-from tlsarotate.dnslookup import default_observer
+from tlsarotate.dnslookup import nameserver_observer
 from tlsarotate.observation import Observer
 from tlsarotate.providers.base import Provider
 
@@ -301,7 +301,7 @@ def test_endpoint_is_not_dane_ok_when_no_nameserver_answers(
     def observer_for(
         s: config.Service, provider: Callable[[], Provider], timeout: float
     ) -> Observer:
-        return default_observer([Nameserver("127.0.0.1", closed)], timeout)
+        return nameserver_observer([Nameserver("127.0.0.1", closed)], timeout)
 
     rep = check.run_check(cfg, timeout=2, observer_for=observer_for)
     assert rep.exit_code == 3, [f.message for f in rep.findings]
