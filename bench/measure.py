@@ -1,7 +1,10 @@
 """Whole-process figures of a command: wall time, CPU time (user + system) and peak RSS.
 
-Each command runs as a child process and is reaped with ``os.wait4``, so the figures are that
-child's own (its children's included, as ``time -v`` reports them), never the benchmark's.
+Each command runs as a child process and is reaped with ``os.wait4``, so the CPU figures are that
+child's own (its children's included), never the benchmark's. The peak RSS comes from GNU
+``/usr/bin/time`` wrapped around the command when it is installed: a child forked from the
+benchmark reports the benchmark's own size as its ``ru_maxrss`` (Linux keeps the high-water mark
+of the image it had before ``exec``), a child of the small ``time`` process does not.
 Used by the benchmarks in bench/ (not a test; nothing here runs in CI).
 """
 
@@ -18,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
 
 
 @dataclass(frozen=True)
@@ -48,10 +52,15 @@ def tlsarotate(*args: str) -> list[str]:
 def run(argv: Sequence[str], *, stdin: str | None = None, ok: Sequence[int] = (0,)) -> Run:
     """Run ``argv`` to completion; figures from ``wait4``. An exit status outside ``ok`` stops
     the benchmark with the command's stderr."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    with (
+        tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as err,
+        tempfile.NamedTemporaryFile("r") as rss,
+    ):
+        wrap = [TIME, "-q", "-f", "%M", "-o", rss.name] if TIME else []
         start = time.perf_counter()
         p = subprocess.Popen(
-            list(argv),
+            [*wrap, *argv],
             stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
             stdout=out,
             stderr=err,
@@ -66,10 +75,11 @@ def run(argv: Sequence[str], *, stdin: str | None = None, ok: Sequence[int] = (0
         p.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
         out.seek(0)
         err.seek(0)
+        kb = int(rss.read().split()[-1]) if TIME else ru.ru_maxrss
         r = Run(
             wall,
             ru.ru_utime + ru.ru_stime,
-            ru.ru_maxrss / 1024,
+            kb / 1024,
             p.returncode,
             out.read().decode(errors="replace"),
             err.read().decode(errors="replace"),
