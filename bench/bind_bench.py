@@ -11,8 +11,9 @@ records (bench/gen.py: one service per zone, records 3 1 1 + 3 0 1, ``observe: d
 both servers). Each run starts from that state (the records put back, the state removed):
 
 * tlsarotate: ``apply`` (no --wait): the publish of the next certificate's records;
-* reference: one ``nsupdate -k KEY`` process per zone, adding the same records, split into as
-  few ``send``s as fit a DNS message (64 KiB): the fewest UPDATE messages possible.
+* reference: ``nsupdate -v -k KEY`` (TCP, as tlsarotate) adding the same records, one process
+  per zone, or per message where a zone's change does not fit one (64 KiB: nsupdate compresses
+  no owner names), waiting for the new serial between the messages to one zone.
 
 Figures: wall, CPU (wait4) and peak RSS; from BIND's own logs the UPDATE messages (one
 ``update ... approved`` line each) and the queries each server answered (the secondary's
@@ -30,6 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -51,6 +53,16 @@ class LoggedBind(BindServers):
     """BindServers with ``querylog yes``; the secondary refreshes and transfers from 127.0.0.2.
     ``named -g`` logs everything (queries, ``update-security``) to its stderr: the
     ``primary.log`` and ``secondary.log`` of :class:`BindServers`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        conf = self.primary_dir / "named.conf"  # let the secondary transfer from 127.0.0.2
+        text = conf.read_text().replace(
+            f"{PRIMARY_ADDR}; {SECONDARY_ADDR}; }};",
+            f"{PRIMARY_ADDR}; {SEC_SOURCE}; {SECONDARY_ADDR}; }};",
+        )
+        assert SEC_SOURCE in text, "allow-transfer not found in the primary's named.conf"
+        conf.write_text(text)
 
     def _options(self, d: Path, listen: str) -> str:
         extra = "    querylog yes;\n"
@@ -90,16 +102,22 @@ class LoggedBind(BindServers):
         }
 
 
-def chunks(zone: str, adds: list[tuple[str, int, str]]) -> list[list[tuple[str, int, str]]]:
+def chunks(
+    zone: str, adds: list[tuple[str, int, str]], compress: bool = True
+) -> list[list[tuple[str, int, str]]]:
     """``adds`` split into the fewest consecutive runs that each fit one signed UPDATE.
 
     The wire size is counted as a DNS renderer writes it: header, zone section, then each
     record's owner with name compression (a pointer to a suffix already written in the first
-    16 KiB), type/class/TTL/length and the rdata; 512 bytes are left for the TSIG record."""
+    16 KiB), type/class/TTL/length and the rdata; 512 bytes are left for the TSIG record.
+    ``compress=False``: owner names at full length, as nsupdate 9.18 renders them (it refuses
+    a longer message: "dns_request_create: ran out of space")."""
     zlabels = tuple(dns.name.from_text(zone).labels)
     out: list[list[tuple[str, int, str]]] = []
     size, comp = MAX_MSG, {}  # force a new message at the first record
     for a in adds:
+        if not compress:
+            comp = {}
         labels = tuple(x.lower() for x in dns.name.from_text(a[0]).labels)
         rdata_len = 3 + len(a[2].split()[3]) // 2
         if size + _name_len(labels, comp, size, dry=True) + 10 + rdata_len > MAX_MSG - 512:
@@ -148,46 +166,72 @@ def tlsa_set(bind: BindServers, zone: str) -> set[tuple[str, str]]:
     }
 
 
-def restore(bind: BindServers, lay: gen.Layout) -> None:
-    """Every zone back to the deployed records only; tlsarotate's state removed."""
+def settled(bind: BindServers, want: dict[str, set[tuple[str, str]]], timeout: float = 30) -> bool:
+    """Whether the primary serves ``want`` in every zone within ``timeout`` s (inline signing
+    serves a change a moment after the UPDATE's answer)."""
+    deadline = time.monotonic() + timeout
+    while not all(tlsa_set(bind, z) == w for z, w in want.items()):
+        if time.monotonic() > deadline:
+            for z, w in want.items():
+                got = tlsa_set(bind, z)
+                print(f"{z}: {len(got - w)} unexpected, {len(w - got)} missing, e.g. "
+                      f"{sorted(got - w)[:2]} {sorted(w - got)[:2]}")  # fmt: skip
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def restore(bind: BindServers, lay: gen.Layout, start: dict[str, set[tuple[str, str]]]) -> None:
+    """Every zone back to ``start``, the deployed records only, served by both servers;
+    tlsarotate's state removed. Each UPDATE waits until the primary serves a new serial: BIND
+    9.18 inline signing can miss a change that arrives while it signs the previous one (the
+    log says ``receive_secure_serial: unchanged`` and the signed zone never gets it)."""
     for zone in lay.zones:
         owners = sorted({o for s in lay.services if s.zone == zone for o in s.owners})
         for i in range(0, len(owners), 1000):  # 1,000 deletes fit one message
             part = owners[i : i + 1000]
-            r = bind.update(
-                zone, build=lambda m, p=part: [m.delete(o, "TLSA") for o in p], wait=False
-            )
+            r = bind.update(zone, build=lambda m, p=part: [m.delete(o, "TLSA") for o in p])
             assert r.rcode() == 0, (zone, r.rcode())
         for adds in chunks(zone, split_lines(lay.zone_lines[zone])):
-            r = bind.update(
-                zone, build=lambda m, p=adds: [m.add(*a[:2], "TLSA", a[2]) for a in p], wait=False
-            )
+            r = bind.update(zone, build=lambda m, p=adds: [m.add(*a[:2], "TLSA", a[2]) for a in p])
             assert r.rcode() == 0, (zone, r.rcode())
+    if not settled(bind, start):
+        raise SystemExit("the primary did not come back to the start state")
     bind.wait_synced(timeout=120)
     shutil.rmtree(lay.dir / "state", ignore_errors=True)
     (lay.dir / "state").mkdir(mode=0o700)
 
 
-def nsupdate_scripts(bind: BindServers, lay: gen.Layout) -> dict[str, str]:
+def nsupdate_scripts(bind: BindServers, lay: gen.Layout) -> dict[str, list[str]]:
+    """Per zone, the nsupdate input of each message (one ``send`` each)."""
     out = {}
     for zone in lay.zones:
-        adds = [
-            a for s in lay.services if s.zone == zone for a in split_lines(lay.lines_for(s, "next"))
+        adds = [a for s in lay.services if s.zone == zone for a in next_adds(lay, s)]
+        out[zone] = [
+            f"server {PRIMARY_ADDR} {bind.port}\nzone {zone}\n"
+            + "".join(f"update add {o} {t} TLSA {x}\n" for o, t, x in part)
+            + "send\n"
+            for part in chunks(zone, adds, compress=False)
         ]
-        parts = [f"server {PRIMARY_ADDR} {bind.port}\nzone {zone}\n"]
-        for part in chunks(zone, adds):
-            parts += [f"update add {o} {t} TLSA {x}\n" for o, t, x in part]
-            parts.append("send\n")
-        out[zone] = "".join(parts)
     return out
 
 
-def timed_nsupdate(bind: BindServers, scripts: dict[str, str]) -> Run:
-    wall = cpu = rss = 0.0
-    for text in scripts.values():
-        r = run(["nsupdate", "-k", str(bind.key_file)], stdin=text)
-        wall, cpu, rss = wall + r.wall, cpu + r.cpu, max(rss, r.rss_mb)
-    return Run(wall, cpu, rss, 0, "", "")
+def timed_nsupdate(bind: BindServers, scripts: dict[str, list[str]]) -> Run:
+    """Zone after zone, each message by its own ``nsupdate``; before the next message to the
+    same zone, wait until the primary serves the new serial (see :func:`restore`: BIND can miss
+    a change sent while it signs the previous one). The wall time includes those waits."""
+    cpu = rss = 0.0
+    start = time.perf_counter()
+    for zone, texts in scripts.items():
+        for i, text in enumerate(texts):
+            before = bind.serial(bind.primary, zone)
+            r = run(["nsupdate", "-v", "-k", str(bind.key_file)], stdin=text)
+            if r.out.strip() or r.err.strip():
+                raise SystemExit(f"nsupdate said: {(r.out + r.err).strip()[:500]}")
+            cpu, rss = cpu + r.cpu, max(rss, r.rss_mb)
+            if i + 1 < len(texts) and before is not None:
+                bind.wait_primary_serial(zone, before, timeout=30)
+    return Run(time.perf_counter() - start, cpu, rss, 0, "", "")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -215,27 +259,32 @@ def main(argv: list[str] | None = None) -> int:
         ns = [f"{PRIMARY_ADDR}:{bind.port}", f"[{SECONDARY_ADDR}]:{bind.port}"]
         gen.write_config(lay, rfc2136=opts, nameservers=ns)
         run(tlsarotate("-c", str(lay.config), "validate"))
-        want = {z: tlsa_set(bind, z) for z in lay.zones}
+        initial = {z: tlsa_set(bind, z) for z in lay.zones}
+        want = {z: set(v) for z, v in initial.items()}
+        fewest = sum(
+            len(chunks(z, [x for s in lay.services if s.zone == z for x in next_adds(lay, s)]))
+            for z in lay.zones
+        )
         for s in lay.services:
             want[s.zone] |= {
                 (o, rd)
                 for o, _t, rd in [(x[0], 0, x[2]) for x in split_lines(lay.lines_for(s, "next"))]
             }
 
-        restore(bind, lay)
+        restore(bind, lay, initial)
         start = bind.marks()
         ours = run(tlsarotate("-c", str(lay.config), "apply"), ok=(0, 2))
         c_ours = bind.counts(start, bind.marks())
         bind.wait_synced(timeout=120)
-        same_ours = all(tlsa_set(bind, z) == want[z] for z in lay.zones)
+        same_ours = settled(bind, want)
 
-        restore(bind, lay)
+        restore(bind, lay, initial)
         scripts = nsupdate_scripts(bind, lay)
         start = bind.marks()
         ref = timed_nsupdate(bind, scripts)
         c_ref = bind.counts(start, bind.marks())
         bind.wait_synced(timeout=120)
-        same_ref = all(tlsa_set(bind, z) == want[z] for z in lay.zones)
+        same_ref = settled(bind, want)
     finally:
         bind.stop()
         if a.keep:
@@ -249,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"end state: tlsarotate {'as expected' if same_ours else 'WRONG'}, "
           f"nsupdate {'as expected' if same_ref else 'WRONG'}")  # fmt: skip
+    print(f"fewest UPDATE messages that fit the change (64 KiB, name compression): {fewest}")
     rows = []
     for name, r, c in (("tlsarotate apply", ours, c_ours), ("nsupdate per zone", ref, c_ref)):
         rows.append((name, f"{r.wall:.2f}", f"{r.cpu:.2f}", f"{r.rss_mb:.0f}", c["updates"],

@@ -53,23 +53,22 @@ def run(argv: Sequence[str], *, stdin: str | None = None, ok: Sequence[int] = (0
     """Run ``argv`` to completion; figures from ``wait4``. An exit status outside ``ok`` stops
     the benchmark with the command's stderr."""
     with (
+        tempfile.TemporaryFile() as inp,
         tempfile.TemporaryFile() as out,
         tempfile.TemporaryFile() as err,
         tempfile.NamedTemporaryFile("r") as rss,
     ):
+        inp.write((stdin or "").encode())
+        inp.seek(0)
         wrap = [TIME, "-q", "-f", "%M", "-o", rss.name] if TIME else []
         start = time.perf_counter()
         p = subprocess.Popen(
             [*wrap, *argv],
-            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdin=inp if stdin is not None else subprocess.DEVNULL,
             stdout=out,
             stderr=err,
             env=env(),
         )
-        if stdin is not None:
-            assert p.stdin is not None
-            p.stdin.write(stdin.encode())
-            p.stdin.close()
         _, status, ru = os.wait4(p.pid, 0)
         wall = time.perf_counter() - start
         p.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
