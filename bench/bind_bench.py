@@ -224,12 +224,13 @@ def timed_nsupdate(bind: BindServers, scripts: dict[str, list[str]]) -> Run:
     start = time.perf_counter()
     for zone, texts in scripts.items():
         for i, text in enumerate(texts):
-            before = bind.serial(bind.primary, zone)
+            more = i + 1 < len(texts)
+            before = bind.serial(bind.primary, zone) if more else None  # (counted as queries)
             r = run(["nsupdate", "-v", "-k", str(bind.key_file)], stdin=text)
             if r.out.strip() or r.err.strip():
                 raise SystemExit(f"nsupdate said: {(r.out + r.err).strip()[:500]}")
             cpu, rss = cpu + r.cpu, max(rss, r.rss_mb)
-            if i + 1 < len(texts) and before is not None:
+            if more and before is not None:
                 bind.wait_primary_serial(zone, before, timeout=30)
     return Run(time.perf_counter() - start, cpu, rss, 0, "", "")
 
