@@ -29,6 +29,7 @@ import dns.rdataclass
 import dns.rdatatype
 import pytest
 
+from tests.support.helpers import run_cli
 from tests.support.powerdns import PowerDns, powerdns, powerdns_server  # noqa: F401
 from tests.support.servers import (  # noqa: F401
     BindServers,
@@ -289,3 +290,28 @@ def test_full_rollover_through_octodns(rig: Rig) -> None:
         if texts:
             served = old if t < swap_t else nxt
             assert records.accepts(map(records.from_text, texts), served.chain_der)
+
+
+def test_cli_apply_runs_the_rollover_and_shows_no_secret(rig: Rig) -> None:
+    write_pair(rig.tmp / "next", pki.make_leaf(rig.ca, [HOSTS[0]]), rig.ca)
+    nxt = certfiles.load_pair(rig.tmp / "next/fullchain.pem", rig.tmp / "next/privkey.pem")
+    (rig.tmp / "reload.sh").write_text('#!/bin/sh\necho reloaded >> "$(dirname "$0")/reloads"\n')
+    (rig.tmp / "reload.sh").chmod(0o755)
+    text = rig.cfg.path.read_text().replace("[reload-mail-service]", f"[{rig.tmp}/reload.sh]")
+    rig.cfg.path.write_text(text)
+    check = run_cli("-c", rig.cfg.path, "validate")
+    assert check.returncode == 0, check.stdout + check.stderr
+    first = run_cli("-c", rig.cfg.path, "-vv", "apply")
+    assert first.returncode == 2, first.stdout + first.stderr  # published, now waiting
+    done = run_cli("-c", rig.cfg.path, "-vv", "apply", "--wait", timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    # octoDNS's own log lines go through tlsarotate's logger (at -vv), never raw to stderr
+    lines = (first.stderr + done.stderr).splitlines()
+    assert lines and all(line.startswith("tlsarotate: ") for line in lines), lines[:5]
+    assert any("_request" in line or "populate" in line for line in lines)
+    assert (rig.tmp / "reloads").read_text().count("reloaded") == 1
+    assert rig.deployed().same_as(nxt)
+    texts = [p.stdout + p.stderr for p in (check, first, done)]
+    texts += [f.read_text() for f in (rig.tmp / "state").iterdir() if f.is_file()]
+    for secret in rig.backend.env.values():
+        assert all(secret not in t for t in texts)
