@@ -15,6 +15,7 @@ import pytest
 
 from tests.support.helpers import assert_one_line, assert_one_line_error, rrset, run_cli
 from tests.support.powerdns import PowerDns, powerdns, powerdns_server  # noqa: F401
+from tests.support.servers import BindServers, bind, bind_servers, wait_until  # noqa: F401
 from tlsarotate import records
 from tlsarotate.change import OwnerChange, ZoneChange
 from tlsarotate.errors import ConcurrentChangeError, ProviderError
@@ -110,6 +111,53 @@ def test_a_change_between_the_check_and_octodns_read_is_concurrent(
     assert_one_line(ei.value, str(A), "nothing was written")
     prov.octo.plan = plan
     assert prov.read(ZONE, [A, B]) == {A: rrset(9)}
+
+
+def test_a_change_past_update_batch_size_is_split_into_atomic_updates(
+    bind: BindServers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """octodns-bind sends one UPDATE per update_batch_size changes: the provider splits the
+    change into parts of that size, each one plan and one UPDATE, the next planned once the
+    previous one is read back (here the first read after each UPDATE is made to lag, as an
+    AXFR of an inline-signed zone can: planning on it would undo the previous part)."""
+    monkeypatch.setenv("TLSAROTATE_TEST_OCTO_TSIG", bind.key_secret)
+    opts = {
+        "host": "127.0.0.1",
+        "port": bind.port,
+        "key_name": bind.key_name,
+        "key_secret": "env/TLSAROTATE_TEST_OCTO_TSIG",
+        "key_algorithm": "hmac-sha256",
+        "update_batch_size": 2,
+    }
+    p = OctoDnsProvider(
+        "bind", {"class": "octodns_bind.Rfc2136Provider", "options": opts}, ProviderContext()
+    )
+    plans: list[int] = []
+    apply, populate = p.octo.apply, p.octo.populate
+    lag: dict[str, Any] = {"before": [], "next": False}
+
+    def lagging_apply(plan: Any) -> Any:
+        plans.append(len(plan.changes))
+        res = apply(plan)
+        lag["next"] = True  # the first read after an UPDATE still shows the zone before it
+        return res
+
+    def lagging_populate(zone: Any, target: bool = False, lenient: bool = False) -> Any:
+        if lag["next"]:
+            lag["next"] = False
+            for r in lag["before"]:
+                zone.add_record(r, lenient=True)
+            return True
+        exists = populate(zone, target=target, lenient=lenient)
+        lag["before"] = list(zone.records)
+        return exists
+
+    p.octo.apply, p.octo.populate = lagging_apply, lagging_populate
+    owners = [records.owner_name(f"host{i}.example.test", 25) for i in range(5)]
+    p.apply(ZoneChange(ZONE, tuple(OwnerChange(o, None, rrset(i)) for i, o in enumerate(owners))))
+    assert plans == [2, 2, 1]
+    want = {o: rrset(i) for i, o in enumerate(owners)}
+    wait_until(lambda: p.read(ZONE, owners) == want, 30, "the last part to be served")
 
 
 def test_secrets_never_show(powerdns: PowerDns, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -210,6 +210,20 @@ class OctoDnsProvider(Provider):
                     ConcurrentChangeError,
                 )
 
+    def after_part(self, part: ZoneChange, token: WriteToken) -> None:
+        """Plan the next part only once the backend's read shows this one: the next desired
+        zone is built from that read (an AXFR of BIND's inline-signed zone lags the UPDATE),
+        and a stale one would make octoDNS plan to undo this part (refused)."""
+        waited, step, limit = 0.0, 0.1, 30.0
+        while not self.is_live(part.zone, [token]):
+            if waited >= limit:
+                raise self.error(
+                    f"part of a split write to zone {part.zone} was applied but not read back "
+                    f"within {limit:g}s; re-run to re-plan"
+                )
+            self.context.clock.sleep(step)
+            waited += step
+
     def is_live(self, zone: dns.name.Name, tokens: Sequence[WriteToken]) -> bool:
         """True once the backend's own read (populate) holds what each plan asked for."""
         for t in tokens:
