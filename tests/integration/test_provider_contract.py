@@ -26,7 +26,9 @@ a server, e.g. BIND from tests/support/servers.py) and yields a :class:`Case`:
     message), computed from that documented limit, never from the provider's own code.
 
 The ``case`` fixture is parametrised over ``sorted(PROVIDER_FACTORIES)``: today ``rfc2136``
-(real BIND), ``route53`` (moto_server), ``cloudflare`` (tests/support/fake_cloudflare.py),
+(real BIND), ``octodns-bind`` (octodns_bind.Rfc2136Provider on the same BIND),
+``octodns-powerdns`` (a real pdns_server, tests/support/powerdns.py), ``route53``
+(moto_server), ``cloudflare`` (tests/support/fake_cloudflare.py),
 ``zonefile``,
 ``memory`` and ``plugin-example`` (tests/support/plugin_example, loaded by its entry point).
 """
@@ -50,6 +52,7 @@ from tests.support import fake_cloudflare, moto_server, plugins
 from tests.support.fake_cloudflare import FakeCloudflare
 from tests.support.helpers import assert_one_line, rd
 from tests.support.moto_server import DUMMY_SECRET, CountingClient, moto_post, raw_client
+from tests.support.powerdns import powerdns, powerdns_server  # noqa: F401  (octodns-powerdns)
 from tests.support.servers import bind, bind_servers  # noqa: F401  (real BIND for rfc2136)
 from tlsarotate import records
 from tlsarotate.change import OwnerChange, TlsaRRset, ZoneChange
@@ -430,8 +433,160 @@ def rfc2136_case(request: pytest.FixtureRequest) -> Iterator[Case]:
     )
 
 
+OCTO_TSIG_ENV = "TLSAROTATE_TEST_OCTO_TSIG"
+OCTO_PDNS_ENV = "TLSAROTATE_TEST_OCTO_PDNS_KEY"
+WRONG_TSIG = "d3JvbmcgYnV0IHZhbGlkIGJhc2U2NCBzZWNyZXQ="
+
+
+def octodns_live(prov: Any) -> None:
+    """Make ``prov.apply`` return once the backend's own read holds the change (BIND's inline
+    signing lags the UPDATE's answer by a moment) -- what the engine's is_live poll does."""
+    from tests.support.servers import wait_until
+
+    apply = prov.apply
+
+    def live_apply(change: ZoneChange) -> Any:
+        res = apply(change)
+        wait_until(lambda: prov.is_live(change.zone, res.tokens), 90, "the backend to serve it")
+        return res
+
+    prov.apply = live_apply
+
+
+@contextlib.contextmanager
+def octodns_bind_case(request: pytest.FixtureRequest) -> Iterator[Case]:
+    """octodns-bind's Rfc2136Provider (AXFR to read, RFC 2136 UPDATE to write) through the
+    octodns provider, on the real BIND primary (TSIG, inline DNSSEC signing)."""
+    import dns.query
+
+    from tlsarotate.providers.octodns import OctoDnsProvider
+
+    bind = request.getfixturevalue("bind")
+    mp: pytest.MonkeyPatch = request.getfixturevalue("monkeypatch")
+    mp.setenv(OCTO_TSIG_ENV, bind.key_secret)
+
+    def options(secret_env: str = OCTO_TSIG_ENV) -> dict[str, Any]:
+        return {
+            "class": "octodns_bind.Rfc2136Provider",
+            "options": {
+                "host": "127.0.0.1",
+                "port": bind.port,
+                "key_name": bind.key_name,
+                "key_secret": f"env/{secret_env}",
+                "key_algorithm": "hmac-sha256",
+                "timeout": 30,
+            },
+        }
+
+    prov: Any = OctoDnsProvider("octo-bind", options(), ProviderContext())
+    octodns_live(prov)
+    # a write is an UPDATE that octoDNS sent and the server applied
+    applied = {"n": 0, "inside": False}
+    octo_apply, tcp = prov.octo.apply, dns.query.tcp
+
+    def counting_apply(plan: Any) -> Any:
+        applied["inside"] = True
+        try:
+            return octo_apply(plan)
+        finally:
+            applied["inside"] = False
+
+    def counting_tcp(message: Any, *args: Any, **kwargs: Any) -> Any:
+        r = tcp(message, *args, **kwargs)
+        if applied["inside"] and message.opcode() == dns.opcode.UPDATE:
+            applied["n"] += r.rcode() == dns.rcode.NOERROR
+        return r
+
+    prov.octo.apply = counting_apply
+    mp.setattr(dns.query, "tcp", counting_tcp)
+
+    def second_writer(o: dns.name.Name, new: TlsaRRset | None) -> None:
+        def build(m: Any) -> None:
+            m.delete(o, "TLSA")
+            if new is not None:
+                for t in new.texts():
+                    m.add(o, new.ttl, "TLSA", t)
+
+        bind.update(ZONE, build=build)
+
+    @contextlib.contextmanager
+    def bad_auth() -> Iterator[Provider]:
+        mp.setenv("TLSAROTATE_TEST_OCTO_WRONG", WRONG_TSIG)
+        yield OctoDnsProvider("octo-bind", options("TLSAROTATE_TEST_OCTO_WRONG"), ProviderContext())
+
+    yield Case(
+        prov,
+        ZONE,
+        Helpers(
+            writes=lambda: applied["n"],
+            second_writer=second_writer,
+            bad_auth=bad_auth,
+            # octodns-bind documents one UPDATE per update_batch_size (default 1000) changes,
+            # one change per owner whose RRset changes
+            expected_writes=lambda change: max(
+                1, math.ceil(sum(c.old != c.new for c in change.changes) / 1000)
+            ),
+            secrets=(bind.key_secret, WRONG_TSIG),
+        ),
+    )
+
+
+@contextlib.contextmanager
+def octodns_powerdns_case(request: pytest.FixtureRequest) -> Iterator[Case]:
+    """octodns-powerdns's PowerDnsProvider (the HTTP API: GET to read, one PATCH per plan)
+    through the octodns provider, on a real pdns_server with a signed zone."""
+    from tests.support.powerdns import PowerDns
+    from tlsarotate.providers.octodns import OctoDnsProvider
+
+    pdns: PowerDns = request.getfixturevalue("powerdns")
+    mp: pytest.MonkeyPatch = request.getfixturevalue("monkeypatch")
+    mp.setenv(OCTO_PDNS_ENV, pdns.api_key)
+
+    def options(key_env: str = OCTO_PDNS_ENV) -> dict[str, Any]:
+        opts = pdns.octodns_options()
+        opts.pop("api_key")
+        return {
+            "class": "octodns_powerdns.PowerDnsProvider",
+            "options": {**opts, "api_key_env": key_env},
+        }
+
+    prov: Any = OctoDnsProvider("octo-pdns", options(), ProviderContext())
+    patches = {"n": 0}
+    request_fn = prov.octo._sess.request
+
+    def counting_request(method: str, *args: Any, **kwargs: Any) -> Any:
+        r = request_fn(method, *args, **kwargs)
+        patches["n"] += method == "PATCH" and r.status_code < 300
+        return r
+
+    prov.octo._sess.request = counting_request
+
+    def second_writer(o: dns.name.Name, new: TlsaRRset | None) -> None:
+        pdns.set_tlsa(o, new.ttl if new else 300, new.texts() if new else None)
+
+    @contextlib.contextmanager
+    def bad_auth() -> Iterator[Provider]:
+        mp.setenv("TLSAROTATE_TEST_OCTO_PDNS_WRONG", "wrong-api-key-7a6b5c")
+        yield OctoDnsProvider(
+            "octo-pdns", options("TLSAROTATE_TEST_OCTO_PDNS_WRONG"), ProviderContext()
+        )
+
+    yield Case(
+        prov,
+        ZONE,
+        Helpers(
+            writes=lambda: patches["n"],
+            second_writer=second_writer,
+            bad_auth=bad_auth,
+            secrets=(pdns.api_key, "wrong-api-key-7a6b5c"),
+        ),
+    )
+
+
 PROVIDER_FACTORIES: dict[str, Factory] = {
     "rfc2136": rfc2136_case,
+    "octodns-bind": octodns_bind_case,
+    "octodns-powerdns": octodns_powerdns_case,
     "memory": memory_case,
     "zonefile": zonefile_case,
     "plugin-example": plugin_case,

@@ -39,6 +39,7 @@ BUILTIN: dict[str, str] = {
     "route53": "tlsarotate.providers.route53:Route53Provider",
     "cloudflare": "tlsarotate.providers.cloudflare:CloudflareProvider",
     "memory": "tlsarotate.providers.memory:MemoryProvider",
+    "octodns": "tlsarotate.providers.octodns:OctoDnsProvider",
 }
 
 
