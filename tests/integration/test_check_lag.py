@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_check import BIND_ZONES, CheckWorld, rec, spki  # noqa: F401
+from tests.support.checkworld import CHECK_ZONES, CheckWorld, rec, spki  # noqa: F401
 from tests.support.helpers import run_cli
 from tests.support.servers import BindServers, bind, bind_servers  # noqa: F401
 from tests.support.tls_servers import Chain, ServerPool, chains, publish, servers  # noqa: F401
+
+BIND_ZONES = CHECK_ZONES
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ import nagiosplugin
 import pytest
 from cryptography import x509
 
-from tests.integration.test_check import BIND_ZONES, HOST, CheckWorld, rec, serve  # noqa: F401
+from tests.support.checkworld import CHECK_ZONES, HOST, CheckWorld, rec, serve
 from tests.support.helpers import run_cli
 from tests.support.servers import BindServers, bind, bind_servers, free_port  # noqa: F401
 from tests.support.tls_servers import (  # noqa: F401
@@ -45,6 +45,8 @@ from tlsarotate.providers.base import Provider
 CERT = judge.CERT_WARN_SECONDS
 RRSIG = judge.RRSIG_WARN_SECONDS
 NAGIOS = {"OK": 0, "WARNING": 1, "CRITICAL": 2, "UNKNOWN": 3}
+
+BIND_ZONES = CHECK_ZONES
 
 
 # --- an independent reader of Nagios perfdata ------------------------------------------------
