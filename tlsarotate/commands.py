@@ -188,8 +188,7 @@ def _select(cfg: config.Config, args: argparse.Namespace) -> tuple[config.Servic
     return svcs
 
 
-def _emit(plans: Sequence[Plan], output: str, now: float) -> int:
-    code = planner.exit_code(plans)
+def _emit(plans: Sequence[Plan], output: str, now: float, code: int) -> int:
     if output == "json":
         doc = {"version": 1, "exit": code, "services": [plan_json(p, now) for p in plans]}
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
@@ -204,7 +203,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     svcs = _select(cfg, args)
     with contextlib.closing(engine):
         plans = engine.step(svcs, act=False)
-    return _emit(plans, args.output, engine.clock.now())
+    return _emit(plans, args.output, engine.clock.now(), planner.plan_exit_code(plans))
 
 
 class _Countdown:
@@ -284,7 +283,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
             stack.enter_context(engine.store.lock(s.name, timeout))
         plans = engine.run(svcs, wait=args.wait)
     if args.output == "json":
-        return _emit(plans, "json", engine.clock.now())
+        return _emit(plans, "json", engine.clock.now(), planner.exit_code(plans))
     return planner.exit_code(plans)
 
 
