@@ -281,6 +281,11 @@ def build_parser() -> argparse.ArgumentParser:
         "completion",
         "print the shell completion script (e.g. source <(tlsarotate completion bash))",
     )
-    co.add_argument("shell", choices=COMPLETION_SHELLS, help="the shell the script is for")
+    co.add_argument(
+        "shell",
+        choices=COMPLETION_SHELLS,
+        metavar="|".join(COMPLETION_SHELLS),
+        help="the shell the script is for",
+    )
     add("man", "print the manual page tlsarotate(1), generated from these arguments (roff)")
     return p
