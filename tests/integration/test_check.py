@@ -259,9 +259,8 @@ def test_swap_readiness_and_prometheus(
         ) in text
     assert 'tlsarotate_next_records_published{service="mail",slot="default"} 0' in text
     exp = int(pki.x509.load_pem_x509_certificate(cur.leaf_pem).not_valid_after_utc.timestamp())
-    assert (
-        f'tlsarotate_cert_expiry_seconds{{service="mail",slot="default",which="deployed"}} {exp}'
-    ) in text
+    labels = '{service="mail",slot="default",which="deployed"}'
+    assert f"tlsarotate_cert_expiry_timestamp_seconds{labels} {exp}" in text
     assert not list(tmp_path.glob(".tlsarotate.prom.*"))  # atomic: no temp file left
 
     publish(w.bind, "example.test.", w.owner, [rec(cur), rec(nxt)])

@@ -401,7 +401,7 @@ def test_metric_names_timestamps_and_json_version(
     text = prom.read_text()
     labels = '{service="mail",slot="default",which="deployed"}'
     assert f"tlsarotate_cert_expiry_timestamp_seconds{labels} {exp}" in text
-    assert f"tlsarotate_cert_expiry_seconds{labels} {exp}" in text  # old name, deprecated
+    assert "tlsarotate_cert_expiry_seconds" not in text  # the old name (a timestamp) is gone
     assert "# TYPE tlsarotate_cert_expiry_timestamp_seconds gauge" in text
     for name in ("published", "signed", "observed"):
         assert f'tlsarotate_tlsa_{name}{{service="mail",owner="{world.owner}"}} 1' in text
@@ -409,7 +409,7 @@ def test_metric_names_timestamps_and_json_version(
     for line in text.splitlines():
         if line.startswith("tlsarotate_") and float(line.rsplit(" ", 1)[1]) > 1e9:
             name = line.split("{")[0].split(" ")[0]
-            assert name.endswith("_timestamp_seconds") or name == "tlsarotate_cert_expiry_seconds"
+            assert name.endswith("_timestamp_seconds"), name
 
 
 def test_published_and_signed_are_separate_gauges(
