@@ -20,6 +20,8 @@ EXIT_STATUS: tuple[tuple[str, str], ...] = (
      "apply: a rollover is still waiting (run it again later, or use --wait)"),
     ("4", "plan: nothing to do now, only waiting (propagation, TTL) until a later time"),
     ("0-3", "check uses the Nagios codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN"),
+    ("0-3", "probe: 0 every address authenticated, 1 something could not be checked, "
+     "2 DANE fails, 3 no DANE"),
 )  # fmt: skip
 
 EXIT_CODES = "exit codes:\n" + "".join(
@@ -35,8 +37,8 @@ COMPLETION_SHELLS = ("bash", "zsh", "tcsh")
 
 
 class _Parser(argparse.ArgumentParser):
-    """Usage errors are one line too, and exit 1 (2 means "changes pending"; for ``check``,
-    whose codes are Nagios', an unusable call is UNKNOWN, 3)."""
+    """Usage errors are one line too, and exit 1 (2 and 4 are plan's "changes to make" and
+    "waiting"; for ``check``, whose codes are Nagios', an unusable call is UNKNOWN, 3)."""
 
     def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")

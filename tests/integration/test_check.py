@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.helpers import run_cli
+from tests.support.schemas import validate
 from tests.support.servers import (  # noqa: F401
     BindServers,
     BindZone,
@@ -142,7 +143,7 @@ def test_all_good_ok_and_nagios_one_line(
 
     proc = run_cli("-c", cfg, "check", "--output", "json")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    js = json.loads(proc.stdout)
+    js = validate("check", proc.stdout)  # live endpoints: against schemas/check.schema.json
     assert js["status"] == "OK" and js["findings"] == []
     (svc,) = js["services"]
     eps = {e["address"]: e for e in svc["endpoints"]}
@@ -203,7 +204,7 @@ def test_incident_check_and_probe_exit_2(
     assert run_cli("-c", cfg, "check").returncode == 0
     proc = run_cli("probe", HOST, "--port", w.port, "--starttls", "smtp", *ns, "--output", "json")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    js = json.loads(proc.stdout)
+    js = validate("probe", proc.stdout)  # DNS from BIND: against schemas/probe.schema.json
     assert js["tlsa"]["dnssec"] == "signed"
     assert sorted(js["tlsa"]["records"]) == sorted([rec(old), rec(new)])
     assert {a["address"] for a in js["addresses"]} == {"127.0.0.1", "::1"}

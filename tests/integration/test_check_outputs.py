@@ -24,6 +24,7 @@ import pytest
 
 from tests.integration.test_check import BIND_ZONES, HOST, CheckWorld, rec, serve  # noqa: F401
 from tests.support.helpers import run_cli
+from tests.support.schemas import validate
 from tests.support.servers import BindServers, bind, bind_servers, free_port  # noqa: F401
 from tests.support.tls_servers import (  # noqa: F401
     Chain,
@@ -331,9 +332,9 @@ def test_config_error_is_unknown_in_every_format(tmp_path: Path, broken: str) ->
         assert proc.returncode == 3, (output, proc.stdout, proc.stderr)
         assert "Traceback" not in proc.stderr
         if output == "json":
-            js = json.loads(proc.stdout)
+            js = validate("check", proc.stdout)
             assert js["status"] == "UNKNOWN" and js["exit"] == 3, js
-            assert js["version"] == __version__
+            assert js["version"] == 1 and js["tool_version"] == __version__
             assert "config.yaml" in js["error"] and "\n" not in js["error"]
             assert js["summary"] == js["error"]
             assert [f["severity"] for f in js["findings"]] == ["UNKNOWN"]
@@ -395,8 +396,8 @@ def test_metric_names_timestamps_and_json_version(
         "-c", world.config(cur), "check", "--no-live", "--output", "json", "--prometheus", prom
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    js = json.loads(proc.stdout)
-    assert js["version"] == __version__ and js["error"] is None
+    js = validate("check", proc.stdout)
+    assert js["version"] == 1 and js["tool_version"] == __version__ and js["error"] is None
     exp = int(pki.x509.load_pem_x509_certificate(cur.leaf_pem).not_valid_after_utc.timestamp())
     text = prom.read_text()
     labels = '{service="mail",slot="default",which="deployed"}'
