@@ -70,6 +70,26 @@ def _demo(args: argparse.Namespace) -> int:
     return cmd_demo(args)
 
 
+def _completion(args: argparse.Namespace) -> int:
+    import sys
+
+    from tlsarotate.cliargs import build_parser
+    from tlsarotate.clicomplete import script
+
+    sys.stdout.write(script(build_parser(), args.shell))
+    return 0
+
+
+def _man(args: argparse.Namespace) -> int:
+    import sys
+
+    from tlsarotate.cliargs import build_parser
+    from tlsarotate.climan import render
+
+    sys.stdout.write(render(build_parser()))
+    return 0
+
+
 #: command -> its function (the parsed arguments in, the exit code out)
 COMMANDS: dict[str, Handler] = {
     "records": _records,
@@ -82,6 +102,8 @@ COMMANDS: dict[str, Handler] = {
     "import": _import,
     "install-hooks": _install_hooks,
     "demo": _demo,
+    "completion": _completion,
+    "man": _man,
 }
 
 

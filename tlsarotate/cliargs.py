@@ -6,22 +6,39 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import textwrap
 from collections.abc import Callable
 from typing import Any, NoReturn
 
 from tlsarotate import __version__
 
-EXIT_CODES = """exit codes:
-  0  ok, nothing to do
-  1  error (one line on stderr, nothing half-applied)
-  2  changes pending, or a rollover is still waiting (plan, apply)
-  check uses the Nagios codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN
-"""
+#: the exit codes, as (code, meaning) rows: the --help epilog and the man page's EXIT STATUS
+EXIT_STATUS: tuple[tuple[str, str], ...] = (
+    ("0", "ok, nothing to do"),
+    ("1", "error (one line on stderr, nothing half-applied), or a service is blocked"),
+    ("2", "plan: changes to make now (apply would write or swap); "
+     "apply: a rollover is still waiting (run it again later, or use --wait)"),
+    ("4", "plan: nothing to do now, only waiting (propagation, TTL) until a later time"),
+    ("0-3", "check uses the Nagios codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN"),
+    ("0-3", "probe: 0 every address authenticated, 1 something could not be checked, "
+     "2 DANE fails, 3 no DANE"),
+)  # fmt: skip
+
+EXIT_CODES = "exit codes:\n" + "".join(
+    textwrap.fill(m, 79, initial_indent=f"  {c:<3}  ", subsequent_indent=" " * 7) + "\n"
+    for c, m in EXIT_STATUS
+)
+
+#: the log destinations of --log-to (and $TLSAROTATE_LOG); see tlsarotate.clilog
+LOG_DESTINATIONS = ("stderr", "syslog", "journald")
+
+#: the shells `tlsarotate completion` writes a script for
+COMPLETION_SHELLS = ("bash", "zsh", "tcsh")
 
 
 class _Parser(argparse.ArgumentParser):
-    """Usage errors are one line too, and exit 1 (2 means "changes pending"; for ``check``,
-    whose codes are Nagios', an unusable call is UNKNOWN, 3)."""
+    """Usage errors are one line too, and exit 1 (2 and 4 are plan's "changes to make" and
+    "waiting"; for ``check``, whose codes are Nagios', an unusable call is UNKNOWN, 3)."""
 
     def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
@@ -47,6 +64,10 @@ PORT = _number(int, 1, 65535, "port")
 TIMEOUT = _number(float, 0.001, 3600, "timeout (seconds)")
 TTL = _number(int, 0, 2147483647, "TTL")
 
+OUTPUT = ("--output",)
+OUTPUT_HELP = "output format (default text; json documents are described by schemas/)"
+SERVICE_HELP = "only this service (default: every service in the config)"
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
@@ -55,7 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--version", action="version", version=f"tlsarotate {__version__}")
+    p.add_argument(
+        "-V",
+        "--version",
+        action="version",
+        version=f"tlsarotate {__version__}",
+        help="print the version and exit",
+    )
     p.add_argument(
         "-c",
         "--config",
@@ -64,6 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     p.add_argument("-q", "--quiet", action="store_true", help="only errors")
+    p.add_argument(
+        "--log-to",
+        choices=LOG_DESTINATIONS,
+        metavar="|".join(LOG_DESTINATIONS),
+        help="where log lines go (default: $TLSAROTATE_LOG or stderr); syslog and journald "
+        "write to the local socket, for timer runs",
+    )
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
@@ -82,6 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="only errors"
     )
+    common.add_argument(
+        "--log-to",
+        choices=LOG_DESTINATIONS,
+        metavar="|".join(LOG_DESTINATIONS),
+        default=argparse.SUPPRESS,
+        help="where log lines go (also accepted before the command)",
+    )
 
     def add(name: str, help: str) -> argparse.ArgumentParser:
         return sub.add_parser(
@@ -94,7 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
         )
 
     r = add("records", "print TLSA records for certificates, chains, keys, CSRs or lineages")
-    r.add_argument("files", nargs="+", metavar="FILE")
+    r.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="certificate, chain, private or public key, CSR file, or certbot lineage directory",
+    )
     r.add_argument(
         "--params",
         action="append",
@@ -103,7 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--host", help="owner host name (with --port and --proto)")
     r.add_argument("--port", type=PORT, default=25, help="port for the owner name (default 25)")
-    r.add_argument("--proto", default="tcp", choices=["tcp", "udp", "sctp"])
+    r.add_argument(
+        "--proto",
+        default="tcp",
+        choices=["tcp", "udp", "sctp"],
+        help="protocol for the owner name (default tcp)",
+    )
     r.add_argument("--name", metavar="OWNER", help="full owner name, e.g. _25._tcp.mx.example.com")
     r.add_argument("--ttl", type=TTL, default=3600, help="TTL for zone-file lines (default 3600)")
     r.add_argument(
@@ -113,14 +164,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="usage 2: chain position of the trust anchor (1 = the leaf's issuer, default)",
     )
-    r.add_argument("--output", choices=["text", "json"], default="text")
+    r.add_argument(*OUTPUT, choices=["text", "json"], default="text", help=OUTPUT_HELP)
 
     v = add("validate", "check the config and the files it names, without touching DNS")
-    v.add_argument("--output", choices=["text", "json"], default="text")
+    v.add_argument(*OUTPUT, choices=["text", "json"], default="text", help=OUTPUT_HELP)
 
     pl = add("plan", "show what the next rollover step would change, and when; never writes")
-    pl.add_argument("--service", metavar="NAME")
-    pl.add_argument("--output", choices=["text", "json"], default="text")
+    pl.add_argument("--service", metavar="NAME", help=SERVICE_HELP)
+    pl.add_argument(*OUTPUT, choices=["text", "json"], default="text", help=OUTPUT_HELP)
     pl.add_argument(
         "--force-cleanup",
         action="store_true",
@@ -128,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     a = add("apply", "perform every rollover step that is safe now")
-    a.add_argument("--service", metavar="NAME")
+    a.add_argument("--service", metavar="NAME", help=SERVICE_HELP)
     a.add_argument("--wait", action="store_true", help="keep going until every service is idle")
     a.add_argument(
         "--lock-timeout",
@@ -141,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="only services whose next certificate is this certbot lineage (deploy hooks)",
     )
-    a.add_argument("--output", choices=["text", "json"], default="text")
+    a.add_argument(*OUTPUT, choices=["text", "json"], default="text", help=OUTPUT_HELP)
     a.add_argument(
         "--force-cleanup",
         action="store_true",
@@ -150,22 +201,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     s = add("status", "phase, published records, certificates and timestamps per service")
-    s.add_argument("--service", metavar="NAME")
-    s.add_argument("--output", choices=["text", "json"], default="text")
+    s.add_argument("--service", metavar="NAME", help=SERVICE_HELP)
+    s.add_argument(*OUTPUT, choices=["text", "json"], default="text", help=OUTPUT_HELP)
 
     c = add("check", "verify DNS and live endpoints against the certificates (Nagios codes)")
-    c.add_argument("--service", metavar="NAME")
+    c.add_argument("--service", metavar="NAME", help=SERVICE_HELP)
     c.add_argument("--next", metavar="CERT", help="certificate about to be deployed (CI gate)")
     c.add_argument("--no-live", action="store_true", help="do not connect to the endpoints")
-    c.add_argument("--output", choices=["text", "json", "nagios"], default="text")
+    c.add_argument(*OUTPUT, choices=["text", "json", "nagios"], default="text", help=OUTPUT_HELP)
     c.add_argument("--prometheus", metavar="FILE", help="write a node-exporter textfile")
     c.add_argument("--timeout", type=TIMEOUT, default=10.0, help="per-connection timeout")
 
     pr = add("probe", "what a TLS endpoint serves, matched against its published TLSA records")
-    pr.add_argument("host")
-    pr.add_argument("--port", type=PORT, default=25)
-    pr.add_argument("--starttls", choices=["smtp", "imap", "pop3", "none", "auto"], default="auto")
-    pr.add_argument("--tlsa-from", default="dns", metavar="dns|FILE")
+    pr.add_argument(
+        "host", help="the endpoint: a host name (TLSA owner _PORT._tcp.HOST) or an address"
+    )
+    pr.add_argument("--port", type=PORT, default=25, help="TCP port (default 25)")
+    pr.add_argument(
+        "--starttls",
+        choices=["smtp", "imap", "pop3", "none", "auto"],
+        default="auto",
+        help="STARTTLS dialect, or none for TLS at once (default auto: by port)",
+    )
+    pr.add_argument(
+        "--tlsa-from",
+        default="dns",
+        metavar="dns|FILE",
+        help="where the TLSA records come from: DNS (default) or a file of records",
+    )
     pr.add_argument("--resolver", metavar="ADDR", help="validating resolver to ask as well")
     pr.add_argument(
         "--nameserver",
@@ -179,9 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ADDR",
         help="probe this address instead of resolving HOST (repeatable)",
     )
-    pr.add_argument("--save-chain", metavar="DIR")
+    pr.add_argument("--save-chain", metavar="DIR", help="write each served chain here as PEM")
     pr.add_argument("--timeout", type=TIMEOUT, default=10.0, help="per-connection timeout")
-    pr.add_argument("--output", choices=["text", "json"], default="text")
+    pr.add_argument(*OUTPUT, choices=["text", "json"], default="text", help=OUTPUT_HELP)
 
     im = add(
         "import",
@@ -265,4 +328,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=3,
         help="TTL of the demo records (default 3)",
     )
+
+    co = add(
+        "completion",
+        "print the shell completion script (e.g. source <(tlsarotate completion bash))",
+    )
+    co.add_argument(
+        "shell",
+        choices=COMPLETION_SHELLS,
+        metavar="|".join(COMPLETION_SHELLS),
+        help="the shell the script is for",
+    )
+    add("man", "print the manual page tlsarotate(1), generated from these arguments (roff)")
     return p

@@ -1,5 +1,6 @@
-"""Running one command line: parse it, set up logging, call the command's function and turn
-a :class:`~tlsarotate.errors.TlsarotateError` into one line on stderr and an exit code.
+"""Running one command line: parse it, set up logging (:mod:`tlsarotate.clilog`), call the
+command's function and turn a :class:`~tlsarotate.errors.TlsarotateError` into one line on
+stderr (and in the log, when it goes elsewhere) and an exit code.
 
 The caller hands over the functions (command name -> function taking the parsed arguments,
 returning the exit code): ``tlsarotate.cli`` all of them, the demo the few it runs.
@@ -9,25 +10,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 
+from tlsarotate import clilog
 from tlsarotate.cliargs import build_parser
 from tlsarotate.errors import TlsarotateError
 
 Handler = Callable[[argparse.Namespace], int]
-
-
-def setup_logging(verbose: int, quiet: bool) -> None:
-    level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
-    if verbose == 0 and not quiet:
-        level = logging.WARNING
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("tlsarotate: %(message)s"))
-    root = logging.getLogger("tlsarotate")
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    root.propagate = True  # (no root handlers in the CLI; pytest's caplog listens there)
 
 
 def run(argv: Sequence[str] | None, handlers: Mapping[str, Handler]) -> int:
@@ -35,14 +26,24 @@ def run(argv: Sequence[str] | None, handlers: Mapping[str, Handler]) -> int:
     one of ``handlers``."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    setup_logging(args.verbose, args.quiet)
+    dest = "stderr"
+
+    def say(line: str) -> None:
+        """A final line: on stderr, and to the log destination too when that is not stderr."""
+        print(f"tlsarotate: {line}", file=sys.stderr)
+        if dest != "stderr":
+            logging.getLogger("tlsarotate").error("%s", line)
+
     try:
+        chosen = clilog.destination(args.log_to, os.environ)
+        clilog.setup(args.verbose, args.quiet, chosen, os.environ)
+        dest = chosen
         return handlers[args.command](args)
     except TlsarotateError as e:
-        print(f"tlsarotate: error: {e}", file=sys.stderr)
+        say(f"error: {e}")
         return e.exit_code if args.command != "check" else 3
     except KeyboardInterrupt:
-        print("tlsarotate: interrupted; state is consistent, run again to resume", file=sys.stderr)
+        say("interrupted; state is consistent, run again to resume")
         return 130
     except BrokenPipeError:
         return 1

@@ -3,7 +3,7 @@ rendering plans for people (text) and programs (JSON).
 
 JSON plan schema (``plan --output json``, ``apply --output json``)::
 
-    {"version": 1, "exit": 0|1|2, "services": [
+    {"version": 1, "tool_version": "0.1.0", "exit": 0|1|2|4, "services": [
       {"service": "mail",
        "phase": "idle|publish|wait-propagation|wait-ttl|cleanup|retire-params|swap|blocked",
        "summary": "...", "pending": bool,
@@ -28,7 +28,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from tlsarotate import config, ownership, phases, planner, records, timefmt
+from tlsarotate import config, jsondoc, ownership, phases, planner, records, timefmt
 from tlsarotate.clock import SystemClock
 from tlsarotate.engine import Engine, make_providers
 from tlsarotate.errors import TlsarotateError
@@ -188,10 +188,9 @@ def _select(cfg: config.Config, args: argparse.Namespace) -> tuple[config.Servic
     return svcs
 
 
-def _emit(plans: Sequence[Plan], output: str, now: float) -> int:
-    code = planner.exit_code(plans)
+def _emit(plans: Sequence[Plan], output: str, now: float, code: int) -> int:
     if output == "json":
-        doc = {"version": 1, "exit": code, "services": [plan_json(p, now) for p in plans]}
+        doc = {**jsondoc.head("plan"), "exit": code, "services": [plan_json(p, now) for p in plans]}
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
     else:
         for p in plans:
@@ -204,7 +203,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     svcs = _select(cfg, args)
     with contextlib.closing(engine):
         plans = engine.step(svcs, act=False)
-    return _emit(plans, args.output, engine.clock.now())
+    return _emit(plans, args.output, engine.clock.now(), planner.plan_exit_code(plans))
 
 
 class _Countdown:
@@ -284,7 +283,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
             stack.enter_context(engine.store.lock(s.name, timeout))
         plans = engine.run(svcs, wait=args.wait)
     if args.output == "json":
-        return _emit(plans, "json", engine.clock.now())
+        return _emit(plans, "json", engine.clock.now(), planner.exit_code(plans))
     return planner.exit_code(plans)
 
 
@@ -343,7 +342,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             }
         )
     if args.output == "json":
-        sys.stdout.write(json.dumps({"version": 1, "services": docs}, indent=2) + "\n")
+        doc = {**jsondoc.head("status"), "services": docs}
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
         return 0
     for d in docs:
         print(f"{d['service']}: {d['phase']} - {d['summary']}")

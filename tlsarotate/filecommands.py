@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 
-from tlsarotate import certfiles, records
+from tlsarotate import certfiles, jsondoc, records
 from tlsarotate.errors import RecordError
 
 
@@ -62,7 +62,8 @@ def cmd_records(args: argparse.Namespace) -> int:
         else:
             out.extend(records.to_text(rd) for rd in rds)
     if args.output == "json":
-        sys.stdout.write(json.dumps(js, indent=2) + "\n")
+        doc = {**jsondoc.head("records"), "records": js}
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
     else:
         sys.stdout.write("\n".join(out) + "\n")
     return 0
@@ -74,7 +75,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     cfg = config.load(args.config)
     lines = config.check_files(cfg)
     if args.output == "json":
-        print(json.dumps({"config": str(cfg.path), "ok": True, "slots": lines}, indent=2))
+        doc = {**jsondoc.head("validate"), "config": str(cfg.path), "ok": True, "slots": lines}
+        print(json.dumps(doc, indent=2))
     else:
         print(f"{cfg.path}: ok ({len(cfg.services)} service(s), {len(cfg.providers)} provider(s))")
         for line in lines:

@@ -30,6 +30,8 @@ not protect the endpoint, which a monitor should see, but mail still flows.
 JSON output (``--output json``), one object::
 
     {
+      "version": 1,                        # the schema's version (schemas/probe.schema.json)
+      "tool_version": "0.1.0",             # tlsarotate's version
       "host": "mx.example.com",            # as given, without the trailing dot
       "port": 25,
       "owner": "_25._tcp.mx.example.com.",

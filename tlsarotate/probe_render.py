@@ -9,7 +9,7 @@ import json
 
 from dns.rdtypes.ANY.TLSA import TLSA
 
-from tlsarotate import records, timefmt
+from tlsarotate import jsondoc, records, timefmt
 from tlsarotate.certinfo import CertInfo, chain_info
 from tlsarotate.dane import RecordCheck
 from tlsarotate.probe_judge import RANK, AddressResult, ProbeReport
@@ -35,6 +35,7 @@ def report_json(rep: ProbeReport) -> dict[str, object]:
     t = rep.tlsa
     first = t.variants[0][1] if t.variants else frozenset()
     return {
+        **jsondoc.head("probe"),
         "host": rep.host,
         "port": rep.port,
         "owner": rep.owner.to_text(),

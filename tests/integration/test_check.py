@@ -22,6 +22,7 @@ from tests.support.checkworld import (  # noqa: F401
     world,
 )
 from tests.support.helpers import run_cli
+from tests.support.schemas import validate
 from tests.support.servers import (  # noqa: F401
     BindServers,
     BindZone,
@@ -77,7 +78,7 @@ def test_all_good_ok_and_nagios_one_line(
 
     proc = run_cli("-c", cfg, "check", "--output", "json")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    js = json.loads(proc.stdout)
+    js = validate("check", proc.stdout)  # live endpoints: against schemas/check.schema.json
     assert js["status"] == "OK" and js["findings"] == []
     (svc,) = js["services"]
     eps = {e["address"]: e for e in svc["endpoints"]}
@@ -138,7 +139,7 @@ def test_incident_check_and_probe_exit_2(
     assert run_cli("-c", cfg, "check").returncode == 0
     proc = run_cli("probe", HOST, "--port", w.port, "--starttls", "smtp", *ns, "--output", "json")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    js = json.loads(proc.stdout)
+    js = validate("probe", proc.stdout)  # DNS from BIND: against schemas/probe.schema.json
     assert js["tlsa"]["dnssec"] == "signed"
     assert sorted(js["tlsa"]["records"]) == sorted([rec(old), rec(new)])
     assert {a["address"] for a in js["addresses"]} == {"127.0.0.1", "::1"}
@@ -194,9 +195,8 @@ def test_swap_readiness_and_prometheus(
         ) in text
     assert 'tlsarotate_next_records_published{service="mail",slot="default"} 0' in text
     exp = int(x509.load_pem_x509_certificate(cur.leaf_pem).not_valid_after_utc.timestamp())
-    assert (
-        f'tlsarotate_cert_expiry_seconds{{service="mail",slot="default",which="deployed"}} {exp}'
-    ) in text
+    labels = '{service="mail",slot="default",which="deployed"}'
+    assert f"tlsarotate_cert_expiry_timestamp_seconds{labels} {exp}" in text
     assert not list(tmp_path.glob(".tlsarotate.prom.*"))  # atomic: no temp file left
 
     publish(w.bind, "example.test.", w.owner, [rec(cur), rec(nxt)])

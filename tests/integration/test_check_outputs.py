@@ -25,6 +25,7 @@ from cryptography import x509
 
 from tests.support.checkworld import CHECK_ZONES, HOST, CheckWorld, rec, serve
 from tests.support.helpers import run_cli
+from tests.support.schemas import validate
 from tests.support.servers import BindServers, bind, bind_servers, free_port  # noqa: F401
 from tests.support.tls_servers import (  # noqa: F401
     Chain,
@@ -333,9 +334,9 @@ def test_config_error_is_unknown_in_every_format(tmp_path: Path, broken: str) ->
         assert proc.returncode == 3, (output, proc.stdout, proc.stderr)
         assert "Traceback" not in proc.stderr
         if output == "json":
-            js = json.loads(proc.stdout)
+            js = validate("check", proc.stdout)
             assert js["status"] == "UNKNOWN" and js["exit"] == 3, js
-            assert js["version"] == __version__
+            assert js["version"] == 1 and js["tool_version"] == __version__
             assert "config.yaml" in js["error"] and "\n" not in js["error"]
             assert js["summary"] == js["error"]
             assert [f["severity"] for f in js["findings"]] == ["UNKNOWN"]
@@ -397,13 +398,13 @@ def test_metric_names_timestamps_and_json_version(
         "-c", world.config(cur), "check", "--no-live", "--output", "json", "--prometheus", prom
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    js = json.loads(proc.stdout)
-    assert js["version"] == __version__ and js["error"] is None
+    js = validate("check", proc.stdout)
+    assert js["version"] == 1 and js["tool_version"] == __version__ and js["error"] is None
     exp = int(x509.load_pem_x509_certificate(cur.leaf_pem).not_valid_after_utc.timestamp())
     text = prom.read_text()
     labels = '{service="mail",slot="default",which="deployed"}'
     assert f"tlsarotate_cert_expiry_timestamp_seconds{labels} {exp}" in text
-    assert f"tlsarotate_cert_expiry_seconds{labels} {exp}" in text  # old name, deprecated
+    assert "tlsarotate_cert_expiry_seconds" not in text  # the old name (a timestamp) is gone
     assert "# TYPE tlsarotate_cert_expiry_timestamp_seconds gauge" in text
     for name in ("published", "signed", "observed"):
         assert f'tlsarotate_tlsa_{name}{{service="mail",owner="{world.owner}"}} 1' in text
@@ -411,7 +412,7 @@ def test_metric_names_timestamps_and_json_version(
     for line in text.splitlines():
         if line.startswith("tlsarotate_") and float(line.rsplit(" ", 1)[1]) > 1e9:
             name = line.split("{")[0].split(" ")[0]
-            assert name.endswith("_timestamp_seconds") or name == "tlsarotate_cert_expiry_seconds"
+            assert name.endswith("_timestamp_seconds"), name
 
 
 def test_published_and_signed_are_separate_gauges(

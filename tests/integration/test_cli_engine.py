@@ -151,7 +151,7 @@ def test_corrupt_state_is_rebuilt_and_said(setup: Path) -> None:
     assert run_cli("-c", setup, "apply").returncode == 2
     (setup.parent / "state/mail.json").write_text("{garbage")
     proc = run_cli("-c", setup, "plan")
-    assert proc.returncode == 2
+    assert proc.returncode == 4  # rebuilt: waiting again from now, nothing to do yet
     assert "corrupt" in proc.stdout and "visible from now" in proc.stdout
 
 
@@ -242,7 +242,7 @@ def test_ctrl_c_during_the_wait_leaves_a_resumable_state(tmp_path: Path) -> None
     state = json.loads((tmp_path / "state/mail.json").read_text())
     assert state["visible_since"] is not None
     plan = run_cli("-c", cfg, "plan")
-    assert plan.returncode == 2 and "wait-ttl" in plan.stdout  # resumes where it was
+    assert plan.returncode == 4 and "wait-ttl" in plan.stdout  # resumes where it was (waiting)
 
 
 def test_check_says_when_the_swap_becomes_safe(tmp_path: Path) -> None:

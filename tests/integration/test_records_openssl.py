@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import os
 import shutil
 import subprocess
@@ -28,6 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from dns.rdtypes.ANY.TLSA import TLSA
 
 from tests.support.helpers import assert_one_line_error, run_cli
+from tests.support.schemas import validate
 from tlsarotate import certfiles, material, pki, records
 from tlsarotate.errors import RecordError
 from tlsarotate.records import Params
@@ -317,7 +317,7 @@ def test_owner_forms_ttl_and_json(world: RecordsWorld) -> None:
     proc = run_cli("records", *params_args(ALL), "--host", "mx.example.test", "--ttl", "120",
                    "--output", "json", inp.path)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    js = json.loads(proc.stdout)
+    js = validate("records", proc.stdout)["records"]
     assert len(js) == len(ALL)
     for item, p, w in zip(js, ALL, want, strict=True):
         assert item == {
@@ -331,7 +331,7 @@ def test_owner_forms_ttl_and_json(world: RecordsWorld) -> None:
             "text": w,
         }
     proc = run_cli("records", "--params", "3 1 1", "--output", "json", inp.path)
-    assert json.loads(proc.stdout)[0]["owner"] is None
+    assert validate("records", proc.stdout)["records"][0]["owner"] is None
 
 
 def test_mnemonic_params(world: RecordsWorld) -> None:

@@ -3,7 +3,8 @@
 ::
 
     {
-      "version": str,                      # tlsarotate's version
+      "version": 1,                        # the schema's version (schemas/check.schema.json)
+      "tool_version": str,                 # tlsarotate's version
       "status": "OK" | "WARNING" | "CRITICAL" | "UNKNOWN",
       "exit": 0 | 1 | 2 | 3,
       "summary": str,                      # the Nagios status text
@@ -51,7 +52,7 @@ import dataclasses
 import hashlib
 import json
 
-from tlsarotate import __version__, records, timefmt
+from tlsarotate import jsondoc, records, timefmt
 from tlsarotate.check.report import (
     STATUS,
     UNKNOWN,
@@ -76,7 +77,7 @@ def render_error(reason: str, now: float) -> str:
 def report_json(rep: CheckReport) -> dict[str, object]:
     gate = rep.next_gate
     return {
-        "version": __version__,
+        **jsondoc.head("check"),
         "status": rep.status,
         "exit": rep.exit_code,
         "summary": rep.summary(),
@@ -96,7 +97,7 @@ def report_json(rep: CheckReport) -> dict[str, object]:
 def error_json(reason: str, now: float) -> dict[str, object]:
     """The JSON document of a check that could not run (same keys as :func:`report_json`)."""
     return {
-        "version": __version__,
+        **jsondoc.head("check"),
         "status": STATUS[UNKNOWN],
         "exit": UNKNOWN,
         "summary": reason,

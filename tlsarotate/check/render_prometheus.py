@@ -20,14 +20,20 @@ why (``_observed``, ``_up``), so ``== 0`` alerts fire on real breakage and ``_ob
 - ``tlsarotate_endpoint_dane_ok{service,owner,address}`` 1 ok, 0 fails DANE (absent when
   the endpoint could not be reached or its TLSA records are not known)
 - ``tlsarotate_cert_expiry_timestamp_seconds{service,slot,which="deployed"|"next"}`` the
-  certificate's notAfter as a Unix timestamp (alert on ``... - time() < 14*86400``);
-  ``tlsarotate_cert_expiry_seconds`` is the same value under its old name (deprecated)
+  certificate's notAfter as a Unix timestamp (alert on ``... - time() < 14*86400``; the old
+  name ``tlsarotate_cert_expiry_seconds``, which held the same timestamp, is gone)
 - ``tlsarotate_next_records_published{service,slot}`` 1 when the next certificate's records
   are on every server, 0 when one lacks them; absent when a server did not answer
+- ``tlsarotate_build_info{version}`` 1, the tlsarotate that wrote the file
+
+Names follow Prometheus' conventions: ``_timestamp_seconds`` for Unix times, ``_seconds`` for
+durations, ``_total`` for counters, ``_info`` for labels-only metrics; the rest are unitless
+(yes/no, the status code).
 """
 
 from __future__ import annotations
 
+from tlsarotate import __version__
 from tlsarotate.check.report import UNKNOWN, CheckReport
 
 
@@ -69,6 +75,8 @@ def render(rep: CheckReport) -> str:
     out = _Lines()
     metric, sample = out.metric, out.sample
     _head(out, rep.exit_code, rep.checked_at)
+    metric("tlsarotate_build_info", "the tlsarotate that wrote this file")
+    sample("tlsarotate_build_info", 1, version=__version__)
     metric("tlsarotate_tlsa_observed", "1 when every authoritative server answered")
     for r in rep.services:
         for o in r.owners:
@@ -144,16 +152,10 @@ def render(rep: CheckReport) -> str:
         for which, info in (("deployed", c.deployed), ("next", c.next))
         if info is not None and info.not_after is not None
     ]
-    for name, help_ in (
-        ("tlsarotate_cert_expiry_timestamp_seconds", "certificate notAfter (Unix time)"),
-        (
-            "tlsarotate_cert_expiry_seconds",
-            "deprecated name of tlsarotate_cert_expiry_timestamp_seconds",
-        ),
-    ):
-        metric(name, help_)
-        for slot, which, ts, svc in expiries:
-            sample(name, ts, service=svc, slot=slot, which=which)
+    name = "tlsarotate_cert_expiry_timestamp_seconds"
+    metric(name, "certificate notAfter (Unix time)")
+    for slot, which, ts, svc in expiries:
+        sample(name, ts, service=svc, slot=slot, which=which)
     metric(
         "tlsarotate_next_records_published",
         "1 when the next certificate's records are on every server (absent: not known)",

@@ -86,7 +86,7 @@ class S3StateStore:
                 )
             except ImportError:
                 raise StateError(
-                    "state backend s3 needs boto3: pip install 'tlsarotate[route53]'"
+                    "state backend s3 needs boto3: pip install 'tlsarotate[s3]'"
                 ) from None
             except aws.ClientSetupError as e:
                 text = str(e)
