@@ -21,6 +21,7 @@ from typing import Any
 
 from tlsarotate import records
 from tlsarotate.adopt import Adoption, Draft, Unaccounted, service_config
+from tlsarotate.jsondoc import head
 
 
 def _scalar(v: Any) -> str:
@@ -93,7 +94,7 @@ def _unaccounted(u: Unaccounted, service: str | None) -> dict[str, Any]:
 def render_json(a: Adoption) -> dict[str, Any]:
     """The JSON document (see the module docstring)."""
     return {
-        "version": 1,
+        **head("import"),
         "zone": a.zone.to_text(),
         "provider": a.provider,
         "services": [service_config(d, a) for d in a.services],

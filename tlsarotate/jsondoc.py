@@ -15,6 +15,7 @@ SCHEMA_VERSIONS = {
     "plan": 1,
     "status": 1,
     "validate": 1,
+    "import": 1,
 }
 
 

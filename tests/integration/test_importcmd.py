@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from tests.support.helpers import assert_one_line_error, run_cli
+from tests.support.schemas import validate
 from tests.support.servers import BindServers, bind, bind_servers  # noqa: F401
 from tlsarotate import certfiles, material, pki, records
 from tlsarotate.material import Material
@@ -160,7 +161,7 @@ def test_bind_named_owners_and_a_certificate_that_does_not_match(
             "json",
         )
     )
-    doc = json.loads(imp.stdout)
+    doc = validate("import", imp.stdout)
     assert doc["services"] == []
     assert [u["record"] for u in doc["unaccounted"]] == texts(mx, "3 1 1")
     assert (
