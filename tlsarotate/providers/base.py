@@ -183,7 +183,7 @@ def one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
-def describe(rr: TlsaRRset | None) -> str:
+def rrset_summary(rr: TlsaRRset | None) -> str:
     """``2 record(s), TTL 300`` or ``no records``, for concurrent-change messages."""
     if rr is None:
         return "no records"
@@ -329,7 +329,7 @@ class Provider(ABC):
             if now != ch.old:
                 raise self.error(
                     f"{where}the TLSA RRset at {ch.owner} changed since it was read{hint} "
-                    f"(expected {describe(ch.old)}, found {describe(now)})",
+                    f"(expected {rrset_summary(ch.old)}, found {rrset_summary(now)})",
                     ConcurrentChangeError,
                 )
 

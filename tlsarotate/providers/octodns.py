@@ -50,7 +50,7 @@ from tlsarotate.providers.base import (
     Provider,
     ProviderContext,
     WriteToken,
-    describe,
+    rrset_summary,
 )
 
 # octoDNS classes known to apply one plan in one atomic backend write (per batch)
@@ -206,7 +206,8 @@ class OctoDnsProvider(Provider):
             if found != ch.old:
                 raise self.error(
                     f"the TLSA RRset at {owner} changed since it was read "
-                    f"(expected {describe(ch.old)}, found {describe(found)}); nothing was written",
+                    f"(expected {rrset_summary(ch.old)}, found {rrset_summary(found)}); "
+                    "nothing was written",
                     ConcurrentChangeError,
                 )
 
