@@ -83,6 +83,8 @@ class State:
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
+        if not self.ttl_applied:  # only written when seen: other states stay as they were
+            del d["ttl_asked"], d["ttl_applied"]
         d["version"] = VERSION
         return d
 

@@ -169,3 +169,13 @@ def test_writes_are_paced_by_the_rate_limit_on_the_clock() -> None:
     # reads are not writes: never paced
     prov.read(zone, owners)
     assert clock.now() == before
+
+
+def test_the_applied_ttl_is_kept_in_the_state_only_once_seen() -> None:
+    from tlsarotate.state import State
+
+    plain = State("mail")
+    assert "ttl_applied" not in plain.to_json()
+    seen = plain.with_(ttl_asked=300, ttl_applied=3600)
+    assert State.from_json(seen.to_json()) == seen
+    assert State.from_json(plain.to_json()) == plain
