@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests start for real (no test skips when one is missing: it fails).
 # pebble (Let's Encrypt's ACME test server) and postfix drive the end-to-end renewal tests.
-APT_PACKAGES=(bind9 bind9-utils bind9-dnsutils unbound openssl pebble postfix)
+APT_PACKAGES=(bind9 bind9-utils bind9-dnsutils unbound openssl pebble postfix knot knot-dnsutils nsd)
 need=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
