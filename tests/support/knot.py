@@ -94,6 +94,20 @@ class KnotServer:
         opts.update(overrides)
         return opts
 
+    def zone_file(self, zone: str | dns.name.Name) -> Path:
+        """The master file knotd loads ``zone`` from (for the ``zonefile`` provider; knotd
+        keeps UPDATEs in its journal and applies a reloaded file's difference on top)."""
+        return (
+            self.dir
+            / "zones"
+            / (dns.name.from_text(str(zone)).to_text(omit_final_dot=True) + ".zone")
+        )
+
+    def reload_argv(self, zone: str | dns.name.Name) -> list[str]:
+        """``knotc zone-reload ZONE`` for this server (the ``zonefile`` provider's reload)."""
+        name = dns.name.from_text(str(zone)).to_text(omit_final_dot=True)
+        return [knot_binary("knotc"), "-c", str(self.conf), "zone-reload", name]
+
     def _write_files(self) -> None:
         for d in ("zones", "db"):  # the db directory must exist, or signing cannot start
             (self.dir / d).mkdir(parents=True, exist_ok=True)
