@@ -12,7 +12,8 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests start for real (no test skips when one is missing: it fails).
 # pebble (Let's Encrypt's ACME test server) and postfix drive the end-to-end renewal tests.
-APT_PACKAGES=(bind9 bind9-utils bind9-dnsutils unbound openssl pebble postfix pdns-server pdns-backend-sqlite3 groff-base man-db)
+APT_PACKAGES=(bind9 bind9-utils bind9-dnsutils unbound openssl pebble postfix pdns-server
+  pdns-backend-sqlite3 knot knot-dnsutils nsd groff-base man-db)
 need=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")

@@ -99,13 +99,15 @@ def plan_input(
     now: float,
     safety_margin: int,
     force_cleanup: bool = False,
+    ttl: int | None = None,
 ) -> planner.PlanInput:
-    """What the planner needs to know about one configured service."""
+    """What the planner needs to know about one configured service; ``ttl``: the TTL its
+    provider applies for the configured one, when that differs (default: ``svc.ttl``)."""
     return planner.PlanInput(
         service=svc.name,
         zone=svc.zone,
         owners=tuple(svc.owners),
-        ttl=svc.ttl,
+        ttl=svc.ttl if ttl is None else ttl,
         params=svc.params,
         slots=slots,
         published=published,
@@ -137,6 +139,8 @@ class Engine:
     # what each service's last plan was made from (status and the swap use it; no re-reading)
     inputs: dict[str, planner.PlanInput] = field(default_factory=dict)
     _observers: dict[str, Observer] = field(default_factory=dict)
+    # (provider, owner) -> the RRset this engine last wrote there
+    _written: dict[tuple[str, dns.name.Name], TlsaRRset] = field(default_factory=dict)
     _propagation_polls: int = 0
 
     def close(self) -> None:
@@ -165,7 +169,8 @@ class Engine:
         except TlsarotateError as e:
             log.warning("service %s: %s", svc.name, e)
             observation = None
-        st = self.store.load(svc.name)
+        loaded = self.store.load(svc.name)
+        st = self._applied_ttl(svc, published, loaded)
         inp = plan_input(
             svc,
             slots,
@@ -175,16 +180,46 @@ class Engine:
             self.clock.now(),
             self.cfg.safety_margin,
             force_cleanup=self.force_cleanup,
+            ttl=st.ttl_applied if st.ttl_asked == svc.ttl and st.ttl_applied else svc.ttl,
         )
         p = planner.plan(inp)
         self.inputs[svc.name] = inp
         deployed = {s.name: s.deployed.fingerprint for s in slots}
         new_state = phases.after_evaluation(p.state, deployed, self.clock.now())
-        if new_state != st:
+        if new_state != loaded:
             self.store.save(new_state)
         if self.on_plan:
             self.on_plan(p)
         return p
+
+    def _applied_ttl(
+        self, svc: Service, published: Mapping[dns.name.Name, TlsaRRset], st: State
+    ) -> State:
+        """``st`` with the TTL ``svc``'s provider really stores for the configured one, learned
+        when an RRset this engine wrote reads back with its records but another TTL (a backend
+        that rounds TTLs up): the planner then neither rewrites it for ever nor waits too
+        little. Kept in the state, so later runs know it too."""
+        for owner, rr in published.items():
+            asked = self._written.get((svc.provider, owner))
+            if (
+                asked is not None
+                and asked.ttl == svc.ttl
+                and rr.records == asked.records
+                and rr.ttl != asked.ttl
+                and (st.ttl_asked, st.ttl_applied) != (svc.ttl, rr.ttl)
+            ):
+                log.warning(
+                    "service %s: provider %s stores TTL %ds when asked for %ds; waiting with "
+                    "%ds (set `ttl: %d` to match)",
+                    svc.name,
+                    svc.provider,
+                    rr.ttl,
+                    svc.ttl,
+                    rr.ttl,
+                    rr.ttl,
+                )
+                return st.with_(ttl_asked=svc.ttl, ttl_applied=rr.ttl)
+        return st
 
     # -- one step ------------------------------------------------------------------------------
 
@@ -208,6 +243,9 @@ class Engine:
             for svc, p in items:
                 self.event(f"{svc.name}: {p.summary}")
             result = provider.apply(change)
+            for ch in change.changes:
+                if ch.new is not None:
+                    self._written[(prov_name, ch.owner)] = ch.new
             for svc, p in items:
                 st = self.store.load(svc.name)
                 self.store.save(phases.after_write(st, p.change, p.phase, self.clock.now()))

@@ -73,12 +73,18 @@ class State:
     # known (first run, rebuilt, or a state from an older tlsarotate): the planner then counts
     # the records of the certificates it knows, and ``retiring``, as ours
     ours: dict[str, list[str]] | None = None
+    # the provider stores ``ttl_applied`` when asked for ``ttl_asked`` (a backend that rounds
+    # TTLs up, seen when our own write read back; 0: never seen to differ)
+    ttl_asked: int = 0
+    ttl_applied: int = 0
 
     def with_(self, **kw: Any) -> State:
         return replace(self, **kw)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
+        if not self.ttl_applied:  # only written when seen: other states stay as they were
+            del d["ttl_asked"], d["ttl_applied"]
         d["version"] = VERSION
         return d
 
@@ -101,7 +107,7 @@ class State:
         _check(d, "digest", _is_str, none=True)
         _check(d, "visible_since", _is_number, none=True)
         _check(d, "updated", _is_number, none=True)
-        for k in ("hold_ttl", "ttl_seen"):
+        for k in ("hold_ttl", "ttl_seen", "ttl_asked", "ttl_applied"):
             _check(d, k, _is_count)
         for k in ("deployed", "previous"):
             _check(d, k, _is_str_map)

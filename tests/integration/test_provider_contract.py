@@ -26,7 +26,8 @@ a server, e.g. BIND from tests/support/servers.py) and yields a :class:`Case`:
     message), computed from that documented limit, never from the provider's own code.
 
 The ``case`` fixture is parametrised over ``sorted(PROVIDER_FACTORIES)``: today ``rfc2136``
-(real BIND), ``octodns-bind`` (octodns_bind.Rfc2136Provider on the same BIND),
+(real BIND), ``rfc2136-knot`` (real knotd, tests/support/knot.py), ``octodns-bind``
+(octodns_bind.Rfc2136Provider on the same BIND),
 ``octodns-powerdns`` (a real pdns_server, tests/support/powerdns.py), ``route53``
 (moto_server), ``cloudflare`` (tests/support/fake_cloudflare.py),
 ``zonefile``,
@@ -51,6 +52,7 @@ from dns.rdtypes.ANY.TLSA import TLSA
 from tests.support import fake_cloudflare, moto_server, plugins
 from tests.support.fake_cloudflare import FakeCloudflare
 from tests.support.helpers import assert_one_line, rd
+from tests.support.knot import KnotServer, knot, knot_server  # noqa: F401  (real knotd)
 from tests.support.moto_server import DUMMY_SECRET, CountingClient, moto_post, raw_client
 from tests.support.powerdns import powerdns, powerdns_server  # noqa: F401  (octodns-powerdns)
 from tests.support.servers import bind, bind_servers  # noqa: F401  (real BIND for rfc2136)
@@ -583,8 +585,66 @@ def octodns_powerdns_case(request: pytest.FixtureRequest) -> Iterator[Case]:
     )
 
 
+@contextlib.contextmanager
+def knot_case(request: pytest.FixtureRequest) -> Iterator[Case]:
+    """RFC 2136 UPDATEs to a real knotd (TSIG, automatic DNSSEC signing). Unlike BIND's
+    inline signing, Knot signs an UPDATE before it answers it: apply() is NOT wrapped to wait
+    until the change is served, so every read right after a write proves that."""
+    from tlsarotate.providers.rfc2136 import RFC2136Provider
+
+    server: KnotServer = request.getfixturevalue("knot")
+    tmp = request.getfixturevalue("tmp_path")
+    prov = RFC2136Provider(
+        "knot", server.provider_options(timeout=30.0, read="axfr"), ProviderContext()
+    )
+    applied = {"n": 0}
+    send = prov._send
+
+    def counting_send(message: Any) -> Any:
+        r = send(message)
+        if message.opcode() == dns.opcode.UPDATE and r.rcode() == dns.rcode.NOERROR:
+            applied["n"] += 1
+        return r
+
+    prov._send = counting_send  # type: ignore[method-assign]
+
+    def second_writer(o: dns.name.Name, new: TlsaRRset | None) -> None:
+        def build(m: Any) -> None:
+            m.delete(o, "TLSA")
+            if new is not None:
+                for t in new.texts():
+                    m.add(o, new.ttl, "TLSA", t)
+
+        assert server.update(ZONE, build).rcode() == dns.rcode.NOERROR
+
+    wrong = "d3JvbmcgYnV0IHZhbGlkIGJhc2U2NCBzZWNyZXQ="
+    secret_file = tmp / "wrong.secret"
+    secret_file.write_text(wrong + "\n")
+
+    @contextlib.contextmanager
+    def bad_auth() -> Iterator[Provider]:
+        opts = server.provider_options(
+            tsig_name=server.key_name, tsig_secret_file=secret_file, retries=1
+        )
+        opts.pop("tsig_key_file")
+        yield RFC2136Provider("knot", opts, ProviderContext(base_dir=tmp))
+
+    yield Case(
+        prov,
+        ZONE,
+        Helpers(
+            writes=lambda: applied["n"],
+            second_writer=second_writer,
+            bad_auth=bad_auth,
+            expected_writes=lambda change: rfc2136_expected_writes(change, server.keyring),
+            secrets=(server.key_secret, wrong),
+        ),
+    )
+
+
 PROVIDER_FACTORIES: dict[str, Factory] = {
     "rfc2136": rfc2136_case,
+    "rfc2136-knot": knot_case,
     "octodns-bind": octodns_bind_case,
     "octodns-powerdns": octodns_powerdns_case,
     "memory": memory_case,

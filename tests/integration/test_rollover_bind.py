@@ -10,7 +10,6 @@ checked on that record afterwards: at every moment, every RRset a resolver may h
 from __future__ import annotations
 
 import subprocess
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ import dns.rdatatype
 import pytest
 
 from tests.support.helpers import run_cli
+from tests.support.recorder import Recorder
 from tests.support.servers import BindServers, bind, bind_servers  # noqa: F401
 from tlsarotate import certfiles, config, material, phases, pki, records
 from tlsarotate.engine import Engine, make_providers
@@ -66,39 +66,6 @@ services:
       next: {{cert: next/fullchain.pem, key: next/privkey.pem}}
       reload: [reload-mail-service]
 """
-
-
-@dataclass
-class Sample:
-    t: float
-    server: str
-    owner: dns.name.Name
-    texts: frozenset[str]
-
-
-class Recorder(threading.Thread):
-    """Samples the TLSA answers of every server for every owner until stopped."""
-
-    def __init__(self, servers: Sequence[tuple[str, int]], owners: Sequence[dns.name.Name]):
-        super().__init__(daemon=True)
-        self.servers, self.owners = servers, owners
-        self.samples: list[Sample] = []
-        self.halt = threading.Event()
-
-    def run(self) -> None:
-        while not self.halt.is_set():
-            for addr, port in self.servers:
-                for owner in self.owners:
-                    q = dns.message.make_query(owner, dns.rdatatype.TLSA)
-                    q.flags &= ~dns.flags.RD
-                    try:
-                        r = dns.query.udp(q, addr, port=port, timeout=0.5)
-                    except Exception:
-                        continue  # a stopped server answers nothing: nothing to cache
-                    rrset = r.get_rrset(r.answer, owner, dns.rdataclass.IN, dns.rdatatype.TLSA)
-                    texts = frozenset(records.to_text(rd) for rd in rrset) if rrset else frozenset()
-                    self.samples.append(Sample(time.time(), f"{addr}:{port}", owner, texts))
-            time.sleep(0.02)
 
 
 @dataclass

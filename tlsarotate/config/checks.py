@@ -38,7 +38,9 @@ def check_files(cfg: Config, now: float | None = None) -> list[str]:
     for s in cfg.services:
         pc = cfg.providers[s.provider]
         try:
-            registry.get_class(pc.type).check_service(pc.options, s.zone, s.ttl)
+            cls = registry.get_class(pc.type)
+            cls.check_limits(s.ttl)  # a TTL the backend refuses (deSEC: below 3600)
+            cls.check_service(pc.options, s.zone, s.ttl)
         except TlsarotateError as e:
             if isinstance(e, ConfigError) and e.key in pc.lines:  # about the provider's option
                 raise _provider_error(cfg, pc, e, f" (service {s.name!r})") from None

@@ -20,10 +20,12 @@ from tlsarotate.providers.base import (
     WriteResult,
     WriteToken,
 )
+from tlsarotate.providers.limits import Limits
 
 __all__ = [
     "BUILTIN",
     "Capabilities",
+    "Limits",
     "Option",
     "Provider",
     "ProviderContext",

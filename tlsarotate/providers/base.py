@@ -14,7 +14,10 @@ writes one part of a :class:`~tlsarotate.change.ZoneChange` in one atomic backen
 3. the change is split into parts past the backend's limits (:meth:`Provider.parts`; default:
    one part), written in order, with :meth:`Provider.after_part` between two parts (a backend
    that must see a part served before the next one waits there);
-4. a failure in part i of n is one line naming the provider and the part, from the error's
+4. writes are spaced by the backend's declared rate limit (:attr:`Provider.limits`,
+   :class:`~tlsarotate.providers.limits.Limits`: ``writes_per_minute``), sleeping on the
+   context's clock before a write that would come too soon after the previous one;
+5. a failure in part i of n is one line naming the provider and the part, from the error's
    fields: ``provider 'NAME' (TYPE): ... (part 2 of 3; the 1 before it were applied)``.
 
 Each write returns a small typed :class:`WriteToken` (a change id, a zone serial, what must be
@@ -84,6 +87,7 @@ import dns.name
 from tlsarotate.change import TlsaRRset, ZoneChange
 from tlsarotate.clock import Clock, SystemClock
 from tlsarotate.errors import ConcurrentChangeError, ConfigError, ProviderError
+from tlsarotate.providers.limits import Limits
 from tlsarotate.retry import retrying
 from tlsarotate.runner import Runner, run_command
 
@@ -201,6 +205,8 @@ class Provider(ABC):
     type_name: ClassVar[str] = ""
     options: ClassVar[Mapping[str, Option]] = {}
     capabilities: ClassVar[Capabilities] = Capabilities()
+    limits: ClassVar[Limits] = Limits()  # accepted TTLs, writes per minute
+    label: ClassVar[str] = ""  # how messages name the backend ("Cloudflare"; default type_name)
     part_unit: ClassVar[str] = "part"  # what a part is called in messages ("UPDATE", "batch")
 
     def __init__(self, name: str, options: Mapping[str, Any], context: ProviderContext) -> None:
@@ -217,6 +223,7 @@ class Provider(ABC):
             if opt.path:
                 opts[key] = context.path(opts[key])
         self.opts: dict[str, Any] = opts
+        self._last_write: float | None = None  # when this provider last wrote (rate limit)
 
     # -- validation (classmethods: no instance, no DNS) -------------------------------------
 
@@ -224,6 +231,15 @@ class Provider(ABC):
     def check_files(cls, name: str, options: Mapping[str, Any]) -> None:
         """Validate the files the options name (``validate``); never touches DNS. Raise
         :class:`~tlsarotate.errors.ConfigError` starting with the option's name."""
+
+    @classmethod
+    def check_limits(cls, ttl: int) -> None:
+        """Refuse (``validate``) a service TTL the backend's :attr:`limits` do not accept:
+        :class:`~tlsarotate.errors.ConfigError` ``ttl 300: deSEC accepts at least 3600
+        seconds``."""
+        problem = cls.limits.ttl_problem(ttl)
+        if problem:
+            raise ConfigError(f"ttl {ttl}: {cls.label or cls.type_name} {problem}")
 
     @classmethod  # noqa: B027 - optional hook
     def check_service(cls, options: Mapping[str, Any], zone: dns.name.Name, ttl: int) -> None:
@@ -302,6 +318,7 @@ class Provider(ABC):
         tokens: list[WriteToken] = []
         for i, part in enumerate(parts):
             try:
+                self._pace()
                 tokens.append(self.write(part))
                 if i < len(parts) - 1:
                     self.after_part(part, tokens[-1])
@@ -311,6 +328,18 @@ class Provider(ABC):
                     e.part, e.parts, e.written, e.unit = i + 1, len(parts), i, self.part_unit
                 raise
         return WriteResult(tuple(tokens))
+
+    def _pace(self) -> None:
+        """Sleep (on the context's clock) until a write respects ``limits.writes_per_minute``."""
+        gap = self.limits.write_interval
+        if not gap:
+            return
+        clock = self.context.clock
+        if self._last_write is not None:
+            wait = self._last_write + gap - clock.now()
+            if wait > 0:
+                clock.sleep(wait)
+        self._last_write = clock.now()
 
     def check_prerequisites(
         self,

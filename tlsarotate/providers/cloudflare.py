@@ -65,6 +65,7 @@ from tlsarotate.providers.cloudflare_api import (
     Unanswered,
     short,
 )
+from tlsarotate.providers.limits import Limits
 from tlsarotate.providers.secrets import Secret, check_private_file, read_secret
 from tlsarotate.retry import backoff_delay
 
@@ -114,6 +115,9 @@ class CloudflareProvider(Provider):
         atomic=True, prerequisites=False, max_changes_per_write=200
     )
     part_unit: ClassVar[str] = "batch"
+    # 1 is "automatic" (served as 300); 30 on Enterprise zones only, not accepted here
+    limits: ClassVar[Limits] = Limits(min_ttl=MIN_TTL, max_ttl=MAX_TTL, ttl_values={1: "automatic"})
+    label: ClassVar[str] = "Cloudflare"
 
     def __init__(self, name: str, options: Mapping[str, Any], context: ProviderContext) -> None:
         super().__init__(name, options, context)
@@ -140,13 +144,6 @@ class CloudflareProvider(Provider):
         if options.get("api_token_file") is not None:
             check_private_file(
                 "api_token_file", Path(options["api_token_file"]), "edit the zone's records"
-            )
-
-    @classmethod
-    def check_service(cls, options: Mapping[str, Any], zone: dns.name.Name, ttl: int) -> None:
-        if ttl != 1 and not MIN_TTL <= ttl <= MAX_TTL:
-            raise ConfigError(
-                f"ttl {ttl}: Cloudflare accepts 1 (automatic) or {MIN_TTL}-{MAX_TTL} seconds"
             )
 
     def served_ttl(self, ttl: int) -> int:

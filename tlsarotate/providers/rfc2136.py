@@ -208,7 +208,13 @@ class RFC2136Provider(Provider):
             raise self.error(
                 f"the answer to {what} failed TSIG verification with key {self._key_label()}"
             ) from None
-        except dns.exception.FormError:
+        except dns.exception.FormError as e:
+            if self.key is not None and "requires a TSIG" in str(e):
+                # Knot answers a signed request for a zone it does not serve unsigned
+                raise self.error(
+                    f"the answer to {what} from {self.where} is not TSIG-signed: the server "
+                    "refused it before looking at the key (is the zone served there?)"
+                ) from None
             raise self.error(f"malformed answer to {what}") from None
 
     def _key_label(self) -> str:
@@ -292,10 +298,13 @@ class RFC2136Provider(Provider):
             raise self._tsig_error(e, f"the AXFR of {zone}") from None
         except dns.xfr.TransferError as e:
             rc = e.rcode
-            raise self.error(
-                f"AXFR of {zone} answered {dns.rcode.to_text(rc)}"
-                + (" (allow-transfer must allow the TSIG key)" if rc == dns.rcode.REFUSED else "")
-            ) from None
+            hint = {
+                dns.rcode.REFUSED: " (allow-transfer must allow the TSIG key)",
+                # Knot: the zone is not served there, or its ACL wants a (different) key
+                dns.rcode.NOTAUTH: f" (is {zone} served there, and does its ACL allow "
+                f"transfers with {'key ' + self._key_label() if self.key else 'no TSIG key'}?)",
+            }.get(rc, "")
+            raise self.error(f"AXFR of {zone} answered {dns.rcode.to_text(rc)}{hint}") from None
         except dns.exception.FormError:
             raise self.error(f"malformed AXFR of {zone}") from None
         return z

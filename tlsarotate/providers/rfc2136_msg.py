@@ -104,6 +104,11 @@ def rcode_hint(
             f"update-policy of zone {zone} on the server)"
         )
     if rc == dns.rcode.NOTAUTH:
+        if update and key_label is None:  # Knot: its ACL wants a key for this zone
+            return (
+                " (not authorized: the UPDATE was sent without a TSIG key; configure "
+                f"tsig_key_file, or the server is not the primary of zone {zone})"
+            )
         return f" (the server is not authoritative for zone {zone}, or not its primary)"
     if rc == dns.rcode.NOTZONE:
         return f" (a name is outside zone {zone}, or {zone} is not a zone on the server)"

@@ -15,13 +15,22 @@ link's final target is replaced atomically, beside itself, keeping its mode, own
 link stays a link. The lock (``.NAME.tlsarotate.lock``) and the reload journal live beside that
 target, so every config naming the link or the target shares them.
 
-**Kill recovery.** With ``reload`` set, a journal file ``.NAME.tlsarotate.reload`` is written
-(and fsynced) before the file is replaced and removed once the reload succeeded (or the previous
-file was put back). Every write takes the lock first, so a journal found under the lock was left
-by a run that died between writing the file and reloading it: :meth:`recover` (run by the engine
-before it plans, and by every write) runs the reload then, once, whatever the file holds now (a
-hand edit since is loaded too, as ``rndc reload`` would); if that reload fails the journal stays
-and every run says so, in one line, until it succeeds.
+**A signed zone served from another file** (NSD serves what ``dnssec-signzone`` wrote; it does
+not sign): ``sign`` is a command run after the file is written and before ``reload``, e.g.
+``[dnssec-signzone, -K, KEYDIR, -d, KEYDIR, -S, -N, keep, -o, ZONE, -f, FILE.signed, FILE]``
+(``-N keep``: the serial this provider wrote) and ``reload: [nsd-control, -c, CONF, reload,
+ZONE]``. If ``sign`` fails, the previous file is put back (the signed file is the one it
+left); if ``reload`` fails after it, the previous file is put back and signed again, so the
+signed file matches what the server loaded last. Knot signs itself: ``reload: [knotc,
+zone-reload, ZONE]`` and no ``sign``.
+
+**Kill recovery.** With ``reload`` or ``sign`` set, a journal file ``.NAME.tlsarotate.reload``
+is written (and fsynced) before the file is replaced and removed once the reload succeeded (or
+the previous file was put back). Every write takes the lock first, so a journal found under the
+lock was left by a run that died between writing the file and reloading it: :meth:`recover`
+(run by the engine before it plans, and by every write) runs ``sign`` (when set) and the reload
+then, once, whatever the file holds now (a hand edit since is loaded too, as ``rndc reload``
+would); if that fails the journal stays and every run says so, in one line, until it succeeds.
 """
 
 from __future__ import annotations
@@ -62,6 +71,9 @@ class ZoneFileProvider(Provider):
     options: ClassVar[Mapping[str, Option]] = {
         "path": Option(str, required=True, path=True, help="the zone's master file"),
         "reload": Option(list, help="command run after each write, e.g. [rndc, reload, ZONE]"),
+        "sign": Option(
+            list, help="command run after each write, before reload, e.g. [dnssec-signzone, ...]"
+        ),
     }
     capabilities = Capabilities(atomic=True, prerequisites=True)
 
@@ -187,22 +199,28 @@ class ZoneFileProvider(Provider):
                 f"{self._where}: journal {journal} is {file_kind(st.st_mode)}, "
                 "expected a regular file; remove it"
             )
-        reload = self.opts.get("reload")
-        if not reload:
+        steps = self._steps()
+        if not steps:
             return None  # left for a config that reloads this file (it has nothing to run)
-        argv = list(map(str, reload))
-        ok, detail = self._run(argv)
-        if not ok:
-            raise self.error(
-                f"{self._where}: a run that was interrupted wrote it but never reloaded "
-                f"it, and the reload command {' '.join(argv)!r} fails ({detail}); the file stays "
-                f"as written (journal {journal}); fix it and re-run"
-            )
+        for what, argv in steps:
+            ok, detail = self._run(argv)
+            if not ok:
+                raise self.error(
+                    f"{self._where}: a run that was interrupted wrote it but never reloaded "
+                    f"it, and the {what} command {' '.join(argv)!r} fails ({detail}); the file "
+                    f"stays as written (journal {journal}); fix it and re-run"
+                )
         self._clear_journal()
-        return (
-            f"{self._where}: ran {' '.join(argv)!r}, which a run interrupted after "
-            "writing the file never ran"
-        )
+        ran = " and ".join(repr(" ".join(argv)) for _, argv in steps)
+        return f"{self._where}: ran {ran}, which a run interrupted after writing the file never ran"
+
+    def _steps(self) -> list[tuple[str, list[str]]]:
+        """The commands run after each write, in order: ``sign`` then ``reload`` (those set)."""
+        return [
+            (what, list(map(str, self.opts[what])))
+            for what in ("sign", "reload")
+            if self.opts.get(what)
+        ]
 
     def _write_journal(self) -> None:
         text = (
@@ -261,8 +279,8 @@ class ZoneFileProvider(Provider):
                 raise self.error(f"{self._where}: {e.strerror}") from None
             mode, owner = st.st_mode & 0o7777, (st.st_uid, st.st_gid)
             remove_stale_temps(target, older_than=0)  # under the lock: a killed run's leftovers
-            reload = self.opts.get("reload")
-            if reload:
+            steps = self._steps()
+            if steps:
                 self._write_journal()
             try:
                 atomic_write(target, new_text.encode("utf-8"), mode=mode, owner=owner)
@@ -277,8 +295,8 @@ class ZoneFileProvider(Provider):
                 raise self.error(
                     f"{self._where}: cannot write: {e.strerror}; nothing was written"
                 ) from None
-            if reload:
-                self._reload(list(map(str, reload)), text, mode, owner)
+            if steps:
+                self._after_write(steps, text, mode, owner)
                 self._clear_journal()
         return ZoneSerial(serial)
 
@@ -291,22 +309,38 @@ class ZoneFileProvider(Provider):
             ok, detail = False, str(e)
         return ok, (detail.splitlines()[0] if detail else "no output")
 
-    def _reload(
-        self, argv: list[str], previous_text: str, mode: int, owner: tuple[int, int]
+    def _after_write(
+        self,
+        steps: list[tuple[str, list[str]]],
+        previous_text: str,
+        mode: int,
+        owner: tuple[int, int],
     ) -> None:
-        ok, first = self._run(argv)
-        if ok:
-            return
-        what = f"{self._where}: reload command {' '.join(argv)!r} failed ({first})"
-        try:
-            atomic_write(self.target, previous_text.encode("utf-8"), mode=mode, owner=owner)
-        except OSError as e:
-            raise self.error(
-                f"{what}; putting the previous zone file back failed too ({e.strerror}): "
-                "the NEW file stays in place, not reloaded"
-            ) from None
-        self._clear_journal()  # the file is what the servers loaded last
-        raise self.error(f"{what}; the previous zone file was restored")
+        """Run ``sign`` and ``reload``; when one fails, put the previous file back (and sign it
+        again when the signing had run) and raise."""
+        for k, (step, argv) in enumerate(steps):
+            ok, first = self._run(argv)
+            if ok:
+                continue
+            what = f"{self._where}: {step} command {' '.join(argv)!r} failed ({first})"
+            try:
+                atomic_write(self.target, previous_text.encode("utf-8"), mode=mode, owner=owner)
+            except OSError as e:
+                raise self.error(
+                    f"{what}; putting the previous zone file back failed too ({e.strerror}): "
+                    "the NEW file stays in place, not reloaded"
+                ) from None
+            restored = "the previous zone file was restored"
+            for _, again in steps[:k]:  # the signed file was made from the new text: redo it
+                ok, why = self._run(again)
+                if not ok:
+                    raise self.error(
+                        f"{what}; {restored}, but signing it again failed ({why}): the signed "
+                        "file holds the NEW records, not loaded; fix it and re-run"
+                    )
+                restored += " and signed again"
+            self._clear_journal()  # the files are what the servers loaded last
+            raise self.error(f"{what}; {restored}")
 
 
 def _why(e: UnicodeDecodeError) -> str:
