@@ -52,6 +52,12 @@ def _probe(args: argparse.Namespace) -> int:
     return cmd_probe(args)
 
 
+def _reports(args: argparse.Namespace) -> int:
+    from tlsarotate.tlsrpt.command import cmd_reports
+
+    return cmd_reports(args)
+
+
 def _install_hooks(args: argparse.Namespace) -> int:
     from tlsarotate.installer import cmd_install
 
@@ -73,6 +79,7 @@ COMMANDS: dict[str, Handler] = {
     "status": _status,
     "check": _check,
     "probe": _probe,
+    "reports": _reports,
     "install-hooks": _install_hooks,
     "demo": _demo,
 }

@@ -16,6 +16,7 @@ EXIT_CODES = """exit codes:
   1  error (one line on stderr, nothing half-applied)
   2  changes pending, or a rollover is still waiting (plan, apply)
   check uses the Nagios codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN
+  reports: 0 no failed sessions, 2 failed sessions reported, 1 an input was skipped
 """
 
 
@@ -182,6 +183,36 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--save-chain", metavar="DIR")
     pr.add_argument("--timeout", type=TIMEOUT, default=10.0, help="per-connection timeout")
     pr.add_argument("--output", choices=["text", "json"], default="text")
+
+    rp = add(
+        "reports",
+        "read TLSRPT (RFC 8460) reports and match each failure with the rollover history",
+    )
+    rp.add_argument(
+        "source",
+        nargs="?",
+        metavar="-",
+        help="read one report, gzip report or mail message from stdin",
+    )
+    rp.add_argument(
+        "--dir",
+        metavar="DIR",
+        help="read every *.json and *.json.gz file in DIR (default: the config's tlsrpt.dir)",
+    )
+    rp.add_argument(
+        "--maildir",
+        metavar="DIR",
+        help="read the application/tlsrpt+gzip or +json attachments of a Maildir's messages",
+    )
+    rp.add_argument(
+        "--mbox", metavar="FILE", help="read the report attachments of an mbox file's messages"
+    )
+    rp.add_argument(
+        "--output",
+        choices=["text", "json"],
+        default="text",
+        help="text for people (default) or one JSON document",
+    )
 
     ih = add(
         "install-hooks",
