@@ -35,7 +35,8 @@ Which function writes which State field:
                             history ("published", "visible")
 :func:`claim`               ours (a planned write's additions, before it is made)
 :func:`retired`             retiring (emptied: the replaced certificate's records are gone)
-:func:`after_evaluation`    deployed, updated, history ("deployed", when it changed)
+:func:`after_evaluation`    deployed, updated, history ("started" at the first run, "deployed"
+                            when the certificates changed other than by a swap)
 :func:`after_write`         ours, last_step, updated
 :func:`begin_swap`          swap (the journal, before any file moves)
 :func:`abort_swap`          swap (cleared: rolled back, or nothing to finish)
@@ -209,9 +210,15 @@ def retired(st: State) -> State:
 
 def after_evaluation(st: State, deployed: Mapping[str, str], now: float) -> State:
     """The planned state, with the certificates deployed now (slot -> fingerprint)."""
-    if dict(deployed) != st.deployed:
-        st = remember(st, "deployed", now, deployed)
+    if dict(deployed) != st.deployed and not _swapped_to(st, deployed):
+        st = remember(st, "deployed" if st.deployed else "started", now, deployed)
     return st.with_(deployed=dict(deployed), updated=now)
+
+
+def _swapped_to(st: State, deployed: Mapping[str, str]) -> bool:
+    """Did the last certificate step in the history, a swap, install exactly ``deployed``?"""
+    steps = [h for h in st.history if h.event in ("swap", "deployed", "started")]
+    return bool(steps) and steps[-1].event == "swap" and steps[-1].deployed == dict(deployed)
 
 
 def after_write(st: State, change: ZoneChange | None, phase: str, now: float) -> State:

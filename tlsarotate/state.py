@@ -65,9 +65,10 @@ class HistoryEntry:
     deployed: dict[str, str] = field(default_factory=dict)
 
 
-#: published: a new RRset was observed; visible: every server serves it; deployed: the
-#: certificates in use changed; swap: the next certificate was installed
-HISTORY_EVENTS = ("published", "visible", "deployed", "swap")
+#: published: a new RRset was observed; visible: every server serves it; started: the
+#: certificates in use at the first run; deployed: they changed (not by a swap); swap: the next
+#: certificate was installed
+HISTORY_EVENTS = ("published", "visible", "started", "deployed", "swap")
 HISTORY_FIELDS = ("t", "event", "digest", "deployed")
 # the oldest entries beyond this many are dropped (a rollover takes about six)
 MAX_HISTORY = 200

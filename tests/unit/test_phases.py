@@ -165,14 +165,17 @@ def test_the_history_records_each_rollover_step() -> None:
     st = phases.after_evaluation(st, {"default": "aa"}, NOW + 20)  # unchanged: no entry
     st = phases.begin_swap(st, "default", "bb", NOW + 30, previous="aa", backup="b", installed="i")
     st = phases.after_swap(st, "default", "aa", [rd(1)], NOW + 31)
-    st = phases.after_evaluation(st, {"default": "bb"}, NOW + 40)
+    st = phases.after_evaluation(st, {"default": "bb"}, NOW + 40)  # the swap's: no entry
+    st = phases.after_evaluation(st, {"default": "cc"}, NOW + 50)  # changed by hand
     got = [(h.t - NOW, h.event, h.digest, h.deployed) for h in st.history]
     assert got == [
         (0, "published", "d1", {"default": "aa"}),
         (10, "visible", "d1", {"default": "aa"}),
         (31, "swap", "d1", {"default": "bb"}),
-        (40, "deployed", "d1", {"default": "bb"}),
+        (50, "deployed", "d1", {"default": "cc"}),
     ]
+    first = phases.after_evaluation(State("mx"), {"default": "aa"}, NOW)
+    assert [(h.event, h.deployed) for h in first.history] == [("started", {"default": "aa"})]
 
 
 def test_the_history_is_bounded() -> None:
