@@ -113,7 +113,8 @@ def _bomb_mail() -> bytes:
     return (
         "From: evil@example.net\nMIME-Version: 1.0\n"
         'Content-Type: multipart/report; report-type="tlsrpt"; boundary="b"\n\n--b\n'
-        'Content-Type: application/tlsrpt+gzip\nContent-Disposition: attachment; filename="bomb.json.gz"\n'
+        "Content-Type: application/tlsrpt+gzip\n"
+        'Content-Disposition: attachment; filename="bomb.json.gz"\n'
         "Content-Transfer-Encoding: base64\n\n" + body + "\n--b--\n"
     ).encode()
 
