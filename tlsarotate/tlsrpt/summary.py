@@ -6,7 +6,7 @@ caller (:mod:`.ingest`, the state store)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from tlsarotate.config import Service
@@ -36,7 +36,8 @@ def reports_of(
     documents: Sequence[tuple[str, Any]], served: Mapping[str, str], since: float | None = None
 ) -> tuple[list[Report], list[str]]:
     """The valid reports among ``documents`` (source, decoded JSON) whose range ends at or after
-    ``since``; one line per document that is not a report and per policy no service serves."""
+    ``since``, with the policies a service serves; one line per document that is not a report
+    and per policy no service serves (a report with none of ours is left out)."""
     reports: list[Report] = []
     problems: list[str] = []
     seen: set[tuple[str, str]] = set()
@@ -54,7 +55,9 @@ def reports_of(
             continue
         seen.add(key)
         problems += [f"{source}: {p}" for p in foreign_policies(rep, served)]
-        reports.append(rep)
+        ours = tuple(p for p in rep.policies if p.policy_domain in served)
+        if ours or not rep.policies:
+            reports.append(replace(rep, policies=ours))
     return reports, problems
 
 
