@@ -38,6 +38,11 @@ PURE_MODULES = (
     "tlsarotate.clock",
     "tlsarotate.errors",
     "tlsarotate.timefmt",
+    "tlsarotate.tlsrpt.model",
+    "tlsarotate.tlsrpt.validate",
+    "tlsarotate.tlsrpt.correlate",
+    "tlsarotate.tlsrpt.summary",
+    "tlsarotate.tlsrpt.render",
 )
 
 FORBIDDEN = (

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tlsarotate.config import Service
 from tlsarotate.state import State
 from tlsarotate.tlsrpt.correlate import Correlation, correlate, service_of
 from tlsarotate.tlsrpt.model import Report
 from tlsarotate.tlsrpt.validate import ReportInvalid, foreign_policies, parse_report, served_domains
+
+if TYPE_CHECKING:  # (the config package reads files; this module only reads its dataclasses)
+    from tlsarotate.config import Service
 
 #: (policy domain, receiving MX, result type)
 Key = tuple[str, str, str]
