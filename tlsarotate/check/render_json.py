@@ -120,6 +120,7 @@ def error_json(reason: str, now: float) -> dict[str, object]:
         ],
         "services": [],
         "next_gate": None,
+        "tlsrpt": None,
         "perfdata": None,
     }
 
