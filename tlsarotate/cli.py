@@ -58,6 +58,12 @@ def _import(args: argparse.Namespace) -> int:
     return cmd_import(args)
 
 
+def _reports(args: argparse.Namespace) -> int:
+    from tlsarotate.tlsrpt.command import cmd_reports
+
+    return cmd_reports(args)
+
+
 def _install_hooks(args: argparse.Namespace) -> int:
     from tlsarotate.installer import cmd_install
 
@@ -100,6 +106,7 @@ COMMANDS: dict[str, Handler] = {
     "check": _check,
     "probe": _probe,
     "import": _import,
+    "reports": _reports,
     "install-hooks": _install_hooks,
     "demo": _demo,
     "completion": _completion,

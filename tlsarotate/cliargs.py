@@ -22,6 +22,7 @@ EXIT_STATUS: tuple[tuple[str, str], ...] = (
     ("0-3", "check uses the Nagios codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN"),
     ("0-3", "probe: 0 every address authenticated, 1 something could not be checked, "
      "2 DANE fails, 3 no DANE"),
+    ("0-2", "reports: 0 no failed sessions, 2 failed sessions reported, 1 an input was skipped"),
 )  # fmt: skip
 
 EXIT_CODES = "exit codes:\n" + "".join(
@@ -294,6 +295,36 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["yaml", "json"],
         default="yaml",
         help="yaml: the services: section with comments (default); json: for programs",
+    )
+
+    rp = add(
+        "reports",
+        "read TLSRPT (RFC 8460) reports and match each failure with the rollover history",
+    )
+    rp.add_argument(
+        "source",
+        nargs="?",
+        metavar="-",
+        help="read one report, gzip report or mail message from stdin",
+    )
+    rp.add_argument(
+        "--dir",
+        metavar="DIR",
+        help="read every *.json and *.json.gz file in DIR (default: the config's tlsrpt.dir)",
+    )
+    rp.add_argument(
+        "--maildir",
+        metavar="DIR",
+        help="read the application/tlsrpt+gzip or +json attachments of a Maildir's messages",
+    )
+    rp.add_argument(
+        "--mbox", metavar="FILE", help="read the report attachments of an mbox file's messages"
+    )
+    rp.add_argument(
+        "--output",
+        choices=["text", "json"],
+        default="text",
+        help="text for people (default) or one JSON document",
     )
 
     ih = add(

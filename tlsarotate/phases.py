@@ -31,15 +31,21 @@ on that waits until ``safe_at = visible_since + hold_ttl + safety_margin``.
 Which function writes which State field:
 
 ==========================  ==============================================================
-:func:`after_observation`   digest, visible_since, hold_ttl, ttl_seen, records, cached, ours
+:func:`after_observation`   digest, visible_since, hold_ttl, ttl_seen, records, cached, ours,
+                            history ("published", "visible")
 :func:`claim`               ours (a planned write's additions, before it is made)
 :func:`retired`             retiring (emptied: the replaced certificate's records are gone)
-:func:`after_evaluation`    deployed, updated
+:func:`after_evaluation`    deployed, updated, history ("started" at the first run, "deployed"
+                            when the certificates changed other than by a swap)
 :func:`after_write`         ours, last_step, updated
 :func:`begin_swap`          swap (the journal, before any file moves)
 :func:`abort_swap`          swap (cleared: rolled back, or nothing to finish)
-:func:`after_swap`          swap, previous, retiring, last_step, updated
+:func:`after_swap`          swap, previous, retiring, last_step, updated, history ("swap")
 ==========================  ==============================================================
+
+The history (``State.history``, at most ``MAX_HISTORY`` entries) says which RRset was published
+and which certificates were served when: ``tlsarotate reports`` correlates TLSRPT failures
+with it (:mod:`tlsarotate.tlsrpt.correlate`).
 """
 
 from __future__ import annotations
@@ -51,7 +57,14 @@ from dns.rdtypes.ANY.TLSA import TLSA
 
 from tlsarotate import records
 from tlsarotate.change import ZoneChange
-from tlsarotate.state import MAX_CACHED, CachedRRset, State, SwapJournal
+from tlsarotate.state import (
+    MAX_CACHED,
+    MAX_HISTORY,
+    CachedRRset,
+    HistoryEntry,
+    State,
+    SwapJournal,
+)
 
 IDLE = "idle"
 PUBLISH = "publish"
@@ -82,6 +95,14 @@ def cached_safe_at(cached: CachedRRset, now: float, safety_margin: int) -> float
     """:func:`safe_at` for an older RRset caches may hold (its ``until`` is its
     :func:`expires_at`; ``now`` stands in while its successor is not visible yet)."""
     return (cached.until if cached.until is not None else now) + safety_margin
+
+
+def remember(st: State, event: str, now: float, deployed: Mapping[str, str] | None = None) -> State:
+    """``st`` with one more history entry: ``event`` at ``now``, the RRset ``st.digest`` and the
+    certificates ``deployed`` (default: ``st.deployed``); the oldest beyond MAX_HISTORY go."""
+    served = dict(st.deployed if deployed is None else deployed)
+    entry = HistoryEntry(now, event, st.digest, served)
+    return st.with_(history=[*st.history, entry][-MAX_HISTORY:])
 
 
 # -- what the planner writes --------------------------------------------------------------------
@@ -123,6 +144,7 @@ def after_observation(
             records=dict(published),
             cached=bounded([*st.cached, gone]),
         )
+        st = remember(st, "published", now)
     st = st.with_(ttl_seen=max(st.ttl_seen, observed_ttl))
     if visible and st.visible_since is None:
         # from now on nobody serves the older RRsets: caches drop them within their TTL
@@ -133,6 +155,7 @@ def after_observation(
                 for c in st.cached
             ],
         )
+        st = remember(st, "visible", now)
     # forget the older RRsets no cache can hold any more
     kept = [c for c in st.cached if c.until is None or now < cached_safe_at(c, now, safety_margin)]
     if len(kept) != len(st.cached):
@@ -187,7 +210,15 @@ def retired(st: State) -> State:
 
 def after_evaluation(st: State, deployed: Mapping[str, str], now: float) -> State:
     """The planned state, with the certificates deployed now (slot -> fingerprint)."""
+    if dict(deployed) != st.deployed and not _swapped_to(st, deployed):
+        st = remember(st, "deployed" if st.deployed else "started", now, deployed)
     return st.with_(deployed=dict(deployed), updated=now)
+
+
+def _swapped_to(st: State, deployed: Mapping[str, str]) -> bool:
+    """Did the last certificate step in the history, a swap, install exactly ``deployed``?"""
+    steps = [h for h in st.history if h.event in ("swap", "deployed", "started")]
+    return bool(steps) and steps[-1].event == "swap" and steps[-1].deployed == dict(deployed)
 
 
 def after_write(st: State, change: ZoneChange | None, phase: str, now: float) -> State:
@@ -224,6 +255,8 @@ def after_swap(
     """The next certificate is installed in ``slot``: the journal goes, the replaced one is
     remembered, and its records (``old_records``) are retired by the next cleanup."""
     retiring = sorted(set(st.retiring) | {records.to_text(rd) for rd in old_records})
+    if st.swap is not None and st.swap.slot == slot:
+        st = remember(st, "swap", now, {**st.deployed, slot: st.swap.fingerprint})
     return st.with_(
         swap=None,
         previous={**st.previous, slot: old_fingerprint},

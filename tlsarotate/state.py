@@ -54,6 +54,27 @@ MAX_CACHED = 16
 
 
 @dataclass(frozen=True)
+class HistoryEntry:
+    """One step of the rollover history: at ``t``, ``event`` happened; ``digest`` is the RRset
+    published then (change.digest; None: not known yet) and ``deployed`` the certificates
+    served (slot -> fingerprint). TLSRPT reports are correlated against these."""
+
+    t: float
+    event: str  # one of HISTORY_EVENTS
+    digest: str | None
+    deployed: dict[str, str] = field(default_factory=dict)
+
+
+#: published: a new RRset was observed; visible: every server serves it; started: the
+#: certificates in use at the first run; deployed: they changed (not by a swap); swap: the next
+#: certificate was installed
+HISTORY_EVENTS = ("published", "visible", "started", "deployed", "swap")
+HISTORY_FIELDS = ("t", "event", "digest", "deployed")
+# the oldest entries beyond this many are dropped (a rollover takes about six)
+MAX_HISTORY = 200
+
+
+@dataclass(frozen=True)
 class State:
     service: str
     digest: str | None = None  # what was published when last looked at (change.published_digest)
@@ -77,6 +98,8 @@ class State:
     # TTLs up, seen when our own write read back; 0: never seen to differ)
     ttl_asked: int = 0
     ttl_applied: int = 0
+    # the rollover history, oldest first, at most MAX_HISTORY entries (empty in older states)
+    history: list[HistoryEntry] = field(default_factory=list)
 
     def with_(self, **kw: Any) -> State:
         return replace(self, **kw)
@@ -128,6 +151,7 @@ class State:
             entries.append(CachedRRset(c["records"], c["ttl"], c["until"]))
         for k in ("last_step", "rebuilt"):
             _check(d, k, _is_str)
+        history = _history(d.pop("history", []))
         swap = d.pop("swap", None)
         if swap is not None:
             if (
@@ -140,10 +164,28 @@ class State:
                 _check(swap, k, _is_number if k == "started" else _is_str, where="swap.")
         if d.get("updated") is None:
             d.pop("updated", None)
-        st = cls(**d, cached=entries)
+        st = cls(**d, cached=entries, history=history)
         if swap is not None:
             st = replace(st, swap=SwapJournal(**swap))
         return st
+
+
+def _history(raw: Any) -> list[HistoryEntry]:
+    if not isinstance(raw, list):
+        raise ValueError(f"field 'history' has a wrong value {_short(raw)}")
+    out = []
+    for i, h in enumerate(raw):
+        where = f"history[{i}]."
+        if not isinstance(h, dict) or set(h) != set(HISTORY_FIELDS):
+            raise ValueError(
+                f"field 'history[{i}]' is not a history entry ({', '.join(HISTORY_FIELDS)})"
+            )
+        _check(h, "t", _is_number, where=where)
+        _check(h, "event", lambda v: v in HISTORY_EVENTS, where=where)
+        _check(h, "digest", _is_str, none=True, where=where)
+        _check(h, "deployed", _is_str_map, where=where)
+        out.append(HistoryEntry(h["t"], h["event"], h["digest"], h["deployed"]))
+    return out[-MAX_HISTORY:]
 
 
 def _json_kind(v: Any) -> str:

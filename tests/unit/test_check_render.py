@@ -120,6 +120,7 @@ def test_json_parses_with_the_documented_keys() -> None:
     assert set(doc["findings"][1]) == {"severity", "service", "owner", "address", "message"}
     assert list(doc["perfdata"]) == [f.name for f in dataclasses.fields(PerfData)]
     assert doc["perfdata"]["unpublished"] is None  # not known: null, never 0
+    assert doc["tlsrpt"] is None and doc["perfdata"]["tlsrpt_failed"] is None  # not configured
     (svc,) = doc["services"]
     assert list(svc) == ["name", "zone", "owners", "endpoints", "certificates"]
     (own,) = svc["owners"]

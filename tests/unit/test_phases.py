@@ -10,7 +10,7 @@ from dns.rdtypes.ANY.TLSA import TLSA
 
 from tlsarotate import phases, records
 from tlsarotate.change import OwnerChange, TlsaRRset, ZoneChange
-from tlsarotate.state import CachedRRset, State, SwapJournal
+from tlsarotate.state import MAX_HISTORY, CachedRRset, State, SwapJournal
 
 ZONE = dns.name.from_text("example.test.")
 OWNER = dns.name.from_text("_25._tcp.mx.example.test.")
@@ -155,3 +155,31 @@ def test_after_swap_retires_the_replaced_records() -> None:
     doc = json.loads(json.dumps(done.to_json()))
     assert doc["retiring"] == sorted([text(1), text(2)])
     assert State.from_json(doc) == done
+
+
+def test_the_history_records_each_rollover_step() -> None:
+    st = State("mx", deployed={"default": "aa"})
+    st = observe(st, "d1", now=NOW)  # a new RRset: published
+    st = observe(st, "d1", now=NOW + 10, visible=True)  # served everywhere: visible
+    st = observe(st, "d1", now=NOW + 20, visible=True)  # nothing new: no entry
+    st = phases.after_evaluation(st, {"default": "aa"}, NOW + 20)  # unchanged: no entry
+    st = phases.begin_swap(st, "default", "bb", NOW + 30, previous="aa", backup="b", installed="i")
+    st = phases.after_swap(st, "default", "aa", [rd(1)], NOW + 31)
+    st = phases.after_evaluation(st, {"default": "bb"}, NOW + 40)  # the swap's: no entry
+    st = phases.after_evaluation(st, {"default": "cc"}, NOW + 50)  # changed by hand
+    got = [(h.t - NOW, h.event, h.digest, h.deployed) for h in st.history]
+    assert got == [
+        (0, "published", "d1", {"default": "aa"}),
+        (10, "visible", "d1", {"default": "aa"}),
+        (31, "swap", "d1", {"default": "bb"}),
+        (50, "deployed", "d1", {"default": "cc"}),
+    ]
+    first = phases.after_evaluation(State("mx"), {"default": "aa"}, NOW)
+    assert [(h.event, h.deployed) for h in first.history] == [("started", {"default": "aa"})]
+
+
+def test_the_history_is_bounded() -> None:
+    st = State("mx")
+    for i in range(MAX_HISTORY + 5):
+        st = phases.remember(st, "visible", float(i))
+    assert len(st.history) == MAX_HISTORY and st.history[0].t == 5.0

@@ -50,6 +50,11 @@ PURE_MODULES = (
     "tlsarotate.timefmt",
     "tlsarotate.adopt",
     "tlsarotate.adopt_render",
+    "tlsarotate.tlsrpt.model",
+    "tlsarotate.tlsrpt.validate",
+    "tlsarotate.tlsrpt.correlate",
+    "tlsarotate.tlsrpt.summary",
+    "tlsarotate.tlsrpt.render",
 )
 
 FORBIDDEN = (

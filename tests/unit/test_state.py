@@ -11,7 +11,7 @@ import pytest
 
 from tlsarotate import state
 from tlsarotate.errors import StateError
-from tlsarotate.state import VERSION, CachedRRset, State, SwapJournal
+from tlsarotate.state import MAX_HISTORY, VERSION, CachedRRset, HistoryEntry, State, SwapJournal
 
 RECORD = "3 1 1 " + "ab" * 32
 OWNER = "_25._tcp.mx.example."
@@ -32,6 +32,11 @@ FULL = State(
     last_step="wait",
     updated=99.0,
     ours={OWNER: [RECORD]},
+    history=[
+        HistoryEntry(5.0, "published", "d", {"default": "cd"}),
+        HistoryEntry(7.0, "swap", "d", {"default": "ef"}),
+        HistoryEntry(8.0, "deployed", None),
+    ],
 )
 
 
@@ -54,6 +59,18 @@ def test_optional_fields_default_and_null_updated_is_zero() -> None:
     assert state.parse(json.dumps({**GOOD, "updated": None}).encode()) == State("mx")
     st = State.from_json({**GOOD, "visible_since": 5})
     assert (st.visible_since, st.updated, st.cached, st.swap) == (5, 0.0, [], None)
+
+
+def test_a_state_from_before_the_history_loads_with_an_empty_one() -> None:
+    old = {k: v for k, v in json.loads(state.encode(FULL)).items() if k != "history"}
+    st = state.parse(json.dumps(old).encode())
+    assert st.history == [] and st.digest == FULL.digest and st.swap == FULL.swap
+
+
+def test_a_longer_stored_history_keeps_its_newest_entries() -> None:
+    entries = [{"t": i, "event": "visible", "digest": "d", "deployed": {}} for i in range(300)]
+    st = State.from_json({**GOOD, "history": entries})
+    assert len(st.history) == MAX_HISTORY and st.history[-1].t == 299
 
 
 def _wrong(field: str, value: str) -> str:
@@ -111,6 +128,23 @@ BAD_DOCUMENTS: list[tuple[Any, str]] = [
         _wrong("swap.'started'", '"x"'),
     ),
     ({**GOOD, "last_step": 5}, _wrong("'last_step'", "5")),
+    ({**GOOD, "history": {}}, _wrong("'history'", "{}")),
+    (
+        {**GOOD, "history": [{"t": 1, "event": "swap", "digest": None}]},
+        "field 'history[0]' is not a history entry (t, event, digest, deployed)",
+    ),
+    (
+        {**GOOD, "history": [{"t": 1, "event": "boom", "digest": None, "deployed": {}}]},
+        _wrong("history[0].'event'", '"boom"'),
+    ),
+    (
+        {**GOOD, "history": [{"t": "x", "event": "swap", "digest": None, "deployed": {}}]},
+        _wrong("history[0].'t'", '"x"'),
+    ),
+    (
+        {**GOOD, "history": [{"t": 1, "event": "swap", "digest": None, "deployed": {"a": 2}}]},
+        _wrong("history[0].'deployed'", '{"a": 2}'),
+    ),
     ({**GOOD, "digest": 7, "records": ["x" * 100]}, _wrong("'digest'", "7")),
     ({**GOOD, "digest": ["x" * 100]}, _wrong("'digest'", '["' + "x" * 37 + "…")),
 ]

@@ -6,12 +6,13 @@ rollover state); :mod:`tlsarotate.check.judge` turns them into a report without 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import dns.name
 
 from tlsarotate import material, planner
-from tlsarotate.config import CertSlot, Service
+from tlsarotate.config import CertSlot, Service, Tlsrpt
 from tlsarotate.observation import Observation
 from tlsarotate.served import ServedChain
 from tlsarotate.state import State
@@ -55,9 +56,20 @@ class ServiceFacts:
 
 
 @dataclass(frozen=True)
+class TlsrptFacts:
+    """The TLSRPT reports in the configured directory whose range ended within the window."""
+
+    config: Tlsrpt
+    reports: int
+    failed: Mapping[tuple[str, str, str], int]  # (policy domain, MX, result type) -> sessions
+    problems: tuple[str, ...] = field(default=())  # one line per file or policy skipped
+
+
+@dataclass(frozen=True)
 class CheckFacts:
     now: float
     services: tuple[ServiceFacts, ...]
     safety_margin: int
     gate_file: str | None = None  # --next CERT
     gate_cert: material.Material | None = None
+    tlsrpt: TlsrptFacts | None = None  # None: no tlsrpt.dir configured

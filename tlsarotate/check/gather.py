@@ -1,5 +1,5 @@
 """The I/O of ``tlsarotate check``: observe every zone, resolve and probe every endpoint
-(concurrently), read the certificate files and the rollover state.
+(concurrently), read the certificate files, the rollover state and the TLSRPT reports.
 
 Nothing is judged here: errors that do not stop the check are kept as text in the facts
 (:mod:`tlsarotate.check.facts`) for :mod:`tlsarotate.check.judge` to report.
@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 from tlsarotate import certfiles, config, material, planner, records
-from tlsarotate.check.facts import CheckFacts, Endpoint, ServiceFacts, SlotFacts
+from tlsarotate.check.facts import CheckFacts, Endpoint, ServiceFacts, SlotFacts, TlsrptFacts
 from tlsarotate.config import CertSlot, Config, Service
 from tlsarotate.dnslookup import resolve_addresses
 from tlsarotate.engine import load_slots, make_providers
@@ -24,6 +24,8 @@ from tlsarotate.served import ServedChain
 from tlsarotate.service_observer import ObserverFactory, observer_for
 from tlsarotate.state import State
 from tlsarotate.stores import make_store
+from tlsarotate.tlsrpt import ingest
+from tlsarotate.tlsrpt.summary import domains_of, failed_sessions, reports_of
 
 MAX_WORKERS = 256  # endpoints are I/O bound: 200 endpoints in one round
 
@@ -110,7 +112,21 @@ def gather(
         safety_margin=cfg.safety_margin,
         gate_file=next_cert,
         gate_cert=gate_cert,
+        tlsrpt=_tlsrpt_facts(cfg, services, now),
     )
+
+
+def _tlsrpt_facts(cfg: Config, services: tuple[Service, ...], now: float) -> TlsrptFacts | None:
+    """The failed sessions of the reports in ``tlsrpt.dir`` whose range ended in the window."""
+    t = cfg.tlsrpt
+    if t is None:
+        return None
+    since = now - t.window
+    got = ingest.read_dir(t.dir, newer_than=since)
+    served = domains_of(services)
+    reports, problems = reports_of(got.documents, served, since=since)
+    failed = failed_sessions(reports, served)
+    return TlsrptFacts(t, len(reports), failed, (*got.problems, *problems))
 
 
 def _service_facts(

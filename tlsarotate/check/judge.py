@@ -14,7 +14,10 @@ For every service:
 - the next certificate's records are published on every server
   (:func:`tlsarotate.check.readiness.swap_readiness`);
 - a deployed certificate that expires within :data:`CERT_WARN_SECONDS` with no next one is a
-  warning.
+  warning;
+- the TLSRPT reports (``tlsrpt`` in the config) whose range ended within the window hold fewer
+  failed sessions than ``warn`` (else WARNING) and ``crit`` (else CRITICAL); a report file
+  that cannot be read, or a policy domain no service serves, is a warning.
 
 ``--next CERT`` (the gate) is CRITICAL when deploying CERT now would break DANE because one of
 its records (for a configured parameter) is not published on every server.
@@ -30,7 +33,7 @@ from collections.abc import Sequence
 
 from tlsarotate import material, records, timefmt
 from tlsarotate.certinfo import not_after
-from tlsarotate.check.facts import CheckFacts, ServiceFacts, SlotFacts
+from tlsarotate.check.facts import CheckFacts, ServiceFacts, SlotFacts, TlsrptFacts
 from tlsarotate.check.judge_endpoint import judge_endpoint
 from tlsarotate.check.readiness import (
     missing_on_servers,
@@ -51,6 +54,7 @@ from tlsarotate.check.report import (
     OwnerReport,
     PerfData,
     ServiceReport,
+    TlsrptSummary,
 )
 from tlsarotate.config import Service
 from tlsarotate.dane import short
@@ -115,6 +119,7 @@ def judge(facts: CheckFacts) -> CheckReport:
                     f"deploying {facts.gate_file} now would break DANE: {m}",
                 )
             )
+    tlsrpt = _judge_tlsrpt(facts.tlsrpt, findings) if facts.tlsrpt is not None else None
     eps = [ep for r in services for ep in r.endpoints]
     judged = all(_publication_judged(r.dns_answered, r.certs) for r in services)
 
@@ -133,8 +138,40 @@ def judge(facts: CheckFacts) -> CheckReport:
         cert_expiry_min_seconds=seconds_left(cert_min),
         cert_expiry_no_next_min_seconds=seconds_left(cert_alone_min),
         rrsig_expiry_min_seconds=seconds_left(rrsig_min),
+        tlsrpt_failed=tlsrpt.total if tlsrpt is not None else None,
     )
-    return CheckReport(now, tuple(services), tuple(findings), gate, perf)
+    return CheckReport(now, tuple(services), tuple(findings), gate, perf, tlsrpt)
+
+
+TLSRPT_SHOWN = 3  # failure groups named in the finding (the rest are counted)
+
+
+def _judge_tlsrpt(t: TlsrptFacts, findings: list[Finding]) -> TlsrptSummary:
+    """TLSRPT failed sessions against the thresholds (findings are added before the perfdata
+    counts warnings and criticals)."""
+    cfg = t.config
+    summary = TlsrptSummary(
+        cfg.window, t.reports, tuple((*k, n) for k, n in t.failed.items()), cfg.warn, cfg.crit
+    )
+    findings += [Finding(WARNING, "tlsrpt", f"TLSRPT report skipped: {p}") for p in t.problems]
+    total = summary.total
+    if total >= cfg.warn:
+        groups = sorted(summary.failed, key=lambda g: -g[3])
+        shown = "; ".join(
+            f"{n} {rt} on {mx or 'an unnamed MX'} ({d})" for d, mx, rt, n in groups[:TLSRPT_SHOWN]
+        )
+        more = f" (+{len(groups) - TLSRPT_SHOWN} more)" if len(groups) > TLSRPT_SHOWN else ""
+        level = CRITICAL if total >= cfg.crit else WARNING
+        bound = f"crit {cfg.crit}" if level == CRITICAL else f"warn {cfg.warn}"
+        findings.append(
+            Finding(
+                level,
+                "tlsrpt",
+                f"TLSRPT: {total} failed session(s) in the last {timefmt.duration(cfg.window)} "
+                f"({bound}): {shown}{more}; see tlsarotate reports",
+            )
+        )
+    return summary
 
 
 def _earliest(a: float | None, b: float | None) -> float | None:

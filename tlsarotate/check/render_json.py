@@ -32,13 +32,18 @@
                                                     "missing": [str], "detail": str}}]
       }],
       "next_gate": null | {"file": str, "ok": bool, "missing": [str]},
+      "tlsrpt": null | {"window_seconds": int, "reports": int, "failed_sessions": int,
+                        "warn": int, "crit": int,
+                        "failed": [{"policy_domain": str, "mx": str, "result_type": str,
+                                    "sessions": int}]},   # null: no tlsrpt.dir configured
       "error": null,
       "perfdata": {"endpoints": int, "failing": int, "unknown": int, "owners": int,
                    "unpublished": int|null,     # null: a server did not answer (not known)
                    "warnings": int, "criticals": int,
                    "cert_expiry_min_seconds": int|null,          # earliest deployed certificate
                    "cert_expiry_no_next_min_seconds": int|null,  # ... of those with no next one
-                   "rrsig_expiry_min_seconds": int|null}
+                   "rrsig_expiry_min_seconds": int|null,
+                   "tlsrpt_failed": int|null}   # null: no reports directory configured
     }
 
 When the check cannot run at all (config error, ...) the document has the same keys with
@@ -62,6 +67,7 @@ from tlsarotate.check.report import (
     EndpointReport,
     Finding,
     ServiceReport,
+    TlsrptSummary,
 )
 from tlsarotate.served import ServedChain
 
@@ -89,6 +95,7 @@ def report_json(rep: CheckReport) -> dict[str, object]:
             if gate is None
             else {"file": gate.file, "ok": gate.ok, "missing": list(gate.missing)}
         ),
+        "tlsrpt": _tlsrpt(rep.tlsrpt),
         "error": None,
         "perfdata": dataclasses.asdict(rep.perf),
     }
@@ -114,7 +121,24 @@ def error_json(reason: str, now: float) -> dict[str, object]:
         ],
         "services": [],
         "next_gate": None,
+        "tlsrpt": None,
         "perfdata": None,
+    }
+
+
+def _tlsrpt(t: TlsrptSummary | None) -> dict[str, object] | None:
+    if t is None:
+        return None
+    return {
+        "window_seconds": int(t.window),
+        "reports": t.reports,
+        "failed_sessions": t.total,
+        "warn": t.warn,
+        "crit": t.crit,
+        "failed": [
+            {"policy_domain": d, "mx": mx, "result_type": rt, "sessions": n}
+            for d, mx, rt, n in t.failed
+        ],
     }
 
 

@@ -38,12 +38,16 @@ def render(rep: CheckReport) -> str:
         ("criticals", p.criticals, ""),
         ("cert_expiry", p.cert_expiry_no_next_min_seconds, "s"),
         ("rrsig_expiry", p.rrsig_expiry_min_seconds, "s"),
+        ("tlsrpt_failed", p.tlsrpt_failed, ""),
     ]
+    thresholds = dict(PERF_THRESHOLDS)
+    if rep.tlsrpt is not None:  # the configured thresholds: WARNING from warn, CRITICAL from crit
+        thresholds["tlsrpt_failed"] = (str(rep.tlsrpt.warn - 1), str(rep.tlsrpt.crit - 1))
     perf = []
     for label, value, uom in items:
         if value is None:
             continue
-        warn, crit = PERF_THRESHOLDS.get(label, ("", ""))
+        warn, crit = thresholds.get(label, ("", ""))
         perf.append(f"{label}={value}{uom};{warn};{crit}".rstrip(";"))
     return f"TLSAROTATE {rep.status} - {rep.summary()} | {' '.join(perf)}\n"
 

@@ -24,6 +24,9 @@ why (``_observed``, ``_up``), so ``== 0`` alerts fire on real breakage and ``_ob
   name ``tlsarotate_cert_expiry_seconds``, which held the same timestamp, is gone)
 - ``tlsarotate_next_records_published{service,slot}`` 1 when the next certificate's records
   are on every server, 0 when one lacks them; absent when a server did not answer
+- ``tlsarotate_tlsrpt_reports`` TLSRPT reports whose range ended within the window, and
+  ``tlsarotate_tlsrpt_failed_sessions{policy_domain,mx,result_type}`` their failed sessions
+  (only with ``tlsrpt`` in the config; ``mx`` is "" when a report does not name it)
 - ``tlsarotate_build_info{version}`` 1, the tlsarotate that wrote the file
 
 Names follow Prometheus' conventions: ``_timestamp_seconds`` for Unix times, ``_seconds`` for
@@ -172,4 +175,14 @@ def render(rep: CheckReport) -> str:
                     service=r.service.name,
                     slot=c.slot,
                 )
+    t = rep.tlsrpt
+    if t is not None:
+        metric("tlsarotate_tlsrpt_reports", "TLSRPT reports whose range ended in the window")
+        sample("tlsarotate_tlsrpt_reports", t.reports)
+        metric(
+            "tlsarotate_tlsrpt_failed_sessions",
+            "failed sessions in the TLSRPT reports of the window",
+        )
+        for d, mx, rt, n in t.failed:
+            sample("tlsarotate_tlsrpt_failed_sessions", n, policy_domain=d, mx=mx, result_type=rt)
     return out.text()

@@ -3,6 +3,7 @@ problem, worst first, then the Nagios status line."""
 
 from __future__ import annotations
 
+from tlsarotate import timefmt
 from tlsarotate.check.report import CRITICAL, OK, STATUS, UNKNOWN, WARNING, CheckReport
 from tlsarotate.served import format_endpoint
 
@@ -47,6 +48,14 @@ def render(rep: CheckReport) -> str:
                 else "NOT safe to deploy"
             )
         )
+    t = rep.tlsrpt
+    if t is not None:
+        out.append(
+            f"TLSRPT: {t.reports} report(s) in the last {timefmt.duration(t.window)}, "
+            f"{t.total} failed session(s)"
+        )
+        for d, mx, rt, n in t.failed:
+            out.append(f"  {n:>6} {rt} on {mx or 'an unnamed MX'} ({d})")
     problems = sorted(rep.findings, key=lambda f: -_rank(f.severity))
     if problems:
         out.append("")

@@ -107,6 +107,22 @@ class PerfData:
     cert_expiry_min_seconds: int | None  # earliest deployed certificate
     cert_expiry_no_next_min_seconds: int | None  # ... of those with no next one
     rrsig_expiry_min_seconds: int | None
+    tlsrpt_failed: int | None = None  # TLSRPT failed sessions in the window (None: not read)
+
+
+@dataclass(frozen=True)
+class TlsrptSummary:
+    """The TLSRPT failed sessions within the window (``tlsrpt`` in the config)."""
+
+    window: float  # seconds
+    reports: int
+    failed: tuple[tuple[str, str, str, int], ...]  # (policy domain, MX, result type, sessions)
+    warn: int
+    crit: int
+
+    @property
+    def total(self) -> int:
+        return sum(n for *_, n in self.failed)
 
 
 @dataclass(frozen=True)
@@ -116,6 +132,7 @@ class CheckReport:
     findings: tuple[Finding, ...]
     next_gate: NextGate | None
     perf: PerfData
+    tlsrpt: TlsrptSummary | None = None  # None: no reports directory configured
 
     @property
     def exit_code(self) -> int:

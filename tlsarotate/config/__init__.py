@@ -26,6 +26,7 @@ from tlsarotate.config.model import (
     ProviderConfig,
     Service,
     StateBackend,
+    Tlsrpt,
     Verify,
 )
 from tlsarotate.config.nameservers import Nameserver, parse_nameserver
@@ -67,6 +68,7 @@ __all__ = [
     "ProviderConfig",
     "Service",
     "StateBackend",
+    "Tlsrpt",
     "Verify",
     "check_files",
     "deployed_link_check",

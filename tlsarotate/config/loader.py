@@ -5,14 +5,15 @@ section readers; then the rules across services (unique names, owners and deploy
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import dns.name
 import yaml
 
-from tlsarotate.config.model import Config, ProviderConfig, Service, StateBackend
+from tlsarotate.config.model import Config, ProviderConfig, Service, StateBackend, Tlsrpt
 from tlsarotate.config.provider_options import provider
-from tlsarotate.config.schema import STATE_KEYS, TOP_KEYS
+from tlsarotate.config.schema import STATE_KEYS, TLSRPT_KEYS, TOP_KEYS
 from tlsarotate.config.services import service
 from tlsarotate.config.yamlnode import YamlFile, kind
 from tlsarotate.errors import ConfigError
@@ -85,7 +86,8 @@ def parse(text: str, path: Path) -> Config:
     services = doc.sequence(snode, "services", lambda n, k: service(doc, n, k, provs))
     _across_services(doc, snode, services)
     backend = _state_backend(doc, m["state"][1]) if "state" in m else StateBackend()
-    return Config(path, state_dir, margin, provs, services, lock_timeout, backend)
+    tlsrpt = _tlsrpt(doc, m["tlsrpt"][1]) if "tlsrpt" in m else None
+    return Config(path, state_dir, margin, provs, services, lock_timeout, backend, tlsrpt)
 
 
 def _providers(doc: YamlFile, node: yaml.Node) -> dict[str, ProviderConfig]:
@@ -152,3 +154,36 @@ def _state_backend(doc: YamlFile, node: yaml.Node) -> StateBackend:
         extra = sorted(set(vals) - {"backend"})[0]
         raise doc.err(m[extra][0], f"state.{extra}", "only used with backend: s3")
     return StateBackend(**vals)
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def _tlsrpt(doc: YamlFile, node: yaml.Node) -> Tlsrpt:
+    m = doc.mapping(node, "tlsrpt", TLSRPT_KEYS)
+    d = doc.path(m["dir"][1], "tlsrpt.dir")
+    limit = 10**9
+    warn = doc.integer(m["warn"][1], "tlsrpt.warn", 1, limit, "warn") if "warn" in m else 1
+    crit = (
+        doc.integer(m["crit"][1], "tlsrpt.crit", 1, limit, "crit")
+        if "crit" in m
+        else max(100, warn)
+    )
+    if crit < warn:
+        raise doc.err(m["crit"][1], "tlsrpt.crit", f"crit {crit} is below warn {warn}")
+    window = 7 * 86400.0
+    if "window" in m:
+        wnode = m["window"][1]
+        v = doc.scalar(wnode, "tlsrpt.window")
+        match = re.fullmatch(r"(\d+)([smhdw])", v.strip()) if isinstance(v, str) else None
+        if match:
+            window = float(int(match.group(1)) * _UNITS[match.group(2)])
+        elif isinstance(v, int) and not isinstance(v, bool):
+            window = float(v)
+        else:
+            raise doc.err(
+                wnode, "tlsrpt.window", "expected seconds or a duration like 7d, 36h, 90m"
+            )
+        if not 60 <= window <= 366 * 86400:
+            raise doc.err(wnode, "tlsrpt.window", "window out of range 1m-366d")
+    return Tlsrpt(d, warn, crit, window)

@@ -77,6 +77,18 @@ class StateBackend:
 
 
 @dataclass(frozen=True)
+class Tlsrpt:
+    """Where TLSRPT reports (RFC 8460) are kept, and when ``check`` warns about their failed
+    sessions: WARNING from ``warn``, CRITICAL from ``crit`` failed sessions in the reports
+    whose range ends within the last ``window`` seconds."""
+
+    dir: Path
+    warn: int = 1
+    crit: int = 100
+    window: float = 7 * 86400.0
+
+
+@dataclass(frozen=True)
 class Service:
     name: str
     zone: dns.name.Name
@@ -122,6 +134,7 @@ class Config:
     services: tuple[Service, ...]
     lock_timeout: float = 600.0
     state: StateBackend = field(default_factory=StateBackend)
+    tlsrpt: Tlsrpt | None = None  # None: no reports directory configured
 
     def service(self, name: str) -> Service:
         for s in self.services:

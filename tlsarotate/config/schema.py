@@ -13,7 +13,10 @@ TOP_KEYS = {
     "lock_timeout": False,
     "providers": True,
     "services": True,
+    "tlsrpt": False,
 }
+
+TLSRPT_KEYS = {"dir": True, "warn": False, "crit": False, "window": False}
 
 STATE_KEYS = {
     "backend": True,
