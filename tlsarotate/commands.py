@@ -326,6 +326,8 @@ def cmd_status(args: argparse.Namespace) -> int:
                         "name": s.name,
                         "deployed": _cert_info(s.deployed),
                         "next": _cert_info(s.replacement),
+                        # `next:` names the certificate deployed now: nothing to roll over
+                        "next_is_deployed": s.next is not None and s.replacement is None,
                     }
                     for s in inp.slots
                 ],
@@ -360,6 +362,8 @@ def cmd_status(args: argparse.Namespace) -> int:
                         f"  {c['name']} {kind}: {info['subject']} spki {info['spki_sha256'][:16]}… "
                         f"not after {info['not_after']}"
                     )
+                elif kind == "next" and c["next_is_deployed"]:
+                    print(f"  {c['name']} next: the deployed one; nothing to roll over")
                 elif kind == "next":
                     print(f"  {c['name']} next: none")
         print(
@@ -370,11 +374,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             what = (
                 "an RRset from before tlsarotate knew it"
                 if c["records"] is None
-                else (
-                    "an older RRset ("
-                    + ", ".join(f"{len(v)} at {o}" for o, v in sorted(c["records"].items()))
-                    + ")"
-                )
+                else _older(c["records"])
             )
             until = f"until {c['until']}" if c["until"] else "until its successor is visible + TTL"
             print(f"  caches may still hold {what}, TTL {c['ttl']}s, {until}")
@@ -384,3 +384,17 @@ def cmd_status(args: argparse.Namespace) -> int:
         for w in d["waiting_for"]:
             print(f"  waiting for: {w}")
     return 0
+
+
+def _older(recs: dict[str, list[str]]) -> str:
+    """An older RRset caches may hold, in words: how many records it had at each owner."""
+    if not any(recs.values()):
+        return "an older answer with no TLSA records"
+    per = [
+        f"{len(v)} TLSA record{'s' if len(v) != 1 else ''} at {o}"
+        for o, v in sorted(recs.items())
+        if v
+    ]
+    return "an older RRset of " + (
+        per[0] if len(per) == 1 else ", ".join(per[:-1]) + " and " + per[-1]
+    )

@@ -214,12 +214,16 @@ class Engine:
             try:
                 live = provider.is_live(zone, result.tokens)
             except ProviderError as e:
-                live, why = False, str(e)
+                live, why = False, f"could not be asked whether it serves it ({e})"
             else:
-                why = "not reported live yet"
+                why = "did not serve it yet when asked right after the write"
             if not live:
-                # the observer still decides when the records are served; say why it may wait
-                self.event(f"{prov_name}: the write to {zone} is {why}")
+                # the observer still decides when the records are served: the next look at the
+                # authoritative servers (right after this) may well find them served
+                self.event(
+                    f"{prov_name}: the write to {zone} is made; the provider {why}; "
+                    "asking the authoritative servers next"
+                )
         for svc, p in zip(svcs, plans, strict=True):
             if p.install:
                 self._swap(svc, p)

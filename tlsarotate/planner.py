@@ -52,6 +52,7 @@ from tlsarotate.ownership import (
     ours_still_published,
     parse_retiring,
     sorted_records,
+    whose,
 )
 from tlsarotate.phases import (
     BLOCKED,
@@ -248,10 +249,10 @@ def plan(inp: PlanInput) -> Plan:
     if any(missing.values()) or ttl_off:
         change = _target(inp, {o: current[o] | books.want[o] for o in inp.owners})
         if change is not None:
-            what = "add the records of the deployed and next certificates"
-            if not any(missing.values()):
-                what = f"set the TTL to {inp.ttl}"
-            return done(PUBLISH, what, change=change)
+            added = [rd for rds in missing.values() for rd in rds]
+            what = [f"add the records of {whose(added, inp.slots)}"] if added else []
+            what += [f"set the TTL to {inp.ttl}"] if ttl_off else []
+            return done(PUBLISH, " and ".join(what), change=change)
 
     # 2. nothing else may happen until every authoritative server serves the current RRset
     if not visible:

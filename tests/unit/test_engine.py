@@ -701,3 +701,22 @@ def test_crashed_swap_whose_next_changed_restores_and_reloads(
     w.apply(wait=True)
     assert w.deployed().same_as(w.next()) and w.served.same_as(w.next())
     assert w.violations == []
+
+
+def test_a_write_not_live_yet_says_what_happens_next(tmp_path: Path) -> None:
+    """The provider's own servers do not serve a write yet when asked right after it: the event
+    says the write is made and that the authoritative servers are asked next -- not a bare "not
+    reported live yet" right before the plan that finds it served (and says idle)."""
+    w = SimWorld(tmp_path)
+    w.new_next()
+    events: list[str] = []
+    eng = w.engine()
+    eng.on_event = events.append
+    eng.providers["dns"].is_live = lambda zone, tokens: False  # type: ignore[method-assign]
+    eng.step([w.service], act=True)
+    assert events[0] == "mail: add the records of the next certificate"
+    assert events[1] == (
+        "dns: the write to example.test. is made; the provider did not serve it yet when asked "
+        "right after the write; asking the authoritative servers next"
+    )
+    assert not any("reported live" in e for e in events)
