@@ -14,6 +14,8 @@ JSON plan schema (``plan --output json``, ``apply --output json``)::
        "ready_at": "2026-11-28T21:00:00Z"|null, "ready_in": 192|null,
        "waiting_for": ["ns2.example.com 192.0.2.2: serial 2026112801, still serving ..."],
        "stale": [{"owner": "...", "record": "3 1 1 <hex>", "why": "stale"}],
+       "needs_force": [{"owner": "...", "stale": 2, "size": 4, "whole": false,
+                        "reason": "... removes 2 of 4 records that no certificate ..."}],
        "foreign": [{"owner": "...", "record": "3 1 1 <hex>", "why": "foreign",
                     "reason": "not published by this tlsarotate ... kept; ..."}],
        "warnings": ["..."]}]}
@@ -85,6 +87,7 @@ def plan_json(p: Plan, now: float) -> dict[str, Any]:
             }
             for m in p.foreign
         ],
+        "needs_force": [u.to_json() for u in p.unsafe],
         "warnings": list(p.warnings),
     }
 
@@ -96,12 +99,17 @@ def plan_text(p: Plan, now: float) -> list[str]:
             sign = "-" if r["op"] == "remove" else "+"
             tag = f"    ({r['why']})" if r["why"] else ""
             out.append(f"  {sign} {r['owner']} {r['ttl']} IN TLSA {r['record']}{tag}")
-    elif p.stale:
-        for m in p.stale:
+    removed = (
+        {(ch.owner, rd) for ch in p.change.changes for rd in ch.removed} if p.change else set()
+    )
+    for m in p.stale:
+        if (m.owner, m.record) not in removed:
             out.append(
                 f"  stale: {m.owner} TLSA {records.to_text(m.record)} ({m.why}; removed "
                 "once the deployed certificate's records are visible)"
             )
+    for u in p.unsafe:
+        out.append(f"  needs --force: {u.reason}")
     for m in p.foreign:
         out.append(
             f"  foreign: {m.owner} TLSA {records.to_text(m.record)} (kept: not published by "
@@ -142,6 +150,7 @@ def _setup(args: argparse.Namespace, persist: bool = True) -> tuple[config.Confi
         verify=verify_live,
         persist=persist,
         force_cleanup=getattr(args, "force_cleanup", False),
+        force=getattr(args, "force", False),
     )
     return cfg, engine
 
@@ -245,6 +254,13 @@ def cmd_apply(args: argparse.Namespace) -> int:
         raise TlsarotateError(
             "--force-cleanup removes other writers' records once and cannot be combined with "
             "--wait; run `tlsarotate apply --force-cleanup` (again if it says it is waiting)"
+        )
+    if args.force and args.wait:
+        # the same for the safety thresholds: --force allows what plan showed, not what a
+        # long wait might bring
+        raise TlsarotateError(
+            "--force makes the writes plan shows as needing it, once, and cannot be combined "
+            "with --wait; run `tlsarotate apply --force` (again if it says it is waiting)"
         )
     cfg, engine = _setup(args)
     svcs = _select(cfg, args)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import dns.name
 from dns.rdtypes.ANY.TLSA import TLSA
 
-from tlsarotate import nextkey, phases, planner, records, recovery, swap
+from tlsarotate import nextkey, phases, planner, records, recovery, safety, swap
 from tlsarotate.change import OwnerChange, TlsaRRset, ZoneChange
 from tlsarotate.clock import Clock, SystemClock
 from tlsarotate.config import CertSlot, Config, Service, deployed_link_check, load_cert
@@ -36,6 +36,7 @@ from tlsarotate.errors import (
     ProviderError,
     SwapError,
     TlsarotateError,
+    UnsafeChangeError,
 )
 from tlsarotate.material import Material
 from tlsarotate.observation import Observation, Observer
@@ -117,6 +118,7 @@ def plan_input(
         owners_mode="force" if force_cleanup else svc.owners_mode,
         hosts=tuple(svc.hosts),
         min_validity=svc.next_min_validity,
+        limits=svc.limits,
     )
 
 
@@ -134,6 +136,7 @@ class Engine:
     on_event: Callable[[str], None] | None = None  # called with every action taken, in words
     persist: bool = True  # False for plan/status: never write state or generate keys
     force_cleanup: bool = False  # apply/plan --force-cleanup: other writers' records go too
+    force: bool = False  # apply --force: make writes the safety thresholds hold back
     # what each service's last plan was made from (status and the swap use it; no re-reading)
     inputs: dict[str, planner.PlanInput] = field(default_factory=dict)
     _observers: dict[str, Observer] = field(default_factory=dict)
@@ -194,9 +197,14 @@ class Engine:
         plans = [self.evaluate(s) for s in svcs]
         if not act:
             return plans
+        # a write the safety thresholds hold back is not made (the others are), then refused
+        refused = [p for p in plans if p.change and p.unsafe and not self.force]
+        held = {p.service for p in refused}
         by_zone: dict[tuple[str, dns.name.Name], list[tuple[Service, Plan]]] = defaultdict(list)
         for svc, p in zip(svcs, plans, strict=True):
-            if p.change:
+            if p.change and p.service not in held:
+                if p.unsafe:
+                    self.event(f"{svc.name}: --force: {'; '.join(u.reason for u in p.unsafe)}")
                 by_zone[(svc.provider, svc.zone)].append((svc, p))
         for (prov_name, zone), items in by_zone.items():
             merged: list[OwnerChange] = []
@@ -227,6 +235,10 @@ class Engine:
         for svc, p in zip(svcs, plans, strict=True):
             if p.install:
                 self._swap(svc, p)
+        if refused:
+            raise UnsafeChangeError(
+                " | ".join(safety.refusal(p.service, p.unsafe) for p in refused)
+            )
         return plans
 
     def event(self, text: str) -> None:

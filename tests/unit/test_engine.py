@@ -13,7 +13,7 @@ import pytest
 from tests.support.world import Crash, SimWorld
 from tlsarotate import phases, planner, records
 from tlsarotate.change import TlsaRRset
-from tlsarotate.errors import ConcurrentChangeError, SwapError
+from tlsarotate.errors import ConcurrentChangeError, SwapError, UnsafeChangeError
 
 
 def phase_names(plans: list[planner.Plan]) -> list[str]:
@@ -232,7 +232,14 @@ def test_stale_record_is_marked_and_removed_only_after_deployed_visible(tmp_path
     w.apply()
     assert records.to_text(stale) in w.published_texts()
     w.clock.advance(50)
-    w.apply()
+    # 1 of the 2 records there (50%) is over max_stale_share: held back until --force
+    plan = w.engine().step([w.service], act=False)[0]
+    assert plan.phase == phases.CLEANUP and [u.owner for u in plan.unsafe] == [owner]
+    writes = len(w.provider.writes)
+    with pytest.raises(UnsafeChangeError, match=r"service 'mail'.* removes 1 of 2 records"):
+        w.apply()
+    assert records.to_text(stale) in w.published_texts() and len(w.provider.writes) == writes
+    w.apply(force=True)
     assert records.to_text(stale) not in w.published_texts()
 
 

@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # The pure core: models and rules, no I/O. The one list of them.
 PURE_MODULES = (
     "tlsarotate.planner",
+    "tlsarotate.safety",
     "tlsarotate.state",
     "tlsarotate.material",
     "tlsarotate.records",
