@@ -200,6 +200,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="remove, this once, records this tlsarotate did not publish (other writers'); "
         "see them with plan --force-cleanup first; not with --wait",
     )
+    a.add_argument(
+        "--force",
+        action="store_true",
+        help="make, this once, the writes plan says need it (removing more stale records than "
+        "max_stale_removals/max_stale_share allow, or an owner's whole RRset); not with --wait",
+    )
 
     s = add("status", "phase, published records, certificates and timestamps per service")
     s.add_argument("--service", metavar="NAME", help=SERVICE_HELP)

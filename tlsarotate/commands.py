@@ -14,6 +14,8 @@ JSON plan schema (``plan --output json``, ``apply --output json``)::
        "ready_at": "2026-11-28T21:00:00Z"|null, "ready_in": 192|null,
        "waiting_for": ["ns2.example.com 192.0.2.2: serial 2026112801, still serving ..."],
        "stale": [{"owner": "...", "record": "3 1 1 <hex>", "why": "stale"}],
+       "needs_force": [{"owner": "...", "stale": 2, "size": 4, "whole": false,
+                        "reason": "... removes 2 of 4 records that no certificate ..."}],
        "foreign": [{"owner": "...", "record": "3 1 1 <hex>", "why": "foreign",
                     "reason": "not published by this tlsarotate ... kept; ..."}],
        "warnings": ["..."]}]}
@@ -85,6 +87,7 @@ def plan_json(p: Plan, now: float) -> dict[str, Any]:
             }
             for m in p.foreign
         ],
+        "needs_force": [u.to_json() for u in p.unsafe],
         "warnings": list(p.warnings),
     }
 
@@ -96,12 +99,17 @@ def plan_text(p: Plan, now: float) -> list[str]:
             sign = "-" if r["op"] == "remove" else "+"
             tag = f"    ({r['why']})" if r["why"] else ""
             out.append(f"  {sign} {r['owner']} {r['ttl']} IN TLSA {r['record']}{tag}")
-    elif p.stale:
-        for m in p.stale:
+    removed = (
+        {(ch.owner, rd) for ch in p.change.changes for rd in ch.removed} if p.change else set()
+    )
+    for m in p.stale:
+        if (m.owner, m.record) not in removed:
             out.append(
                 f"  stale: {m.owner} TLSA {records.to_text(m.record)} ({m.why}; removed "
                 "once the deployed certificate's records are visible)"
             )
+    for u in p.unsafe:
+        out.append(f"  needs --force: {u.reason}")
     for m in p.foreign:
         out.append(
             f"  foreign: {m.owner} TLSA {records.to_text(m.record)} (kept: not published by "
@@ -142,6 +150,7 @@ def _setup(args: argparse.Namespace, persist: bool = True) -> tuple[config.Confi
         verify=verify_live,
         persist=persist,
         force_cleanup=getattr(args, "force_cleanup", False),
+        force=getattr(args, "force", False),
     )
     return cfg, engine
 
@@ -245,6 +254,13 @@ def cmd_apply(args: argparse.Namespace) -> int:
             "--force-cleanup removes other writers' records once and cannot be combined with "
             "--wait; run `tlsarotate apply --force-cleanup` (again if it says it is waiting)"
         )
+    if args.force and args.wait:
+        # the same for the safety thresholds: --force allows what plan showed, not what a
+        # long wait might bring
+        raise TlsarotateError(
+            "--force makes the writes plan shows as needing it, once, and cannot be combined "
+            "with --wait; run `tlsarotate apply --force` (again if it says it is waiting)"
+        )
     cfg, engine = _setup(args)
     svcs = _select(cfg, args)
     text = args.output == "text"
@@ -325,6 +341,8 @@ def cmd_status(args: argparse.Namespace) -> int:
                         "name": s.name,
                         "deployed": _cert_info(s.deployed),
                         "next": _cert_info(s.replacement),
+                        # `next:` names the certificate deployed now: nothing to roll over
+                        "next_is_deployed": s.next is not None and s.replacement is None,
                     }
                     for s in inp.slots
                 ],
@@ -360,6 +378,8 @@ def cmd_status(args: argparse.Namespace) -> int:
                         f"  {c['name']} {kind}: {info['subject']} spki {info['spki_sha256'][:16]}… "
                         f"not after {info['not_after']}"
                     )
+                elif kind == "next" and c["next_is_deployed"]:
+                    print(f"  {c['name']} next: the deployed one; nothing to roll over")
                 elif kind == "next":
                     print(f"  {c['name']} next: none")
         print(
@@ -370,11 +390,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             what = (
                 "an RRset from before tlsarotate knew it"
                 if c["records"] is None
-                else (
-                    "an older RRset ("
-                    + ", ".join(f"{len(v)} at {o}" for o, v in sorted(c["records"].items()))
-                    + ")"
-                )
+                else _older(c["records"])
             )
             until = f"until {c['until']}" if c["until"] else "until its successor is visible + TTL"
             print(f"  caches may still hold {what}, TTL {c['ttl']}s, {until}")
@@ -384,3 +400,17 @@ def cmd_status(args: argparse.Namespace) -> int:
         for w in d["waiting_for"]:
             print(f"  waiting for: {w}")
     return 0
+
+
+def _older(recs: dict[str, list[str]]) -> str:
+    """An older RRset caches may hold, in words: how many records it had at each owner."""
+    if not any(recs.values()):
+        return "an older answer with no TLSA records"
+    per = [
+        f"{len(v)} TLSA record{'s' if len(v) != 1 else ''} at {o}"
+        for o, v in sorted(recs.items())
+        if v
+    ]
+    return "an older RRset of " + (
+        per[0] if len(per) == 1 else ", ".join(per[:-1]) + " and " + per[-1]
+    )

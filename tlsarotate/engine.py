@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import dns.name
 from dns.rdtypes.ANY.TLSA import TLSA
 
-from tlsarotate import nextkey, phases, planner, records, recovery, swap
+from tlsarotate import nextkey, phases, planner, records, recovery, safety, swap
 from tlsarotate.change import OwnerChange, TlsaRRset, ZoneChange
 from tlsarotate.clock import Clock, SystemClock
 from tlsarotate.config import CertSlot, Config, Service, deployed_link_check, load_cert
@@ -36,6 +36,7 @@ from tlsarotate.errors import (
     ProviderError,
     SwapError,
     TlsarotateError,
+    UnsafeChangeError,
 )
 from tlsarotate.material import Material
 from tlsarotate.observation import Observation, Observer
@@ -119,6 +120,7 @@ def plan_input(
         owners_mode="force" if force_cleanup else svc.owners_mode,
         hosts=tuple(svc.hosts),
         min_validity=svc.next_min_validity,
+        limits=svc.limits,
     )
 
 
@@ -136,6 +138,7 @@ class Engine:
     on_event: Callable[[str], None] | None = None  # called with every action taken, in words
     persist: bool = True  # False for plan/status: never write state or generate keys
     force_cleanup: bool = False  # apply/plan --force-cleanup: other writers' records go too
+    force: bool = False  # apply --force: make writes the safety thresholds hold back
     # what each service's last plan was made from (status and the swap use it; no re-reading)
     inputs: dict[str, planner.PlanInput] = field(default_factory=dict)
     _observers: dict[str, Observer] = field(default_factory=dict)
@@ -229,9 +232,14 @@ class Engine:
         plans = [self.evaluate(s) for s in svcs]
         if not act:
             return plans
+        # a write the safety thresholds hold back is not made (the others are), then refused
+        refused = [p for p in plans if p.change and p.unsafe and not self.force]
+        held = {p.service for p in refused}
         by_zone: dict[tuple[str, dns.name.Name], list[tuple[Service, Plan]]] = defaultdict(list)
         for svc, p in zip(svcs, plans, strict=True):
-            if p.change:
+            if p.change and p.service not in held:
+                if p.unsafe:
+                    self.event(f"{svc.name}: --force: {'; '.join(u.reason for u in p.unsafe)}")
                 by_zone[(svc.provider, svc.zone)].append((svc, p))
         for (prov_name, zone), items in by_zone.items():
             merged: list[OwnerChange] = []
@@ -252,15 +260,23 @@ class Engine:
             try:
                 live = provider.is_live(zone, result.tokens)
             except ProviderError as e:
-                live, why = False, str(e)
+                live, why = False, f"could not be asked whether it serves it ({e})"
             else:
-                why = "not reported live yet"
+                why = "did not serve it yet when asked right after the write"
             if not live:
-                # the observer still decides when the records are served; say why it may wait
-                self.event(f"{prov_name}: the write to {zone} is {why}")
+                # the observer still decides when the records are served: the next look at the
+                # authoritative servers (right after this) may well find them served
+                self.event(
+                    f"{prov_name}: the write to {zone} is made; the provider {why}; "
+                    "asking the authoritative servers next"
+                )
         for svc, p in zip(svcs, plans, strict=True):
             if p.install:
                 self._swap(svc, p)
+        if refused:
+            raise UnsafeChangeError(
+                " | ".join(safety.refusal(p.service, p.unsafe) for p in refused)
+            )
         return plans
 
     def event(self, text: str) -> None:

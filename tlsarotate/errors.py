@@ -132,3 +132,9 @@ class SwapError(TlsarotateError):
 
 class ObserverError(TlsarotateError):
     """The authoritative servers could not be found or queried."""
+
+
+class UnsafeChangeError(TlsarotateError):
+    """A planned write needs ``apply --force`` (:mod:`tlsarotate.safety`): it removes more
+    records nobody accounts for than the service allows, or deletes an owner's whole RRset.
+    Nothing was written for that service."""

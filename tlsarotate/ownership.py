@@ -200,3 +200,41 @@ class Ownership:
         if self.mode == "force" and rd in self.unclaimed[owner]:
             return FORCED
         return STALE
+
+
+def whose(missing: Iterable[TLSA], slots: Sequence[SlotInput]) -> str:
+    """Whose records ``missing`` are, in words: "the next certificate", "the deployed and next
+    certificates", "the next key" ... (the slots named when a service has several)."""
+    rds = list(missing)
+    kinds: dict[str, list[str]] = {"deployed": [], "next": [], "key": []}
+    for slot in slots:
+        mats = {"deployed": slot.deployed, "next": slot.replacement, "key": slot.next_key}
+        for rd in rds:
+            # a record the deployed certificate has too (same key) is the deployed one's
+            kind = next(
+                (k for k, m in mats.items() if m is not None and records.matches_material(rd, m)),
+                None,
+            )
+            if kind is not None and slot.name not in kinds[kind]:
+                kinds[kind].append(slot.name)
+    several = len(slots) > 1
+
+    def label(kind: str, noun: str) -> str:
+        names = kinds[kind]
+        plural = noun + ("s" if len(names) > 1 else "")
+        return f"{plural} ({', '.join(map(repr, names))})" if several else plural
+
+    if kinds["deployed"] and kinds["next"] and not several and not kinds["key"]:
+        return "the deployed and next certificates"
+    parts = [
+        f"the {label(kind, noun)}"
+        for kind, noun in (
+            ("deployed", "deployed certificate"),
+            ("next", "next certificate"),
+            ("key", "next key"),
+        )
+        if kinds[kind]
+    ]
+    if not parts:
+        return "no certificate of this service"
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]

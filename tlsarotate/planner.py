@@ -26,18 +26,21 @@ The safety rules the planner enforces:
 - records matching the deployed certificate with configured parameters are never removed;
 - a next certificate is swapped in only if clients will accept it (:func:`material.unfit`): valid
   now and for ``min_validity`` on, naming the service's hosts (a note only when every usage is
-  3), signed by the CA certificate its 2 x x records pin; else BLOCKED, naming it and why.
+  3), signed by the CA certificate its 2 x x records pin; else BLOCKED, naming it and why;
+- a write that removes more records nobody accounts for than the service's thresholds allow,
+  or deletes an owner's whole RRset, is marked (:attr:`Plan.unsafe`, :mod:`tlsarotate.safety`):
+  the engine makes it only with ``apply --force``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import dns.name
 from dns.rdtypes.ANY.TLSA import TLSA
 
-from tlsarotate import phases, records, timefmt
+from tlsarotate import phases, records, safety, timefmt
 from tlsarotate.change import OwnerChange, TlsaRRset, ZoneChange, published_digest
 from tlsarotate.material import DEFAULT_MIN_VALIDITY, Material, unfit
 from tlsarotate.observation import Observation
@@ -52,6 +55,7 @@ from tlsarotate.ownership import (
     ours_still_published,
     parse_retiring,
     sorted_records,
+    whose,
 )
 from tlsarotate.phases import (
     BLOCKED,
@@ -106,6 +110,8 @@ class PlanInput:
     # service's host names, and how long it must stay valid after the swap
     hosts: tuple[str, ...] = ()
     min_validity: float = DEFAULT_MIN_VALIDITY
+    # how many records nobody accounts for one write may remove without ``apply --force``
+    limits: safety.Limits = field(default_factory=safety.Limits)
 
 
 @dataclass(frozen=True)
@@ -122,6 +128,7 @@ class Plan:
     stale: tuple[ClassifiedRecord, ...] = ()  # nobody accounts for them (removed once safe)
     warnings: tuple[str, ...] = ()
     foreign: tuple[ClassifiedRecord, ...] = ()  # other writers' records: kept, never removed
+    unsafe: tuple[safety.Unsafe, ...] = ()  # why ``change`` needs ``apply --force`` (safety.py)
 
     @property
     def pending(self) -> bool:
@@ -215,6 +222,8 @@ def plan(inp: PlanInput) -> Plan:
     def done(phase: str, summary: str, **kw: object) -> Plan:
         change = kw.get("change")
         assert change is None or isinstance(change, ZoneChange)
+        gone = kw.get("removals", ())
+        assert isinstance(gone, tuple)
         return Plan(
             inp.service,
             phase,
@@ -224,6 +233,7 @@ def plan(inp: PlanInput) -> Plan:
             stale=stale,
             warnings=tuple(warnings),
             foreign=foreign,
+            unsafe=safety.judge(change, gone, inp.limits),
             **kw,  # type: ignore[arg-type]
         )
 
@@ -248,10 +258,10 @@ def plan(inp: PlanInput) -> Plan:
     if any(missing.values()) or ttl_off:
         change = _target(inp, {o: current[o] | books.want[o] for o in inp.owners})
         if change is not None:
-            what = "add the records of the deployed and next certificates"
-            if not any(missing.values()):
-                what = f"set the TTL to {inp.ttl}"
-            return done(PUBLISH, what, change=change)
+            added = [rd for rds in missing.values() for rd in rds]
+            what = [f"add the records of {whose(added, inp.slots)}"] if added else []
+            what += [f"set the TTL to {inp.ttl}"] if ttl_off else []
+            return done(PUBLISH, " and ".join(what), change=change)
 
     # 2. nothing else may happen until every authoritative server serves the current RRset
     if not visible:

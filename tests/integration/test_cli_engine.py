@@ -45,7 +45,8 @@ def test_plan_never_writes_and_exits_2(setup: Path) -> None:
     before = zone_text(setup)
     proc = run_cli("-c", setup, "plan")
     assert proc.returncode == 2, proc.stderr
-    assert "mail: publish" in proc.stdout
+    # the deployed certificate's records are there: only the next one's are added, and said
+    assert "mail: publish - add the records of the next certificate\n" in proc.stdout
     assert proc.stdout.count("\n  + _25._tcp.mx.example.test. 2 IN TLSA") == 2
     assert zone_text(setup) == before
     assert not (setup.parent / "state" / "mail.json").exists()
@@ -76,7 +77,11 @@ def test_apply_steps_then_idle_and_plan_exit_0(tmp_path: Path) -> None:
     assert [len(v) for v in cached[1]["records"].values()] == [2]
     assert all(c["ttl"] == 8 and c["until"].endswith("Z") for c in cached)
     text = run_cli("-c", setup, "status").stdout
-    assert "caches may still hold an older RRset (2 at _25._tcp.mx.example.test.), TTL 8s" in text
+    assert (
+        "caches may still hold an older RRset of 2 TLSA records at _25._tcp.mx.example.test., "
+        "TTL 8s" in text
+    )
+    assert not re.search(r"\(\d+ at ", text), text  # never a bare "(2 at ...)"
     done = run_cli("-c", setup, "apply", "--wait", timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
     assert zone_text(setup).count(" IN TLSA ") == 2
@@ -125,7 +130,12 @@ def test_next_equals_deployed_is_idle(setup: Path) -> None:
     plan = run_cli("-c", setup, "plan")
     assert plan.returncode == 0 and "mail: idle" in plan.stdout
     status = run_cli("-c", setup, "status")
-    assert "default next: none" in status.stdout
+    assert "default next: the deployed one; nothing to roll over" in status.stdout
+    doc = json.loads(run_cli("-c", setup, "status", "--output", "json").stdout)
+    cert = doc["services"][0]["certificates"][0]
+    assert cert["next"] is None and cert["next_is_deployed"] is True
+    valid = run_cli("-c", setup, "validate")
+    assert "next: the deployed one; nothing to roll over" in valid.stdout, valid.stdout
 
 
 def test_reload_failure_restores_and_stops(setup: Path) -> None:

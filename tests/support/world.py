@@ -268,7 +268,7 @@ class SimWorld:
         self.check()
         return subprocess.CompletedProcess(list(argv), 0, "", "")
 
-    def engine(self) -> Engine:
+    def engine(self, force: bool = False) -> Engine:
         return Engine(
             self.cfg,
             self.store,
@@ -276,10 +276,11 @@ class SimWorld:
             clock=self.engine_clock,
             observer_for=lambda svc, provider, timeout: self.observer,
             runner=self.runner,
+            force=force,
         )
 
-    def apply(self, wait: bool = False) -> list:  # type: ignore[type-arg]
-        plans = self.engine().run([self.service], wait=wait)
+    def apply(self, wait: bool = False, force: bool = False) -> list:  # type: ignore[type-arg]
+        plans = self.engine(force).run([self.service], wait=wait)
         self.check()
         return plans
 

@@ -341,3 +341,18 @@ def test_gate_blind_is_not_ok() -> None:
     assert rep.next_gate is not None and not rep.next_gate.ok
     assert rep.exit_code == CRITICAL
     assert rep.next_gate.missing == ("service mail: timeout after 3s",)
+
+
+def test_expiring_with_next_equal_to_deployed_says_so() -> None:
+    """``next`` is configured but holds the deployed certificate: not "no next certificate is
+    configured" (it is), but what is true: nothing to roll over."""
+    c = Case("soon, next==deployed", obs=observed(server("ns1", rec(SOON))))
+    c.slots = (SlotFacts(NEXT_SLOT, SOON, None, SOON),)
+    msgs = [f.message for f in run(c).findings]
+    assert any(
+        "expires in 4d23h and the next certificate is the deployed one; nothing to roll over" in m
+        for m in msgs
+    ), msgs
+    assert not any("no next certificate is configured" in m for m in msgs), msgs
+    c.slots = (SlotFacts(SLOT, SOON),)  # no `next:` at all: that wording stays
+    assert any("and no next certificate is configured" in f.message for f in run(c).findings)

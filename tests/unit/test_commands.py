@@ -42,3 +42,46 @@ def test_rows_removals_first_with_why_then_additions() -> None:
 
 def test_no_change_no_rows() -> None:
     assert change_rows(planner.Plan("mail", phases.IDLE, "idle", State("mail"))) == []
+
+
+def test_plan_text_shows_stale_records_in_every_phase_and_what_needs_force() -> None:
+    """A stale record the write does not remove yet is listed (even beside a publish); one it
+    removes is a ``-`` row only; a write over the thresholds says "needs --force"."""
+    from tlsarotate import safety
+    from tlsarotate.commands import plan_json, plan_text
+
+    keep, stale, new = rd(1), rd(4), rd(3)
+    marked = (ownership.ClassifiedRecord(OWNER, stale, "stale"),)
+    publish = ZoneChange(
+        dns.name.from_text("example.test."),
+        (
+            OwnerChange(
+                OWNER, TlsaRRset.of(300, [keep, stale]), TlsaRRset.of(300, [keep, stale, new])
+            ),
+        ),
+    )
+    p = planner.Plan("mail", phases.PUBLISH, "add", State("mail"), change=publish, stale=marked)
+    text = "\n".join(plan_text(p, 0.0))
+    assert f"  stale: {OWNER} TLSA {records.to_text(stale)} (stale; removed once" in text
+    assert "needs --force" not in text and plan_json(p, 0.0)["needs_force"] == []
+    cleanup = ZoneChange(
+        dns.name.from_text("example.test."),
+        (OwnerChange(OWNER, TlsaRRset.of(300, [keep, stale]), TlsaRRset.of(300, [keep])),),
+    )
+    unsafe = safety.judge(cleanup, marked, safety.Limits())
+    p = planner.Plan(
+        "mail",
+        phases.CLEANUP,
+        "remove",
+        State("mail"),
+        change=cleanup,
+        removals=marked,
+        stale=marked,
+        unsafe=unsafe,
+    )
+    lines = plan_text(p, 0.0)
+    assert f"  - {OWNER} 300 IN TLSA {records.to_text(stale)}    (stale)" in lines
+    assert not any(ln.startswith("  stale:") for ln in lines), lines
+    assert f"  needs --force: {OWNER}: removes 1 of 2 records" in "\n".join(lines)
+    (entry,) = plan_json(p, 0.0)["needs_force"]
+    assert entry["owner"] == OWNER.to_text() and (entry["stale"], entry["size"]) == (1, 2)

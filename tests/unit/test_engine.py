@@ -13,7 +13,7 @@ import pytest
 from tests.support.world import Crash, SimWorld
 from tlsarotate import phases, planner, records
 from tlsarotate.change import TlsaRRset
-from tlsarotate.errors import ConcurrentChangeError, SwapError
+from tlsarotate.errors import ConcurrentChangeError, SwapError, UnsafeChangeError
 
 
 def phase_names(plans: list[planner.Plan]) -> list[str]:
@@ -232,7 +232,14 @@ def test_stale_record_is_marked_and_removed_only_after_deployed_visible(tmp_path
     w.apply()
     assert records.to_text(stale) in w.published_texts()
     w.clock.advance(50)
-    w.apply()
+    # 1 of the 2 records there (50%) is over max_stale_share: held back until --force
+    plan = w.engine().step([w.service], act=False)[0]
+    assert plan.phase == phases.CLEANUP and [u.owner for u in plan.unsafe] == [owner]
+    writes = len(w.provider.writes)
+    with pytest.raises(UnsafeChangeError, match=r"service 'mail'.* removes 1 of 2 records"):
+        w.apply()
+    assert records.to_text(stale) in w.published_texts() and len(w.provider.writes) == writes
+    w.apply(force=True)
     assert records.to_text(stale) not in w.published_texts()
 
 
@@ -705,3 +712,22 @@ def test_crashed_swap_whose_next_changed_restores_and_reloads(
     w.apply(wait=True)
     assert w.deployed().same_as(w.next()) and w.served.same_as(w.next())
     assert w.violations == []
+
+
+def test_a_write_not_live_yet_says_what_happens_next(tmp_path: Path) -> None:
+    """The provider's own servers do not serve a write yet when asked right after it: the event
+    says the write is made and that the authoritative servers are asked next -- not a bare "not
+    reported live yet" right before the plan that finds it served (and says idle)."""
+    w = SimWorld(tmp_path)
+    w.new_next()
+    events: list[str] = []
+    eng = w.engine()
+    eng.on_event = events.append
+    eng.providers["dns"].is_live = lambda zone, tokens: False  # type: ignore[method-assign]
+    eng.step([w.service], act=True)
+    assert events[0] == "mail: add the records of the next certificate"
+    assert events[1] == (
+        "dns: the write to example.test. is made; the provider did not serve it yet when asked "
+        "right after the write; asking the authoritative servers next"
+    )
+    assert not any("reported live" in e for e in events)

@@ -75,3 +75,22 @@ def test_classify() -> None:
     assert classify("shared", [])[rec(B)] == ownership.FOREIGN
     assert classify("exclusive", [])[rec(B)] == ownership.STALE
     assert classify("force", [])[rec(B)] == ownership.FORCED
+
+
+def test_whose_names_exactly_the_certificates_whose_records_are_added() -> None:
+    nxt, key = cert(), cert()
+    slot = planner.SlotInput("default", A, nxt, key)
+    assert ownership.whose([rec(nxt)], (slot,)) == "the next certificate"
+    assert ownership.whose([rec(A)], (slot,)) == "the deployed certificate"
+    assert ownership.whose([rec(A), rec(nxt)], (slot,)) == "the deployed and next certificates"
+    assert ownership.whose([rec(key)], (slot,)) == "the next key"
+    assert ownership.whose([rec(nxt), rec(key)], (slot,)) == "the next certificate and the next key"
+    # next == deployed: its records are the deployed certificate's
+    same = planner.SlotInput("default", A, A)
+    assert ownership.whose([rec(A)], (same,)) == "the deployed certificate"
+    two = (slot, planner.SlotInput("rsa", OLD, B))
+    assert ownership.whose([rec(nxt), rec(B)], two) == "the next certificates ('default', 'rsa')"
+    assert (
+        ownership.whose([rec(A), rec(B)], two)
+        == "the deployed certificate ('default') and the next certificate ('rsa')"
+    )

@@ -40,6 +40,7 @@ PURE_MODULES = (
     "tlsarotate.tlsaanswer",
     "tlsarotate.probe_judge",
     "tlsarotate.config.model",
+    "tlsarotate.safety",
     "tlsarotate.state",
     "tlsarotate.material",
     "tlsarotate.records",

@@ -200,8 +200,10 @@ def _judge_slot(
     if slot.next_error:
         findings.append(Finding(WARNING, s.name, slot.next_error))
     nxt = slot.next
+    lacking = "and no next certificate is configured"
     if nxt is not None and nxt.same_as(dep):
         nxt = None  # already deployed (as after every rollover): nothing is next
+        lacking = "and the next certificate is the deployed one; nothing to roll over"
     if exp is not None and nxt is None:
         left = exp - now
         if left < CERT_WARN_SECONDS:
@@ -214,8 +216,7 @@ def _judge_slot(
                 Finding(
                     WARNING,
                     s.name,
-                    f"certificate {name!r} ({slot.slot.deployed.describe()}) {when} "
-                    "and no next certificate is configured",
+                    f"certificate {name!r} ({slot.slot.deployed.describe()}) {when} {lacking}",
                 )
             )
     next_info = None

@@ -82,7 +82,13 @@ def _check_slots(cfg: Config, s: Service, when: float) -> list[str]:
                 notes.append(f"note: next certificate {u.reason}")
         lines.append(
             f"{s.name}/{slot.name}: deployed {dep.spki_sha256[:16]}… "
-            + (f"next {nxt.spki_sha256[:16]}…" if nxt else "no next certificate")
+            + (
+                "next: the deployed one; nothing to roll over"
+                if nxt is not None and nxt.same_as(dep)
+                else f"next {nxt.spki_sha256[:16]}…"
+                if nxt
+                else "no next certificate"
+            )
             + "".join(f"; {n}" for n in notes)
         )
     return lines

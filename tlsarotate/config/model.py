@@ -14,7 +14,7 @@ from typing import Any
 
 import dns.name
 
-from tlsarotate import material, records
+from tlsarotate import material, records, safety
 from tlsarotate.config.nameservers import Nameserver
 from tlsarotate.errors import ConfigError
 
@@ -110,6 +110,9 @@ class Service:
     owners_mode: str = "shared"
     # seconds a next certificate must stay valid after the swap (next_min_days)
     next_min_validity: float = material.DEFAULT_MIN_VALIDITY
+    # how many records nobody accounts for one write may remove without ``apply --force``
+    # (max_stale_removals, max_stale_share)
+    limits: safety.Limits = field(default_factory=safety.Limits)
 
     @property
     def owners(self) -> list[dns.name.Name]:

@@ -44,6 +44,8 @@ SERVICE_KEYS = {
     "nameservers_mode": False,
     "owners": False,
     "next_min_days": False,
+    "max_stale_removals": False,
+    "max_stale_share": False,
 }
 
 SLOT_KEYS = {

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 import yaml
 
-from tlsarotate import material, records
+from tlsarotate import material, records, safety
 from tlsarotate.config import slots
 from tlsarotate.config.model import CertSlot, ProviderConfig, Service
 from tlsarotate.config.nameservers import Nameserver, parse_nameserver
@@ -115,6 +115,21 @@ def service(
             m["next_min_days"][1], f"{kp}.next_min_days", 0, 365, "next_min_days", "days"
         )
         min_validity = days * 86400
+    limits = safety.Limits(
+        doc.integer(m["max_stale_removals"][1], f"{kp}.max_stale_removals", 0, 10000, "count")
+        if "max_stale_removals" in m
+        else safety.DEFAULT_MAX_STALE_REMOVALS,
+        doc.number(
+            m["max_stale_share"][1],
+            f"{kp}.max_stale_share",
+            0,
+            1,
+            "share",
+            "the RRset's share (0-1)",
+        )
+        if "max_stale_share" in m
+        else safety.DEFAULT_MAX_STALE_SHARE,
+    )
     return Service(
         name,
         zone,
@@ -131,6 +146,7 @@ def service(
         ns_mode,
         owners_mode,
         min_validity,
+        limits,
     )
 
 
