@@ -278,11 +278,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
     engine.on_plan = on_plan
     engine.on_event = on_event
     timeout = args.lock_timeout if args.lock_timeout is not None else cfg.lock_timeout
-    with contextlib.ExitStack() as stack:
-        stack.callback(engine.close)
-        for s in sorted(svcs, key=lambda s: s.name):
-            stack.enter_context(engine.store.lock(s.name, timeout))
-        plans = engine.run(svcs, wait=args.wait)
+    with contextlib.closing(engine):  # each step takes the locks; a wait holds none
+        plans = engine.run(svcs, wait=args.wait, lock_timeout=timeout)
     if args.output == "json":
         return _emit(plans, "json", engine.clock.now())
     return planner.exit_code(plans)

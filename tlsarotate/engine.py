@@ -26,10 +26,17 @@ from dataclasses import dataclass, field
 import dns.name
 from dns.rdtypes.ANY.TLSA import TLSA
 
-from tlsarotate import nextkey, phases, planner, records, recovery, swap
+from tlsarotate import bootstrap, nextkey, phases, planner, records, recovery, swap
 from tlsarotate.change import OwnerChange, TlsaRRset, ZoneChange
 from tlsarotate.clock import Clock, SystemClock
-from tlsarotate.config import CertSlot, Config, Service, deployed_link_check, load_cert
+from tlsarotate.config import (
+    CertPaths,
+    CertSlot,
+    Config,
+    Service,
+    deployed_link_check,
+    load_cert,
+)
 from tlsarotate.errors import (
     ConcurrentChangeError,
     ConfigError,
@@ -64,22 +71,38 @@ def make_providers(cfg: Config, context: ProviderContext) -> dict[str, Provider]
     return out
 
 
-def load_slots(svc: Service) -> tuple[planner.SlotInput, ...]:
-    """Read every certificate of a service (deployed, next, keep-ahead key) from disk."""
+def _nothing_deployed(paths: CertPaths) -> bool:
+    """No file (not even a dangling link) at any of the deployed paths: a first issuance."""
+    return not any(
+        p is not None and os.path.lexists(p) for p in (paths.combined, paths.cert, paths.key)
+    )
+
+
+def _load_next(paths: CertPaths, where: str) -> Material:
+    try:
+        return load_cert(paths)
+    except TlsarotateError as e:
+        raise ConfigError(f"{where}: next certificate: {e}") from None
+
+
+def load_slots(
+    svc: Service, first: list[bootstrap.FirstSlot] | None = None
+) -> tuple[planner.SlotInput, ...]:
+    """Read every certificate of a service (deployed, next, keep-ahead key) from disk. With
+    ``first`` given, a slot with nothing at its deployed paths yet and a next certificate (a
+    first issuance) goes there instead."""
     out = []
     for slot in svc.certificates:
         where = f"service {svc.name!r} certificate {slot.name!r}"
+        if first is not None and slot.next is not None and _nothing_deployed(slot.deployed):
+            first.append(bootstrap.FirstSlot(slot.name, _load_next(slot.next, where)))
+            continue
         try:
             deployed_link_check(slot.deployed)  # never followed into a place not named
             deployed = load_cert(slot.deployed)
         except TlsarotateError as e:
             raise ConfigError(f"{where}: deployed certificate: {e}") from None
-        nxt: Material | None = None
-        if slot.next is not None:
-            try:
-                nxt = load_cert(slot.next)
-            except TlsarotateError as e:
-                raise ConfigError(f"{where}: next certificate: {e}") from None
+        nxt = _load_next(slot.next, where) if slot.next is not None else None
         key: Material | None = None
         if slot.next_key is not None and slot.next_key.path.exists():
             try:
@@ -99,6 +122,7 @@ def plan_input(
     now: float,
     safety_margin: int,
     force_cleanup: bool = False,
+    first: tuple[bootstrap.FirstSlot, ...] = (),
 ) -> planner.PlanInput:
     """What the planner needs to know about one configured service."""
     return planner.PlanInput(
@@ -117,6 +141,7 @@ def plan_input(
         owners_mode="force" if force_cleanup else svc.owners_mode,
         hosts=tuple(svc.hosts),
         min_validity=svc.next_min_validity,
+        first=first,
     )
 
 
@@ -156,7 +181,8 @@ class Engine:
         """Read everything for one service and ask the planner. Saves the folded state."""
         if self.persist:
             self._ensure_next_keys(svc)
-        slots = load_slots(svc)
+        first: list[bootstrap.FirstSlot] = []
+        slots = load_slots(svc, first)
         provider = self.providers[svc.provider]
         owners = tuple(svc.owners)
         published = provider.read(svc.zone, owners)
@@ -175,6 +201,7 @@ class Engine:
             self.clock.now(),
             self.cfg.safety_margin,
             force_cleanup=self.force_cleanup,
+            first=tuple(first),
         )
         p = planner.plan(inp)
         self.inputs[svc.name] = inp
@@ -235,8 +262,12 @@ class Engine:
 
     def _swap(self, svc: Service, p: Plan) -> None:
         slots = {s.name: s for s in self.inputs[svc.name].slots}
+        first = {f.name: f for f in self.inputs[svc.name].first}
         for name in p.install:
             cfg_slot = next(s for s in svc.certificates if s.name == name)
+            if name in first:
+                self._install_first(svc, cfg_slot, first[name].next)
+                continue
             slot_in = slots[name]
             nxt = slot_in.replacement
             assert nxt is not None
@@ -265,6 +296,14 @@ class Engine:
             old = prepared.previous
             self.finish_swap(svc, name, old.fingerprint, records.build_all(old, svc.params))
             self.rotate_next_key(svc, name, prepared.pair.material)
+
+    def _install_first(self, svc: Service, cfg_slot: CertSlot, nxt: Material) -> None:
+        """A first issuance: nothing deployed to back up, journal or retire."""
+        where = cfg_slot.deployed.describe()
+        self.event(f"{svc.name}: installing the first certificate {cfg_slot.name!r} at {where}")
+        installed = swap.install_first(cfg_slot, nxt.fingerprint, self.runner, self.verifier(svc))
+        self.store.save(phases.after_first_install(self.store.load(svc.name), self.clock.now()))
+        self.rotate_next_key(svc, cfg_slot.name, installed)
 
     def verifier(self, svc: Service) -> swap.Verifier | None:
         check = self.verify
@@ -306,22 +345,25 @@ class Engine:
     # -- the loop ------------------------------------------------------------------------------
 
     def run(
-        self, services: Iterable[Service], wait: bool, deadline: float | None = None
+        self,
+        services: Iterable[Service],
+        wait: bool,
+        deadline: float | None = None,
+        lock_timeout: float | None = None,
     ) -> list[Plan]:
         """Perform every step that is safe now; with ``wait``, until every service is idle (or
-        the clock passes ``deadline``)."""
+        the clock passes ``deadline``). With ``lock_timeout``, each step (recovery, reading,
+        planning, the writes and swaps, the state saved) holds the services' locks, taken anew
+        for every step and never held while sleeping: another run (a deploy hook) gets in
+        between, and the next step re-reads and re-plans whatever it did."""
         svcs = list(services)
         replans = steps = 0
         self._propagation_polls = 0
-        for prov_name, zone in dict.fromkeys((s.provider, s.zone) for s in svcs):
-            done = self.providers[prov_name].recover(zone)  # a write a killed run left unfinished
-            if done:
-                self.event(done)
-        for svc in svcs:
-            recovery.recover(self, svc)
         while True:
             try:
-                plans = self.step(svcs, act=True)
+                with self._locked(svcs, lock_timeout):
+                    self._recover(svcs)
+                    plans = self.step(svcs, act=True)
             except ConcurrentChangeError as e:
                 replans += 1
                 if replans > MAX_REPLANS:
@@ -343,6 +385,27 @@ class Engine:
             if deadline is not None and self.clock.now() >= deadline:
                 return plans
             self.clock.sleep(self._sleep_for(plans))
+
+    def _locked(
+        self, svcs: Sequence[Service], timeout: float | None
+    ) -> contextlib.AbstractContextManager[object]:
+        """Every service's lock (in name order, so two runs never deadlock), or none."""
+        stack = contextlib.ExitStack()
+        if timeout is not None:
+            with stack:
+                for s in sorted(svcs, key=lambda s: s.name):
+                    stack.enter_context(self.store.lock(s.name, timeout))
+                return stack.pop_all()
+        return stack
+
+    def _recover(self, svcs: Sequence[Service]) -> None:
+        """Finish what a killed run left (a provider's write, a swap), before planning."""
+        for prov_name, zone in dict.fromkeys((s.provider, s.zone) for s in svcs):
+            done = self.providers[prov_name].recover(zone)  # a write a killed run left unfinished
+            if done:
+                self.event(done)
+        for svc in svcs:
+            recovery.recover(self, svc)
 
     def _sleep_for(self, plans: list[Plan]) -> float:
         now = self.clock.now()

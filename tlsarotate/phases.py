@@ -39,14 +39,19 @@ Which function writes which State field:
 :func:`begin_swap`          swap (the journal, before any file moves)
 :func:`abort_swap`          swap (cleared: rolled back, or nothing to finish)
 :func:`after_swap`          swap, previous, retiring, last_step, updated
+:func:`after_first_install` last_step, updated (a first issuance: nothing replaced)
 ==========================  ==============================================================
+
+A first issuance (nothing deployed yet) is planned by :mod:`tlsarotate.bootstrap`: its install
+is a ``swap`` step with nothing to back up, retire or put back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 
+import dns.name
 from dns.rdtypes.ANY.TLSA import TLSA
 
 from tlsarotate import records
@@ -82,6 +87,20 @@ def cached_safe_at(cached: CachedRRset, now: float, safety_margin: int) -> float
     """:func:`safe_at` for an older RRset caches may hold (its ``until`` is its
     :func:`expires_at`; ``now`` stands in while its successor is not visible yet)."""
     return (cached.until if cached.until is not None else now) + safety_margin
+
+
+def cache_rejects(
+    c: CachedRRset, owners: Sequence[dns.name.Name], chains: Sequence[Sequence[bytes]]
+) -> bool:
+    """True if a resolver holding this older RRset could reject one of these chains (an RRset
+    whose records are unknown could)."""
+    if c.records is None:
+        return True
+    for owner in owners:
+        rds = [records.from_text(t) for t in c.records.get(owner.to_text(), [])]
+        if any(not records.accepts(rds, chain) for chain in chains):
+            return True
+    return False
 
 
 # -- what the planner writes --------------------------------------------------------------------
@@ -231,3 +250,9 @@ def after_swap(
         last_step=SWAP,
         updated=now,
     )
+
+
+def after_first_install(st: State, now: float) -> State:
+    """A first issuance's certificate is installed: nothing was replaced, so nothing is
+    remembered or retired (the next evaluation records what is deployed)."""
+    return st.with_(swap=None, last_step=SWAP, updated=now)
