@@ -38,6 +38,7 @@ PURE_MODULES = (
     "tlsarotate.clock",
     "tlsarotate.errors",
     "tlsarotate.timefmt",
+    "tlsarotate.bootstrap",
 )
 
 FORBIDDEN = (
