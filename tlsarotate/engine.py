@@ -20,7 +20,7 @@ import contextlib
 import logging
 import os
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import dns.name
@@ -386,17 +386,14 @@ class Engine:
                 return plans
             self.clock.sleep(self._sleep_for(plans))
 
-    def _locked(
-        self, svcs: Sequence[Service], timeout: float | None
-    ) -> contextlib.AbstractContextManager[object]:
+    @contextlib.contextmanager
+    def _locked(self, svcs: Sequence[Service], timeout: float | None) -> Iterator[None]:
         """Every service's lock (in name order, so two runs never deadlock), or none."""
-        stack = contextlib.ExitStack()
-        if timeout is not None:
-            with stack:
+        with contextlib.ExitStack() as stack:
+            if timeout is not None:
                 for s in sorted(svcs, key=lambda s: s.name):
                     stack.enter_context(self.store.lock(s.name, timeout))
-                return stack.pop_all()
-        return stack
+            yield
 
     def _recover(self, svcs: Sequence[Service]) -> None:
         """Finish what a killed run left (a provider's write, a swap), before planning."""
