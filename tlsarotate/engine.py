@@ -94,7 +94,12 @@ def load_slots(
     out = []
     for slot in svc.certificates:
         where = f"service {svc.name!r} certificate {slot.name!r}"
-        if first is not None and slot.next is not None and _nothing_deployed(slot.deployed):
+        if first is not None and _nothing_deployed(slot.deployed):
+            if slot.next is None:
+                raise ConfigError(
+                    f"{where}: nothing is deployed at {slot.deployed.describe()} yet, and no "
+                    "`next:` certificate is configured to install there first"
+                )
             first.append(bootstrap.FirstSlot(slot.name, _load_next(slot.next, where)))
             continue
         try:

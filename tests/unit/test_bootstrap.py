@@ -4,17 +4,20 @@ deployed files removed."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Iterable
 from pathlib import Path
 
 import dns.name
+import pytest
 from dns.rdtypes.ANY.TLSA import TLSA
 
 from tests.support.world import SimWorld
-from tlsarotate import material, phases, pki, planner, records
+from tlsarotate import engine, material, phases, pki, planner, records
 from tlsarotate.bootstrap import FirstSlot
 from tlsarotate.change import TlsaRRset, digest
+from tlsarotate.errors import ConfigError
 from tlsarotate.material import Material
 from tlsarotate.observation import Observation, ServerAnswer
 from tlsarotate.records import Params
@@ -235,3 +238,26 @@ def test_engine_first_issuance_with_records_published_waits_before_installing(
     old_texts = {records.to_text(r) for r in records.build_all(old, w.service.params)}
     assert old_texts <= w.published_texts()
     assert w.violations == []
+
+
+def test_nothing_deployed_and_no_next_certificate_says_so_in_one_line(tmp_path: Path) -> None:
+    w = SimWorld(tmp_path)
+    _first_issuance(w)
+    slot = dataclasses.replace(w.service.certificates[0], next=None)
+    svc = dataclasses.replace(w.service, certificates=(slot,))
+    first: list[FirstSlot] = []
+    with pytest.raises(ConfigError) as ei:
+        engine.load_slots(svc, first)
+    msg = str(ei.value)
+    assert "nothing is deployed" in msg and "`next:`" in msg and "\n" not in msg
+    assert first == []
+
+
+def test_half_a_deployed_pair_is_an_error_not_a_first_issuance(tmp_path: Path) -> None:
+    w = SimWorld(tmp_path)
+    w.new_next()
+    (tmp_path / "deployed/fullchain.pem").unlink()  # the key is still there
+    first: list[FirstSlot] = []
+    with pytest.raises(ConfigError, match=r"deployed certificate.*not found"):
+        engine.load_slots(w.service, first)
+    assert first == []
