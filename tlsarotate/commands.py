@@ -325,6 +325,11 @@ def cmd_status(args: argparse.Namespace) -> int:
                         "next": _cert_info(s.replacement),
                     }
                     for s in inp.slots
+                ]
+                # a first issuance: nothing deployed yet
+                + [
+                    {"name": f.name, "deployed": None, "next": _cert_info(f.next)}
+                    for f in inp.first
                 ],
                 "visible_since": timefmt.iso(p.state.visible_since),
                 "hold_ttl": p.state.hold_ttl,
@@ -359,6 +364,8 @@ def cmd_status(args: argparse.Namespace) -> int:
                     )
                 elif kind == "next":
                     print(f"  {c['name']} next: none")
+                else:
+                    print(f"  {c['name']} deployed: none yet (a first issuance)")
         print(
             f"  visible since {d['visible_since'] or '-'}, hold TTL {d['hold_ttl']}s, "
             f"last step {d['last_step'] or '-'} at {d['updated'] or '-'}"
