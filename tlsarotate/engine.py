@@ -4,7 +4,9 @@ One *step* reads every selected service's certificates, published records and wh
 authoritative servers serve, asks the planner for each service's next step, then performs the
 writes -- all changes for one zone in ONE provider write, whichever services they come from --
 and the swaps, saving state after each. ``run`` repeats steps while something is safe to do now
-(and, with ``wait``, sleeps through the waits) until every service is idle.
+(and, with ``wait``, sleeps through the waits) until every service is idle; each step holds the
+services' locks, no sleep does. A certificate with nothing deployed yet (a first issuance) is
+planned by :mod:`tlsarotate.bootstrap` and installed by :func:`tlsarotate.swap.install_first`.
 
 The engine writes the state only through :mod:`tlsarotate.phases` (after each evaluation,
 write and swap); recovery after a killed run is :mod:`tlsarotate.recovery`.
