@@ -29,30 +29,17 @@ import dns.name
 from dns.rdtypes.ANY.TLSA import TLSA
 
 from tlsarotate import bootstrap, nextkey, phases, planner, records, recovery, swap
-from tlsarotate.change import OwnerChange, TlsaRRset, ZoneChange
+from tlsarotate.change import OwnerChange, ZoneChange
 from tlsarotate.clock import Clock, SystemClock
-from tlsarotate.config import (
-    CertPaths,
-    CertSlot,
-    Config,
-    Service,
-    deployed_link_check,
-    load_cert,
-)
-from tlsarotate.errors import (
-    ConcurrentChangeError,
-    ConfigError,
-    ProviderError,
-    SwapError,
-    TlsarotateError,
-)
+from tlsarotate.config import CertSlot, Config, Service
+from tlsarotate.errors import ConcurrentChangeError, ProviderError, SwapError, TlsarotateError
 from tlsarotate.material import Material
-from tlsarotate.observation import Observation, Observer
+from tlsarotate.observation import Observer
+from tlsarotate.planinputs import load_slots, plan_input
 from tlsarotate.planner import Plan
 from tlsarotate.providers.base import Provider, ProviderContext
 from tlsarotate.runner import Runner
 from tlsarotate.service_observer import ObserverFactory, observer_for
-from tlsarotate.state import State
 from tlsarotate.stores import StateStore
 
 log = logging.getLogger("tlsarotate.engine")
@@ -71,85 +58,6 @@ def make_providers(cfg: Config, context: ProviderContext) -> dict[str, Provider]
         cls = registry.get_class(pc.type)
         out[name] = cls(name, pc.options, context)
     return out
-
-
-def _nothing_deployed(paths: CertPaths) -> bool:
-    """No file (not even a dangling link) at any of the deployed paths: a first issuance."""
-    return not any(
-        p is not None and os.path.lexists(p) for p in (paths.combined, paths.cert, paths.key)
-    )
-
-
-def _load_next(paths: CertPaths, where: str) -> Material:
-    try:
-        return load_cert(paths)
-    except TlsarotateError as e:
-        raise ConfigError(f"{where}: next certificate: {e}") from None
-
-
-def load_slots(
-    svc: Service, first: list[bootstrap.FirstSlot] | None = None
-) -> tuple[planner.SlotInput, ...]:
-    """Read every certificate of a service (deployed, next, keep-ahead key) from disk. With
-    ``first`` given, a slot with nothing at its deployed paths yet and a next certificate (a
-    first issuance) goes there instead."""
-    out = []
-    for slot in svc.certificates:
-        where = f"service {svc.name!r} certificate {slot.name!r}"
-        if first is not None and _nothing_deployed(slot.deployed):
-            if slot.next is None:
-                raise ConfigError(
-                    f"{where}: nothing is deployed at {slot.deployed.describe()} yet, and no "
-                    "`next:` certificate is configured to install there first"
-                )
-            first.append(bootstrap.FirstSlot(slot.name, _load_next(slot.next, where)))
-            continue
-        try:
-            deployed_link_check(slot.deployed)  # never followed into a place not named
-            deployed = load_cert(slot.deployed)
-        except TlsarotateError as e:
-            raise ConfigError(f"{where}: deployed certificate: {e}") from None
-        nxt = _load_next(slot.next, where) if slot.next is not None else None
-        key: Material | None = None
-        if slot.next_key is not None and slot.next_key.path.exists():
-            try:
-                key = nextkey.load(slot.next_key.path)
-            except TlsarotateError as e:
-                raise ConfigError(f"{where}: next_key: {e}") from None
-        out.append(planner.SlotInput(slot.name, deployed, nxt, key))
-    return tuple(out)
-
-
-def plan_input(
-    svc: Service,
-    slots: tuple[planner.SlotInput, ...],
-    published: Mapping[dns.name.Name, TlsaRRset],
-    observation: Observation | None,
-    state: State,
-    now: float,
-    safety_margin: int,
-    force_cleanup: bool = False,
-    first: tuple[bootstrap.FirstSlot, ...] = (),
-) -> planner.PlanInput:
-    """What the planner needs to know about one configured service."""
-    return planner.PlanInput(
-        service=svc.name,
-        zone=svc.zone,
-        owners=tuple(svc.owners),
-        ttl=svc.ttl,
-        params=svc.params,
-        slots=slots,
-        published=published,
-        observation=observation,
-        state=state,
-        now=now,
-        safety_margin=safety_margin,
-        allow_unsigned=svc.allow_unsigned,
-        owners_mode="force" if force_cleanup else svc.owners_mode,
-        hosts=tuple(svc.hosts),
-        min_validity=svc.next_min_validity,
-        first=first,
-    )
 
 
 @dataclass

@@ -14,7 +14,7 @@ import pytest
 from dns.rdtypes.ANY.TLSA import TLSA
 
 from tests.support.world import SimWorld
-from tlsarotate import engine, material, phases, pki, planner, records
+from tlsarotate import material, phases, pki, planinputs, planner, records
 from tlsarotate.bootstrap import FirstSlot
 from tlsarotate.change import TlsaRRset, digest
 from tlsarotate.errors import ConfigError
@@ -247,7 +247,7 @@ def test_nothing_deployed_and_no_next_certificate_says_so_in_one_line(tmp_path: 
     svc = dataclasses.replace(w.service, certificates=(slot,))
     first: list[FirstSlot] = []
     with pytest.raises(ConfigError) as ei:
-        engine.load_slots(svc, first)
+        planinputs.load_slots(svc, first)
     msg = str(ei.value)
     assert "nothing is deployed" in msg and "`next:`" in msg and "\n" not in msg
     assert first == []
@@ -259,5 +259,5 @@ def test_half_a_deployed_pair_is_an_error_not_a_first_issuance(tmp_path: Path) -
     (tmp_path / "deployed/fullchain.pem").unlink()  # the key is still there
     first: list[FirstSlot] = []
     with pytest.raises(ConfigError, match=r"deployed certificate.*not found"):
-        engine.load_slots(w.service, first)
+        planinputs.load_slots(w.service, first)
     assert first == []
