@@ -293,11 +293,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
     engine.on_plan = on_plan
     engine.on_event = on_event
     timeout = args.lock_timeout if args.lock_timeout is not None else cfg.lock_timeout
-    with contextlib.ExitStack() as stack:
-        stack.callback(engine.close)
-        for s in sorted(svcs, key=lambda s: s.name):
-            stack.enter_context(engine.store.lock(s.name, timeout))
-        plans = engine.run(svcs, wait=args.wait)
+    with contextlib.closing(engine):  # each step takes the locks; a wait holds none
+        plans = engine.run(svcs, wait=args.wait, lock_timeout=timeout)
     if args.output == "json":
         return _emit(plans, "json", engine.clock.now(), planner.exit_code(plans))
     return planner.exit_code(plans)
@@ -345,6 +342,11 @@ def cmd_status(args: argparse.Namespace) -> int:
                         "next_is_deployed": s.next is not None and s.replacement is None,
                     }
                     for s in inp.slots
+                ]
+                # a first issuance: nothing deployed yet
+                + [
+                    {"name": f.name, "deployed": None, "next": _cert_info(f.next)}
+                    for f in inp.first
                 ],
                 "visible_since": timefmt.iso(p.state.visible_since),
                 "hold_ttl": p.state.hold_ttl,
@@ -382,6 +384,8 @@ def cmd_status(args: argparse.Namespace) -> int:
                     print(f"  {c['name']} next: the deployed one; nothing to roll over")
                 elif kind == "next":
                     print(f"  {c['name']} next: none")
+                else:
+                    print(f"  {c['name']} deployed: none yet (a first issuance)")
         print(
             f"  visible since {d['visible_since'] or '-'}, hold TTL {d['hold_ttl']}s, "
             f"last step {d['last_step'] or '-'} at {d['updated'] or '-'}"

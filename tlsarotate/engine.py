@@ -4,7 +4,9 @@ One *step* reads every selected service's certificates, published records and wh
 authoritative servers serve, asks the planner for each service's next step, then performs the
 writes -- all changes for one zone in ONE provider write, whichever services they come from --
 and the swaps, saving state after each. ``run`` repeats steps while something is safe to do now
-(and, with ``wait``, sleeps through the waits) until every service is idle.
+(and, with ``wait``, sleeps through the waits) until every service is idle; each step holds the
+services' locks, no sleep does. A certificate with nothing deployed yet (a first issuance) is
+planned by :mod:`tlsarotate.bootstrap` and installed by :func:`tlsarotate.swap.install_first`.
 
 The engine writes the state only through :mod:`tlsarotate.phases` (after each evaluation,
 write and swap); recovery after a killed run is :mod:`tlsarotate.recovery`.
@@ -20,26 +22,26 @@ import contextlib
 import logging
 import os
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import dns.name
 from dns.rdtypes.ANY.TLSA import TLSA
 
-from tlsarotate import nextkey, phases, planner, records, recovery, safety, swap
+from tlsarotate import bootstrap, nextkey, phases, planner, records, recovery, safety, swap
 from tlsarotate.change import OwnerChange, TlsaRRset, ZoneChange
 from tlsarotate.clock import Clock, SystemClock
-from tlsarotate.config import CertSlot, Config, Service, deployed_link_check, load_cert
+from tlsarotate.config import CertSlot, Config, Service
 from tlsarotate.errors import (
     ConcurrentChangeError,
-    ConfigError,
     ProviderError,
     SwapError,
     TlsarotateError,
     UnsafeChangeError,
 )
 from tlsarotate.material import Material
-from tlsarotate.observation import Observation, Observer
+from tlsarotate.observation import Observer
+from tlsarotate.planinputs import load_slots, plan_input
 from tlsarotate.planner import Plan
 from tlsarotate.providers.base import Provider, ProviderContext
 from tlsarotate.runner import Runner
@@ -63,65 +65,6 @@ def make_providers(cfg: Config, context: ProviderContext) -> dict[str, Provider]
         cls = registry.get_class(pc.type)
         out[name] = cls(name, pc.options, context)
     return out
-
-
-def load_slots(svc: Service) -> tuple[planner.SlotInput, ...]:
-    """Read every certificate of a service (deployed, next, keep-ahead key) from disk."""
-    out = []
-    for slot in svc.certificates:
-        where = f"service {svc.name!r} certificate {slot.name!r}"
-        try:
-            deployed_link_check(slot.deployed)  # never followed into a place not named
-            deployed = load_cert(slot.deployed)
-        except TlsarotateError as e:
-            raise ConfigError(f"{where}: deployed certificate: {e}") from None
-        nxt: Material | None = None
-        if slot.next is not None:
-            try:
-                nxt = load_cert(slot.next)
-            except TlsarotateError as e:
-                raise ConfigError(f"{where}: next certificate: {e}") from None
-        key: Material | None = None
-        if slot.next_key is not None and slot.next_key.path.exists():
-            try:
-                key = nextkey.load(slot.next_key.path)
-            except TlsarotateError as e:
-                raise ConfigError(f"{where}: next_key: {e}") from None
-        out.append(planner.SlotInput(slot.name, deployed, nxt, key))
-    return tuple(out)
-
-
-def plan_input(
-    svc: Service,
-    slots: tuple[planner.SlotInput, ...],
-    published: Mapping[dns.name.Name, TlsaRRset],
-    observation: Observation | None,
-    state: State,
-    now: float,
-    safety_margin: int,
-    force_cleanup: bool = False,
-    ttl: int | None = None,
-) -> planner.PlanInput:
-    """What the planner needs to know about one configured service; ``ttl``: the TTL its
-    provider applies for the configured one, when that differs (default: ``svc.ttl``)."""
-    return planner.PlanInput(
-        service=svc.name,
-        zone=svc.zone,
-        owners=tuple(svc.owners),
-        ttl=svc.ttl if ttl is None else ttl,
-        params=svc.params,
-        slots=slots,
-        published=published,
-        observation=observation,
-        state=state,
-        now=now,
-        safety_margin=safety_margin,
-        allow_unsigned=svc.allow_unsigned,
-        owners_mode="force" if force_cleanup else svc.owners_mode,
-        hosts=tuple(svc.hosts),
-        min_validity=svc.next_min_validity,
-        limits=svc.limits,
-    )
 
 
 @dataclass
@@ -163,7 +106,8 @@ class Engine:
         """Read everything for one service and ask the planner. Saves the folded state."""
         if self.persist:
             self._ensure_next_keys(svc)
-        slots = load_slots(svc)
+        first: list[bootstrap.FirstSlot] = []
+        slots = load_slots(svc, first)
         provider = self.providers[svc.provider]
         owners = tuple(svc.owners)
         published = provider.read(svc.zone, owners)
@@ -184,6 +128,7 @@ class Engine:
             self.cfg.safety_margin,
             force_cleanup=self.force_cleanup,
             ttl=st.ttl_applied if st.ttl_asked == svc.ttl and st.ttl_applied else svc.ttl,
+            first=tuple(first),
         )
         p = planner.plan(inp)
         self.inputs[svc.name] = inp
@@ -289,8 +234,12 @@ class Engine:
 
     def _swap(self, svc: Service, p: Plan) -> None:
         slots = {s.name: s for s in self.inputs[svc.name].slots}
+        first = {f.name: f for f in self.inputs[svc.name].first}
         for name in p.install:
             cfg_slot = next(s for s in svc.certificates if s.name == name)
+            if name in first:
+                self._install_first(svc, cfg_slot, first[name].next)
+                continue
             slot_in = slots[name]
             nxt = slot_in.replacement
             assert nxt is not None
@@ -319,6 +268,14 @@ class Engine:
             old = prepared.previous
             self.finish_swap(svc, name, old.fingerprint, records.build_all(old, svc.params))
             self.rotate_next_key(svc, name, prepared.pair.material)
+
+    def _install_first(self, svc: Service, cfg_slot: CertSlot, nxt: Material) -> None:
+        """A first issuance: nothing deployed to back up, journal or retire."""
+        where = cfg_slot.deployed.describe()
+        self.event(f"{svc.name}: installing the first certificate {cfg_slot.name!r} at {where}")
+        installed = swap.install_first(cfg_slot, nxt.fingerprint, self.runner, self.verifier(svc))
+        self.store.save(phases.after_first_install(self.store.load(svc.name), self.clock.now()))
+        self.rotate_next_key(svc, cfg_slot.name, installed)
 
     def verifier(self, svc: Service) -> swap.Verifier | None:
         check = self.verify
@@ -360,22 +317,25 @@ class Engine:
     # -- the loop ------------------------------------------------------------------------------
 
     def run(
-        self, services: Iterable[Service], wait: bool, deadline: float | None = None
+        self,
+        services: Iterable[Service],
+        wait: bool,
+        deadline: float | None = None,
+        lock_timeout: float | None = None,
     ) -> list[Plan]:
         """Perform every step that is safe now; with ``wait``, until every service is idle (or
-        the clock passes ``deadline``)."""
+        the clock passes ``deadline``). With ``lock_timeout``, each step (recovery, reading,
+        planning, the writes and swaps, the state saved) holds the services' locks, taken anew
+        for every step and never held while sleeping: another run (a deploy hook) gets in
+        between, and the next step re-reads and re-plans whatever it did."""
         svcs = list(services)
         replans = steps = 0
         self._propagation_polls = 0
-        for prov_name, zone in dict.fromkeys((s.provider, s.zone) for s in svcs):
-            done = self.providers[prov_name].recover(zone)  # a write a killed run left unfinished
-            if done:
-                self.event(done)
-        for svc in svcs:
-            recovery.recover(self, svc)
         while True:
             try:
-                plans = self.step(svcs, act=True)
+                with self._locked(svcs, lock_timeout):
+                    self._recover(svcs)
+                    plans = self.step(svcs, act=True)
             except ConcurrentChangeError as e:
                 replans += 1
                 if replans > MAX_REPLANS:
@@ -397,6 +357,24 @@ class Engine:
             if deadline is not None and self.clock.now() >= deadline:
                 return plans
             self.clock.sleep(self._sleep_for(plans))
+
+    @contextlib.contextmanager
+    def _locked(self, svcs: Sequence[Service], timeout: float | None) -> Iterator[None]:
+        """Every service's lock (in name order, so two runs never deadlock), or none."""
+        with contextlib.ExitStack() as stack:
+            if timeout is not None:
+                for s in sorted(svcs, key=lambda s: s.name):
+                    stack.enter_context(self.store.lock(s.name, timeout))
+            yield
+
+    def _recover(self, svcs: Sequence[Service]) -> None:
+        """Finish what a killed run left (a provider's write, a swap), before planning."""
+        for prov_name, zone in dict.fromkeys((s.provider, s.zone) for s in svcs):
+            done = self.providers[prov_name].recover(zone)  # a write a killed run left unfinished
+            if done:
+                self.event(done)
+        for svc in svcs:
+            recovery.recover(self, svc)
 
     def _sleep_for(self, plans: list[Plan]) -> float:
         now = self.clock.now()

@@ -41,18 +41,23 @@ Which function writes which State field:
 :func:`begin_swap`          swap (the journal, before any file moves)
 :func:`abort_swap`          swap (cleared: rolled back, or nothing to finish)
 :func:`after_swap`          swap, previous, retiring, last_step, updated, history ("swap")
+:func:`after_first_install` last_step, updated (a first issuance: nothing replaced)
 ==========================  ==============================================================
 
 The history (``State.history``, at most ``MAX_HISTORY`` entries) says which RRset was published
 and which certificates were served when: ``tlsarotate reports`` correlates TLSRPT failures
 with it (:mod:`tlsarotate.tlsrpt.correlate`).
+
+A first issuance (nothing deployed yet) is planned by :mod:`tlsarotate.bootstrap`: its install
+is a ``swap`` step with nothing to back up, retire or put back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 
+import dns.name
 from dns.rdtypes.ANY.TLSA import TLSA
 
 from tlsarotate import records
@@ -103,6 +108,20 @@ def remember(st: State, event: str, now: float, deployed: Mapping[str, str] | No
     served = dict(st.deployed if deployed is None else deployed)
     entry = HistoryEntry(now, event, st.digest, served)
     return st.with_(history=[*st.history, entry][-MAX_HISTORY:])
+
+
+def cache_rejects(
+    c: CachedRRset, owners: Sequence[dns.name.Name], chains: Sequence[Sequence[bytes]]
+) -> bool:
+    """True if a resolver holding this older RRset could reject one of these chains (an RRset
+    whose records are unknown could)."""
+    if c.records is None:
+        return True
+    for owner in owners:
+        rds = [records.from_text(t) for t in c.records.get(owner.to_text(), [])]
+        if any(not records.accepts(rds, chain) for chain in chains):
+            return True
+    return False
 
 
 # -- what the planner writes --------------------------------------------------------------------
@@ -264,3 +283,9 @@ def after_swap(
         last_step=SWAP,
         updated=now,
     )
+
+
+def after_first_install(st: State, now: float) -> State:
+    """A first issuance's certificate is installed: nothing was replaced, so nothing is
+    remembered or retired (the next evaluation records what is deployed)."""
+    return st.with_(swap=None, last_step=SWAP, updated=now)

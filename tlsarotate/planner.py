@@ -5,6 +5,9 @@ each published record is, in :mod:`tlsarotate.ownership`.
 
 The rollover of RFC 7671 §8.1, per service (its hosts x ports are its TLSA owners):
 
+0. **first issuance** -- a certificate with nothing deployed yet (``PlanInput.first``) is
+   installed by :mod:`tlsarotate.bootstrap`'s rule: at once when no TLSA records exist, else
+   after its records are published and every cache sees them.
 1. **publish** -- records the deployed or next certificate needs (for the configured parameters)
    are missing: add them beside everything already there. One write per zone.
 2. **wait** -- until every authoritative server serves the RRset (signed), then for the longest
@@ -40,7 +43,7 @@ from dataclasses import dataclass, field
 import dns.name
 from dns.rdtypes.ANY.TLSA import TLSA
 
-from tlsarotate import phases, records, safety, timefmt
+from tlsarotate import bootstrap, phases, records, safety, timefmt
 from tlsarotate.change import OwnerChange, TlsaRRset, ZoneChange, published_digest
 from tlsarotate.material import DEFAULT_MIN_VALIDITY, Material, unfit
 from tlsarotate.observation import Observation
@@ -68,7 +71,7 @@ from tlsarotate.phases import (
     WAIT_TTL,
 )
 from tlsarotate.records import Params
-from tlsarotate.state import CachedRRset, State
+from tlsarotate.state import State
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,8 @@ class PlanInput:
     min_validity: float = DEFAULT_MIN_VALIDITY
     # how many records nobody accounts for one write may remove without ``apply --force``
     limits: safety.Limits = field(default_factory=safety.Limits)
+    # certificates with nothing deployed yet (a first issuance): planned by tlsarotate.bootstrap
+    first: tuple[bootstrap.FirstSlot, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -138,19 +143,6 @@ class Plan:
     @property
     def actionable(self) -> bool:
         return bool(self.change) or bool(self.install)
-
-
-def _cache_blocks(
-    c: CachedRRset, owners: Sequence[dns.name.Name], chains: Sequence[Sequence[bytes]]
-) -> bool:
-    """True if a resolver holding this older RRset could reject one of these chains."""
-    if c.records is None:
-        return True
-    for owner in owners:
-        rds = [records.from_text(t) for t in c.records.get(owner.to_text(), [])]
-        if any(not records.accepts(rds, chain) for chain in chains):
-            return True
-    return False
 
 
 def _target(inp: PlanInput, per_owner: Mapping[dns.name.Name, set[TLSA]]) -> ZoneChange | None:
@@ -217,6 +209,12 @@ def plan(inp: PlanInput) -> Plan:
         ]
 
     stale = tuple(marked(STALE, OLD_CERTIFICATE, FORCED))
+    if inp.first:  # a first certificate's records are nobody's stale ones
+        stale = tuple(
+            m
+            for m in stale
+            if not any(records.matches_material(m.record, f.next) for f in inp.first)
+        )
     foreign = tuple(marked(FOREIGN))
 
     def done(phase: str, summary: str, **kw: object) -> Plan:
@@ -242,6 +240,19 @@ def plan(inp: PlanInput) -> Plan:
             BLOCKED,
             f"zone {inp.zone} is not signed (no DNSKEY): DANE without DNSSEC protects nothing; "
             "sign the zone, or set allow_unsigned: true for this service",
+        )
+
+    if inp.first:
+        # 0. a first issuance: install at once where no records exist, else publish and wait
+        first = bootstrap.step(inp, st, current, books.want, lagging)
+        warnings += first.warnings
+        return done(
+            first.phase,
+            first.summary,
+            change=_target(inp, first.target) if first.target is not None else None,
+            install=first.install,
+            ready_at=first.ready_at,
+            waiting_for=first.waiting_for,
         )
 
     # 1. publish whatever the deployed and next certificates need, beside what is there
@@ -360,7 +371,7 @@ def plan(inp: PlanInput) -> Plan:
         if bad:
             problems.append(f"certificate {slot.name!r}: no matching record for {bad[0]}")
             continue
-        blocking = [c for c in st.cached if _cache_blocks(c, inp.owners, served_after)]
+        blocking = [c for c in st.cached if phases.cache_rejects(c, inp.owners, served_after)]
         if blocking:
             # visible, so every older RRset has its expiry (see phases.after_observation)
             until = max(phases.cached_safe_at(c, inp.now, inp.safety_margin) for c in blocking)

@@ -17,6 +17,7 @@ and never retires records.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,9 +60,8 @@ class Prepared:
     installed: Path  # where the new pair is written
 
 
-def prepare(slot: CertSlot, expected_fingerprint: str) -> Prepared:
-    """Read the next pair (once) and the deployed one; decide where each will be. Nothing is
-    written; :class:`SwapError` if the next pair is not the one planned."""
+def _read_next(slot: CertSlot, expected_fingerprint: str) -> Pair:
+    """The next pair, read once; :class:`SwapError` if it is not the one planned."""
     assert slot.next is not None
     where = slot.next.describe()
     try:
@@ -74,6 +74,13 @@ def prepare(slot: CertSlot, expected_fingerprint: str) -> Prepared:
             "(it changed while it was read, or since the plan was made); nothing installed, "
             "re-run to re-plan"
         )
+    return pair
+
+
+def prepare(slot: CertSlot, expected_fingerprint: str) -> Prepared:
+    """Read the next pair (once) and the deployed one; decide where each will be. Nothing is
+    written; :class:`SwapError` if the next pair is not the one planned."""
+    pair = _read_next(slot, expected_fingerprint)
     try:
         previous = load_cert(slot.deployed)
     except TlsarotateError as e:
@@ -156,6 +163,53 @@ def _undo(
         f"certificate {slot.name!r}: swap to the next certificate failed: {problem}; "
         f"the previous certificate was restored and {tail}. Records were NOT retired."
     )
+
+
+def install_first(
+    slot: CertSlot, expected_fingerprint: str, runner: Runner | None, verify: Verifier | None
+) -> material.Material:
+    """A first issuance (see bootstrap.py): nothing is deployed, so the next pair is written to
+    the deployed paths (a missing directory is created 0755; the key file is 0600), the service
+    reloaded and verified. Nothing to back up or put back: when the reload or the check fails,
+    the pair stays installed (its records are published, or none are) and :class:`SwapError`
+    says so. Returns what was installed."""
+    pair = _read_next(slot, expected_fingerprint)
+    d = slot.deployed
+    paths = [p for p in (d.combined, d.cert, d.key) if p is not None]
+    if any(os.path.lexists(p) for p in paths):
+        raise SwapError(
+            f"certificate {slot.name!r}: {d.describe()} appeared since the plan was made; "
+            "nothing installed, re-run to re-plan"
+        )
+    try:
+        for p in paths:
+            p.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        store = store_for(slot)
+        if store is None:
+            assert d.combined is not None
+            write_like(d.combined, pair.combined(), None, secret=True)
+        else:
+            v = store.fresh()
+            store.write_version(v, pair.chain_pem, pair.key_pem)
+            store.switch(v)
+            store.link()
+            store.prune({v})
+    except OSError as e:
+        where = f" {e.filename}" if e.filename else ""
+        raise SwapError(
+            f"certificate {slot.name!r}: installing the first certificate: cannot write{where}: "
+            f"{e.strerror or e}"
+        ) from None
+    failed = run_reload(slot, runner)
+    if failed is None and verify is not None:
+        failed = verify(slot, pair.material)
+    if failed is not None:
+        raise SwapError(
+            f"certificate {slot.name!r}: the first certificate is installed at {d.describe()}, "
+            f"but {failed}"
+        )
+    log.info("certificate %r: installed the first %s", slot.name, pair.material.spki_sha256[:16])
+    return pair.material
 
 
 # -- recovery primitives (engine.recover decides which to use) ---------------------------------

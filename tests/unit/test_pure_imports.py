@@ -56,6 +56,7 @@ PURE_MODULES = (
     "tlsarotate.tlsrpt.correlate",
     "tlsarotate.tlsrpt.summary",
     "tlsarotate.tlsrpt.render",
+    "tlsarotate.bootstrap",
 )
 
 FORBIDDEN = (

@@ -15,10 +15,11 @@ from tlsarotate import certfiles, config, material, planner, records
 from tlsarotate.check.facts import CheckFacts, Endpoint, ServiceFacts, SlotFacts, TlsrptFacts
 from tlsarotate.config import CertSlot, Config, Service
 from tlsarotate.dnslookup import resolve_addresses
-from tlsarotate.engine import load_slots, make_providers
+from tlsarotate.engine import make_providers
 from tlsarotate.errors import TlsarotateError
 from tlsarotate.handshake import fetch_chain
 from tlsarotate.observation import Observation
+from tlsarotate.planinputs import load_slots
 from tlsarotate.providers.base import Provider, ProviderContext
 from tlsarotate.served import ServedChain
 from tlsarotate.service_observer import ObserverFactory, observer_for

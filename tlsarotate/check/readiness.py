@@ -15,9 +15,9 @@ from tlsarotate import material, phases, planner, records, timefmt
 from tlsarotate.check.report import SwapReadiness
 from tlsarotate.config import Service
 from tlsarotate.dane import short_record
-from tlsarotate.engine import plan_input
 from tlsarotate.errors import RecordError
 from tlsarotate.observation import Observation
+from tlsarotate.planinputs import plan_input
 from tlsarotate.state import State
 
 

@@ -1,0 +1,100 @@
+"""One service's planner inputs read from disk: its certificates (deployed, next, keep-ahead key;
+a slot with nothing deployed yet is a first issuance, see :mod:`tlsarotate.bootstrap`) and the
+:class:`~tlsarotate.planner.PlanInput` made of them and of what DNS and the state say."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import dns.name
+
+from tlsarotate import bootstrap, nextkey, planner
+from tlsarotate.change import TlsaRRset
+from tlsarotate.config import CertPaths, Service, deployed_link_check, load_cert
+from tlsarotate.errors import ConfigError, TlsarotateError
+from tlsarotate.material import Material
+from tlsarotate.observation import Observation
+from tlsarotate.state import State
+
+
+def _nothing_deployed(paths: CertPaths) -> bool:
+    """No file (not even a dangling link) at any of the deployed paths: a first issuance."""
+    return not any(
+        p is not None and os.path.lexists(p) for p in (paths.combined, paths.cert, paths.key)
+    )
+
+
+def _load_next(paths: CertPaths, where: str) -> Material:
+    try:
+        return load_cert(paths)
+    except TlsarotateError as e:
+        raise ConfigError(f"{where}: next certificate: {e}") from None
+
+
+def load_slots(
+    svc: Service, first: list[bootstrap.FirstSlot] | None = None
+) -> tuple[planner.SlotInput, ...]:
+    """Read every certificate of a service (deployed, next, keep-ahead key) from disk. With
+    ``first`` given, a slot with nothing at its deployed paths yet and a next certificate (a
+    first issuance) goes there instead."""
+    out = []
+    for slot in svc.certificates:
+        where = f"service {svc.name!r} certificate {slot.name!r}"
+        if first is not None and _nothing_deployed(slot.deployed):
+            if slot.next is None:
+                raise ConfigError(
+                    f"{where}: nothing is deployed at {slot.deployed.describe()} yet, and no "
+                    "`next:` certificate is configured to install there first"
+                )
+            first.append(bootstrap.FirstSlot(slot.name, _load_next(slot.next, where)))
+            continue
+        try:
+            deployed_link_check(slot.deployed)  # never followed into a place not named
+            deployed = load_cert(slot.deployed)
+        except TlsarotateError as e:
+            raise ConfigError(f"{where}: deployed certificate: {e}") from None
+        nxt = _load_next(slot.next, where) if slot.next is not None else None
+        key: Material | None = None
+        if slot.next_key is not None and slot.next_key.path.exists():
+            try:
+                key = nextkey.load(slot.next_key.path)
+            except TlsarotateError as e:
+                raise ConfigError(f"{where}: next_key: {e}") from None
+        out.append(planner.SlotInput(slot.name, deployed, nxt, key))
+    return tuple(out)
+
+
+def plan_input(
+    svc: Service,
+    slots: tuple[planner.SlotInput, ...],
+    published: Mapping[dns.name.Name, TlsaRRset],
+    observation: Observation | None,
+    state: State,
+    now: float,
+    safety_margin: int,
+    force_cleanup: bool = False,
+    first: tuple[bootstrap.FirstSlot, ...] = (),
+    ttl: int | None = None,
+) -> planner.PlanInput:
+    """What the planner needs to know about one configured service; ``ttl``: the TTL its
+    provider applies for the configured one, when that differs (default: ``svc.ttl``)."""
+    return planner.PlanInput(
+        service=svc.name,
+        zone=svc.zone,
+        owners=tuple(svc.owners),
+        ttl=svc.ttl if ttl is None else ttl,
+        params=svc.params,
+        slots=slots,
+        published=published,
+        observation=observation,
+        state=state,
+        now=now,
+        safety_margin=safety_margin,
+        allow_unsigned=svc.allow_unsigned,
+        owners_mode="force" if force_cleanup else svc.owners_mode,
+        hosts=tuple(svc.hosts),
+        min_validity=svc.next_min_validity,
+        limits=svc.limits,
+        first=first,
+    )
