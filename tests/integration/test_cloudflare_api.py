@@ -4,7 +4,6 @@ the automatic TTL."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import pytest
 
 from tests.support import fake_cloudflare
 from tests.support.fake_cloudflare import FakeCloudflare
+from tests.support.helpers import assert_one_line, rd
 from tlsarotate import records
 from tlsarotate.change import OwnerChange, TlsaRRset, ZoneChange
 from tlsarotate.clock import FakeClock
@@ -37,20 +37,6 @@ TOKEN = "cf-review-token-1123581321"
 
 
 ENV = "TLSAROTATE_TEST_CF_REVIEW"
-
-
-def rd(i: int, params: str = "3 1 1") -> Any:
-    return records.from_text(f"{params} {hashlib.sha256(str(i).encode()).hexdigest()}")
-
-
-def one_line(err: BaseException, *needles: str, secrets: tuple[str, ...] = ()) -> str:
-    text = str(err)
-    assert "\n" not in text and text, repr(text)
-    for n in needles:
-        assert n in text, f"{n!r} not in {text!r}"
-    for s in secrets:
-        assert s not in text, f"secret {s!r} in {text!r}"
-    return text
 
 
 @pytest.fixture
@@ -88,23 +74,23 @@ def test_cloudflare_bad_token_is_refused_by_name_never_shown(
     with pytest.raises(ConfigError) as ei:
         CloudflareProvider.check_files("cf", {"api_token_file": str(tok)})
     assert str(ei.value).startswith(f"api_token_file: {tok}: ")
-    one_line(ei.value, "printable ASCII", secrets=parts)
+    assert_one_line(ei.value, "printable ASCII", secrets=parts)
     prov = CloudflareProvider(
         "cf", {"api_token_file": str(tok), "api_url": fake.url}, ProviderContext()
     )
     with pytest.raises(ProviderError) as pe:
         prov.read(ZONE, [A])
-    one_line(pe.value, "'cf'", "api_token_file", str(tok), secrets=parts)
+    assert_one_line(pe.value, "'cf'", "api_token_file", str(tok), secrets=parts)
     assert posts(fake) == 0 and not fake.log  # nothing was sent with it
 
     monkeypatch.setenv(ENV, token)
     with pytest.raises(ConfigError) as ei:
         CloudflareProvider.check_files("cf", {"api_token_env": ENV})
     assert str(ei.value).startswith(f"api_token_env: environment variable {ENV}: ")
-    one_line(ei.value, secrets=parts)
+    assert_one_line(ei.value, secrets=parts)
     with pytest.raises(ProviderError) as pe:
         cf(fake).read(ZONE, [A])
-    one_line(pe.value, "api_token_env", secrets=parts)
+    assert_one_line(pe.value, "api_token_env", secrets=parts)
 
 
 def test_cloudflare_token_scrubbed_from_exception_text(fake: FakeCloudflare) -> None:
@@ -120,7 +106,7 @@ def test_cloudflare_token_scrubbed_from_exception_text(fake: FakeCloudflare) -> 
     prov.session = Leaky()
     with pytest.raises(ProviderError) as ei:
         prov.read(ZONE, [A])
-    one_line(ei.value, "ConnectionError", "<token hidden>", secrets=(TOKEN,))
+    assert_one_line(ei.value, "ConnectionError", "<token hidden>", secrets=(TOKEN,))
     assert TOKEN not in repr(prov.__dict__)
 
 
@@ -147,7 +133,7 @@ def test_cloudflare_batch_502_not_applied_is_sent_once_more(fake: FakeCloudflare
             ZoneChange(ZONE, (OwnerChange(A, TlsaRRset.of(300, [rd(1)]), None),)),
         )
     assert not isinstance(ei.value, ConcurrentChangeError)
-    one_line(ei.value, "HTTP 502", "twice", "not applied")
+    assert_one_line(ei.value, "HTTP 502", "twice", "not applied")
     assert posts(fake) - before == 2
 
 
@@ -181,7 +167,7 @@ def test_cloudflare_batch_502_with_a_concurrent_change_does_not_claim_nothing_wr
     fake.fail_batches(1, status=502, commit=True)
     with pytest.raises(ConcurrentChangeError) as ei:
         prov.apply(ZoneChange(ZONE, (OwnerChange(A, None, TlsaRRset.of(300, [rd(1)])),)))
-    text = one_line(ei.value, "HTTP 502", str(A), "re-run")
+    text = assert_one_line(ei.value, "HTTP 502", str(A), "re-run")
     assert "nothing was written" not in text
     assert posts(fake) == 1
 

@@ -5,7 +5,6 @@ signing lag."""
 from __future__ import annotations
 
 import base64
-import hashlib
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,11 +17,12 @@ import dns.opcode
 import dns.tsigkeyring
 import pytest
 
+from tests.support.helpers import rd
+from tests.support.provider_configs import line_of, validate_error, write_config
 from tests.support.servers import BindServers, wait_until
 from tlsarotate import records
 from tlsarotate.change import OwnerChange, TlsaRRset, ZoneChange
 from tlsarotate.clock import FakeClock
-from tlsarotate.errors import ConfigError
 from tlsarotate.providers.base import ProviderContext
 from tlsarotate.providers.rfc2136 import RFC2136Provider
 from tlsarotate.providers.tsig import parse_key_file
@@ -31,52 +31,6 @@ ZONE = dns.name.from_text("example.test.")
 
 
 A = records.owner_name("mx.example.test", 25)
-
-
-def rd(i: int, params: str = "3 1 1") -> Any:
-    return records.from_text(f"{params} {hashlib.sha256(str(i).encode()).hexdigest()}")
-
-
-def one_line(err: BaseException, *needles: str, secrets: tuple[str, ...] = ()) -> str:
-    text = str(err)
-    assert "\n" not in text and text, repr(text)
-    for n in needles:
-        assert n in text, f"{n!r} not in {text!r}"
-    for s in secrets:
-        assert s not in text, f"secret {s!r} in {text!r}"
-    return text
-
-
-def write_config(tmp_path: Path, provider_yaml: str) -> Path:
-    """A config whose only problem can be the provider block (validated before certificates)."""
-    cfg = tmp_path / "tlsarotate.yaml"
-    cfg.write_text(
-        f"state_dir: {tmp_path / 'state'}\n"
-        "providers:\n"
-        "  p:\n"
-        f"{provider_yaml}"
-        "services:\n"
-        "  - name: mx\n"
-        "    zone: example.test\n"
-        "    provider: p\n"
-        "    hosts: [mx.example.test]\n"
-        '    records: ["3 1 1"]\n'
-        "    certificate: {deployed: {cert: /nonexistent.crt, key: /nonexistent.key}}\n"
-    )
-    return cfg
-
-
-def validate_error(cfg_path: Path) -> str:
-    from tlsarotate import config
-
-    with pytest.raises(ConfigError) as ei:  # option ranges are checked at load already
-        config.check_files(config.load(cfg_path))
-    return one_line(ei.value)
-
-
-def line_of(cfg_path: Path, key: str) -> int:
-    lines = cfg_path.read_text().splitlines()
-    return next(i + 1 for i, ln in enumerate(lines) if ln.strip().startswith(f"{key}:"))
 
 
 @pytest.mark.parametrize(

@@ -6,49 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.provider_configs import line_of, validate_error, write_config
 from tlsarotate.errors import ConfigError
-
-
-def one_line(err: BaseException, *needles: str, secrets: tuple[str, ...] = ()) -> str:
-    text = str(err)
-    assert "\n" not in text and text, repr(text)
-    for n in needles:
-        assert n in text, f"{n!r} not in {text!r}"
-    for s in secrets:
-        assert s not in text, f"secret {s!r} in {text!r}"
-    return text
-
-
-def write_config(tmp_path: Path, provider_yaml: str) -> Path:
-    """A config whose only problem can be the provider block (validated before certificates)."""
-    cfg = tmp_path / "tlsarotate.yaml"
-    cfg.write_text(
-        f"state_dir: {tmp_path / 'state'}\n"
-        "providers:\n"
-        "  p:\n"
-        f"{provider_yaml}"
-        "services:\n"
-        "  - name: mx\n"
-        "    zone: example.test\n"
-        "    provider: p\n"
-        "    hosts: [mx.example.test]\n"
-        '    records: ["3 1 1"]\n'
-        "    certificate: {deployed: {cert: /nonexistent.crt, key: /nonexistent.key}}\n"
-    )
-    return cfg
-
-
-def validate_error(cfg_path: Path) -> str:
-    from tlsarotate import config
-
-    with pytest.raises(ConfigError) as ei:  # option ranges are checked at load already
-        config.check_files(config.load(cfg_path))
-    return one_line(ei.value)
-
-
-def line_of(cfg_path: Path, key: str) -> int:
-    lines = cfg_path.read_text().splitlines()
-    return next(i + 1 for i, ln in enumerate(lines) if ln.strip().startswith(f"{key}:"))
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,6 @@ line, CRLF kept, RRSIGs told apart, no reload timeout left behind."""
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,8 @@ import dns.opcode
 import dns.tsigkeyring
 import pytest
 
+from tests.support.helpers import assert_one_line, rd
+from tests.support.provider_configs import write_config
 from tlsarotate import records
 from tlsarotate.change import OwnerChange, TlsaRRset, ZoneChange
 from tlsarotate.errors import ConfigError, ProviderError
@@ -24,39 +25,6 @@ ZONE = dns.name.from_text("example.test.")
 
 
 A = records.owner_name("mx.example.test", 25)
-
-
-def rd(i: int, params: str = "3 1 1") -> Any:
-    return records.from_text(f"{params} {hashlib.sha256(str(i).encode()).hexdigest()}")
-
-
-def one_line(err: BaseException, *needles: str, secrets: tuple[str, ...] = ()) -> str:
-    text = str(err)
-    assert "\n" not in text and text, repr(text)
-    for n in needles:
-        assert n in text, f"{n!r} not in {text!r}"
-    for s in secrets:
-        assert s not in text, f"secret {s!r} in {text!r}"
-    return text
-
-
-def write_config(tmp_path: Path, provider_yaml: str) -> Path:
-    """A config whose only problem can be the provider block (validated before certificates)."""
-    cfg = tmp_path / "tlsarotate.yaml"
-    cfg.write_text(
-        f"state_dir: {tmp_path / 'state'}\n"
-        "providers:\n"
-        "  p:\n"
-        f"{provider_yaml}"
-        "services:\n"
-        "  - name: mx\n"
-        "    zone: example.test\n"
-        "    provider: p\n"
-        "    hosts: [mx.example.test]\n"
-        '    records: ["3 1 1"]\n'
-        "    certificate: {deployed: {cert: /nonexistent.crt, key: /nonexistent.key}}\n"
-    )
-    return cfg
 
 
 ZONE_TEXT = """$TTL 300
@@ -107,7 +75,7 @@ def test_zonefile_write_and_restore_keep_owner_group_and_mode(tmp_path: Path) ->
     before = path.read_bytes()
     with pytest.raises(ProviderError) as ei:
         add_a(zf(path, failing_runner, reload=["rndc", "reload"]), 1, 2)
-    one_line(ei.value, "rndc: connect failed", "previous zone file was restored")
+    assert_one_line(ei.value, "rndc: connect failed", "previous zone file was restored")
     st = path.stat()
     assert path.read_bytes() == before
     assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (*os_ids, 0o640)
@@ -172,7 +140,7 @@ def test_zonefile_restore_failure_is_one_line(tmp_path: Path) -> None:
 
     with pytest.raises(ProviderError) as ei:
         add_a(zf(path, runner, reload=["rndc", "reload"]), 1)
-    one_line(ei.value, str(path), "reload failed", "NEW file stays")
+    assert_one_line(ei.value, str(path), "reload failed", "NEW file stays")
 
 
 def test_zonefile_not_utf8_or_not_a_file_is_one_line(tmp_path: Path) -> None:
@@ -182,7 +150,7 @@ def test_zonefile_not_utf8_or_not_a_file_is_one_line(tmp_path: Path) -> None:
     path.write_bytes(ZONE_TEXT.encode() + b"; caf\xe9 in latin-1\n")
     with pytest.raises(ProviderError) as ei:
         zf(path).read(ZONE, [A])
-    one_line(ei.value, str(path), "not UTF-8")
+    assert_one_line(ei.value, str(path), "not UTF-8")
     with pytest.raises(ConfigError) as ce:
         ZoneFileProvider.check_files("zf", {"path": path})
     assert str(ce.value).startswith(f"path: zone file {path} is not UTF-8")
@@ -190,7 +158,7 @@ def test_zonefile_not_utf8_or_not_a_file_is_one_line(tmp_path: Path) -> None:
     d.mkdir()
     with pytest.raises(ConfigError) as ce:
         ZoneFileProvider.check_files("zf", {"path": d})
-    assert one_line(ce.value) == f"path: {d} is not a regular file"
+    assert assert_one_line(ce.value) == f"path: {d} is not a regular file"
 
 
 def test_zonefile_parse_error_names_file_and_line(tmp_path: Path) -> None:
@@ -199,7 +167,7 @@ def test_zonefile_parse_error_names_file_and_line(tmp_path: Path) -> None:
         zf(path).read(ZONE, [A])
     import re
 
-    assert re.search(rf"{re.escape(str(path))}:\d+: ", one_line(ei.value)), str(ei.value)
+    assert re.search(rf"{re.escape(str(path))}:\d+: ", assert_one_line(ei.value)), str(ei.value)
 
 
 def test_zonefile_crlf_file_gets_crlf_lines(tmp_path: Path) -> None:
@@ -243,4 +211,4 @@ def test_zonefile_reload_timeout_is_gone(tmp_path: Path) -> None:
     cfg = write_config(tmp_path, f"    type: zonefile\n    path: {path}\n    reload_timeout: 60\n")
     with pytest.raises(ConfigError) as ei:
         config.load(cfg)
-    one_line(ei.value, "reload_timeout")
+    assert_one_line(ei.value, "reload_timeout")
