@@ -37,7 +37,7 @@ The safety rules the planner enforces:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import dns.name
@@ -399,21 +399,3 @@ def plan(inp: PlanInput) -> Plan:
         "cannot swap safely: " + "; ".join(problems),
         ready_at=min(unfit_at) if len(unfit_at) == len(problems) else None,
     )
-
-
-def exit_code(plans: Sequence[Plan]) -> int:
-    """``apply``'s code: 0 when every service is idle, 1 if any is blocked, else 2 (a rollover
-    is still waiting; the hooks and units count 2 as success)."""
-    if any(p.phase == BLOCKED for p in plans):
-        return 1
-    return 0 if all(p.phase == IDLE for p in plans) else 2
-
-
-def plan_exit_code(plans: Sequence[Plan]) -> int:
-    """``plan``'s code, telling a step to take from a wait (as terraform's -detailed-exitcode):
-    0 every service idle, 1 any blocked, 2 a write or swap to make now, 4 only waiting."""
-    if any(p.phase == BLOCKED for p in plans):
-        return 1
-    if any(p.actionable for p in plans):
-        return 2
-    return 4 if any(p.pending for p in plans) else 0

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.world import Crash, SimWorld
-from tlsarotate import phases, planner, records
+from tlsarotate import phases, plan_render, planner, records
 from tlsarotate.change import TlsaRRset
 from tlsarotate.errors import ConcurrentChangeError, SwapError, UnsafeChangeError
 
@@ -457,7 +457,7 @@ def test_unsigned_zone_is_refused(tmp_path: Path) -> None:
     assert phase_names(plans) == [phases.BLOCKED]
     assert "not signed" in plans[0].summary and "allow_unsigned" in plans[0].summary
     assert w.provider.writes == []
-    assert planner.exit_code(plans) == 1
+    assert plan_render.exit_code(plans) == 1
 
 
 def test_next_equal_to_deployed_is_idle(tmp_path: Path) -> None:

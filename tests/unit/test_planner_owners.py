@@ -367,7 +367,7 @@ def test_config_owners_bad_value_is_one_line(value: str, tmp_path: Path) -> None
 
 
 def test_plan_json_and_text_list_the_foreign_records() -> None:
-    from tlsarotate.commands import plan_json, plan_text
+    from tlsarotate.plan_render import plan_json, plan_text
 
     p = plan(recs(A, P311) | {OTHER})
     doc = plan_json(p, NOW)

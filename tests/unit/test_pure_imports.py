@@ -41,6 +41,7 @@ PURE_MODULES = (
     "tlsarotate.probe_judge",
     "tlsarotate.config.model",
     "tlsarotate.safety",
+    "tlsarotate.plan_render",
     "tlsarotate.state",
     "tlsarotate.material",
     "tlsarotate.records",

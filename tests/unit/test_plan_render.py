@@ -7,7 +7,7 @@ import dns.name
 from tests.support.helpers import rd
 from tlsarotate import ownership, phases, planner, records
 from tlsarotate.change import OwnerChange, TlsaRRset, ZoneChange
-from tlsarotate.commands import change_rows
+from tlsarotate.plan_render import change_rows
 from tlsarotate.state import State
 
 OWNER = dns.name.from_text("_25._tcp.mx.example.test.")
@@ -48,7 +48,7 @@ def test_plan_text_shows_stale_records_in_every_phase_and_what_needs_force() -> 
     """A stale record the write does not remove yet is listed (even beside a publish); one it
     removes is a ``-`` row only; a write over the thresholds says "needs --force"."""
     from tlsarotate import safety
-    from tlsarotate.commands import plan_json, plan_text
+    from tlsarotate.plan_render import plan_json, plan_text
 
     keep, stale, new = rd(1), rd(4), rd(3)
     marked = (ownership.ClassifiedRecord(OWNER, stale, "stale"),)

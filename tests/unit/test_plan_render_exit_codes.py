@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tlsarotate import phases, planner
+from tlsarotate import phases, plan_render
 from tlsarotate.planner import Plan
 from tlsarotate.state import State
 
@@ -36,5 +36,5 @@ BLOCKED = _plan(phases.BLOCKED)
     ],
 )
 def test_exit_codes(plans: list[Plan], plan_code: int, apply_code: int) -> None:
-    assert planner.plan_exit_code(plans) == plan_code
-    assert planner.exit_code(plans) == apply_code
+    assert plan_render.plan_exit_code(plans) == plan_code
+    assert plan_render.exit_code(plans) == apply_code
