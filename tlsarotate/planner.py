@@ -176,7 +176,7 @@ def plan(inp: PlanInput) -> Plan:
     visible = not lagging
     # ``State.retiring`` is record text on disk: parsed here, once
     retiring = parse_retiring(inp.state.retiring)
-    observed_ttl = obs.max_ttl(list(inp.owners)) if obs is not None else 0
+    observed_ttl = obs.max_ttl(inp.owners) if obs is not None else 0
     st = phases.after_observation(
         inp.state,
         digest=published_digest(inp.published, inp.owners),
