@@ -99,12 +99,15 @@ def plan_input(
     now: float,
     safety_margin: int,
     force_cleanup: bool = False,
+    owners: tuple[dns.name.Name, ...] | None = None,
 ) -> planner.PlanInput:
-    """What the planner needs to know about one configured service."""
+    """What the planner needs to know about one configured service (``owners``: the names
+    ``published`` and ``observation`` were read for, when the caller has them: the planner's
+    lookups then find the very same objects)."""
     return planner.PlanInput(
         service=svc.name,
         zone=svc.zone,
-        owners=tuple(svc.owners),
+        owners=tuple(svc.owners) if owners is None else owners,
         ttl=svc.ttl,
         params=svc.params,
         slots=slots,
@@ -175,6 +178,7 @@ class Engine:
             self.clock.now(),
             self.cfg.safety_margin,
             force_cleanup=self.force_cleanup,
+            owners=owners,
         )
         p = planner.plan(inp)
         self.inputs[svc.name] = inp
