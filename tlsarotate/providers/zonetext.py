@@ -6,7 +6,8 @@ absolute owner names (in the file's own line ending), bumps the SOA serial where
 parses the result again and :func:`verify` compares it with the original RRset by RRset: if
 anything but the intended TLSA RRsets and the serial differs, it raises and nothing is to be
 written. Errors are :class:`~tlsarotate.errors.ProviderError` lines starting with ``where``
-(``zone file PATH``).
+(``zone file PATH``). :func:`parse` remembers the last few texts it parsed (same text, same
+zone: no second parse), so one command parses each zone file's text once.
 """
 
 from __future__ import annotations
