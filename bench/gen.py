@@ -36,7 +36,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tlsarotate import material, pki, records  # noqa: E402
+from tlsarotate import certfiles, material, pki, records  # noqa: E402
 
 SOA = "$ORIGIN {zone}\n$TTL 300\n@ IN SOA ns1 hostmaster 1 3600 600 86400 60\n@ IN NS ns1\n"
 SOA += "ns1 IN A 192.0.2.53\n"
@@ -122,7 +122,7 @@ def generate(
             cert, keyf = d / f"certs/{svc.name}/{which}.pem", d / f"certs/{svc.name}/{which}.key"
             _write(cert, pki.fullchain_pem(leaf, ca))
             _write(keyf, leaf.key_pem, 0o600)
-            lay.mats.append(material.load_pair(cert, keyf))
+            lay.mats.append(certfiles.load_pair(cert, keyf))
         lay.zone_lines.setdefault(zone, []).extend(lay.lines_for(svc, "deployed"))
     (d / "state").mkdir(mode=0o700, exist_ok=True)
     if target == "zonefile":

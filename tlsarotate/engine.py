@@ -129,6 +129,7 @@ class Engine:
             force_cleanup=self.force_cleanup,
             ttl=st.ttl_applied if st.ttl_asked == svc.ttl and st.ttl_applied else svc.ttl,
             first=tuple(first),
+            owners=owners,
         )
         p = planner.plan(inp)
         self.inputs[svc.name] = inp

@@ -8,7 +8,7 @@ stays free of I/O.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -83,13 +83,14 @@ class Observation:
                 groups.setdefault(rr.records if rr else frozenset(), []).append(s.label)
         return [(tuple(labels), rrset) for rrset, labels in groups.items()]
 
-    def max_ttl(self, owners: Sequence[dns.name.Name] | None = None) -> int:
+    def max_ttl(self, owners: Iterable[dns.name.Name] | None = None) -> int:
         """The largest TTL any server returned for these owners (0 if none)."""
+        wanted = None if owners is None else set(owners)
         best = 0
         for s in self.servers:
             for owner, rr in s.rrsets.items():
-                if rr is not None and (owners is None or owner in owners):
-                    best = max(best, rr.ttl)
+                if rr is not None and rr.ttl > best and (wanted is None or owner in wanted):
+                    best = rr.ttl
         return best
 
 

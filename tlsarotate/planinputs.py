@@ -76,13 +76,16 @@ def plan_input(
     force_cleanup: bool = False,
     first: tuple[bootstrap.FirstSlot, ...] = (),
     ttl: int | None = None,
+    owners: tuple[dns.name.Name, ...] | None = None,
 ) -> planner.PlanInput:
     """What the planner needs to know about one configured service; ``ttl``: the TTL its
-    provider applies for the configured one, when that differs (default: ``svc.ttl``)."""
+    provider applies for the configured one, when that differs (default: ``svc.ttl``);
+    ``owners``: the names ``published`` and ``observation`` were read for, when the caller has
+    them (the planner's lookups then find the very same objects)."""
     return planner.PlanInput(
         service=svc.name,
         zone=svc.zone,
-        owners=tuple(svc.owners),
+        owners=tuple(svc.owners) if owners is None else owners,
         ttl=svc.ttl if ttl is None else ttl,
         params=svc.params,
         slots=slots,

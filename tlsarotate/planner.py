@@ -175,7 +175,7 @@ def plan(inp: PlanInput) -> Plan:
     visible = not lagging
     # ``State.retiring`` is record text on disk: parsed here, once
     retiring = parse_retiring(inp.state.retiring)
-    observed_ttl = obs.max_ttl(list(inp.owners)) if obs is not None else 0
+    observed_ttl = obs.max_ttl(inp.owners) if obs is not None else 0
     st = phases.after_observation(
         inp.state,
         digest=published_digest(inp.published, inp.owners),
@@ -197,16 +197,14 @@ def plan(inp: PlanInput) -> Plan:
         warnings.append(f"{inp.state.rebuilt}; treating the published records as visible from now")
     warnings += books.notes
 
-    # what each published record is, worked out once (matching parses certificates)
-    kind = {(o, rd): books.classify(o, rd) for o, rds in current.items() for rd in rds}
+    # what each published record is, worked out once (matching parses certificates), in the
+    # order every list of records is given in: by owner, then by record
+    kinds_seen = [
+        (o, rd, books.classify(o, rd)) for o in inp.owners for rd in sorted_records(current[o])
+    ]
 
     def marked(*kinds: str) -> list[ClassifiedRecord]:
-        return [
-            ClassifiedRecord(o, rd, kind[(o, rd)])
-            for o in inp.owners
-            for rd in sorted_records(current[o])
-            if kind[(o, rd)] in kinds
-        ]
+        return [ClassifiedRecord(o, rd, k) for o, rd, k in kinds_seen if k in kinds]
 
     stale = tuple(marked(STALE, OLD_CERTIFICATE, FORCED))
     if inp.first:  # a first certificate's records are nobody's stale ones
@@ -303,7 +301,7 @@ def plan(inp: PlanInput) -> Plan:
     old_params = marked(OLD_PARAMETERS)
     swappable = [s for s in inp.slots if s.replacement is not None]
     if not old_params and not swappable:
-        if OLD_CERTIFICATE not in kind.values():
+        if all(k != OLD_CERTIFICATE for _, _, k in kinds_seen):
             st = phases.retired(st)
         summary = "idle: the published records match the deployed certificates"
         if foreign:

@@ -46,7 +46,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-import dns.exception
 import dns.name
 import dns.rdataclass
 import dns.rdatatype
@@ -104,15 +103,11 @@ class ZoneFileProvider(Provider):
         try:
             with open(p, encoding="utf-8", newline="") as f:
                 text = f.read()
-            dns.zone.from_text(
-                zonetext.lf(text), origin=zone, relativize=False, check_origin=True, filename=str(p)
-            )
+            zonetext.parse(text, zone, f"zone file {p}", str(p))  # services sharing it: once
         except (OSError, UnicodeDecodeError):
             return  # check_files said so already
-        except dns.exception.DNSException as e:
-            raise ConfigError(
-                f"zone file {p}: cannot parse as zone {zone}: {e}", key="path"
-            ) from None
+        except ProviderError as e:
+            raise ConfigError(e.detail, key="path") from None
 
     @property
     def target(self) -> Path:

@@ -6,13 +6,15 @@ absolute owner names (in the file's own line ending), bumps the SOA serial where
 parses the result again and :func:`verify` compares it with the original RRset by RRset: if
 anything but the intended TLSA RRsets and the serial differs, it raises and nothing is to be
 written. Errors are :class:`~tlsarotate.errors.ProviderError` lines starting with ``where``
-(``zone file PATH``).
+(``zone file PATH``). :func:`parse` remembers the last few texts it parsed (same text, same
+zone: no second parse), so one command parses each zone file's text once.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -131,14 +133,35 @@ def next_serial(old: int, now: float) -> int:
     return (old + 1) % 2**32 or 1
 
 
+# the last zones parsed, keyed by (filename, origin): (the exact text, its zone), newest last
+_PARSED: OrderedDict[tuple[str, dns.name.Name], tuple[str, dns.zone.Zone]] = OrderedDict()
+_PARSED_MAX = 16
+
+
 def parse(text: str, zone: dns.name.Name, where: str, filename: str) -> dns.zone.Zone:
-    """The zone ``text`` holds (``check_origin``: it must have the zone's SOA and NS)."""
+    """The zone ``text`` holds (``check_origin``: it must have the zone's SOA and NS).
+
+    Parsing is the cost of every zone-file read, so the last few results are kept, keyed by
+    the file's name and the zone and valid only for exactly the same ``text``: a file read
+    again parses again only if its text changed (by anyone); the text :func:`edit` writes
+    was parsed to verify it, so the read after our own write costs no parse either. The
+    returned zone is shared: callers only look at it."""
+    key = (filename, zone)
+    hit = _PARSED.get(key)
+    if hit is not None and hit[0] == text:
+        _PARSED.move_to_end(key)
+        return hit[1]
     try:
-        return dns.zone.from_text(
+        z = dns.zone.from_text(
             lf(text), origin=zone, relativize=False, check_origin=True, filename=filename
         )
     except dns.exception.DNSException as e:
         raise ProviderError(f"{where}: cannot parse as zone {zone}: {e}") from None
+    _PARSED[key] = (text, z)
+    _PARSED.move_to_end(key)
+    while len(_PARSED) > _PARSED_MAX:
+        _PARSED.popitem(last=False)
+    return z
 
 
 def tlsa(z: dns.zone.Zone, owner: dns.name.Name) -> TlsaRRset | None:
