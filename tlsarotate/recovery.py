@@ -8,11 +8,14 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from dns.rdtypes.ANY.TLSA import TLSA
+
 from tlsarotate import phases, records, swap
 from tlsarotate.config import Service
-from tlsarotate.errors import SwapError
+from tlsarotate.errors import RecordError, SwapError
 from tlsarotate.material import Material
 from tlsarotate.reload import run_reload
+from tlsarotate.state import State
 
 if TYPE_CHECKING:
     from tlsarotate.engine import Engine
@@ -77,7 +80,8 @@ def recover(engine: Engine, svc: Service) -> None:
         except SwapError:
             clear()  # the previous pair is back in place and reloaded
             raise
-        engine.finish_swap(svc, j.slot, old_fp, old_records)
+        replaced = old_records or _ours_besides(engine.store.load(svc.name), installed, svc)
+        engine.finish_swap(svc, j.slot, old_fp, replaced)
         engine.rotate_next_key(svc, j.slot, installed)  # as an uninterrupted swap does
 
     if disk is not None and disk.fingerprint == j.fingerprint and accepted(disk):
@@ -124,3 +128,17 @@ def recover(engine: Engine, svc: Service) -> None:
         "kept pair has its records published; deploy a pair whose records are published "
         "and re-run"
     )
+
+
+def _ours_besides(st: State, installed: Material, svc: Service) -> list[TLSA]:
+    """The records this tlsarotate published that ``installed`` does not account for: the
+    replaced pair's, when its backup is gone and its records cannot be built again. Retiring
+    them is safe: a record some certificate still needs is kept whatever the list says."""
+    new = set()
+    for params in svc.params:
+        try:
+            new.add(records.to_text(records.build(installed, params)))
+        except RecordError:  # a combination this chain cannot give (2 x x, no CA sent)
+            continue
+    ours = {t for texts in (st.ours or {}).values() for t in texts}
+    return [records.from_text(t) for t in sorted(ours - new)]

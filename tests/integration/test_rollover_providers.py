@@ -10,8 +10,10 @@ from pathlib import Path
 
 from tests.integration.test_provider_contract import Case, case  # noqa: F401  the contract's fixture
 from tests.support.fake_cloudflare import cf_server  # noqa: F401
+from tests.support.knot import knot, knot_server  # noqa: F401
 from tests.support.moto_server import moto_url, route53_env  # noqa: F401
 from tests.support.plugins import plugin_dir, plugin_installed  # noqa: F401
+from tests.support.powerdns import powerdns, powerdns_server  # noqa: F401
 from tests.support.servers import bind, bind_servers  # noqa: F401
 from tests.support.world import SimWorld
 from tlsarotate import phases, records

@@ -156,6 +156,11 @@ class OctoDnsProvider(Provider):
         except ValueError as e:
             raise self.error(f"octoDNS {self.class_path}: zone {zone}: {e}") from None
 
+    def list_owners(self, zone: dns.name.Name) -> list[dns.name.Name]:
+        """The owners holding TLSA in the octoDNS provider's own read of the zone."""
+        octo_zone = self._populate(zone)
+        return sorted({bridge.owner_of(r) for r in octo_zone.records if r._type == "TLSA"})
+
     # ---- write -------------------------------------------------------------------------
     def write(self, part: ZoneChange) -> Expected:
         from octodns.record import Record
