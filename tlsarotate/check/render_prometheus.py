@@ -36,8 +36,10 @@ durations, ``_total`` for counters, ``_info`` for labels-only metrics; the rest 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from tlsarotate import __version__
-from tlsarotate.check.report import UNKNOWN, CheckReport
+from tlsarotate.check.report import UNKNOWN, CheckReport, OwnerReport, ServiceReport
 
 
 def _esc(v: str) -> str:
@@ -80,42 +82,34 @@ def render(rep: CheckReport) -> str:
     _head(out, rep.exit_code, rep.checked_at)
     metric("tlsarotate_build_info", "the tlsarotate that wrote this file")
     sample("tlsarotate_build_info", 1, version=__version__)
-    metric("tlsarotate_tlsa_observed", "1 when every authoritative server answered")
-    for r in rep.services:
-        for o in r.owners:
-            sample(
-                "tlsarotate_tlsa_observed",
-                int(r.dns_answered),
-                service=r.service.name,
-                owner=o.name.to_text(),
-            )
-    metric(
+
+    def per_owner(
+        name: str, help_: str, value: Callable[[ServiceReport, OwnerReport], bool | None]
+    ) -> None:
+        """A yes/no gauge per service and owner; an owner whose value is not known is absent."""
+        metric(name, help_)
+        for r in rep.services:
+            for o in r.owners:
+                v = value(r, o)
+                if v is not None:
+                    sample(name, int(v), service=r.service.name, owner=o.name.to_text())
+
+    per_owner(
+        "tlsarotate_tlsa_observed",
+        "1 when every authoritative server answered",
+        lambda r, o: r.dns_answered,
+    )
+    per_owner(
         "tlsarotate_tlsa_published",
         "1 when every server serves records accepting every deployed certificate "
         "(absent: not known)",
+        lambda r, o: o.published,
     )
-    for r in rep.services:
-        for o in r.owners:
-            if o.published is not None:
-                sample(
-                    "tlsarotate_tlsa_published",
-                    int(o.published),
-                    service=r.service.name,
-                    owner=o.name.to_text(),
-                )
-    metric(
+    per_owner(
         "tlsarotate_tlsa_signed",
         "1 when every server's TLSA answer has a valid RRSIG (absent: not known)",
+        lambda r, o: o.signed,
     )
-    for r in rep.services:
-        for o in r.owners:
-            if o.signed is not None:
-                sample(
-                    "tlsarotate_tlsa_signed",
-                    int(o.signed),
-                    service=r.service.name,
-                    owner=o.name.to_text(),
-                )
     metric("tlsarotate_tlsa_rrsig_expiry_timestamp_seconds", "earliest RRSIG expiry")
     for r in rep.services:
         exps = [s.min_rrsig_expiry for s in (r.observation.servers if r.observation else ())]
