@@ -25,7 +25,10 @@ def cmd_records(args: argparse.Namespace) -> int:
         except Exception as e:
             raise RecordError(f"invalid owner name {args.name!r}: {e}") from None
     elif args.host:
-        owner = records.owner_name(args.host, args.port, args.proto)
+        try:
+            owner = records.owner_name(args.host, args.port, args.proto)
+        except Exception as e:  # dnspython: an empty or too long label
+            raise RecordError(f"invalid --host {args.host!r}: {e}") from None
     out: list[str] = []
     js: list[dict[str, object]] = []
     many = len(args.files) > 1

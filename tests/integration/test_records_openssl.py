@@ -582,3 +582,13 @@ def test_from_text_forms(world: RecordsWorld) -> None:
 def _openssl_present() -> Iterator[None]:
     assert OPENSSL is not None, "openssl must be installed: it is the oracle of this module"
     yield
+
+
+@pytest.mark.parametrize("host", ["a..b.example", "x" * 64 + ".example"])
+def test_records_bad_host_is_one_line(tmp_path: Path, host: str) -> None:
+    from tests.support.helpers import assert_one_line_error
+
+    ca = pki.make_ca()
+    f = tmp_path / "c.pem"
+    f.write_bytes(pki.fullchain_pem(pki.make_leaf(ca, ["mx.example.test"]), ca))
+    assert_one_line_error(run_cli("records", f, "--host", host), "invalid --host")
