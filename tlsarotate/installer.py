@@ -35,6 +35,8 @@ from tlsarotate.errors import ConfigError, TlsarotateError
 from tlsarotate.fsutil import atomic_write
 
 MARK = "written by tlsarotate install-hooks"
+# characters a shell hook, a unit or a cron line would read as syntax
+UNSAFE = frozenset("\"'$`\\")
 TEMPLATE_EXE = "/usr/local/bin/tlsarotate"
 TEMPLATE_CONFIG = "/etc/tlsarotate/config.yaml"
 DEFAULT_CONFIG = TEMPLATE_CONFIG
@@ -142,8 +144,12 @@ def render(
 ) -> str:
     """The installed text of one template."""
     exe_s = str(exe)
-    if any(c.isspace() for c in exe_s):
-        raise InstallError(f"install-hooks: executable {exe_s!r} has blanks in its path")
+    for what, value in (("executable", exe_s), ("config", str(config_path))):
+        if any(c.isspace() or c in UNSAFE for c in value):
+            raise InstallError(
+                f"install-hooks: {what} {value!r}: a path with blanks, quotes, $, ` or \\ "
+                "cannot go in a hook, unit or cron line"
+            )
     if template in ("certbot-deploy", "acme.sh-reload", "dehydrated-hook"):
         text = text.replace(
             'bin="${TLSAROTATE_BIN:-tlsarotate}"', f'bin="${{TLSAROTATE_BIN:-{exe_s}}}"'

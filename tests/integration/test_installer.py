@@ -268,3 +268,11 @@ def test_the_cli_installs_and_refuses_in_one_line(tmp_path: Path) -> None:
     bad = run_cli("-c", tmp_path / "missing.yaml", "install-hooks", "--systemd", "--dest", other)
     assert_one_line_error(bad, "missing.yaml", "ReadWritePaths")
     assert not other.exists()
+
+
+@pytest.mark.parametrize("bad", ['x"$(touch PWNED)".yaml', "c f.yaml", "a`id`.yaml"])
+def test_a_config_path_a_shell_would_run_is_refused(tmp_path: Path, bad: str) -> None:
+    exe = Fake.install(tmp_path / "bin", tmp_path / "calls.jsonl").bindir / "tlsarotate"
+    with pytest.raises(InstallError, match="cannot go in a hook"):
+        installer.install(tmp_path / "root", ["certbot"], exe=exe, config_path=tmp_path / bad)
+    assert not (tmp_path / "root").exists()
