@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 from pathlib import Path
 
 from tests.support.tlsrpt_reports import (
@@ -139,6 +140,15 @@ def test_not_an_mbox_or_maildir(tmp_path: Path) -> None:
     assert ingest.read_dir(tmp_path / "nope").problems == [
         f"{tmp_path / 'nope'}: cannot list the reports directory: No such file or directory"
     ]
+
+
+def test_an_mbox_that_is_a_fifo_or_a_device_is_refused_not_read_for_ever(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)  # no writer: opening it must not block either
+    for path in (fifo, Path("/dev/zero")):
+        assert ingest.read_mbox(path).problems == [
+            f"{path}: not a regular file (an mbox must be one)"
+        ]
 
 
 def test_stdin_takes_json_gzip_or_a_message() -> None:

@@ -16,6 +16,7 @@ import email.policy
 import json
 import os
 import re
+import stat
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -256,10 +257,17 @@ def read_mbox(path: Path, limits: Limits = Limits()) -> Ingested:
     time: a message larger than ``limits.message`` is skipped, never held whole."""
     r = _Reader(limits)
     try:
-        f = open(path, "rb")  # noqa: SIM115 (closed below; a FIFO is the user's choice)
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused just below
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as e:
         r.problem(str(path), f"cannot open the mbox: {e.strerror}")
         return r.finish()
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        # a FIFO or a device (/dev/zero) would be read without end
+        os.close(fd)
+        r.problem(str(path), "not a regular file (an mbox must be one)")
+        return r.finish()
+    f = os.fdopen(fd, "rb")
     with f:
         n = 0
         lines: list[bytes] | None = None
