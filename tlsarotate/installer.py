@@ -183,6 +183,18 @@ class Outcome:
     action: str  # written | unchanged | kept (not ours; --force to replace) | would write
 
 
+def _parent_is_a_directory(path: Path) -> None:
+    """Refuse, before anything is written, a target whose nearest existing ancestor is not a
+    directory (``--dest`` naming a file): mkdir would fail half way through the install."""
+    for parent in path.parents:
+        if parent.exists() or parent.is_symlink():
+            if not parent.is_dir():
+                raise InstallError(
+                    f"install-hooks: {parent} is not a directory; nothing was written"
+                )
+            return
+
+
 def install(
     dest: Path,
     groups: Iterable[str],
@@ -203,6 +215,7 @@ def install(
         data = render(t.template, text, exe=exe, config_path=config_path, rw_paths=rw_paths)
         new = data.encode()
         path = dest / t.path
+        _parent_is_a_directory(path)
         action = "written"
         if path.is_symlink() or (path.exists() and not path.is_file()):
             raise InstallError(f"install-hooks: {path} is not a regular file; remove it first")

@@ -276,3 +276,15 @@ def test_a_config_path_a_shell_would_run_is_refused(tmp_path: Path, bad: str) ->
     with pytest.raises(InstallError, match="cannot go in a hook"):
         installer.install(tmp_path / "root", ["certbot"], exe=exe, config_path=tmp_path / bad)
     assert not (tmp_path / "root").exists()
+
+
+def test_a_dest_that_is_a_file_is_one_line_and_nothing_is_written(tmp_path: Path) -> None:
+    from tests.support.helpers import assert_one_line_error, run_cli
+
+    cfg = _config(tmp_path)
+    exe = Fake.install(tmp_path / "bin", tmp_path / "calls.jsonl").bindir / "tlsarotate"
+    dest = tmp_path / "a-file"
+    dest.write_text("keep me\n")
+    r = run_cli("-c", cfg, "install-hooks", "--systemd", "--dest", dest, "--executable", exe)
+    assert_one_line_error(r, f"{dest} is not a directory")
+    assert dest.read_text() == "keep me\n"
