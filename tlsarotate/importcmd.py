@@ -115,6 +115,8 @@ def gather(
 ) -> tuple[dns.name.Name, str, dict[dns.name.Name, TlsaRRset], dict[str, adopt.HostCert]]:
     """The zone, the provider's name, what it publishes there and the certificates given."""
     zone = _name(args.zone, "--zone")
+    if zone == dns.name.root:
+        raise ConfigError("--zone .: the root is not a zone to import TLSA owners from")
     certs = _certificates(args, zone)
     prov = _provider(args)
     try:

@@ -240,3 +240,10 @@ def test_bad_options_are_one_line(tmp_path: Path, args: list[str], needles: list
     p = run_cli("import", "-c", tmp_path / "providers.yaml", "--zone", "example.test", *args)
     assert_one_line_error(p, *needles)
     assert p.returncode == 1 and p.stdout == ""
+
+
+def test_the_root_as_zone_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "providers.yaml").write_text(zonefile(tmp_path, []))
+    p = run_cli("import", "-c", tmp_path / "providers.yaml", "--zone", ".")
+    assert_one_line_error(p, "--zone .", "root")
+    assert p.returncode == 1 and p.stdout == ""
