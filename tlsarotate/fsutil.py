@@ -69,19 +69,19 @@ def read_fd(fd: int, limit: int) -> bytes | None:
             return None
 
 
-def read_file(
+def open_regular(
     path: str | os.PathLike[str],
     what: str,
     *,
     where: str | None = None,
     error: type[TlsarotateError] = ConfigError,
     hint: str = "",
-    limit: int = MAX_SMALL,
-) -> bytes:
-    """The bytes of a file the user named. Every failure is ``error`` with one line starting
-    with ``where`` (default: the path) and saying which kind of file (``what``) was expected;
-    ``hint`` follows "not found". Only a regular file (after following links) of at most
-    ``limit`` bytes is read."""
+) -> tuple[int, os.stat_result]:
+    """An open descriptor (and its stat) of the regular file the user named, after following
+    links; never a FIFO (opening one would block), a device (/dev/zero reads without end) or a
+    directory. Every failure is ``error`` with one line starting with ``where`` (default: the
+    path) and saying which kind of file (``what``) was expected; ``hint`` follows "not found".
+    The caller closes the descriptor."""
     p = Path(path)
     at = where or str(p)
     try:
@@ -105,6 +105,26 @@ def read_file(
         st = os.fstat(fd)  # the file opened, not the one looked at (it may have been swapped)
         if not stat.S_ISREG(st.st_mode):
             raise error(_kind_line(at, st.st_mode, what))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, st
+
+
+def read_file(
+    path: str | os.PathLike[str],
+    what: str,
+    *,
+    where: str | None = None,
+    error: type[TlsarotateError] = ConfigError,
+    hint: str = "",
+    limit: int = MAX_SMALL,
+) -> bytes:
+    """The bytes of a file the user named (see :func:`open_regular` for what is refused, and
+    how it is said). Only a regular file of at most ``limit`` bytes is read."""
+    at = where or str(Path(path))
+    fd, st = open_regular(path, what, where=where, error=error, hint=hint)
+    try:
         if st.st_size > limit:
             raise error(_size_line(at, limit, what))
         data = read_fd(fd, limit)

@@ -145,9 +145,9 @@ def test_not_an_mbox_or_maildir(tmp_path: Path) -> None:
 def test_an_mbox_that_is_a_fifo_or_a_device_is_refused_not_read_for_ever(tmp_path: Path) -> None:
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)  # no writer: opening it must not block either
-    for path in (fifo, Path("/dev/zero")):
+    for path, kind in ((fifo, "a FIFO (named pipe)"), (Path("/dev/zero"), "a character device")):
         assert ingest.read_mbox(path).problems == [
-            f"{path}: not a regular file (an mbox must be one)"
+            f"{path}: is {kind}, expected a mailbox (mbox) file"
         ]
 
 

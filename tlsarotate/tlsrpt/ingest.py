@@ -16,7 +16,6 @@ import email.policy
 import json
 import os
 import re
-import stat
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from tlsarotate.errors import TlsarotateError
-from tlsarotate.fsutil import read_fd, read_file
+from tlsarotate.fsutil import open_regular, read_fd, read_file
 
 MiB = 1 << 20
 MAX_MEMBERS = 4096  # gzip members in one file (each is copied: more would be quadratic)
@@ -257,15 +256,10 @@ def read_mbox(path: Path, limits: Limits = Limits()) -> Ingested:
     time: a message larger than ``limits.message`` is skipped, never held whole."""
     r = _Reader(limits)
     try:
-        # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused just below
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError as e:
-        r.problem(str(path), f"cannot open the mbox: {e.strerror}")
-        return r.finish()
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        # a FIFO or a device (/dev/zero) would be read without end
-        os.close(fd)
-        r.problem(str(path), "not a regular file (an mbox must be one)")
+        # a FIFO or a device (/dev/zero) would be read without end: refused, one line
+        fd, _ = open_regular(path, "mailbox (mbox) file", error=TlsarotateError)
+    except TlsarotateError as e:
+        r.problem(str(path), str(e).removeprefix(f"{path}: "))
         return r.finish()
     f = os.fdopen(fd, "rb")
     with f:
