@@ -22,7 +22,7 @@ from typing import Any
 import dns.exception
 import dns.name
 
-from tlsarotate import adopt, adopt_render, certfiles, config
+from tlsarotate import adopt, adopt_render, certfiles, config, fqdn
 from tlsarotate import providers as registry
 from tlsarotate.change import TlsaRRset
 from tlsarotate.errors import ConfigError
@@ -34,9 +34,9 @@ log = logging.getLogger("tlsarotate.import")
 def _name(text: str, what: str, zone: dns.name.Name | None = None) -> dns.name.Name:
     """``text`` as an absolute name (a final dot optional), inside ``zone`` when given."""
     try:
-        name = dns.name.from_text(text.rstrip(".") + ".")
-    except dns.exception.DNSException as e:
-        raise ConfigError(f"{what}: invalid DNS name {text!r}: {e}") from None
+        name = fqdn.parse(text)
+    except ValueError as e:
+        raise ConfigError(f"{what}: {e}") from None
     if zone is not None and not name.is_subdomain(zone):
         raise ConfigError(f"{what}: {name} is not inside zone {zone}")
     return name
@@ -115,8 +115,6 @@ def gather(
 ) -> tuple[dns.name.Name, str, dict[dns.name.Name, TlsaRRset], dict[str, adopt.HostCert]]:
     """The zone, the provider's name, what it publishes there and the certificates given."""
     zone = _name(args.zone, "--zone")
-    if zone == dns.name.root:
-        raise ConfigError("--zone .: the root is not a zone to import TLSA owners from")
     certs = _certificates(args, zone)
     prov = _provider(args)
     try:

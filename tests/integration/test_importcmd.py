@@ -245,5 +245,5 @@ def test_bad_options_are_one_line(tmp_path: Path, args: list[str], needles: list
 def test_the_root_as_zone_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "providers.yaml").write_text(zonefile(tmp_path, []))
     p = run_cli("import", "-c", tmp_path / "providers.yaml", "--zone", ".")
-    assert_one_line_error(p, "--zone .", "root")
+    assert_one_line_error(p, "--zone", "invalid DNS name '.'")
     assert p.returncode == 1 and p.stdout == ""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import difflib
 import os
-import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,11 +18,11 @@ from typing import Any, TypeVar
 import dns.name
 import yaml
 
+from tlsarotate import fqdn
 from tlsarotate.errors import ConfigError
 
 T = TypeVar("T")
 # a host name label (LDH, plus "_" which some operators use); IDNs arrive here as xn--
-_LABEL_RE = re.compile(rb"^(?:[A-Za-z0-9_]|[A-Za-z0-9_][A-Za-z0-9_-]*[A-Za-z0-9_])$")
 
 #: a mapping's keys, each with the node of its key and the node of its value
 Entries = dict[str, tuple[yaml.Node, yaml.Node]]
@@ -156,20 +155,8 @@ class YamlFile:
         return p if p.is_absolute() else self.base / p
 
     def fqdn(self, node: yaml.Node, kp: str) -> dns.name.Name:
-        """An absolute DNS name of at least two labels (a final dot is optional)."""
-        text = self.string(node, kp)
+        """An absolute DNS name of at least two labels (a final dot is optional): fqdn.parse."""
         try:
-            name = dns.name.from_text(text.rstrip(".") + ".")
-        except Exception as e:  # dnspython raises several types
-            raise self.err(node, kp, f"invalid DNS name {text!r}: {e}") from None
-        if len(name.labels) < 2:
-            raise self.err(node, kp, f"invalid DNS name {text!r}")
-        for label in name.labels[:-1]:
-            if not _LABEL_RE.match(label) or len(label) > 63:
-                raise self.err(
-                    node,
-                    kp,
-                    f"invalid DNS name {text!r}: label {label.decode('ascii', 'replace')!r} "
-                    "(use letters, digits, '-' and '_'; no '-' at either end)",
-                )
-        return name
+            return fqdn.parse(self.string(node, kp))
+        except ValueError as e:
+            raise self.err(node, kp, str(e)) from None
