@@ -24,6 +24,7 @@ import dns.name
 import dns.rdataclass
 import dns.rdatatype
 import dns.zone
+from dns.rdtypes.ANY.TLSA import TLSA
 
 from tlsarotate import records
 from tlsarotate.change import TlsaRRset, ZoneChange
@@ -133,6 +134,69 @@ def next_serial(old: int, now: float) -> int:
     return (old + 1) % 2**32 or 1
 
 
+# One record line exactly as :func:`edit` appends it (records.zone_line): an absolute owner of
+# plain labels, a TTL, IN, TLSA, three numbers and one hex string, nothing else on the line.
+_TAIL_LINE = re.compile(
+    r"((?:[A-Za-z0-9_-]+\.)+)[ \t]+(\d{1,9})[ \t]+(?i:IN)[ \t]+(?i:TLSA)[ \t]+"
+    r"(\d{1,3})[ \t]+(\d{1,3})[ \t]+(\d{1,3})[ \t]+([0-9A-Fa-f]+)[ \t]*(?:\r?\n)?"
+)
+_TAIL_SKIP = re.compile(r"[ \t]*(?:;[^\n]*)?(?:\r?\n)?")
+
+
+def _split_tail(
+    text: str, zone: dns.name.Name
+) -> tuple[str, dict[dns.name.Name, list[tuple[int, TLSA]]]]:
+    """``text`` cut in two: the head, for dnspython to parse, and the records of its tail.
+
+    The tail is the longest run of final lines that are each one TLSA record written the way
+    :func:`edit` appends them (or blank, or a comment): the block tlsarotate keeps at the end
+    of a file. Nothing comes after those lines, so no later record can inherit their owner or
+    TTL, and each is read on its own here, the result being the records dnspython would have
+    added (:func:`parse`'s equivalence test compares the two on generated files). Any line of
+    the tail that is not exactly that shape, a name in another zone, a value out of range:
+    the tail ends above it and dnspython reads it with the head, errors and all."""
+    lines = text.splitlines(keepends=True)
+    k = len(lines)
+    found: list[tuple[int, re.Match[str]]] = []
+    while k > 0:
+        line = lines[k - 1]
+        m = _TAIL_LINE.fullmatch(line)
+        if m is None:
+            if _TAIL_SKIP.fullmatch(line) is None:
+                break
+        else:
+            found.append((k - 1, m))
+        k -= 1
+    if not found:
+        return text, {}
+    names: dict[str, dns.name.Name] = {}
+    tail: list[tuple[int, str, int, TLSA]] = []
+    for idx, m in found:
+        owner_text, ttl, u, s, t, data = m.groups()
+        try:
+            owner = names.get(owner_text)
+            if owner is None:
+                owner = names[owner_text] = dns.name.from_text(owner_text)
+            if not owner.is_subdomain(zone):
+                raise ValueError("not in the zone")
+            rd = TLSA(  # type: ignore[no-untyped-call]
+                dns.rdataclass.IN, dns.rdatatype.TLSA, int(u), int(s), int(t), bytes.fromhex(data)
+            )
+        except (ValueError, dns.exception.DNSException):
+            k = idx + 1  # dnspython reads this line and those above it
+            break
+        tail.append((idx, owner_text, int(ttl), rd))
+    # lines of the tail become empty: line numbers in dnspython's errors stay the file's
+    head = "".join(lines[:k]) + "\n" * (len(lines) - k)
+    by_text: dict[str, list[tuple[int, TLSA]]] = {}  # keyed by text: a str keeps its hash
+    for _, owner_text, ttl, rd in reversed(tail):  # in the file's order
+        by_text.setdefault(owner_text, []).append((ttl, rd))
+    by_owner: dict[dns.name.Name, list[tuple[int, TLSA]]] = {}
+    for t, rrs in by_text.items():  # texts that differ in case only are one owner
+        by_owner.setdefault(names[t], []).extend(rrs)
+    return head, by_owner
+
+
 # the last zones parsed, keyed by (filename, origin): (the exact text, its zone), newest last
 _PARSED: OrderedDict[tuple[str, dns.name.Name], tuple[str, dns.zone.Zone]] = OrderedDict()
 _PARSED_MAX = 16
@@ -151,17 +215,38 @@ def parse(text: str, zone: dns.name.Name, where: str, filename: str) -> dns.zone
     if hit is not None and hit[0] == text:
         _PARSED.move_to_end(key)
         return hit[1]
-    try:
-        z = dns.zone.from_text(
-            lf(text), origin=zone, relativize=False, check_origin=True, filename=filename
+    head, tail = _split_tail(text, zone)
+    z = _from_text(head, zone, where, filename)
+    if any(_has_cname(z, owner) for owner in tail):
+        z = _from_text(text, zone, where, filename)  # CNAME and other data: dnspython says
+        tail = {}
+    for owner, rrs in tail.items():
+        rds = z.find_node(owner, create=True).find_rdataset(
+            dns.rdataclass.IN, dns.rdatatype.TLSA, create=True
         )
-    except dns.exception.DNSException as e:
-        raise ProviderError(f"{where}: cannot parse as zone {zone}: {e}") from None
+        for ttl, rd in rrs:
+            rds.add(rd, ttl)
     _PARSED[key] = (text, z)
     _PARSED.move_to_end(key)
     while len(_PARSED) > _PARSED_MAX:
         _PARSED.popitem(last=False)
     return z
+
+
+def _from_text(text: str, zone: dns.name.Name, where: str, filename: str) -> dns.zone.Zone:
+    try:
+        return dns.zone.from_text(
+            lf(text), origin=zone, relativize=False, check_origin=True, filename=filename
+        )
+    except dns.exception.DNSException as e:
+        raise ProviderError(f"{where}: cannot parse as zone {zone}: {e}") from None
+
+
+def _has_cname(z: dns.zone.Zone, owner: dns.name.Name) -> bool:
+    node = z.get_node(owner)
+    return (
+        node is not None and node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.CNAME) is not None
+    )
 
 
 def tlsa(z: dns.zone.Zone, owner: dns.name.Name) -> TlsaRRset | None:
