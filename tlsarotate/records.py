@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import dns.exception
 import dns.name
@@ -149,7 +149,38 @@ def from_text(text: str) -> TLSA:
 
 def owner_name(host: str, port: int, proto: str = "tcp") -> dns.name.Name:
     """``_25._tcp.mx.example.com.``"""
-    return dns.name.from_text(f"_{port}._{proto}.{host.rstrip('.')}.")
+    return OwnerName(dns.name.from_text(f"_{port}._{proto}.{host.rstrip('.')}.").labels)
+
+
+class OwnerName(dns.name.Name):
+    """A TLSA owner name that hashes once and is written as text once: dnspython's
+    :class:`~dns.name.Name` computes its hash byte by byte on every dict or set lookup, and
+    the planner keys a dozen per-owner dicts by owner (issue #16: half a million hashes in one
+    plan of 10,000 owners), and names every owner in plan and state. The same name in every
+    other respect (equal to, and hashing like, the plain Name of the same
+    labels); names derived from it (``parent()``, ``relativize()``) are plain Names."""
+
+    __slots__ = ("_hash", "_text")
+    _hash: int
+    _text: str | None
+
+    def __init__(self, labels: Iterable[bytes | str]) -> None:
+        super().__init__(labels)
+        object.__setattr__(self, "_hash", hash(super().__hash__()))
+        object.__setattr__(self, "_text", None)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def to_text(self, omit_final_dot: bool = False, *args: Any, **kwargs: Any) -> str:
+        if omit_final_dot or args or kwargs:  # (dnspython 2.7 added a style)
+            return super().to_text(omit_final_dot, *args, **kwargs)
+        if self._text is None:  # and the text too: plan and state name every owner
+            object.__setattr__(self, "_text", super().to_text())
+        return self._text  # type: ignore[return-value]
+
+    def __reduce__(self) -> tuple[type[OwnerName], tuple[tuple[bytes, ...]]]:
+        return (OwnerName, (self.labels,))  # a copy or an unpickled one hashes again
 
 
 def zone_line(owner: dns.name.Name, ttl: int, rd: TLSA) -> str:

@@ -144,3 +144,22 @@ def test_owner_name_and_zone_line() -> None:
     line = records.zone_line(owner, 300, rd)
     assert line == f"_25._tcp.mx.example.test. 300 IN TLSA 3 1 1 {rd.cert.hex()}"
     assert records.owner_name("mail.example.test", 443, "udp").to_text().startswith("_443._udp.")
+
+
+def test_owner_names_hash_once_and_behave_as_plain_names() -> None:
+    import copy
+    import pickle
+
+    owner = records.owner_name("MX.Example.test", 25)
+    plain = dns.name.from_text("_25._tcp.mx.example.TEST.")
+    assert owner == plain and hash(owner) == hash(plain) == hash(dns.name.Name(plain.labels))
+    assert {plain: 1}[owner] == 1 and {owner: 2}[plain] == 2
+    assert owner.to_text() == "_25._tcp.MX.Example.test."
+    for again in (pickle.loads(pickle.dumps(owner)), copy.copy(owner), copy.deepcopy(owner)):
+        assert again == owner and hash(again) == hash(owner)
+    assert owner.parent() == dns.name.from_text("_tcp.mx.example.test.")
+    # the hash is kept, not recomputed per lookup (the point of the class)
+    assert owner._hash == hash(plain)
+    assert owner.to_text() == owner.to_text() == "_25._tcp.MX.Example.test."
+    assert owner.to_text(omit_final_dot=True) == "_25._tcp.MX.Example.test"
+    assert str(owner) == owner.to_text() and owner.to_unicode() == "_25._tcp.MX.Example.test."

@@ -7,6 +7,7 @@ optional next certificate (:class:`CertPaths`).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,7 +117,16 @@ class Service:
 
     @property
     def owners(self) -> list[dns.name.Name]:
-        return [records.owner_name(h, p, self.protocol) for h in self.hosts for p in self.ports]
+        return list(_owners(self.hosts, self.ports, self.protocol))
+
+
+@functools.lru_cache(maxsize=4096)
+def _owners(
+    hosts: tuple[str, ...], ports: tuple[int, ...], protocol: str
+) -> tuple[dns.name.Name, ...]:
+    """A service's TLSA owner names, made once: every command asks for them per step, and the
+    same name objects make the planner's per-owner dicts cheap (a lookup by the very key)."""
+    return tuple(records.owner_name(h, p, protocol) for h in hosts for p in ports)
 
 
 @dataclass(frozen=True)

@@ -170,6 +170,7 @@ def _split_tail(
     if not found:
         return text, {}
     names: dict[str, dns.name.Name] = {}
+    rdatas: dict[tuple[str, ...], TLSA] = {}  # rdata are immutable: one object per text
     tail: list[tuple[int, str, int, TLSA]] = []
     for idx, m in found:
         owner_text, ttl, u, s, t, data = m.groups()
@@ -179,9 +180,16 @@ def _split_tail(
                 owner = names[owner_text] = dns.name.from_text(owner_text)
             if not owner.is_subdomain(zone):
                 raise ValueError("not in the zone")
-            rd = TLSA(  # type: ignore[no-untyped-call]
-                dns.rdataclass.IN, dns.rdatatype.TLSA, int(u), int(s), int(t), bytes.fromhex(data)
-            )
+            rd = rdatas.get((u, s, t, data))
+            if rd is None:  # the owners of a service mostly hold the same records
+                rd = rdatas[(u, s, t, data)] = TLSA(  # type: ignore[no-untyped-call]
+                    dns.rdataclass.IN,
+                    dns.rdatatype.TLSA,
+                    int(u),
+                    int(s),
+                    int(t),
+                    bytes.fromhex(data),
+                )
         except (ValueError, dns.exception.DNSException):
             k = idx + 1  # dnspython reads this line and those above it
             break
