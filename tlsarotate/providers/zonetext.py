@@ -251,7 +251,7 @@ def _from_text(text: str, zone: dns.name.Name, where: str, filename: str) -> dns
 
 
 def _has_cname(z: dns.zone.Zone, owner: dns.name.Name) -> bool:
-    node = z.get_node(owner)
+    node = z.nodes.get(owner)  # (absolute names: get_node's name checks cost more than this)
     return (
         node is not None and node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.CNAME) is not None
     )
@@ -259,7 +259,7 @@ def _has_cname(z: dns.zone.Zone, owner: dns.name.Name) -> bool:
 
 def tlsa(z: dns.zone.Zone, owner: dns.name.Name) -> TlsaRRset | None:
     """The TLSA RRset at ``owner`` in ``z`` (None: none)."""
-    node = z.get_node(owner)
+    node = z.nodes.get(owner)  # the zones here are parsed with relativize=False
     if node is None:
         return None
     rds = node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.TLSA)
