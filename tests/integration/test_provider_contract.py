@@ -90,7 +90,7 @@ class Helpers:
     secrets: Sequence[str] = field(default_factory=tuple)
     # the TXT RRset at a name changed behind the provider's back (None: the provider has no
     # TXT support, ``capabilities.txt`` is False)
-    txt_writer: Callable[[dns.name.Name, TxtRRset | None], None] | None = None
+    txt_writer: Callable[[dns.name.Name, TxtRRset | None], object] | None = None
     # a known product bug, reported: a change too big for one write is split into more writes
     # than needed (the outcome is still checked; only the count is excused)
 
@@ -237,8 +237,9 @@ def cloudflare_case(request: pytest.FixtureRequest) -> Iterator[Case]:
         for rec in fake.list_records(zid):
             if rec["name"] == text and rec["type"] == "TXT":
                 fake.delete_record(zid, rec["id"])
-        for t in new.texts() if new else []:
-            fake.put_record(zid, {"type": "TXT", "name": text, "ttl": new.ttl, "content": t})
+        if new is not None:
+            for t in new.texts():
+                fake.put_record(zid, {"type": "TXT", "name": text, "ttl": new.ttl, "content": t})
 
     @contextlib.contextmanager
     def bad_auth() -> Iterator[Provider]:
@@ -586,6 +587,7 @@ def octodns_bind_case(request: pytest.FixtureRequest) -> Iterator[Case]:
                 1, math.ceil(sum(c.old != c.new for c in change.changes) / 1000)
             ),
             secrets=(bind.key_secret, WRONG_TSIG),
+            txt_writer=lambda name, new: bind.update(ZONE, build=update_txt(name, new)),
         ),
     )
 
@@ -623,6 +625,14 @@ def octodns_powerdns_case(request: pytest.FixtureRequest) -> Iterator[Case]:
     def second_writer(o: dns.name.Name, new: TlsaRRset | None) -> None:
         pdns.set_tlsa(o, new.ttl if new else 300, new.texts() if new else None)
 
+    def txt_writer(name: dns.name.Name, new: TxtRRset | None) -> None:
+        change: dict[str, Any] = {"name": name.to_text(), "type": "TXT"}
+        if new is None:
+            pdns.patch([{**change, "changetype": "DELETE"}])
+            return
+        recs = [{"content": t, "disabled": False} for t in new.texts()]
+        pdns.patch([{**change, "ttl": new.ttl, "changetype": "REPLACE", "records": recs}])
+
     @contextlib.contextmanager
     def bad_auth() -> Iterator[Provider]:
         mp.setenv("TLSAROTATE_TEST_OCTO_PDNS_WRONG", "wrong-api-key-7a6b5c")
@@ -638,6 +648,7 @@ def octodns_powerdns_case(request: pytest.FixtureRequest) -> Iterator[Case]:
             second_writer=second_writer,
             bad_auth=bad_auth,
             secrets=(pdns.api_key, "wrong-api-key-7a6b5c"),
+            txt_writer=txt_writer,
         ),
     )
 
@@ -933,7 +944,7 @@ def txt(ttl: int, *recs: tuple[bytes, ...]) -> TxtRRset:
     return TxtRRset.of(ttl, recs)
 
 
-def txt_case(case: Case) -> Callable[[dns.name.Name, TxtRRset | None], None] | None:
+def txt_case(case: Case) -> Callable[[dns.name.Name, TxtRRset | None], object] | None:
     """The case's TXT writer, the name cleared (session servers keep what a test left); a
     provider without TXT support (refused at config load, test_tlsrpt_record.py) must say so
     in one line when asked anyway: None then, the test ends there."""

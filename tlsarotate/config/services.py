@@ -205,11 +205,12 @@ def _tlsrpt_record(
         return u
 
     rua = doc.sequence(m["rua"][1], f"{kp}.rua", uri)
-    if not registry.get_class(pc.type).capabilities.txt:
+    problem = registry.get_class(pc.type).txt_problem(pc.options)
+    if problem:
         raise doc.err(
             node,
             kp,
-            f"provider {pc.name} ({pc.type}) cannot write TXT records; "
+            f"provider {pc.name} ({pc.type}) {problem}; "
             "publish the TLSRPT record another way and remove tlsrpt_record",
         )
     return TlsrptRecord(domain, rua)

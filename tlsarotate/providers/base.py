@@ -249,6 +249,12 @@ class Provider(ABC):
         """Validate what a service asks of this backend (``validate``): its zone and TTL. Raise
         :class:`~tlsarotate.errors.ConfigError` saying why; never touches DNS."""
 
+    @classmethod
+    def txt_problem(cls, options: Mapping[str, Any]) -> str | None:
+        """Why this backend cannot keep a TXT RRset (a service's ``tlsrpt_record``) with these
+        options, in words (None: it can); asked when the config is loaded."""
+        return None if cls.capabilities.txt else "cannot write TXT records"
+
     # -- what a backend writes ---------------------------------------------------------------
 
     @abstractmethod
@@ -378,6 +384,17 @@ class Provider(ABC):
                     e.part, e.parts, e.written, e.unit = i + 1, len(parts), i, self.part_unit
                 raise
         return WriteResult(tuple(tokens))
+
+    def poll(self, done: Callable[[], bool], limit: float, step: float = 0.1) -> bool:
+        """Call ``done`` every ``step`` seconds (the context's clock) until it is true (True)
+        or ``limit`` seconds passed (False)."""
+        waited = 0.0
+        while not done():
+            if waited >= limit:
+                return False
+            self.context.clock.sleep(step)
+            waited += step
+        return True
 
     def _pace(self) -> None:
         """Sleep (on the context's clock) until a write respects ``limits.writes_per_minute``."""

@@ -408,15 +408,12 @@ class RFC2136Provider(Provider):
                 f"{dns.rcode.to_text(rc)}{self._hint(rc, zone, update=True)}"
             )
         # inline signing serves an UPDATE a moment after answering it: done once served
-        limit, waited, step = max(10.0, self.timeout * 4), 0.0, 0.1
-        while self.read_txt(zone, name) != new:
-            if waited >= limit:
-                raise self.error(
-                    f"the UPDATE of the TXT RRset at {name} was answered but not served within "
-                    f"{limit:g}s; re-run to check"
-                )
-            self.context.clock.sleep(step)
-            waited += step
+        limit = max(10.0, self.timeout * 4)
+        if not self.poll(lambda: self.read_txt(zone, name) == new, limit):
+            raise self.error(
+                f"the UPDATE of the TXT RRset at {name} was answered but not served within "
+                f"{limit:g}s; re-run to check"
+            )
         return WriteToken()
 
     def _concurrent(self, change: ZoneChange, rc: dns.rcode.Rcode) -> ConcurrentChangeError:
