@@ -135,3 +135,30 @@ services:
     msg = str(e.value)
     assert "line 10" in msg or ":10" in msg, msg
     assert "provider mem (memory) cannot write TXT records" in msg, msg
+
+
+def test_check_warns_until_the_record_is_the_configured_one(world: SimWorld) -> None:
+    cfg = world_config(world, service=RECORD)
+    prom = world.tmp / "tlsarotate.prom"
+    proc = run_cli("-c", cfg, "check", "--no-live", "--prometheus", prom)
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # WARNING
+    assert (
+        f"tlsrpt_record: TXT {NAME} has no TLSRPT record; configured: {WANT!r}; "
+        "tlsarotate apply writes it"
+    ) in proc.stdout
+    metric = f'tlsarotate_tlsrpt_record_ok{{service="mail",owner="{NAME}"}}'
+    assert f"{metric} 0\n" in prom.read_text()
+    doc = validate("check", run_cli("-c", cfg, "check", "--no-live", "--output", "json").stdout)
+    assert any("tlsrpt_record" in f["message"] for f in doc["findings"])
+
+    assert run_cli("-c", cfg, "apply").returncode == 0
+    proc = run_cli("-c", cfg, "check", "--no-live", "--prometheus", prom)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "tlsrpt_record" not in proc.stdout
+    assert f"{metric} 1\n" in prom.read_text()
+
+    zone = world.tmp / "example.test.zone"  # someone edits it by hand
+    zone.write_text(zone.read_text().replace("mailto:tlsrpt@", "mailto:other@"))
+    proc = run_cli("-c", cfg, "check", "--no-live", "--prometheus", prom)
+    assert proc.returncode == 1 and "holds 'v=TLSRPTv1; rua=mailto:other@" in proc.stdout
+    assert f"{metric} 0\n" in prom.read_text()
