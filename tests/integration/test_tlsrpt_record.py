@@ -162,3 +162,15 @@ def test_check_warns_until_the_record_is_the_configured_one(world: SimWorld) -> 
     proc = run_cli("-c", cfg, "check", "--no-live", "--prometheus", prom)
     assert proc.returncode == 1 and "holds 'v=TLSRPTv1; rua=mailto:other@" in proc.stdout
     assert f"{metric} 0\n" in prom.read_text()
+
+
+def test_a_refused_txt_write_is_one_line_and_nothing_changes(world: SimWorld) -> None:
+    cfg = world_config(world, service=RECORD)
+    zone = world.tmp / "example.test.zone"
+    reload = '    reload: ["false"]\n'  # the zone's server refuses to load it
+    cfg.write_text(cfg.read_text().replace(f"    path: {zone}\n", f"    path: {zone}\n{reload}"))
+    before = zone.read_text()
+    proc = run_cli("-c", cfg, "apply")
+    assert_one_line_error(proc, "provider 'dns' (zonefile)", "reload command 'false' failed")
+    assert "the previous zone file was restored" in proc.stderr
+    assert zone.read_text() == before
