@@ -49,6 +49,7 @@ def test_good_rua(uri: str) -> None:
         ("mailto:a@example.test,mailto:b@example.test", "%2C and %3B"),
         ("mailto:a b@example.test", "no spaces"),
         ("https://a.example.test/\x00", "no spaces or control characters"),
+        ("mailto:r\u00e9@example.test", "a URI is ASCII"),
     ],
 )
 def test_bad_rua(uri: str, needle: str) -> None:

@@ -265,7 +265,14 @@ class OctoDnsProvider(Provider):
             desired.add_record(r, lenient=True)
         if new is not None:
             rel = name.relativize(zone).to_text() if name != zone else ""
-            desired.add_record(Record.new(desired, rel, bridge.txt_data(new)))
+            try:
+                data = bridge.txt_data(new)
+            except UnicodeDecodeError:
+                raise self.error(
+                    f"a TXT record at {name} is not ASCII text: octoDNS would rewrite it; "
+                    "nothing was written"
+                ) from None
+            desired.add_record(Record.new(desired, rel, data))
         plan = self._call("plan", zone, self.octo.plan, desired)
         if plan is None:
             return WriteToken()

@@ -37,6 +37,8 @@ def rua_problem(uri: str) -> str | None:
     percent-encoded."""
     if any(c.isspace() for c in uri) or not uri.isprintable():
         return f"{uri!r}: a URI has no spaces or control characters"
+    if not uri.isascii():
+        return f"{uri!r}: a URI is ASCII (percent-encode the rest, RFC 3986)"
     if "," in uri or ";" in uri:
         return f"{uri!r}: ',' and ';' separate URIs and fields: write them %2C and %3B"
     scheme, sep, rest = uri.partition(":")
