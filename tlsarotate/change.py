@@ -15,7 +15,10 @@ from dataclasses import dataclass
 
 import dns.name
 import dns.rdataset
+from dns.rdataclass import IN
+from dns.rdatatype import TXT as TXT_TYPE
 from dns.rdtypes.ANY.TLSA import TLSA
+from dns.rdtypes.ANY.TXT import TXT
 
 from tlsarotate import records
 
@@ -42,6 +45,40 @@ class TlsaRRset:
 
     def same_records(self, other: TlsaRRset | None) -> bool:
         return other is not None and self.records == other.records
+
+
+@dataclass(frozen=True)
+class TxtRRset:
+    """The TXT RRset at one name, as a provider reads and writes it for
+    :meth:`~tlsarotate.providers.base.Provider.write_txt`: each record is its character-strings
+    (RFC 1035 §3.3.14; one record longer than 255 bytes is several strings)."""
+
+    ttl: int
+    records: frozenset[tuple[bytes, ...]]
+
+    @classmethod
+    def of(cls, ttl: int, recs: Iterable[Iterable[bytes]]) -> TxtRRset:
+        return cls(int(ttl), frozenset(tuple(r) for r in recs))
+
+    @classmethod
+    def from_rdataset(cls, rds: dns.rdataset.Rdataset) -> TxtRRset:
+        return cls.of(rds.ttl, [tuple(rd.strings) for rd in rds])
+
+    def sorted(self) -> list[tuple[bytes, ...]]:
+        return sorted(self.records)
+
+    def rdatas(self) -> list[TXT]:
+        return [TXT(IN, TXT_TYPE, r) for r in self.sorted()]
+
+    def texts(self) -> list[str]:
+        """Each record in zone-file form: ``"v=TLSRPTv1; rua=..." "more"``."""
+        return [rd.to_text() for rd in self.rdatas()]
+
+    def to_rdataset(self) -> dns.rdataset.Rdataset:
+        rds = dns.rdataset.Rdataset(IN, TXT_TYPE)
+        for rd in self.rdatas():
+            rds.add(rd, self.ttl)
+        return rds
 
 
 Published = Mapping[dns.name.Name, TlsaRRset]

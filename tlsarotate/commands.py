@@ -20,6 +20,9 @@ from tlsarotate.plan_render import exit_code, plan_exit_code, plan_json, plan_te
 from tlsarotate.planner import Plan
 from tlsarotate.providers.base import ProviderContext
 from tlsarotate.stores import make_store
+from tlsarotate.tlsrpt import publish
+from tlsarotate.tlsrpt import record as tlsrpt_record
+from tlsarotate.tlsrpt.record import TxtPlan
 
 
 def _setup(args: argparse.Namespace, persist: bool = True) -> tuple[config.Config, Engine]:
@@ -85,14 +88,27 @@ def _select(cfg: config.Config, args: argparse.Namespace) -> tuple[config.Servic
     return svcs
 
 
-def _emit(plans: Sequence[Plan], output: str, now: float, code: int) -> int:
+def _emit(
+    plans: Sequence[Plan], output: str, now: float, code: int, txt: Sequence[TxtPlan] = ()
+) -> int:
+    records = {t.service: t for t in txt}  # the services' TLSRPT records (tlsrpt_record)
     if output == "json":
-        doc = {**jsondoc.head("plan"), "exit": code, "services": [plan_json(p, now) for p in plans]}
+        docs = [plan_json(p, now) for p in plans]
+        for d in docs:
+            if d["service"] in records:
+                d["tlsrpt_record"] = tlsrpt_record.as_json(records[d["service"]])
+        doc = {**jsondoc.head("plan"), "exit": code, "services": docs}
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
     else:
         for p in plans:
-            sys.stdout.write("\n".join(plan_text(p, now)) + "\n")
+            extra = tlsrpt_record.lines(records[p.service]) if p.service in records else []
+            sys.stdout.write("\n".join(plan_text(p, now) + extra) + "\n")
     return code
+
+
+def _txt_code(code: int, txt: Sequence[TxtPlan]) -> int:
+    """``plan``'s code with the TLSRPT records: a TXT write to make is a step now (2)."""
+    return 2 if code in (0, 4) and any(t.pending for t in txt) else code
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -100,7 +116,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
     svcs = _select(cfg, args)
     with contextlib.closing(engine):
         plans = engine.step(svcs, act=False)
-    return _emit(plans, args.output, engine.clock.now(), plan_exit_code(plans))
+        txt = publish.plans(svcs, engine.providers)
+    code = _txt_code(plan_exit_code(plans), txt)
+    return _emit(plans, args.output, engine.clock.now(), code, txt)
 
 
 class _Countdown:
@@ -183,8 +201,9 @@ def cmd_apply(args: argparse.Namespace) -> int:
     timeout = args.lock_timeout if args.lock_timeout is not None else cfg.lock_timeout
     with contextlib.closing(engine):  # each step takes the locks; a wait holds none
         plans = engine.run(svcs, wait=args.wait, lock_timeout=timeout)
+        txt = publish.apply(svcs, engine.providers, on_event)
     if args.output == "json":
-        return _emit(plans, "json", engine.clock.now(), exit_code(plans))
+        return _emit(plans, "json", engine.clock.now(), exit_code(plans), txt)
     return exit_code(plans)
 
 

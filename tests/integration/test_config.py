@@ -818,6 +818,7 @@ def _schema_keys() -> dict[str, set[str]]:
         "next_key": set(schema.NEXT_KEY_KEYS),
         "state": set(schema.STATE_KEYS),
         "tlsrpt": set(schema.TLSRPT_KEYS),
+        "tlsrpt_record": set(schema.TLSRPT_RECORD_KEYS),
     }
     for ptype in sorted(set(BUILTIN) - {STANDIN}):
         cls = get_class(ptype)  # a built-in that cannot be imported fails this test

@@ -57,7 +57,7 @@ from tests.support.moto_server import DUMMY_SECRET, CountingClient, moto_post, r
 from tests.support.powerdns import powerdns, powerdns_server  # noqa: F401  (octodns-powerdns)
 from tests.support.servers import bind, bind_servers  # noqa: F401  (real BIND for rfc2136)
 from tlsarotate import records
-from tlsarotate.change import OwnerChange, TlsaRRset, ZoneChange
+from tlsarotate.change import OwnerChange, TlsaRRset, TxtRRset, ZoneChange
 from tlsarotate.errors import ConcurrentChangeError, ProviderError
 from tlsarotate.providers import Provider, ProviderContext
 
@@ -88,6 +88,9 @@ class Helpers:
     missing_zone: dns.name.Name = MISSING
     expected_writes: Callable[[ZoneChange], int] = lambda change: 1
     secrets: Sequence[str] = field(default_factory=tuple)
+    # the TXT RRset at a name changed behind the provider's back (None: the provider has no
+    # TXT support, ``capabilities.txt`` is False)
+    txt_writer: Callable[[dns.name.Name, TxtRRset | None], object] | None = None
     # a known product bug, reported: a change too big for one write is split into more writes
     # than needed (the outcome is still checked; only the count is excused)
 
@@ -150,6 +153,25 @@ def route53_case(request: pytest.FixtureRequest) -> Iterator[Case]:
             )
         raw.change_resource_record_sets(HostedZoneId=zid, ChangeBatch={"Changes": changes})
 
+    def txt_writer(name: dns.name.Name, new: TxtRRset | None) -> None:
+        cur = raw.list_resource_record_sets(
+            HostedZoneId=zid, StartRecordName=name.to_text(), StartRecordType="TXT", MaxItems="1"
+        )["ResourceRecordSets"]
+        changes: list[dict[str, Any]] = []
+        if cur and cur[0]["Type"] == "TXT" and dns.name.from_text(cur[0]["Name"]) == name:
+            changes.append({"Action": "DELETE", "ResourceRecordSet": cur[0]})
+        if new is not None:
+            values = [{"Value": t} for t in new.texts()]
+            rrset = {
+                "Name": name.to_text(),
+                "Type": "TXT",
+                "TTL": new.ttl,
+                "ResourceRecords": values,
+            }
+            changes.append({"Action": "CREATE", "ResourceRecordSet": rrset})
+        if changes:
+            raw.change_resource_record_sets(HostedZoneId=zid, ChangeBatch={"Changes": changes})
+
     @contextlib.contextmanager
     def bad_auth() -> Iterator[Provider]:
         moto_post(url, "/moto-api/reset-auth", b"0")  # moto now checks IAM credentials
@@ -167,6 +189,7 @@ def route53_case(request: pytest.FixtureRequest) -> Iterator[Case]:
             bad_auth=bad_auth,
             expected_writes=route53_expected_writes,
             secrets=(DUMMY_SECRET,),
+            txt_writer=txt_writer,
         ),
     )
 
@@ -209,6 +232,15 @@ def cloudflare_case(request: pytest.FixtureRequest) -> Iterator[Case]:
                 },
             )
 
+    def txt_writer(name: dns.name.Name, new: TxtRRset | None) -> None:
+        text = name.to_text(omit_final_dot=True)
+        for rec in fake.list_records(zid):
+            if rec["name"] == text and rec["type"] == "TXT":
+                fake.delete_record(zid, rec["id"])
+        if new is not None:
+            for t in new.texts():
+                fake.put_record(zid, {"type": "TXT", "name": text, "ttl": new.ttl, "content": t})
+
     @contextlib.contextmanager
     def bad_auth() -> Iterator[Provider]:
         mp.setenv("TLSAROTATE_TEST_CF_BAD", "cf-wrong-token-0a9b8c7d")
@@ -231,6 +263,7 @@ def cloudflare_case(request: pytest.FixtureRequest) -> Iterator[Case]:
             bad_auth=bad_auth,
             expected_writes=expected,
             secrets=(CF_TOKEN, "cf-wrong-token-0a9b8c7d"),
+            txt_writer=txt_writer,
         ),
     )
 
@@ -299,12 +332,24 @@ def zonefile_case(request: pytest.FixtureRequest) -> Iterator[Case]:
         cur = other.read(ZONE, [o]).get(o)
         other.apply(ZoneChange(ZONE, (OwnerChange(o, cur, new),)))
 
+    def txt_writer(name: dns.name.Name, new: TxtRRset | None) -> None:  # a hand edit
+        import dns.zone
+
+        z = dns.zone.from_text(path.read_text(), ZONE, relativize=False)
+        z.delete_rdataset(name, "TXT")
+        if new is not None:
+            z.replace_rdataset(name, new.to_rdataset())
+        soa = z.find_rdataset(ZONE, "SOA")
+        soa.add(soa[0].replace(serial=soa[0].serial + 1), soa.ttl)  # type: ignore[attr-defined]
+        path.write_text(z.to_text(relativize=False))
+
     yield Case(
         prov,
         ZONE,
         Helpers(
             writes=lambda: len(reloads),
             second_writer=second_writer,
+            txt_writer=txt_writer,
         ),
     )
 
@@ -324,6 +369,7 @@ def memory_case(request: pytest.FixtureRequest) -> Iterator[Case]:
         Helpers(
             writes=lambda: len(prov.writes),
             second_writer=second_writer,
+            txt_writer=lambda name, new: prov.set_txt(ZONE, name, new),
         ),
     )
 
@@ -431,8 +477,20 @@ def rfc2136_case(request: pytest.FixtureRequest) -> Iterator[Case]:
             bad_auth=bad_auth,
             expected_writes=lambda change: rfc2136_expected_writes(change, bind.keyring),
             secrets=(bind.key_secret, "d3JvbmcgYnV0IHZhbGlkIGJhc2U2NCBzZWNyZXQ="),
+            txt_writer=lambda name, new: bind.update(ZONE, build=update_txt(name, new)),
         ),
     )
+
+
+def update_txt(name: dns.name.Name, new: TxtRRset | None) -> Callable[[Any], None]:
+    """An UPDATE's contents making the TXT RRset at ``name`` ``new``: another client."""
+
+    def build(m: Any) -> None:
+        m.delete(name, "TXT")
+        if new is not None:
+            m.add(name, new.to_rdataset())
+
+    return build
 
 
 OCTO_TSIG_ENV = "TLSAROTATE_TEST_OCTO_TSIG"
@@ -529,6 +587,7 @@ def octodns_bind_case(request: pytest.FixtureRequest) -> Iterator[Case]:
                 1, math.ceil(sum(c.old != c.new for c in change.changes) / 1000)
             ),
             secrets=(bind.key_secret, WRONG_TSIG),
+            txt_writer=lambda name, new: bind.update(ZONE, build=update_txt(name, new)),
         ),
     )
 
@@ -566,6 +625,14 @@ def octodns_powerdns_case(request: pytest.FixtureRequest) -> Iterator[Case]:
     def second_writer(o: dns.name.Name, new: TlsaRRset | None) -> None:
         pdns.set_tlsa(o, new.ttl if new else 300, new.texts() if new else None)
 
+    def txt_writer(name: dns.name.Name, new: TxtRRset | None) -> None:
+        change: dict[str, Any] = {"name": name.to_text(), "type": "TXT"}
+        if new is None:
+            pdns.patch([{**change, "changetype": "DELETE"}])
+            return
+        recs = [{"content": t, "disabled": False} for t in new.texts()]
+        pdns.patch([{**change, "ttl": new.ttl, "changetype": "REPLACE", "records": recs}])
+
     @contextlib.contextmanager
     def bad_auth() -> Iterator[Provider]:
         mp.setenv("TLSAROTATE_TEST_OCTO_PDNS_WRONG", "wrong-api-key-7a6b5c")
@@ -581,6 +648,7 @@ def octodns_powerdns_case(request: pytest.FixtureRequest) -> Iterator[Case]:
             second_writer=second_writer,
             bad_auth=bad_auth,
             secrets=(pdns.api_key, "wrong-api-key-7a6b5c"),
+            txt_writer=txt_writer,
         ),
     )
 
@@ -638,6 +706,7 @@ def knot_case(request: pytest.FixtureRequest) -> Iterator[Case]:
             bad_auth=bad_auth,
             expected_writes=lambda change: rfc2136_expected_writes(change, server.keyring),
             secrets=(server.key_secret, wrong),
+            txt_writer=lambda name, new: server.update(ZONE, update_txt(name, new)),
         ),
     )
 
@@ -861,3 +930,95 @@ def test_list_owners(list_case: tuple[str, Case]) -> None:
         return
     # only the owners holding TLSA, sorted; the zone's other names (SOA, NS, A) are not listed
     assert case.provider.list_owners(case.zone) == [A, C]
+
+
+# -- TXT RRsets (capabilities.txt: a service's TLSRPT record) ----------------------------------
+
+T = dns.name.from_text("_smtp._tls.example.test.")
+OTHER = (b"site-verification=0123456789",)
+OLD = (b"v=TLSRPTv1; rua=mailto:old@example.test",)
+LONG = (b"v=TLSRPTv1; rua=" + b",".join(b"mailto:r%d@example.test" % i for i in range(20)),)
+
+
+def txt(ttl: int, *recs: tuple[bytes, ...]) -> TxtRRset:
+    return TxtRRset.of(ttl, recs)
+
+
+def txt_case(case: Case) -> Callable[[dns.name.Name, TxtRRset | None], object] | None:
+    """The case's TXT writer, the name cleared (session servers keep what a test left); a
+    provider without TXT support (refused at config load, test_tlsrpt_record.py) must say so
+    in one line when asked anyway: None then, the test ends there."""
+    if case.helpers.txt_writer is None:
+        assert not case.provider.capabilities.txt
+        for call in (
+            lambda: case.provider.read_txt(case.zone, T),
+            lambda: case.provider.apply_txt(case.zone, T, None, txt(300, OLD)),
+        ):
+            with pytest.raises(ProviderError) as ei:
+                call()
+            assert_one_line(ei.value, "cannot ", "TXT records")
+        return None
+    assert case.provider.capabilities.txt
+    case.helpers.txt_writer(T, None)
+    return case.helpers.txt_writer
+
+
+def test_txt_add_replace_delete(case: Case) -> None:
+    if txt_case(case) is None:
+        return
+    p = case.provider
+    assert p.read_txt(case.zone, T) is None
+    p.apply_txt(case.zone, T, None, txt(300, OLD))
+    assert p.read_txt(case.zone, T) == txt(300, OLD)
+    long = tuple(LONG[0][i : i + 255] for i in range(0, len(LONG[0]), 255))  # two strings
+    assert len(long) == 2
+    p.apply_txt(case.zone, T, txt(300, OLD), txt(600, long))
+    assert p.read_txt(case.zone, T) == txt(600, long)
+    p.apply_txt(case.zone, T, txt(600, long), None)
+    assert p.read_txt(case.zone, T) is None
+
+
+def test_txt_other_records_and_tlsa_stay(case: Case) -> None:
+    """Replacing the TLSRPT record keeps the other TXT records at the name and every TLSA."""
+    from tlsarotate.tlsrpt import record
+
+    writer = txt_case(case)
+    if writer is None:
+        return
+    apply_to(case, {A: rr(300, rd(1))})
+    writer(T, txt(300, OTHER, OLD))
+    current = case.provider.read_txt(case.zone, T)
+    assert current == txt(300, OTHER, OLD)
+    plan = record.plan("mail", T, current, ["mailto:new@example.test"], 3600)
+    case.provider.apply_txt(case.zone, T, plan.current, plan.new)
+    new = (b"v=TLSRPTv1; rua=mailto:new@example.test",)
+    assert case.provider.read_txt(case.zone, T) == txt(300, OTHER, new)
+    assert (
+        record.plan("mail", T, txt(300, OTHER, new), ["mailto:new@example.test"], 1).state == "ok"
+    )
+    assert case.provider.read(case.zone, [A]) == {A: rr(300, rd(1))}
+
+
+def test_txt_concurrent_change_is_refused_and_nothing_written(case: Case) -> None:
+    writer = txt_case(case)
+    if writer is None:
+        return
+    case.provider.apply_txt(case.zone, T, None, txt(300, OLD))
+    writer(T, txt(300, OLD, OTHER))  # another writer adds a record after our read
+    with pytest.raises(ConcurrentChangeError) as ei:
+        case.provider.apply_txt(
+            case.zone, T, txt(300, OLD), txt(300, (b"v=TLSRPTv1; rua=mailto:mine@example.test",))
+        )
+    assert_one_line(ei.value, str(T))
+    assert case.provider.read_txt(case.zone, T) == txt(300, OLD, OTHER)
+
+
+def test_txt_write_refused_by_the_server_is_one_line(auth_case: Case) -> None:
+    case = auth_case
+    if txt_case(case) is None:
+        return
+    assert case.helpers.bad_auth is not None
+    with case.helpers.bad_auth() as bad, pytest.raises(ProviderError) as ei:
+        bad.apply_txt(case.zone, T, None, txt(300, OLD))
+    assert_one_line(ei.value, "authentication", secrets=case.helpers.secrets)
+    assert case.provider.read_txt(case.zone, T) is None

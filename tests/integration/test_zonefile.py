@@ -270,3 +270,31 @@ def test_zone_file_that_is_a_fifo_is_one_line(tmp_path: Path) -> None:
     assert str(ei.value) == (
         f"provider 'zf' (zonefile): {zone_path}: is a FIFO (named pipe), expected a zone file"
     )
+
+
+def test_txt_record_written_is_served_by_bind_and_a_failing_reload_restores(
+    layout: tuple[Path, Path, Named],
+) -> None:
+    """A service's TLSRPT record through the zone file: BIND serves it after ``rndc reload``;
+    when the reload fails, the previous file is put back (one line, nothing half-applied)."""
+    from tlsarotate.change import TxtRRset
+
+    link, target, named = layout
+    zone, name = dns.name.from_text(ZONE), dns.name.from_text("_smtp._tls.example.test.")
+    prov = ZoneFileProvider("zf", {"path": str(link), "reload": named.reload}, ProviderContext())
+    rec = TxtRRset.of(300, [(b"v=TLSRPTv1; rua=mailto:tlsrpt@example.test",)])
+    prov.apply_txt(zone, name, None, rec)
+
+    def served() -> set[bytes]:
+        r = query("127.0.0.1", named.port, name, "TXT", dnssec=False, timeout=2)
+        return {b"".join(rd.strings) for rr in r.answer for rd in rr}
+
+    wait_until(lambda: served() == {b"v=TLSRPTv1; rua=mailto:tlsrpt@example.test"}, 10, "BIND")
+    before = target.read_text()
+    bad = ZoneFileProvider("zf", {"path": str(link), "reload": ["false"]}, ProviderContext())
+    with pytest.raises(ProviderError) as ei:
+        bad.apply_txt(zone, name, rec, TxtRRset.of(300, [(b"v=TLSRPTv1; rua=mailto:x@y.test",)]))
+    msg = str(ei.value)
+    assert "\n" not in msg and "reload command 'false' failed" in msg, msg
+    assert "the previous zone file was restored" in msg, msg
+    assert target.read_text() == before and prov.read_txt(zone, name) == rec

@@ -9,9 +9,12 @@ from pathlib import Path
 from tests.support.world import SimWorld
 
 
-def world_config(w: SimWorld, reports: Path | None = None, extra: str = "") -> Path:
+def world_config(
+    w: SimWorld, reports: Path | None = None, extra: str = "", service: str = ""
+) -> Path:
     """``w``'s service in a config file (zonefile provider; ``check --no-live`` reads DNS from
-    the file), with ``tlsrpt.dir: reports`` when given."""
+    the file), with ``tlsrpt.dir: reports`` when given; ``service``: more keys of the service
+    (indented by four spaces)."""
     zone = w.tmp / "example.test.zone"
     if not zone.exists():
         texts = "\n".join(
@@ -42,6 +45,6 @@ services:
     observe: provider
     certificate:
       deployed: {{cert: {w.tmp / "deployed/fullchain.pem"}, key: {w.tmp / "deployed/privkey.pem"}}}
-"""
+{service}"""
     )
     return cfg

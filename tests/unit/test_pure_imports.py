@@ -57,6 +57,7 @@ PURE_MODULES = (
     "tlsarotate.tlsrpt.correlate",
     "tlsarotate.tlsrpt.summary",
     "tlsarotate.tlsrpt.render",
+    "tlsarotate.tlsrpt.record",
     "tlsarotate.bootstrap",
     "tlsarotate.fqdn",
 )

@@ -16,6 +16,7 @@ from tlsarotate.config import CertSlot, Service, Tlsrpt
 from tlsarotate.observation import Observation
 from tlsarotate.served import ServedChain
 from tlsarotate.state import State
+from tlsarotate.tlsrpt.record import TxtPlan
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,9 @@ class ServiceFacts:
     state_error: str | None
     slot_inputs: tuple[planner.SlotInput, ...] | None  # None: not every file readable
     slots: tuple[SlotFacts, ...]
+    # the TLSRPT record (tlsrpt_record) as the provider holds it, compared with the config
+    tlsrpt_record: TxtPlan | None = None
+    tlsrpt_record_error: str | None = None  # it could not be read
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,10 @@ Nothing is judged here: errors that do not stop the check are kept as text in th
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Protocol
+from typing import Any, Protocol
 
 from tlsarotate import certfiles, config, material, planner, records
 from tlsarotate.check.facts import CheckFacts, Endpoint, ServiceFacts, SlotFacts, TlsrptFacts
@@ -25,7 +26,7 @@ from tlsarotate.served import ServedChain
 from tlsarotate.service_observer import ObserverFactory, observer_for
 from tlsarotate.state import State
 from tlsarotate.stores import make_store
-from tlsarotate.tlsrpt import ingest
+from tlsarotate.tlsrpt import ingest, publish
 from tlsarotate.tlsrpt.summary import domains_of, failed_sessions, reports_of
 
 MAX_WORKERS = 256  # endpoints are I/O bound: 200 endpoints in one round
@@ -107,7 +108,10 @@ def gather(
     return CheckFacts(
         now=now,
         services=tuple(
-            _service_facts(s, store, *observed[i], address_errors[i], endpoints[i])
+            dataclasses.replace(
+                _service_facts(s, store, *observed[i], address_errors[i], endpoints[i]),
+                **_tlsrpt_record(cfg, s),
+            )
             for i, s in enumerate(services)
         ),
         safety_margin=cfg.safety_margin,
@@ -115,6 +119,18 @@ def gather(
         gate_cert=gate_cert,
         tlsrpt=_tlsrpt_facts(cfg, services, now),
     )
+
+
+def _tlsrpt_record(cfg: Config, s: Service) -> dict[str, Any]:
+    """The service's TLSRPT record as its provider holds it, compared with the config (the
+    ServiceFacts fields; none without ``tlsrpt_record``)."""
+    if s.tlsrpt_record is None:
+        return {}
+    try:
+        (plan,) = publish.plans([s], {s.provider: _provider(cfg, s)})
+    except TlsarotateError as e:
+        return {"tlsrpt_record_error": str(e)}
+    return {"tlsrpt_record": plan}
 
 
 def _tlsrpt_facts(cfg: Config, services: tuple[Service, ...], now: float) -> TlsrptFacts | None:

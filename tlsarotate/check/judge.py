@@ -17,7 +17,9 @@ For every service:
   warning;
 - the TLSRPT reports (``tlsrpt`` in the config) whose range ended within the window hold fewer
   failed sessions than ``warn`` (else WARNING) and ``crit`` (else CRITICAL); a report file
-  that cannot be read, or a policy domain no service serves, is a warning.
+  that cannot be read, or a policy domain no service serves, is a warning;
+- a service's TLSRPT record (``tlsrpt_record``), as its provider holds it, is the configured
+  one (else WARNING).
 
 ``--next CERT`` (the gate) is CRITICAL when deploying CERT now would break DANE because one of
 its records (for a configured parameter) is not published on every server.
@@ -102,6 +104,7 @@ def judge(facts: CheckFacts) -> CheckReport:
             cert_min = _earliest(cert_min, exp)
             cert_alone_min = _earliest(cert_alone_min, exp if alone else None)
         gate_missing += _gate_missing(facts, sf, findings)
+        findings += _tlsrpt_record_findings(sf)
         endpoints = tuple(
             judge_endpoint(ep, obs, deployed_leaves, findings, now) for ep in sf.endpoints
         )
@@ -303,7 +306,27 @@ def _service_report(
         owners=tuple(owners),
         endpoints=endpoints,
         certs=tuple(certs),
+        tlsrpt_record=sf.tlsrpt_record,
     )
+
+
+def _tlsrpt_record_findings(sf: ServiceFacts) -> list[Finding]:
+    """A TLSRPT record (``tlsrpt_record``) that is not the configured one is a warning: senders
+    mail their reports elsewhere, or not at all; one that could not be read too."""
+    name = sf.service.name
+    if sf.tlsrpt_record_error is not None:
+        return [Finding(WARNING, name, f"tlsrpt_record: {sf.tlsrpt_record_error}")]
+    p = sf.tlsrpt_record
+    if p is None or not p.pending:
+        return []
+    return [
+        Finding(
+            WARNING,
+            name,
+            f"tlsrpt_record: {p.summary()}; tlsarotate apply writes it",
+            owner=p.name.to_text(),
+        )
+    ]
 
 
 def _dns_findings(s: Service, obs: Observation, now: float) -> tuple[list[Finding], float | None]:

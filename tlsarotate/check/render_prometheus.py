@@ -27,6 +27,10 @@ why (``_observed``, ``_up``), so ``== 0`` alerts fire on real breakage and ``_ob
 - ``tlsarotate_tlsrpt_reports`` TLSRPT reports whose range ended within the window, and
   ``tlsarotate_tlsrpt_failed_sessions{policy_domain,mx,result_type}`` their failed sessions
   (only with ``tlsrpt`` in the config; ``mx`` is "" when a report does not name it)
+- ``tlsarotate_tlsrpt_record_ok{service,owner}`` 1 when the service's TLSRPT record
+  (``tlsrpt_record``, ``owner`` its ``_smtp._tls`` name) as the provider holds it is the
+  configured one, 0 when it is missing or another; absent when it could not be read (a
+  WARNING says why) or the service has none
 - ``tlsarotate_build_info{version}`` 1, the tlsarotate that wrote the file
 
 Names follow Prometheus' conventions: ``_timestamp_seconds`` for Unix times, ``_seconds`` for
@@ -169,6 +173,19 @@ def render(rep: CheckReport) -> str:
                     service=r.service.name,
                     slot=c.slot,
                 )
+    metric(
+        "tlsarotate_tlsrpt_record_ok",
+        "1 when the TLSRPT TXT record is the configured one (absent: not read)",
+    )
+    for r in rep.services:
+        rec = r.tlsrpt_record
+        if rec is not None:
+            sample(
+                "tlsarotate_tlsrpt_record_ok",
+                int(not rec.pending),
+                service=r.service.name,
+                owner=rec.name.to_text(),
+            )
     t = rep.tlsrpt
     if t is not None:
         metric("tlsarotate_tlsrpt_reports", "TLSRPT reports whose range ended in the window")

@@ -14,6 +14,7 @@ import dns.name
 from tlsarotate.check.facts import Endpoint
 from tlsarotate.config import Service
 from tlsarotate.observation import Observation
+from tlsarotate.tlsrpt.record import TxtPlan
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 STATUS = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
@@ -82,6 +83,7 @@ class ServiceReport:
     owners: tuple[OwnerReport, ...]
     endpoints: tuple[EndpointReport, ...]
     certs: tuple[CertReport, ...]
+    tlsrpt_record: TxtPlan | None = None  # the TLSRPT record, read and compared (tlsrpt_record)
 
 
 @dataclass(frozen=True)

@@ -90,6 +90,15 @@ class Tlsrpt:
 
 
 @dataclass(frozen=True)
+class TlsrptRecord:
+    """A service's TLSRPT record (``tlsrpt_record:``): the ``_smtp._tls.DOMAIN`` TXT record
+    ``v=TLSRPTv1; rua=...`` that plan/apply keep as configured and check compares."""
+
+    domain: dns.name.Name
+    rua: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Service:
     name: str
     zone: dns.name.Name
@@ -114,6 +123,7 @@ class Service:
     # how many records nobody accounts for one write may remove without ``apply --force``
     # (max_stale_removals, max_stale_share)
     limits: safety.Limits = field(default_factory=safety.Limits)
+    tlsrpt_record: TlsrptRecord | None = None  # None: the TXT record is not managed
 
     @property
     def owners(self) -> list[dns.name.Name]:

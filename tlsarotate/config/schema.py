@@ -46,7 +46,10 @@ SERVICE_KEYS = {
     "next_min_days": False,
     "max_stale_removals": False,
     "max_stale_share": False,
+    "tlsrpt_record": False,
 }
+
+TLSRPT_RECORD_KEYS = {"domain": False, "rua": True}
 
 SLOT_KEYS = {
     "name": False,

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import dns.name
 import yaml
 
 from tlsarotate import material, records, safety
 from tlsarotate.config import slots
-from tlsarotate.config.model import CertSlot, ProviderConfig, Service
+from tlsarotate.config.model import CertSlot, ProviderConfig, Service, TlsrptRecord
 from tlsarotate.config.nameservers import Nameserver, parse_nameserver
-from tlsarotate.config.schema import NAME_RE, SERVICE_KEYS
+from tlsarotate.config.schema import NAME_RE, SERVICE_KEYS, TLSRPT_RECORD_KEYS
 from tlsarotate.config.yamlnode import YamlFile
 from tlsarotate.errors import RecordError
 
@@ -130,6 +131,11 @@ def service(
         if "max_stale_share" in m
         else safety.DEFAULT_MAX_STALE_SHARE,
     )
+    tlsrpt_record = (
+        _tlsrpt_record(doc, m["tlsrpt_record"][1], f"{kp}.tlsrpt_record", zone, providers[prov])
+        if "tlsrpt_record" in m
+        else None
+    )
     return Service(
         name,
         zone,
@@ -147,6 +153,7 @@ def service(
         owners_mode,
         min_validity,
         limits,
+        tlsrpt_record,
     )
 
 
@@ -173,3 +180,37 @@ def _nameserver(doc: YamlFile, node: yaml.Node, kp: str) -> Nameserver:
         return parse_nameserver(str(doc.scalar(node, kp)))
     except ValueError as e:
         raise doc.err(node, kp, str(e)) from None
+
+
+def _tlsrpt_record(
+    doc: YamlFile, node: yaml.Node, kp: str, zone: dns.name.Name, pc: ProviderConfig
+) -> TlsrptRecord:
+    """``tlsrpt_record: {domain: D, rua: [URI, ...]}``: the TXT record at ``_smtp._tls.D``,
+    inside the service's zone, written through its provider (which must manage TXT)."""
+    from tlsarotate import providers as registry
+    from tlsarotate.tlsrpt import record
+
+    m = doc.mapping(node, kp, TLSRPT_RECORD_KEYS)
+    domain = doc.fqdn(m["domain"][1], f"{kp}.domain") if "domain" in m else zone
+    if "domain" in m and not domain.is_subdomain(zone):
+        raise doc.err(
+            m["domain"][1], f"{kp}.domain", f"{domain} is not inside zone {zone.to_text()}"
+        )
+
+    def uri(n: yaml.Node, k: str) -> str:
+        u = doc.string(n, k)
+        problem = record.rua_problem(u)
+        if problem:
+            raise doc.err(n, k, problem)
+        return u
+
+    rua = doc.sequence(m["rua"][1], f"{kp}.rua", uri)
+    problem = registry.get_class(pc.type).txt_problem(pc.options)
+    if problem:
+        raise doc.err(
+            node,
+            kp,
+            f"provider {pc.name} ({pc.type}) {problem}; "
+            "publish the TLSRPT record another way and remove tlsrpt_record",
+        )
+    return TlsrptRecord(domain, rua)

@@ -84,7 +84,7 @@ from typing import Any, ClassVar, TypeVar, overload
 
 import dns.name
 
-from tlsarotate.change import TlsaRRset, ZoneChange
+from tlsarotate.change import TlsaRRset, TxtRRset, ZoneChange
 from tlsarotate.clock import Clock, SystemClock
 from tlsarotate.errors import ConcurrentChangeError, ConfigError, ProviderError
 from tlsarotate.providers.limits import Limits
@@ -147,6 +147,9 @@ class Capabilities:
     # False: apply() reads and checks first (a change landing in between goes unseen)
     prerequisites: bool = True
     max_changes_per_write: int | None = None  # None: unlimited (or split by parts())
+    # the backend reads and writes TXT RRsets too (read_txt/write_txt: a service's TLSRPT
+    # policy record); False: a service asking for one is refused when the config is loaded
+    txt: bool = False
 
 
 @dataclass
@@ -246,6 +249,12 @@ class Provider(ABC):
         """Validate what a service asks of this backend (``validate``): its zone and TTL. Raise
         :class:`~tlsarotate.errors.ConfigError` saying why; never touches DNS."""
 
+    @classmethod
+    def txt_problem(cls, options: Mapping[str, Any]) -> str | None:
+        """Why this backend cannot keep a TXT RRset (a service's ``tlsrpt_record``) with these
+        options, in words (None: it can); asked when the config is loaded."""
+        return None if cls.capabilities.txt else "cannot write TXT records"
+
     # -- what a backend writes ---------------------------------------------------------------
 
     @abstractmethod
@@ -260,6 +269,53 @@ class Provider(ABC):
         ``old`` (those that stay too) must hold or nothing is written
         (:class:`~tlsarotate.errors.ConcurrentChangeError`); without, ``part`` holds only the
         owners that change, already checked."""
+
+    # -- TXT RRsets (``capabilities.txt``: a service's TLSRPT policy record) -------------------
+
+    def read_txt(self, zone: dns.name.Name, name: dns.name.Name) -> TxtRRset | None:
+        """The TXT RRset at ``name`` in ``zone``, every record of it (None: there is none)."""
+        raise self.error("cannot read TXT records")
+
+    def write_txt(
+        self,
+        zone: dns.name.Name,
+        name: dns.name.Name,
+        old: TxtRRset | None,
+        new: TxtRRset | None,
+    ) -> WriteToken:
+        """Make the TXT RRset at ``name`` ``new`` (None: none) in one atomic write. With
+        native prerequisites the backend refuses it unless the RRset is still ``old``
+        (:class:`~tlsarotate.errors.ConcurrentChangeError`); without, :meth:`apply_txt`
+        has read and checked first."""
+        raise self.error("cannot write TXT records")
+
+    def apply_txt(
+        self,
+        zone: dns.name.Name,
+        name: dns.name.Name,
+        old: TxtRRset | None,
+        new: TxtRRset | None,
+    ) -> WriteResult:
+        """:meth:`write_txt` in the shared workflow: nothing when ``old == new``, the read and
+        check first without native prerequisites, the rate limit, errors naming the
+        provider."""
+        if old == new:
+            return WriteResult()
+        try:
+            if not self.capabilities.prerequisites:
+                now = self.read_txt(zone, name)
+                if now != old:
+                    raise self.error(
+                        f"the TXT RRset at {name} changed since it was read "
+                        f"(expected {len(old.records) if old else 0} record(s), found "
+                        f"{len(now.records) if now else 0})",
+                        ConcurrentChangeError,
+                    )
+            self._pace()
+            return WriteResult((self.write_txt(zone, name, old, new),))
+        except ProviderError as e:
+            self._locate(e)
+            raise
 
     def list_owners(self, zone: dns.name.Name) -> list[dns.name.Name]:
         """Every owner in ``zone`` that holds a TLSA RRset, sorted (``import`` without
@@ -328,6 +384,17 @@ class Provider(ABC):
                     e.part, e.parts, e.written, e.unit = i + 1, len(parts), i, self.part_unit
                 raise
         return WriteResult(tuple(tokens))
+
+    def poll(self, done: Callable[[], bool], limit: float, step: float = 0.1) -> bool:
+        """Call ``done`` every ``step`` seconds (the context's clock) until it is true (True)
+        or ``limit`` seconds passed (False)."""
+        waited = 0.0
+        while not done():
+            if waited >= limit:
+                return False
+            self.context.clock.sleep(step)
+            waited += step
+        return True
 
     def _pace(self) -> None:
         """Sleep (on the context's clock) until a write respects ``limits.writes_per_minute``."""

@@ -47,10 +47,11 @@ from typing import Any, ClassVar
 
 import dns.exception
 import dns.name
+import dns.rdata
 from dns.rdtypes.ANY.TLSA import TLSA
 
 from tlsarotate import records
-from tlsarotate.change import OwnerChange, TlsaRRset, ZoneChange
+from tlsarotate.change import OwnerChange, TlsaRRset, TxtRRset, ZoneChange
 from tlsarotate.errors import ConcurrentChangeError, ConfigError, ProviderError, RecordError
 from tlsarotate.providers.base import (
     Capabilities,
@@ -112,7 +113,7 @@ class CloudflareProvider(Provider):
     # Each batch request is one transaction; a change needing more than batch_limit operations
     # is split (the instance's capabilities carry its own batch_limit).
     capabilities: ClassVar[Capabilities] = Capabilities(
-        atomic=True, prerequisites=False, max_changes_per_write=200
+        atomic=True, prerequisites=False, max_changes_per_write=200, txt=True
     )
     part_unit: ClassVar[str] = "batch"
     # 1 is "automatic" (served as 300); 30 on Enterprise zones only, not accepted here
@@ -123,7 +124,7 @@ class CloudflareProvider(Provider):
         super().__init__(name, options, context)
         self.batch_limit = int(self.opts["batch_limit"])
         self.capabilities = Capabilities(  # type: ignore[misc]
-            atomic=True, prerequisites=False, max_changes_per_write=self.batch_limit
+            atomic=True, prerequisites=False, max_changes_per_write=self.batch_limit, txt=True
         )
         self.api = CloudflareApi(
             self,
@@ -354,6 +355,70 @@ class CloudflareProvider(Provider):
             raise
         return WriteToken()
 
+    # -- TXT (a service's TLSRPT record) ---------------------------------------------------
+
+    def _txt_records(
+        self, zone: dns.name.Name, name: dns.name.Name
+    ) -> list[tuple[str, int, tuple[bytes, ...]]]:
+        """The TXT records at ``name``: (id, TTL, character-strings) each."""
+        params = {"type": "TXT", "name": name.to_text(omit_final_dot=True), "per_page": PER_PAGE}
+        data = self.api.request("GET", f"/zones/{self.zone_id(zone)}/dns_records", params=params)
+        out = []
+        for rec in data.get("result") or []:
+            if str(rec.get("type", "")).upper() != "TXT":
+                continue
+            try:
+                if dns.name.from_text(str(rec.get("name", ""))) != name:
+                    continue
+                out.append((str(rec["id"]), int(rec.get("ttl") or 1), _txt_strings(rec["content"])))
+            except (KeyError, ValueError, TypeError, dns.exception.DNSException) as e:
+                raise self.error(
+                    f"record {rec.get('id')} ({name} TXT): cannot parse: {short(e)}"
+                ) from None
+        return out
+
+    def read_txt(self, zone: dns.name.Name, name: dns.name.Name) -> TxtRRset | None:
+        recs = self._txt_records(zone, name)
+        if not recs:
+            return None
+        return TxtRRset.of(min(ttl for _, ttl, _ in recs), [r for _, _, r in recs])
+
+    def write_txt(
+        self,
+        zone: dns.name.Name,
+        name: dns.name.Name,
+        old: TxtRRset | None,
+        new: TxtRRset | None,
+    ) -> WriteToken:
+        """One batch: the records not in ``new`` deleted, the new ones posted (the kept ones
+        get the new TTL), against the records just read (apply_txt checked them)."""
+        current = self._txt_records(zone, name)
+        want = new.records if new else frozenset()
+        ttl = new.ttl if new else 1
+        body = {
+            "deletes": [{"id": i} for i, _, r in current if r not in want],
+            "patches": [{"id": i, "ttl": ttl} for i, t, r in current if r in want and t != ttl],
+            "posts": [
+                {"type": "TXT", "name": name.to_text(omit_final_dot=True), "ttl": ttl, "content": t}
+                for t in TxtRRset(ttl, want - {r for _, _, r in current}).texts()
+            ],
+        }
+        try:
+            self.api.request(
+                "POST",
+                f"/zones/{self.zone_id(zone)}/dns_records/batch",
+                body={k: v for k, v in body.items() if v},
+                repeatable=False,
+            )
+        except CloudflareApiError as e:
+            if CONFLICT_CODES & set(e.codes):
+                raise self.error(
+                    f"{e.detail}; the TXT records at {name} changed while we wrote",
+                    ConcurrentChangeError,
+                ) from None
+            raise
+        return WriteToken()
+
     def _send_batch(
         self, zone: dns.name.Name, zid: str, body: dict[str, Any], group: Sequence[OwnerChange]
     ) -> None:
@@ -390,3 +455,13 @@ class CloudflareProvider(Provider):
                     ConcurrentChangeError,
                     unwritten=False,
                 ) from None
+
+
+def _txt_strings(content: object) -> tuple[bytes, ...]:
+    """A TXT record's character-strings from its API ``content``: zone-file text
+    (``"a" "b"``), or one unquoted string (cut at 255 bytes, as served)."""
+    text = str(content)
+    if text.startswith('"'):
+        return tuple(dns.rdata.from_text("IN", "TXT", text).strings)  # type: ignore[attr-defined]
+    raw = text.encode()
+    return tuple(raw[i : i + 255] for i in range(0, len(raw), 255)) or (b"",)

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import dns.name
 
-from tlsarotate.change import TlsaRRset, ZoneChange
+from tlsarotate.change import TlsaRRset, TxtRRset, ZoneChange
 from tlsarotate.providers.base import (
     Capabilities,
     Option,
@@ -38,12 +38,14 @@ class MemoryProvider(Provider):
     options: ClassVar[Mapping[str, Option]] = {
         "zones": Option(list, help="zone names this provider serves (default: any)"),
     }
-    capabilities = Capabilities(atomic=True, prerequisites=False)
+    capabilities = Capabilities(atomic=True, prerequisites=False, txt=True)
 
     def __init__(self, name: str, options: Mapping[str, Any], context: ProviderContext) -> None:
         super().__init__(name, options, context)
         self.data: dict[dns.name.Name, dict[dns.name.Name, TlsaRRset]] = {}
         self.writes: list[ZoneChange] = []
+        self.txt: dict[tuple[dns.name.Name, dns.name.Name], TxtRRset] = {}
+        self.txt_writes = 0
         self.reads = 0
         self.part_size: int | None = None
         self.fail_part: int | None = None
@@ -81,6 +83,29 @@ class MemoryProvider(Provider):
                 z[ch.owner] = ch.new
         self.writes.append(part)
         return Written(len(self.writes))
+
+    def read_txt(self, zone: dns.name.Name, name: dns.name.Name) -> TxtRRset | None:
+        self._check_zone(zone)
+        return self.txt.get((zone, name))
+
+    def write_txt(
+        self,
+        zone: dns.name.Name,
+        name: dns.name.Name,
+        old: TxtRRset | None,
+        new: TxtRRset | None,
+    ) -> Written:
+        self._check_zone(zone)
+        self.set_txt(zone, name, new)
+        self.txt_writes += 1
+        return Written(len(self.writes) + self.txt_writes)
+
+    def set_txt(self, zone: dns.name.Name, name: dns.name.Name, rrset: TxtRRset | None) -> None:
+        """Change a TXT RRset behind the engine's back."""
+        if rrset is None:
+            self.txt.pop((zone, name), None)
+        else:
+            self.txt[(zone, name)] = rrset
 
     def _check_zone(self, zone: dns.name.Name) -> None:
         zones = self.opts.get("zones")

@@ -41,7 +41,7 @@ from typing import Any, ClassVar
 
 import dns.name
 
-from tlsarotate.change import TlsaRRset, ZoneChange
+from tlsarotate.change import TlsaRRset, TxtRRset, ZoneChange
 from tlsarotate.errors import ConcurrentChangeError, ConfigError, ProviderError
 from tlsarotate.providers import octodns_bridge as bridge
 from tlsarotate.providers.base import (
@@ -72,7 +72,8 @@ class OctoDnsProvider(Provider):
         ),
         "options": Option(dict, default={}, help="the octoDNS class's own options"),
     }
-    capabilities: ClassVar[Capabilities] = Capabilities(atomic=False, prerequisites=False)
+    # txt: where the octoDNS class has TXT in its SUPPORTS (txt_problem says so at load)
+    capabilities: ClassVar[Capabilities] = Capabilities(atomic=False, prerequisites=False, txt=True)
     part_unit: ClassVar[str] = "octoDNS plan"
 
     def __init__(self, name: str, options: Mapping[str, Any], context: ProviderContext) -> None:
@@ -100,7 +101,18 @@ class OctoDnsProvider(Provider):
             atomic=atomic,
             prerequisites=False,
             max_changes_per_write=int(batch) if isinstance(batch, int) and batch > 0 else None,
+            txt="TXT" in (getattr(self.octo_class, "SUPPORTS", None) or ()),
         )
+
+    @classmethod
+    def txt_problem(cls, options: Mapping[str, Any]) -> str | None:
+        try:
+            octo_class = bridge.load_class(options.get("class"))
+        except ConfigError as e:
+            return f"cannot write TXT records: {e}"
+        if "TXT" not in (getattr(octo_class, "SUPPORTS", None) or ()):
+            return f"cannot write TXT records: octoDNS class {options.get('class')} lacks TXT"
+        return None
 
     @classmethod
     def check_files(cls, name: str, options: Mapping[str, Any]) -> None:
@@ -215,6 +227,79 @@ class OctoDnsProvider(Provider):
                     "nothing was written",
                     ConcurrentChangeError,
                 )
+
+    # ---- TXT (a service's TLSRPT record) --------------------------------------------------
+    def _txt_record(self, octo_zone: Any, name: dns.name.Name) -> Any:
+        found = [r for r in octo_zone.records if r._type == "TXT" and bridge.owner_of(r) == name]
+        return found[0] if found else None
+
+    def read_txt(self, zone: dns.name.Name, name: dns.name.Name) -> TxtRRset | None:
+        if not self.capabilities.txt:
+            raise self.error(f"cannot read TXT records: octoDNS class {self.class_path} lacks TXT")
+        rec = self._txt_record(self._populate(zone), name)
+        return bridge.txt_rrset(rec) if rec is not None else None
+
+    def write_txt(
+        self,
+        zone: dns.name.Name,
+        name: dns.name.Name,
+        old: TxtRRset | None,
+        new: TxtRRset | None,
+    ) -> WriteToken:
+        """One octoDNS plan: the zone as populated with only the TXT RRset at ``name``
+        replaced; a plan touching anything else, or whose fresh read at ``name`` is not
+        ``old``, is refused (nothing written)."""
+        from octodns.record import Record
+        from octodns.zone import Zone
+
+        if not self.capabilities.txt:
+            raise self.error(f"cannot write TXT records: octoDNS class {self.class_path} lacks TXT")
+        existing = self._populate(zone)
+        desired = Zone(zone.to_text(), [])
+        root_ns = bool(getattr(self.octo_class, "SUPPORTS_ROOT_NS", False))
+        for r in existing.records:
+            if r._type == "TXT" and bridge.owner_of(r) == name:
+                continue
+            if r._type == "NS" and r.name == "" and not root_ns:
+                continue  # octoDNS would refuse to plan it (and never touches it)
+            desired.add_record(r, lenient=True)
+        if new is not None:
+            rel = name.relativize(zone).to_text() if name != zone else ""
+            try:
+                data = bridge.txt_data(new)
+            except UnicodeDecodeError:
+                raise self.error(
+                    f"a TXT record at {name} is not ASCII text: octoDNS would rewrite it; "
+                    "nothing was written"
+                ) from None
+            desired.add_record(Record.new(desired, rel, data))
+        plan = self._call("plan", zone, self.octo.plan, desired)
+        if plan is None:
+            return WriteToken()
+        outside = [
+            c.record
+            for c in plan.changes
+            if c.record._type != "TXT" or bridge.owner_of(c.record) != name
+        ]
+        if outside:
+            raise self.error(
+                f"octoDNS {self.class_path} planned a change outside the TXT RRset at {name} "
+                f"({outside[0].fqdn} {outside[0]._type}); refusing the write, nothing was written"
+            )
+        now = self._txt_record(plan.existing, name)
+        if (bridge.txt_rrset(now) if now is not None else None) != old:
+            raise self.error(
+                f"the TXT RRset at {name} changed since it was read; nothing was written",
+                ConcurrentChangeError,
+            )
+        self._call("apply", zone, self.octo.apply, plan)
+        # done once the backend's own read holds it (an AXFR of BIND's inline-signed zone
+        # lags the UPDATE): the next plan is built from that read
+        if not self.poll(lambda: self.read_txt(zone, name) == new, 30.0):
+            raise self.error(
+                f"the TXT RRset at {name} was written but not read back within 30s; re-run to check"
+            )
+        return WriteToken()
 
     def after_part(self, part: ZoneChange, token: WriteToken) -> None:
         """Plan the next part only once the backend's read shows this one: the next desired

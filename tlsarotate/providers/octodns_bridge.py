@@ -22,7 +22,7 @@ from typing import Any
 import dns.name
 
 from tlsarotate import records
-from tlsarotate.change import TlsaRRset
+from tlsarotate.change import TlsaRRset, TxtRRset
 from tlsarotate.config.schema import SECRET_WORDS
 from tlsarotate.errors import ConfigError, RecordError
 from tlsarotate.providers.secrets import check_private_file, read_secret
@@ -215,6 +215,22 @@ def tlsa_data(rrset: TlsaRRset) -> dict[str, Any]:
             for rd in rrset.sorted()
         ],
     }
+
+
+def txt_rrset(record: Any) -> TxtRRset:
+    """An octoDNS TXT record as a TxtRRset: octoDNS keeps each value as one text (its
+    character-strings joined, ``;`` escaped), cut here at 255 bytes as it writes them."""
+    recs = []
+    for v in record.values:
+        raw = str(v).replace("\\;", ";").encode()
+        recs.append(tuple(raw[i : i + 255] for i in range(0, len(raw), 255)) or (b"",))
+    return TxtRRset.of(int(record.ttl), recs)
+
+
+def txt_data(rrset: TxtRRset) -> dict[str, Any]:
+    """The octoDNS record data for a TXT RRset (each value joined, ``;`` escaped)."""
+    values = [b"".join(r).decode("ascii").replace(";", "\\;") for r in rrset.sorted()]
+    return {"type": "TXT", "ttl": rrset.ttl, "values": values}
 
 
 def owner_of(record: Any) -> dns.name.Name:

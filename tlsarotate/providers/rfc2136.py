@@ -55,12 +55,13 @@ import dns.opcode
 import dns.query
 import dns.rcode
 import dns.rdatatype
+import dns.rrset
 import dns.tsig
 import dns.update
 import dns.xfr
 import dns.zone
 
-from tlsarotate.change import TlsaRRset, ZoneChange
+from tlsarotate.change import TlsaRRset, TxtRRset, ZoneChange
 from tlsarotate.errors import ConcurrentChangeError, ConfigError, ProviderError
 from tlsarotate.providers import rfc2136_msg as msg
 from tlsarotate.providers.base import Capabilities, Option, Provider, ProviderContext, WriteToken
@@ -110,7 +111,7 @@ class RFC2136Provider(Provider):
         ),
         "read": Option(str, default="query", choices=("query", "axfr"), help="how to read"),
     }
-    capabilities: ClassVar[Capabilities] = Capabilities(atomic=True, prerequisites=True)
+    capabilities: ClassVar[Capabilities] = Capabilities(atomic=True, prerequisites=True, txt=True)
     part_unit: ClassVar[str] = "UPDATE"
 
     def __init__(self, name: str, options: Mapping[str, Any], context: ProviderContext) -> None:
@@ -249,18 +250,26 @@ class RFC2136Provider(Provider):
             raise self.error(f"owner {owner} is not in zone {zone}")
 
     def _query_owner(self, zone: dns.name.Name, owner: dns.name.Name) -> TlsaRRset | None:
-        q = dns.message.make_query(owner, dns.rdatatype.TLSA)
+        rrset = self._query(zone, owner, dns.rdatatype.TLSA)
+        return TlsaRRset.from_rdataset(rrset) if rrset is not None else None
+
+    def _query(
+        self, zone: dns.name.Name, owner: dns.name.Name, rdtype: dns.rdatatype.RdataType
+    ) -> dns.rrset.RRset | None:
+        """The primary's own answer for ``owner``/``rdtype`` (None: no such RRset)."""
+        what = dns.rdatatype.to_text(rdtype)
+        q = dns.message.make_query(owner, rdtype)
         q.flags = 0  # RD=0: ask the primary itself
         key = self._dns_key()
         if key is not None:
             q.use_tsig(key)
-        r = self._exchange(q, f"the TLSA query for {owner}")
+        r = self._exchange(q, f"the {what} query for {owner}")
         rc = r.rcode()
         if rc == dns.rcode.NXDOMAIN:
             return None
         if rc != dns.rcode.NOERROR:
             raise self.error(
-                f"TLSA query for {owner} answered "
+                f"{what} query for {owner} answered "
                 f"{dns.rcode.to_text(rc)}{self._hint(rc, zone, update=False)}"
             )
         if not r.flags & dns.flags.AA:
@@ -269,8 +278,8 @@ class RFC2136Provider(Provider):
                 f"the primary of zone {zone}?"
             )
         for rrset in r.answer:
-            if rrset.name == owner and rrset.rdtype == dns.rdatatype.TLSA:
-                return TlsaRRset.from_rdataset(rrset)
+            if rrset.name == owner and rrset.rdtype == rdtype:
+                return rrset
         return None
 
     def _read_axfr(
@@ -367,6 +376,45 @@ class RFC2136Provider(Provider):
             f"UPDATE of zone {part.zone} failed: "
             f"{dns.rcode.to_text(rc)}{self._hint(rc, part.zone, update=True)}"
         )
+
+    # ---- TXT ---------------------------------------------------------------------------
+
+    def read_txt(self, zone: dns.name.Name, name: dns.name.Name) -> TxtRRset | None:
+        self._check_owner(zone, name)
+        rrset = self._query(zone, name, dns.rdatatype.TXT)
+        return TxtRRset.from_rdataset(rrset) if rrset is not None else None
+
+    def write_txt(
+        self,
+        zone: dns.name.Name,
+        name: dns.name.Name,
+        old: TxtRRset | None,
+        new: TxtRRset | None,
+    ) -> WriteToken:
+        """One UPDATE: ``old`` as the prerequisite (absent, or exactly these records), then
+        the RRset deleted and ``new`` added."""
+        self._check_owner(zone, name)
+        upd = msg.build_txt_update(zone, name, old, new, self._dns_key())
+        rc = self._exchange(upd, f"the UPDATE of zone {zone}").rcode()
+        if rc in (dns.rcode.NXRRSET, dns.rcode.YXRRSET, dns.rcode.NXDOMAIN, dns.rcode.YXDOMAIN):
+            raise self.error(
+                f"the TXT RRset at {name} changed since it was read (concurrent change?; "
+                f"prerequisite failed: {dns.rcode.to_text(rc)})",
+                ConcurrentChangeError,
+            )
+        if rc != dns.rcode.NOERROR:
+            raise self.error(
+                f"UPDATE of zone {zone} failed: "
+                f"{dns.rcode.to_text(rc)}{self._hint(rc, zone, update=True)}"
+            )
+        # inline signing serves an UPDATE a moment after answering it: done once served
+        limit = max(10.0, self.timeout * 4)
+        if not self.poll(lambda: self.read_txt(zone, name) == new, limit):
+            raise self.error(
+                f"the UPDATE of the TXT RRset at {name} was answered but not served within "
+                f"{limit:g}s; re-run to check"
+            )
+        return WriteToken()
 
     def _concurrent(self, change: ZoneChange, rc: dns.rcode.Rcode) -> ConcurrentChangeError:
         owners = [c.owner for c in change.changes]

@@ -14,7 +14,7 @@ import dns.rdatatype
 import dns.tsig
 import dns.update
 
-from tlsarotate.change import TlsaRRset, ZoneChange
+from tlsarotate.change import TlsaRRset, TxtRRset, ZoneChange
 from tlsarotate.errors import ProviderError
 
 MAX_MESSAGE = 65535  # a DNS message over TCP (RFC 1035 §4.2.2 length field)
@@ -47,6 +47,28 @@ def build_update(change: ZoneChange, key: dns.tsig.Key | None) -> dns.update.Upd
             upd.delete(ch.owner, dns.rdatatype.TLSA)
         if new is not None:
             upd.add(ch.owner, _rdataset(new))
+    if key is not None:
+        upd.use_tsig(key)
+    return upd
+
+
+def build_txt_update(
+    zone: dns.name.Name,
+    name: dns.name.Name,
+    old: TxtRRset | None,
+    new: TxtRRset | None,
+    key: dns.tsig.Key | None,
+) -> dns.update.UpdateMessage:
+    """The UPDATE that makes the TXT RRset at ``name`` ``new``: ``old`` as the prerequisite
+    (absent, or exactly these records at TTL 0, RFC 2136 §2.4.2), then delete and add."""
+    upd = dns.update.UpdateMessage(zone)
+    if old is None or not old.records:
+        upd.absent(name, dns.rdatatype.TXT)
+    else:
+        upd.present(name, TxtRRset(0, old.records).to_rdataset())
+        upd.delete(name, dns.rdatatype.TXT)
+    if new is not None and new.records:
+        upd.add(name, new.to_rdataset())
     if key is not None:
         upd.use_tsig(key)
     return upd

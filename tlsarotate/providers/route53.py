@@ -36,10 +36,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import dns.exception
 import dns.name
+import dns.rdata
 
 from tlsarotate import aws, records
-from tlsarotate.change import OwnerChange, TlsaRRset, ZoneChange
+from tlsarotate.change import OwnerChange, TlsaRRset, TxtRRset, ZoneChange
 from tlsarotate.errors import ConcurrentChangeError, ConfigError, ProviderError, RecordError
 from tlsarotate.providers.base import (
     Capabilities,
@@ -108,7 +110,7 @@ class Route53Provider(Provider):
         ),
     }
     # Atomic per change batch; changes beyond the per-request limits above are split by owner.
-    capabilities: ClassVar[Capabilities] = Capabilities(atomic=True, prerequisites=False)
+    capabilities: ClassVar[Capabilities] = Capabilities(atomic=True, prerequisites=False, txt=True)
     part_unit: ClassVar[str] = "change batch"
 
     page_size: int = 300  # ListResourceRecordSets MaxItems (Route 53's maximum)
@@ -387,6 +389,66 @@ class Route53Provider(Provider):
             HostedZoneId=self.zone_id(part.zone),
             ChangeBatch={"Comment": "tlsarotate", "Changes": self.batch(part)},
         )
+        return ChangeId(str(resp["ChangeInfo"]["Id"]))
+
+    # -- TXT (a service's TLSRPT record) ---------------------------------------------------
+
+    def read_txt(self, zone: dns.name.Name, name: dns.name.Name) -> TxtRRset | None:
+        page = self._call(
+            "list_resource_record_sets",
+            HostedZoneId=self.zone_id(zone),
+            StartRecordName=name_to_route53(name),
+            StartRecordType="TXT",
+            MaxItems="1",
+        )
+        for rrset in page["ResourceRecordSets"][:1]:
+            if rrset["Type"] == "TXT" and name_from_route53(rrset["Name"]) == name:
+                if "SetIdentifier" in rrset or "AliasTarget" in rrset:
+                    raise self.error(
+                        f"{name} TXT uses a routing policy or alias; tlsarotate manages only "
+                        "simple record sets"
+                    )
+                try:
+                    recs = [
+                        dns.rdata.from_text("IN", "TXT", rr["Value"]).strings  # type: ignore[attr-defined]
+                        for rr in rrset.get("ResourceRecords", [])
+                    ]
+                except dns.exception.DNSException as e:
+                    raise self.error(f"{name}: a TXT value Route 53 holds: {e}") from None
+                return TxtRRset.of(int(rrset.get("TTL", 0)), recs)
+        return None
+
+    def write_txt(
+        self,
+        zone: dns.name.Name,
+        name: dns.name.Name,
+        old: TxtRRset | None,
+        new: TxtRRset | None,
+    ) -> ChangeId:
+        """One change batch: DELETE of exactly the values read (Route 53 refuses the whole
+        batch when they differ), CREATE of the new ones."""
+
+        def rrset(rr: TxtRRset) -> dict[str, Any]:
+            values = [{"Value": t} for t in rr.texts()]
+            return {
+                "Name": name_to_route53(name),
+                "Type": "TXT",
+                "TTL": rr.ttl,
+                "ResourceRecords": values,
+            }
+
+        changes = [{"Action": "DELETE", "ResourceRecordSet": rrset(old)}] if old else []
+        changes += [{"Action": "CREATE", "ResourceRecordSet": rrset(new)}] if new else []
+        try:
+            resp = self._call(
+                "change_resource_record_sets",
+                HostedZoneId=self.zone_id(zone),
+                ChangeBatch={"Comment": "tlsarotate", "Changes": changes},
+            )
+        except ConcurrentChangeError:
+            raise self.error(
+                f"the TXT RRset at {name} changed since it was read", ConcurrentChangeError
+            ) from None
         return ChangeId(str(resp["ChangeInfo"]["Id"]))
 
     def is_live(self, zone: dns.name.Name, tokens: Sequence[WriteToken]) -> bool:

@@ -41,7 +41,7 @@ import fcntl
 import os
 import stat
 import subprocess
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -51,8 +51,8 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.zone
 
-from tlsarotate.change import TlsaRRset, ZoneChange
-from tlsarotate.errors import ConfigError, ProviderError
+from tlsarotate.change import TlsaRRset, TxtRRset, ZoneChange
+from tlsarotate.errors import ConcurrentChangeError, ConfigError, ProviderError
 from tlsarotate.fsutil import MAX_ZONE, atomic_write, file_kind, read_file, remove_stale_temps
 from tlsarotate.providers import zonetext
 from tlsarotate.providers.base import Capabilities, Option, Provider, WriteToken
@@ -74,7 +74,7 @@ class ZoneFileProvider(Provider):
             list, help="command run after each write, before reload, e.g. [dnssec-signzone, ...]"
         ),
     }
-    capabilities = Capabilities(atomic=True, prerequisites=True)
+    capabilities = Capabilities(atomic=True, prerequisites=True, txt=True)
 
     @property
     def path(self) -> Path:
@@ -262,11 +262,43 @@ class ZoneFileProvider(Provider):
         return zonetext.edit(text, before, self.effective(change), now, self._where, str(self.path))
 
     def write(self, part: ZoneChange) -> ZoneSerial:
+        # render checks every prerequisite
+        return self._rewrite(lambda text: self.render(text, part, self.context.clock.now()))
+
+    def read_txt(self, zone: dns.name.Name, name: dns.name.Name) -> TxtRRset | None:
+        return zonetext.txt(self._parse(self._read_text(), zone), name)
+
+    def write_txt(
+        self,
+        zone: dns.name.Name,
+        name: dns.name.Name,
+        old: TxtRRset | None,
+        new: TxtRRset | None,
+    ) -> ZoneSerial:
+        """The TXT RRset at ``name`` replaced in the file, ``old`` checked under its lock."""
+
+        def render(text: str) -> tuple[str, int]:
+            before = self._parse(text, zone)
+            if zonetext.txt(before, name) != old:
+                raise self.error(
+                    f"{self._where}: the TXT RRset at {name} changed since it was read "
+                    "(edited by hand or by another process?)",
+                    ConcurrentChangeError,
+                )
+            now = self.context.clock.now()
+            return zonetext.edit_txt(
+                text, before, zone, name, new, now, self._where, str(self.path)
+            )
+
+        return self._rewrite(render)
+
+    def _rewrite(self, render: Callable[[str], tuple[str, int]]) -> ZoneSerial:
+        """Under the lock: the file's text through ``render`` (new text and serial), written
+        atomically, then ``sign`` and ``reload`` (the previous file put back if one fails)."""
         with self._locked():
             self._recover_locked()
             text = self._read_text()
-            now = self.context.clock.now()
-            new_text, serial = self.render(text, part, now)  # checks every prerequisite
+            new_text, serial = render(text)
             target = self.target  # a link is written through: its target is replaced
             try:
                 st = target.stat()

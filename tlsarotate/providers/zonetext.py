@@ -27,7 +27,7 @@ import dns.zone
 from dns.rdtypes.ANY.TLSA import TLSA
 
 from tlsarotate import records
-from tlsarotate.change import TlsaRRset, ZoneChange
+from tlsarotate.change import TlsaRRset, TxtRRset, ZoneChange
 from tlsarotate.errors import ProviderError
 
 MARKER = "; TLSA records below are managed by tlsarotate"
@@ -273,8 +273,60 @@ def edit(
 ) -> tuple[str, int]:
     """The new text for ``change`` (owners that change only) and its new SOA serial;
     ``before`` is ``text`` parsed."""
-    zone = change.zone
-    touched = {ch.owner for ch in change.changes}
+    lines = {
+        ch.owner: [records.zone_line(ch.owner, ch.new.ttl, rd) for rd in ch.new.sorted()]
+        if ch.new is not None
+        else []
+        for ch in change.changes
+    }
+    new_text, serial, after = _edit(text, before, change.zone, "TLSA", lines, now, where, filename)
+    verify(before, after, change, serial, where)
+    return new_text, serial
+
+
+def edit_txt(
+    text: str,
+    before: dns.zone.Zone,
+    zone: dns.name.Name,
+    name: dns.name.Name,
+    new: TxtRRset | None,
+    now: float,
+    where: str,
+    filename: str,
+) -> tuple[str, int]:
+    """The new text with the TXT RRset at ``name`` made ``new`` (every TXT record at that
+    name is cut and ``new`` appended), and its new SOA serial; verified like :func:`edit`."""
+    lines = {name: [f"{name} {new.ttl} IN TXT {t}" for t in new.texts()] if new else []}
+    new_text, serial, after = _edit(text, before, zone, "TXT", lines, now, where, filename)
+    _verify_rest(before, after, {(name, dns.rdatatype.TXT)}, serial, where, "TXT")
+    if txt(after, name) != new:
+        raise ProviderError(
+            f"{where}: the edited file does not hold the intended TXT RRset at {name}; "
+            "nothing was written"
+        )
+    return new_text, serial
+
+
+def txt(z: dns.zone.Zone, name: dns.name.Name) -> TxtRRset | None:
+    """The TXT RRset at ``name`` in ``z`` (None: none)."""
+    node = z.get_node(name)
+    rds = node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.TXT) if node is not None else None
+    return TxtRRset.from_rdataset(rds) if rds is not None and len(rds) else None
+
+
+def _edit(
+    text: str,
+    before: dns.zone.Zone,
+    zone: dns.name.Name,
+    rdtype: str,
+    new_lines: dict[dns.name.Name, list[str]],
+    now: float,
+    where: str,
+    filename: str,
+) -> tuple[str, int, dns.zone.Zone]:
+    """Cut every ``rdtype`` record at the owners of ``new_lines`` where it stands, append
+    their new lines, bump the serial: the new text, its serial, and the text parsed."""
+    touched = set(new_lines)
     lines = text.splitlines(keepends=True)
     eol = "\r\n" if lines and lines[0].endswith("\r\n") else "\n"
     drop: set[int] = set()
@@ -284,14 +336,14 @@ def edit(
     for k, rec in enumerate(recs):
         if rec.rdtype == "SOA" and soa is None:
             soa = rec
-        if rec.rdtype == "TLSA" and rec.owner in touched:
+        if rec.rdtype == rdtype and rec.owner in touched:
             drop.update(range(rec.first, rec.last + 1))
             if rec.owner_explicit:
                 # the next record may inherit this owner: give it the owner explicitly
                 for nxt in recs[k + 1 :]:
                     if nxt.owner_explicit:
                         break
-                    if nxt.rdtype == "TLSA" and nxt.owner in touched:
+                    if nxt.rdtype == rdtype and nxt.owner in touched:
                         continue
                     give_owner[nxt.first] = rec.owner
                     break
@@ -311,15 +363,11 @@ def edit(
     new_text = "".join(out)
     if new_text and not new_text.endswith("\n"):
         new_text += eol
-    added = []
-    for ch in change.changes:
-        if ch.new is not None:
-            added += [records.zone_line(ch.owner, ch.new.ttl, rd) + eol for rd in ch.new.sorted()]
+    added = [line + eol for ls in new_lines.values() for line in ls]
     if added and MARKER not in new_text:
         new_text += MARKER + eol
     new_text += "".join(added)
-    verify(before, parse(new_text, zone, where, filename), change, new_serial, where)
-    return new_text, new_serial
+    return new_text, new_serial, parse(new_text, zone, where, filename)
 
 
 def _serial_token(soa: _Rec, where: str) -> tuple[int, int, int, str]:
@@ -339,30 +387,41 @@ def verify(
     """Raise unless ``after`` is ``before`` with the TLSA RRsets of ``change`` and SOA
     ``serial``, nothing else changed."""
     touched = {ch.owner: ch.new for ch in change.changes}
-
-    def rdatasets(z: dns.zone.Zone) -> dict[tuple[dns.name.Name, int, int], Any]:
-        # keyed by covered type too: the RRSIGs over A and over NS are different sets
-        out = {}
-        for name, node in z.nodes.items():
-            for rds in node.rdatasets:
-                if rds.rdtype == dns.rdatatype.SOA:
-                    continue
-                if rds.rdtype == dns.rdatatype.TLSA and name in touched:
-                    continue
-                out[(name, rds.rdtype, rds.covers)] = (rds.ttl, set(rds))
-        return out
-
-    if rdatasets(before) != rdatasets(after):
-        raise ProviderError(
-            f"{where}: editing the TLSA records would change other records; "
-            "nothing was written (please report this file layout)"
-        )
+    _verify_rest(before, after, {(o, dns.rdatatype.TLSA) for o in touched}, serial, where, "TLSA")
     for owner, want in touched.items():
         if tlsa(after, owner) != want:
             raise ProviderError(
                 f"{where}: the edited file does not hold the intended TLSA "
                 f"RRset at {owner}; nothing was written"
             )
+
+
+def _verify_rest(
+    before: dns.zone.Zone,
+    after: dns.zone.Zone,
+    edited: set[tuple[dns.name.Name, int]],
+    serial: int,
+    where: str,
+    what: str,
+) -> None:
+    """Raise unless every RRset but the ``edited`` (name, type) ones and the SOA is the same
+    in ``before`` and ``after``, and the SOA serial is ``serial``."""
+
+    def rdatasets(z: dns.zone.Zone) -> dict[tuple[dns.name.Name, int, int], Any]:
+        # keyed by covered type too: the RRSIGs over A and over NS are different sets
+        out = {}
+        for name, node in z.nodes.items():
+            for rds in node.rdatasets:
+                if rds.rdtype == dns.rdatatype.SOA or (name, rds.rdtype) in edited:
+                    continue
+                out[(name, rds.rdtype, rds.covers)] = (rds.ttl, set(rds))
+        return out
+
+    if rdatasets(before) != rdatasets(after):
+        raise ProviderError(
+            f"{where}: editing the {what} records would change other records; "
+            "nothing was written (please report this file layout)"
+        )
     assert after.origin is not None
     soa = after.get_rdataset(after.origin, dns.rdatatype.SOA)
     if soa is None or soa[0].serial != serial:  # type: ignore[attr-defined]

@@ -7,4 +7,8 @@ bad input one line), :mod:`~tlsarotate.tlsrpt.model` (the typed report),
 policy domains a config serves), :mod:`~tlsarotate.tlsrpt.correlate` (each failure against the
 rollover history in the state, in words), :mod:`~tlsarotate.tlsrpt.render` (text and JSON) and
 :mod:`~tlsarotate.tlsrpt.command` (the command itself).
+
+A service's own TLSRPT record (``tlsrpt_record``: the ``_smtp._tls`` TXT record senders read):
+:mod:`~tlsarotate.tlsrpt.record` (pure: the rua URIs, the text, what the TXT RRset becomes) and
+:mod:`~tlsarotate.tlsrpt.publish` (``plan``/``apply`` through the service's provider).
 """
