@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 import dns.name
 from dns.rdtypes.ANY.TLSA import TLSA
 
-from tlsarotate import bootstrap, phases, records, safety, timefmt
+from tlsarotate import bootstrap, cname, phases, records, safety, timefmt
 from tlsarotate.change import OwnerChange, TlsaRRset, ZoneChange, published_digest
 from tlsarotate.material import DEFAULT_MIN_VALIDITY, Material, unfit
 from tlsarotate.observation import Observation
@@ -117,6 +117,8 @@ class PlanInput:
     limits: safety.Limits = field(default_factory=safety.Limits)
     # certificates with nothing deployed yet (a first issuance): planned by tlsarotate.bootstrap
     first: tuple[bootstrap.FirstSlot, ...] = ()
+    # shared_owner: the names that must be CNAMEs to owners[0] on every server (cname.py)
+    aliases: tuple[dns.name.Name, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -172,10 +174,22 @@ def plan(inp: PlanInput) -> Plan:
         if obs is not None
         else ["the authoritative servers could not be observed"]
     )
+    # shared_owner: an alias not leading to it leaves its senders another RRset (or none)
+    alias_waiting, alias_broken = (
+        cname.propagating_or_broken(
+            obs.servers, inp.aliases, inp.owners[0], inp.zone, require_signed
+        )
+        if obs is not None and inp.aliases
+        else ([], [])
+    )
+    lagging = [*lagging, *alias_waiting, *alias_broken]
     visible = not lagging
     # ``State.retiring`` is record text on disk: parsed here, once
     retiring = parse_retiring(inp.state.retiring)
     observed_ttl = obs.max_ttl(inp.owners) if obs is not None else 0
+    if obs is not None and inp.aliases:
+        # a cache holds an alias's answer (CNAME and target) for the CNAME's TTL as well
+        observed_ttl = max(observed_ttl, cname.max_ttl(obs.servers, inp.aliases))
     st = phases.after_observation(
         inp.state,
         digest=published_digest(inp.published, inp.owners),
@@ -189,6 +203,8 @@ def plan(inp: PlanInput) -> Plan:
         now=inp.now,
         safety_margin=inp.safety_margin,
     )
+    if alias_waiting or alias_broken:
+        st = cname.while_broken(st, max(inp.ttl, st.ttl_seen))
     ours = ours_still_published(inp.slots, inp.owners, inp.state.ours, retiring, current)
     st = phases.with_ours(st, ours)
     books = Ownership(inp.slots, inp.owners, inp.params, inp.owners_mode, retiring, current, ours)
@@ -271,6 +287,14 @@ def plan(inp: PlanInput) -> Plan:
             what = [f"add the records of {whose(added, inp.slots)}"] if added else []
             what += [f"set the TTL to {inp.ttl}"] if ttl_off else []
             return done(PUBLISH, " and ".join(what), change=change)
+
+    if alias_broken:
+        return done(
+            BLOCKED,
+            f"no retire or swap while a host's TLSA name does not lead to the shared owner "
+            f"{inp.owners[0]}: {alias_broken[0]}",
+            waiting_for=tuple(alias_broken),
+        )
 
     # 2. nothing else may happen until every authoritative server serves the current RRset
     if not visible:

@@ -113,10 +113,26 @@ class Service:
     # how many records nobody accounts for one write may remove without ``apply --force``
     # (max_stale_removals, max_stale_share)
     limits: safety.Limits = field(default_factory=safety.Limits)
+    # shared_owner (RFC 7671 §7): the one owner whose TLSA RRset the tool manages; each host's
+    # _PORT._PROTO.HOST (``aliases``) must be a CNAME (chain) to it, published by the operator
+    shared_owner: dns.name.Name | None = None
 
     @property
     def owners(self) -> list[dns.name.Name]:
+        """The owners whose TLSA RRsets this service writes."""
+        if self.shared_owner is not None:
+            return [self.shared_owner]
+        return self.base_names
+
+    @property
+    def base_names(self) -> list[dns.name.Name]:
+        """Every host's TLSA base name, _PORT._PROTO.HOST (RFC 6698 §3)."""
         return [records.owner_name(h, p, self.protocol) for h in self.hosts for p in self.ports]
+
+    @property
+    def aliases(self) -> list[dns.name.Name]:
+        """The base names that must be CNAMEs to ``shared_owner`` (none without one)."""
+        return self.base_names if self.shared_owner is not None else []
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ SERVICE_KEYS = {
     "next_min_days": False,
     "max_stale_removals": False,
     "max_stale_share": False,
+    "shared_owner": False,
 }
 
 SLOT_KEYS = {
