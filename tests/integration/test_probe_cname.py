@@ -6,7 +6,6 @@ an unsigned zone is no DANE, a loop fails."""
 # ruff: noqa: F811
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import dns.update
 import pytest
 
+from tests.support import schemas
 from tests.support.helpers import run_cli
 from tests.support.servers import BindServers, Unbound, bind, bind_servers, unbound  # noqa: F401
 from tests.support.tls_servers import Chain, ServerPool, chains, publish, servers  # noqa: F401
@@ -59,7 +59,7 @@ class World:
         time.sleep(2.2)
         p = run_cli(*args)
         assert "Traceback" not in p.stderr, p.stderr
-        return p.returncode, json.loads(p.stdout)
+        return p.returncode, schemas.validate("probe", p.stdout)
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ import dns.rdatatype
 import dns.update
 import pytest
 
+from tests.support import schemas
 from tests.support.helpers import assert_one_line_error, run_cli
 from tests.support.servers import BindServers, bind, bind_servers, query  # noqa: F401
 from tlsarotate import certfiles, material, pki, records
@@ -220,3 +221,33 @@ def test_shared_owner_needs_observe_dns(tmp_path: Path) -> None:
     cfg.write_text(text.replace("    shared_owner:", "    observe: provider\n    shared_owner:"))
     p = run_cli("-c", cfg, "validate")
     assert_one_line_error(p, "services[0].shared_owner", "needs observe: dns")
+
+
+def test_check_carries_the_alias_signals(rig: Rig) -> None:
+    rc, out, err = rig.cli("apply", "--wait")
+    assert rc == 0, (out, err)
+    prom = rig.tmp / "metrics.prom"
+    rc, out, err = rig.cli("check", "--no-live", "--output", "json", "--prometheus", str(prom))
+    assert rc == 0, (out, err)
+    doc = schemas.validate("check", out)
+    aliases = doc["services"][0]["aliases"]
+    assert [(a["alias"], a["owner"], a["ok"]) for a in aliases] == [
+        (alias(h).to_text(), SHARED, True) for h in HOSTS
+    ]
+    assert doc["perfdata"]["broken_aliases"] == 0
+    assert [o["owner"] for o in doc["services"][0]["owners"]] == [SHARED]
+    line = 'tlsarotate_tlsa_alias_ok{service="mail",alias="_25._tcp.mx2.example.test.",'
+    assert f'{line}owner="{SHARED}"}} 1' in prom.read_text()
+
+    set_cname(rig.bind, alias(HOSTS[1]), None)  # mx2's senders now see no TLSA records
+    rc, out, err = rig.cli("check", "--no-live", "--prometheus", str(prom))
+    assert rc == 2, (out, err)
+    assert "CRITICAL _25._tcp.mx2.example.test. CNAME -> _dane.example.test." in out
+    assert "CRITICAL: 127.0.0.1:" in out and "is not a CNAME to _dane.example.test." in out
+    assert f'{line}owner="{SHARED}"}} 0' in prom.read_text()
+    rc, out, err = rig.cli("check", "--no-live", "--output", "nagios")
+    assert rc == 2 and "broken_aliases=1;;0" in out, out
+    rc, out, err = rig.cli("check", "--no-live", "--output", "json")
+    doc = schemas.validate("check", out)
+    (mx2,) = [a for a in doc["services"][0]["aliases"] if not a["ok"]]
+    assert mx2["alias"] == alias(HOSTS[1]).to_text() and len(mx2["problems"]) == 2
