@@ -203,8 +203,9 @@ def plan(inp: PlanInput) -> Plan:
         now=inp.now,
         safety_margin=inp.safety_margin,
     )
-    if alias_waiting or alias_broken:
-        st = cname.while_broken(st, max(inp.ttl, st.ttl_seen))
+    if obs is not None and (alias_waiting or alias_broken):
+        # what a cache holds for a wrong alias lives as long as the TTLs seen, its own too
+        st = cname.while_broken(st, max(inp.ttl, st.ttl_seen, obs.max_ttl(inp.aliases)))
     ours = ours_still_published(inp.slots, inp.owners, inp.state.ours, retiring, current)
     st = phases.with_ours(st, ours)
     books = Ownership(inp.slots, inp.owners, inp.params, inp.owners_mode, retiring, current, ours)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import dns.name
 import pytest
@@ -121,6 +122,7 @@ def plan(
     cnames: dict[dns.name.Name, Cname],
     nxt: material.Material | None = NEXT,
     st: State | None = None,
+    obs: Observation | None = None,
 ) -> planner.Plan:
     recs = set(records.build_all(CERT, [P311])) | (
         set(records.build_all(nxt, [P311])) if nxt else set()
@@ -138,7 +140,7 @@ def plan(
             params=(P311,),
             slots=(planner.SlotInput("default", CERT, nxt),),
             published=pub,
-            observation=observation(cnames, pub),
+            observation=obs or observation(cnames, pub),
             state=st,
             now=NOW,
             safety_margin=0,
@@ -166,3 +168,16 @@ def test_planner_counts_the_cname_ttl_in_the_wait() -> None:
     p = plan({A1: Cname(SHARED, 600), A2: Cname(SHARED, 60)}, nxt=None)
     assert p.phase == phases.IDLE
     assert p.state.ttl_seen == 600
+
+
+def test_an_alias_with_its_own_rrset_is_waited_out_after_the_fix() -> None:
+    obs = observation({A1: Cname(SHARED, 60)}, {})
+    own = TlsaRRset.of(7200, records.build_all(CERT, [P311]))
+    srv = obs.servers[0]
+    broken_obs = Observation(
+        ZONE, (replace(srv, rrsets={**srv.rrsets, A2: own}),), zone_signed=True
+    )
+    p = plan({A1: Cname(SHARED, 60)}, obs=broken_obs)
+    assert p.phase == phases.BLOCKED and "has its own TLSA RRset" in p.summary
+    fixed = plan({A1: Cname(SHARED, 60), A2: Cname(SHARED, 60)}, st=p.state)
+    assert fixed.phase == phases.WAIT_TTL and fixed.ready_at == NOW + 7200
