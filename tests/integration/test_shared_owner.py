@@ -251,3 +251,32 @@ def test_check_carries_the_alias_signals(rig: Rig) -> None:
     doc = schemas.validate("check", out)
     (mx2,) = [a for a in doc["services"][0]["aliases"] if not a["ok"]]
     assert mx2["alias"] == alias(HOSTS[1]).to_text() and len(mx2["problems"]) == 2
+
+
+def chain_of(rig: Rig, n: int, end: str) -> list[str]:
+    """mx1's TLSA name -> _c1 -> ... -> _c{n-1} -> end: n CNAMEs; returns the names made."""
+    names = [f"_c{i}.example.test." for i in range(1, n)]
+    hops = [alias(HOSTS[0]).to_text(), *names]
+    for name, target in zip(hops, [*names, end], strict=True):
+        set_cname(rig.bind, name, target)
+    return names
+
+
+@pytest.mark.parametrize(
+    ("n", "end", "rc", "needle"),
+    [
+        (3, SHARED, 0, None),  # a chain inside the zone that ends at the shared owner is fine
+        (9, SHARED, 1, "CNAME chain from _25._tcp.mx1.example.test. longer than 8 steps"),
+        (1, "_dane.policy.test.", 1, "leads out of zone example.test. to _dane.policy.test."),
+    ],
+)
+def test_cname_chains(rig: Rig, n: int, end: str, rc: int, needle: str | None) -> None:
+    made = chain_of(rig, n, end)
+    try:
+        got, out, err = rig.cli("apply", "--wait")
+        assert got == rc, (out, err)
+        if needle:
+            assert needle in out, out
+    finally:
+        for name in made:
+            set_cname(rig.bind, name, None)
