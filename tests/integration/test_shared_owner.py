@@ -280,3 +280,39 @@ def test_cname_chains(rig: Rig, n: int, end: str, rc: int, needle: str | None) -
     finally:
         for name in made:
             set_cname(rig.bind, name, None)
+
+
+def test_check_live_endpoints_are_judged_by_the_shared_rrset(
+    tmp_path: Path, bind: BindServers
+) -> None:
+    """mx.example.test (A 127.0.0.1 in the test zone) serves SMTP with STARTTLS; its TLSA name
+    is a CNAME to the shared owner, whose RRset the check reads for the endpoint."""
+    from tests.support.tls_servers import SmtpdServer, make_chain
+
+    ca = pki.make_ca()
+    chain = make_chain(tmp_path, "mx", ca, ("mx.example.test",))
+    srv = SmtpdServer("127.0.0.1", chain).start()
+    name = records.owner_name("mx.example.test", srv.port)
+    try:
+        set_cname(bind, name, SHARED)
+        for d in ("deployed", "next"):
+            (tmp_path / d).mkdir()
+            (tmp_path / d / "fullchain.pem").write_bytes(chain.fullchain.read_bytes())
+            (tmp_path / d / "privkey.pem").write_bytes(chain.key.read_bytes())
+        cfg = tmp_path / "config.yaml"
+        text = CONFIG.format(
+            port=bind.port, key=bind.key_file, ttl=TTL, hosts="mx.example.test", shared=SHARED
+        )
+        text = text.replace("ports: [25]", f"ports: [{srv.port}]")
+        cfg.write_text(text + "      verify: {starttls: smtp}\n")
+        p = run_cli("-c", cfg, "apply", "--wait")
+        assert p.returncode == 0, p.stdout + p.stderr
+        p = run_cli("-c", cfg, "check", "--output", "json")
+        assert p.returncode == 0, p.stdout + p.stderr
+        doc = schemas.validate("check", p.stdout)
+        eps = doc["services"][0]["endpoints"]
+        assert [(e["owner"], e["ok"]) for e in eps] == [(SHARED, True)]
+        assert doc["services"][0]["aliases"][0]["ok"] is True
+    finally:
+        srv.stop()
+        set_cname(bind, name, None)
