@@ -185,3 +185,58 @@ def propagating_or_broken(
         ]
         (broken if len(lines) == len(answering) else waiting).extend(lines)
     return waiting, broken
+
+
+def owner_is_alias(servers: Sequence[ServerAnswer], owner: dns.name.Name) -> list[str]:
+    """One line per server serving the shared owner itself as a CNAME: no TLSA can be
+    published there (a server ignores other types at a CNAME, RFC 2136 §3.4.2.2)."""
+    return [
+        f"{s.label}: the shared owner {owner} is itself a CNAME to {s.cnames[owner].target}: "
+        "no TLSA records can be published there"
+        for s in servers
+        if not s.error and owner in s.cnames
+    ]
+
+
+@dataclass(frozen=True)
+class Aliases:
+    """What the planner learns of a shared owner's aliases from one observation: lines of
+    aliases still propagating (wait), of those broken everywhere and of a shared owner that is
+    itself a CNAME (blocked), the largest TTL a cache may hold an alias's answer for."""
+
+    waiting: tuple[str, ...] = ()
+    broken: tuple[str, ...] = ()
+    owner: tuple[str, ...] = ()  # the shared owner itself a CNAME: nothing can be written
+    cname_ttl: int = 0  # the CNAMEs' largest TTL
+    own_ttl: int = 0  # the largest TTL of an RRset a wrong alias holds itself
+
+    @property
+    def lagging(self) -> tuple[str, ...]:
+        return (*self.owner, *self.waiting, *self.broken)
+
+
+def observe_aliases(
+    servers: Sequence[ServerAnswer],
+    aliases: Sequence[dns.name.Name],
+    owner: dns.name.Name,
+    zone: dns.name.Name,
+    require_signed: bool,
+) -> Aliases:
+    """:class:`Aliases` of one observation (nothing to say without ``aliases``)."""
+    if not aliases:
+        return Aliases()
+    waiting, broken = propagating_or_broken(servers, aliases, owner, zone, require_signed)
+    own = [
+        rr.ttl
+        for s in servers
+        if not s.error
+        for a in aliases
+        if (rr := s.rrsets.get(a)) is not None
+    ]
+    return Aliases(
+        tuple(waiting),
+        tuple(broken),
+        tuple(owner_is_alias(servers, owner)),
+        max_ttl(servers, aliases),
+        max(own, default=0),
+    )

@@ -175,21 +175,15 @@ def plan(inp: PlanInput) -> Plan:
         else ["the authoritative servers could not be observed"]
     )
     # shared_owner: an alias not leading to it leaves its senders another RRset (or none)
-    alias_waiting, alias_broken = (
-        cname.propagating_or_broken(
-            obs.servers, inp.aliases, inp.owners[0], inp.zone, require_signed
-        )
-        if obs is not None and inp.aliases
-        else ([], [])
+    aliases = cname.observe_aliases(
+        obs.servers if obs else (), inp.aliases, inp.owners[0], inp.zone, require_signed
     )
-    lagging = [*lagging, *alias_waiting, *alias_broken]
+    lagging = [*lagging, *aliases.lagging]
     visible = not lagging
     # ``State.retiring`` is record text on disk: parsed here, once
     retiring = parse_retiring(inp.state.retiring)
     observed_ttl = obs.max_ttl(inp.owners) if obs is not None else 0
-    if obs is not None and inp.aliases:
-        # a cache holds an alias's answer (CNAME and target) for the CNAME's TTL as well
-        observed_ttl = max(observed_ttl, cname.max_ttl(obs.servers, inp.aliases))
+    observed_ttl = max(observed_ttl, aliases.cname_ttl)  # a cache holds CNAMEs for theirs
     st = phases.after_observation(
         inp.state,
         digest=published_digest(inp.published, inp.owners),
@@ -203,9 +197,8 @@ def plan(inp: PlanInput) -> Plan:
         now=inp.now,
         safety_margin=inp.safety_margin,
     )
-    if obs is not None and (alias_waiting or alias_broken):
-        # what a cache holds for a wrong alias lives as long as the TTLs seen, its own too
-        st = cname.while_broken(st, max(inp.ttl, st.ttl_seen, obs.max_ttl(inp.aliases)))
+    if aliases.lagging:
+        st = cname.while_broken(st, max(inp.ttl, st.ttl_seen, aliases.own_ttl))
     ours = ours_still_published(inp.slots, inp.owners, inp.state.ours, retiring, current)
     st = phases.with_ours(st, ours)
     books = Ownership(inp.slots, inp.owners, inp.params, inp.owners_mode, retiring, current, ours)
@@ -257,6 +250,9 @@ def plan(inp: PlanInput) -> Plan:
             "sign the zone, or set allow_unsigned: true for this service",
         )
 
+    if aliases.owner:
+        return done(BLOCKED, aliases.owner[0], waiting_for=aliases.owner)
+
     if inp.first:
         # 0. a first issuance: install at once where no records exist, else publish and wait
         first = bootstrap.step(inp, st, current, books.want, lagging)
@@ -289,12 +285,12 @@ def plan(inp: PlanInput) -> Plan:
             what += [f"set the TTL to {inp.ttl}"] if ttl_off else []
             return done(PUBLISH, " and ".join(what), change=change)
 
-    if alias_broken:
+    if aliases.broken:
         return done(
             BLOCKED,
             f"no retire or swap while a host's TLSA name does not lead to the shared owner "
-            f"{inp.owners[0]}: {alias_broken[0]}",
-            waiting_for=tuple(alias_broken),
+            f"{inp.owners[0]}: {aliases.broken[0]}",
+            waiting_for=aliases.broken,
         )
 
     # 2. nothing else may happen until every authoritative server serves the current RRset

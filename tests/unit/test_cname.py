@@ -123,11 +123,12 @@ def plan(
     nxt: material.Material | None = NEXT,
     st: State | None = None,
     obs: Observation | None = None,
+    published: bool = True,
 ) -> planner.Plan:
     recs = set(records.build_all(CERT, [P311])) | (
         set(records.build_all(nxt, [P311])) if nxt else set()
     )
-    pub = {SHARED: TlsaRRset.of(60, recs)}
+    pub = {SHARED: TlsaRRset.of(60, recs)} if published else {}
     st = st or State("mail").with_(
         digest=published_digest(pub, [SHARED]), visible_since=NOW - 3600, ttl_seen=60
     )
@@ -181,3 +182,12 @@ def test_an_alias_with_its_own_rrset_is_waited_out_after_the_fix() -> None:
     assert p.phase == phases.BLOCKED and "has its own TLSA RRset" in p.summary
     fixed = plan({A1: Cname(SHARED, 60), A2: Cname(SHARED, 60)}, st=p.state)
     assert fixed.phase == phases.WAIT_TTL and fixed.ready_at == NOW + 7200
+
+
+def test_a_shared_owner_that_is_a_cname_itself_blocks_before_any_write() -> None:
+    cnames = {A1: Cname(SHARED, 60), A2: Cname(SHARED, 60), SHARED: Cname(N("x.example.test."), 60)}
+    lines = cname.owner_is_alias([server(cnames=cnames)], SHARED)
+    assert len(lines) == 1 and "is itself a CNAME to x.example.test." in lines[0]
+    p = plan(cnames, nxt=None, published=False)  # a publish would be due: not made
+    assert p.phase == phases.BLOCKED and p.change is None
+    assert "the shared owner _dane.example.test. is itself a CNAME" in p.summary
