@@ -187,15 +187,25 @@ def propagating_or_broken(
     return waiting, broken
 
 
-def owner_is_alias(servers: Sequence[ServerAnswer], owner: dns.name.Name) -> list[str]:
-    """One line per server serving the shared owner itself as a CNAME: no TLSA can be
-    published there (a server ignores other types at a CNAME, RFC 2136 §3.4.2.2)."""
-    return [
-        f"{s.label}: the shared owner {owner} is itself a CNAME to {s.cnames[owner].target}: "
-        "no TLSA records can be published there"
-        for s in servers
-        if not s.error and owner in s.cnames
-    ]
+def owner_is_alias(
+    servers: Sequence[ServerAnswer], owners: Sequence[dns.name.Name], shared: bool = True
+) -> list[str]:
+    """One line per server and owner this service writes that the server serves as a CNAME:
+    no TLSA can be published there (a server ignores other types at a CNAME, RFC 2136
+    §3.4.2.2). ``shared``: the owner is a ``shared_owner`` (else the hint names it)."""
+    out = []
+    for s in servers:
+        for o in owners:
+            if s.error or o not in s.cnames:
+                continue
+            target = s.cnames[o].target
+            what = f"the shared owner {o}" if shared else f"{o}"
+            hint = "" if shared else f" (with shared_owner: {target} it may be a CNAME)"
+            out.append(
+                f"{s.label}: {what} is itself a CNAME to {target}: no TLSA records can be "
+                f"published there{hint}"
+            )
+    return out
 
 
 @dataclass(frozen=True)
@@ -218,13 +228,15 @@ class Aliases:
 def observe_aliases(
     servers: Sequence[ServerAnswer],
     aliases: Sequence[dns.name.Name],
-    owner: dns.name.Name,
+    owners: Sequence[dns.name.Name],
     zone: dns.name.Name,
     require_signed: bool,
 ) -> Aliases:
-    """:class:`Aliases` of one observation (nothing to say without ``aliases``)."""
+    """:class:`Aliases` of one observation (the shared owner is ``owners[0]``); without
+    ``aliases`` (no shared owner), only whether an owner is itself a CNAME."""
     if not aliases:
-        return Aliases()
+        return Aliases(owner=tuple(owner_is_alias(servers, owners, shared=False)))
+    owner = owners[0]
     waiting, broken = propagating_or_broken(servers, aliases, owner, zone, require_signed)
     own = [
         rr.ttl
@@ -236,7 +248,7 @@ def observe_aliases(
     return Aliases(
         tuple(waiting),
         tuple(broken),
-        tuple(owner_is_alias(servers, owner)),
+        tuple(owner_is_alias(servers, [owner])),
         max_ttl(servers, aliases),
         max(own, default=0),
     )

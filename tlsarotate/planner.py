@@ -174,9 +174,10 @@ def plan(inp: PlanInput) -> Plan:
         if obs is not None
         else ["the authoritative servers could not be observed"]
     )
-    # shared_owner: an alias not leading to it leaves its senders another RRset (or none)
+    # shared_owner: an alias not leading to it leaves its senders another RRset (or none);
+    # an owner that is a CNAME itself cannot hold TLSA
     aliases = cname.observe_aliases(
-        obs.servers if obs else (), inp.aliases, inp.owners[0], inp.zone, require_signed
+        obs.servers if obs else (), inp.aliases, inp.owners, inp.zone, require_signed
     )
     lagging = [*lagging, *aliases.lagging]
     visible = not lagging

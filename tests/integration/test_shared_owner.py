@@ -316,3 +316,19 @@ def test_check_live_endpoints_are_judged_by_the_shared_rrset(
     finally:
         srv.stop()
         set_cname(bind, name, None)
+
+
+def test_without_shared_owner_an_owner_that_is_a_cname_is_named(rig: Rig) -> None:
+    """The CNAMEs of the rig, but a config that would write TLSA at the hosts' own names: a
+    server ignores TLSA at a CNAME, so plan blocks before any write and check is CRITICAL
+    (it used to plan a publish there)."""
+    text = rig.config.read_text().replace(f"    shared_owner: {SHARED}\n", "")
+    rig.config.write_text(text)
+    rc, out, err = rig.cli("plan")
+    assert rc == 1, (out, err)
+    hint = "is itself a CNAME to _dane.example.test.: no TLSA records can be published there"
+    assert f"_25._tcp.mx1.example.test. {hint}" in out, out
+    assert "with shared_owner: _dane.example.test. it may be a CNAME" in out
+    rc, out, err = rig.cli("check", "--no-live")
+    assert rc == 2 and hint in out, out
+    assert rig.tlsa(SHARED, rig.bind.primary) == set()  # nothing written

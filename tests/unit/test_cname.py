@@ -186,7 +186,7 @@ def test_an_alias_with_its_own_rrset_is_waited_out_after_the_fix() -> None:
 
 def test_a_shared_owner_that_is_a_cname_itself_blocks_before_any_write() -> None:
     cnames = {A1: Cname(SHARED, 60), A2: Cname(SHARED, 60), SHARED: Cname(N("x.example.test."), 60)}
-    lines = cname.owner_is_alias([server(cnames=cnames)], SHARED)
+    lines = cname.owner_is_alias([server(cnames=cnames)], [SHARED])
     assert len(lines) == 1 and "is itself a CNAME to x.example.test." in lines[0]
     p = plan(cnames, nxt=None, published=False)  # a publish would be due: not made
     assert p.phase == phases.BLOCKED and p.change is None

@@ -16,6 +16,9 @@ def judge_aliases(
     """One report per alias (``ok`` None: a server did not answer and none showed a problem);
     a CRITICAL finding per (server, alias) problem."""
     if s.shared_owner is None:
+        # an owner served as a CNAME: its TLSA records cannot be published where they belong
+        lines = cname.owner_is_alias(obs.servers if obs else (), s.owners, shared=False)
+        findings += [Finding(CRITICAL, s.name, line) for line in lines]
         return ()
     out = []
     for alias in s.aliases:
