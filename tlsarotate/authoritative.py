@@ -15,7 +15,9 @@ What is asked
     zone), the DNSKEY RRset, and for every owner its TLSA RRset. RRSIGs over the TLSA RRset, or
     over the NSEC/NSEC3 records denying it, are validated with :func:`dns.dnssec.validate`
     against the DNSKEY RRset fetched from that same server, at ``clock.now()``.
-    ``zone_signed`` is True when any server returned a DNSKEY RRset.
+    ``zone_signed`` is True when any server returned a DNSKEY RRset. An owner served as a
+    CNAME is recorded in ``ServerAnswer.cnames`` (its RRSIG validated likewise) and its target,
+    when inside the zone, is asked in turn (:mod:`tlsarotate.cname`).
 
 Servers are asked concurrently (one thread each); a server that fails a query gets
 ``ServerAnswer(error="timeout after 3s")`` (or the rcode) and the remaining owners are not
@@ -46,6 +48,7 @@ from dns.rdtypes.ANY.RRSIG import RRSIG
 
 from tlsarotate.change import TlsaRRset
 from tlsarotate.clock import Clock, SystemClock
+from tlsarotate.cname import MAX_CHAIN, Cname
 from tlsarotate.config import Nameserver
 from tlsarotate.errors import ObserverError
 from tlsarotate.observation import Observation, ServerAnswer
@@ -94,6 +97,7 @@ class _Sigs:
 class _Answer:
     rrsets: dict[dns.name.Name, TlsaRRset | None] = field(default_factory=dict)
     signed: dict[dns.name.Name, bool | None] = field(default_factory=dict)
+    cnames: dict[dns.name.Name, Cname] = field(default_factory=dict)
 
 
 class DnsObserver:
@@ -228,7 +232,8 @@ class DnsObserver:
                 self._check(keys_msg.answer, keys, zone, keys, sigs)
                 self._check(soa.answer, soa_rr, zone, keys, sigs)
             for owner in owners:
-                self._observe_owner(t, zone, owner, keys, got, sigs)
+                if owner not in got.rrsets:  # else already asked on a CNAME chain
+                    self._observe_owner(t, zone, owner, keys, got, sigs)
         except _QueryFailed as e:
             return ServerAnswer(t.label, t.address, t.port, error=str(e), serial=serial), None
         answer = ServerAnswer(
@@ -240,6 +245,7 @@ class DnsObserver:
             signed=got.signed,
             sig_problem=sigs.problem,
             min_rrsig_expiry=sigs.min_expiry,
+            cnames=got.cnames,
         )
         return answer, keys is not None
 
@@ -251,12 +257,30 @@ class DnsObserver:
         keys: dns.rrset.RRset | None,
         got: _Answer,
         sigs: _Sigs,
+        depth: int = 0,
     ) -> None:
         r = self._ask(t, owner, dns.rdatatype.TLSA)
         rc = r.rcode()
+        if rc == dns.rcode.SERVFAIL:
+            # BIND answers SERVFAIL where the in-zone chain loops: the CNAME itself says why
+            alt = self._ask(t, owner, dns.rdatatype.CNAME)
+            if alt.rcode() == dns.rcode.NOERROR and _find(alt.answer, owner, dns.rdatatype.CNAME):
+                r, rc = alt, dns.rcode.NOERROR
         if rc not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
             raise _QueryFailed(f"TLSA query for {owner} answered {dns.rcode.to_text(rc)}")
         _authoritative(r, zone, f"TLSA {owner}")
+        cname = _find(r.answer, owner, dns.rdatatype.CNAME)
+        if cname is not None:
+            # an alias (RFC 7671 §7): no TLSA here; its target, when in this zone, is asked
+            # as an owner too (each step's RRSIG validated on its own), loops and overlong
+            # chains stop at a name already asked or after MAX_CHAIN steps (cname.follow)
+            target = cname[0].target
+            got.cnames[owner] = Cname(target, cname.ttl)
+            got.rrsets[owner] = None
+            got.signed[owner] = self._check(r.answer, cname, zone, keys, sigs)
+            if target.is_subdomain(zone) and target not in got.rrsets and depth < MAX_CHAIN:
+                self._observe_owner(t, zone, target, keys, got, sigs, depth + 1)
+            return
         tlsa = _find(r.answer, owner, dns.rdatatype.TLSA) if rc == dns.rcode.NOERROR else None
         if tlsa is not None:
             got.rrsets[owner] = TlsaRRset.from_rdataset(tlsa)

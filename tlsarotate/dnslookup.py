@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import dns.exception
 import dns.flags
@@ -22,11 +23,11 @@ import dns.rcode
 import dns.rdatatype
 import dns.resolver
 
-from tlsarotate import records
+from tlsarotate import cname, records
 from tlsarotate.authoritative import DnsObserver
 from tlsarotate.config import Nameserver
 from tlsarotate.errors import ObserverError, TlsarotateError
-from tlsarotate.observation import Observation, Observer
+from tlsarotate.observation import Observation, Observer, ServerAnswer
 from tlsarotate.served import is_ip
 from tlsarotate.tlsaanswer import ResolverAnswer, TlsaAnswer, TlsaServerAnswer
 
@@ -169,22 +170,91 @@ def lookup_tlsa(
     observer_factory: NameserverObserverFactory = nameserver_observer,
 ) -> TlsaAnswer:
     """Ask every authoritative server (through the observer) and, with ``resolver``, the
-    validating resolver too."""
+    validating resolver too. A CNAME at ``owner`` (RFC 7671 §7: a shared ``_dane`` RRset) is
+    followed, each step's RRSIG validated, into other zones too (their own servers)."""
     ans = TlsaAnswer(source="dns")
-    obs: Observation | None
-    try:
-        zone = find_zone(owner, timeout, resolver, nameservers)
-        ans.zone = zone
-        observer = observer_factory(nameservers, timeout, resolver)
-        obs = observer.observe(zone, [owner])
-    except TlsarotateError as e:
-        ans.errors.append(str(e))
-        obs = None
-    if obs is not None:
-        _add_observation(ans, obs, owner)
+    _lookup(ans, owner, timeout, nameservers, resolver, observer_factory, [owner])
     if resolver is not None:
         _ask_resolver(ans, owner, resolver, timeout)
     return ans
+
+
+def _lookup(
+    ans: TlsaAnswer,
+    name: dns.name.Name,
+    timeout: float,
+    nameservers: Sequence[Nameserver],
+    resolver: Nameserver | None,
+    observer_factory: NameserverObserverFactory,
+    seen: list[dns.name.Name],
+) -> None:
+    """The TLSA RRset at ``name`` as its zone's servers serve it; ``seen``: the chain so far
+    (its last name is ``name``)."""
+    try:
+        zone = find_zone(name, timeout, resolver, nameservers)
+        if ans.zone is None:
+            ans.zone = zone
+        observer = observer_factory(nameservers, timeout, resolver)
+        obs = observer.observe(zone, [name])
+    except TlsarotateError as e:
+        ans.errors.append(str(e))
+        return
+    limit = cname.MAX_CHAIN - (len(seen) - 1)
+    chains = {i: cname.follow(name, s.cnames, limit) for i, s in enumerate(obs.servers)}
+    here: list[ServerAnswer] = []  # the chain ends in this zone: judged as this zone's answer
+    onward: dict[dns.name.Name, list[ServerAnswer]] = {}  # it leaves the zone: follow it there
+    for i, s in enumerate(obs.servers):
+        ch = chains[i]
+        problem = ch.problem
+        if problem is None and set(ch.names[1:]) & set(seen):
+            problem = f"CNAME loop: {' -> '.join(n.to_text() for n in [*seen, *ch.names[1:]])}"
+        if s.error or not ch.steps:
+            here.append(s)
+        elif problem is not None:
+            line = f"{s.label}: {problem}: resolvers answer SERVFAIL, DANE clients defer"
+            if line not in ans.problems:
+                ans.problems.append(line)
+        elif ch.end.is_subdomain(zone):
+            here.append(_through(s, name, ch))
+        else:
+            _cname_steps(ans, obs, s, ch)
+            onward.setdefault(ch.end, []).append(s)
+    first = next((chains[i] for i, s in enumerate(obs.servers) if not s.error), None)
+    if first is not None and first.steps and not first.problem:
+        ans.cname_chain = [*(ans.cname_chain or [seen[0]]), *first.names[1:]]
+    if here:
+        _add_observation(ans, replace(obs, servers=tuple(here)), name)
+    for end in onward:
+        _lookup(ans, end, timeout, nameservers, resolver, observer_factory, [*seen, end])
+        if obs.zone_signed is False:
+            ans.dnssec = "unsigned"
+
+
+def _through(s: ServerAnswer, name: dns.name.Name, ch: cname.Chain) -> ServerAnswer:
+    """``s`` as a client sees it at ``name``: the RRset at the chain's end, signed when every
+    step (each CNAME, and the end's RRset or its denial) is."""
+    steps = [s.signed.get(n) for n in ch.names]
+    signed = False if False in steps else (None if None in steps else True)
+    return replace(s, rrsets={name: s.rrsets.get(ch.end)}, signed={name: signed})
+
+
+def _cname_steps(ans: TlsaAnswer, obs: Observation, s: ServerAnswer, ch: cname.Chain) -> None:
+    """The CNAMEs of ``ch`` served by ``s`` in a zone the chain leaves: signed?"""
+    for n in ch.names[:-1]:
+        if obs.zone_signed is False:
+            line = (
+                f"the CNAME at {n} is in zone {obs.zone}, which is not DNSSEC-signed: DANE "
+                "clients ignore the TLSA records it leads to"
+            )
+            if line not in ans.insecure:
+                ans.insecure.append(line)
+        elif s.signed.get(n) is False:
+            why = f" ({s.sig_problem})" if s.sig_problem else ""
+            ans.problems.append(
+                f"{s.label}: the CNAME at {n} has no valid RRSIG{why}: DANE clients treat it "
+                "as bogus"
+            )
+            ans.dnssec = "invalid"
 
 
 def _add_observation(ans: TlsaAnswer, obs: Observation, owner: dns.name.Name) -> None:
@@ -249,13 +319,40 @@ def _ask_resolver(
         if rrset.rdtype == dns.rdatatype.TLSA
         for rd in sorted(rrset, key=records.sort_key)
     ]
+    cnames = {
+        rr.name: cname.Cname(rr[0].target, rr.ttl)
+        for rr in r.answer
+        if rr.rdtype == dns.rdatatype.CNAME
+    }
+    chain = cname.follow(owner, cnames)
+    if chain.steps:
+        info.cname_chain = list(chain.names)
     if info.rcode == "SERVFAIL":
         ans.problems.append(
             f"validating resolver {resolver} answers SERVFAIL for {owner} TLSA "
             "(DNSSEC bogus?): DANE clients defer delivery"
         )
     elif info.rcode == "NOERROR" and info.records and not info.ad:
+        step = _insecure_step(chain, resolver, timeout) if chain.steps else None
         ans.insecure.append(
-            f"validating resolver {resolver} returns the TLSA records without the AD bit: "
-            "DANE clients treat them as insecure and ignore them"
+            f"validating resolver {resolver} returns the TLSA records without the AD bit"
+            + (f" ({step})" if step else "")
+            + ": DANE clients treat them as insecure and ignore them"
         )
+
+
+def _insecure_step(chain: cname.Chain, resolver: Nameserver, timeout: float) -> str | None:
+    """Which step of a CNAME chain the validating resolver does not call secure: each CNAME,
+    then the TLSA RRset at its end, asked on its own (RFC 7671 §7: every step must be)."""
+    asks = [(n, dns.rdatatype.CNAME) for n in chain.names[:-1]]
+    for name, rdtype in [*asks, (chain.end, dns.rdatatype.TLSA)]:
+        q = dns.message.make_query(name, rdtype, want_dnssec=True)
+        q.flags |= dns.flags.RD | dns.flags.AD
+        try:
+            r = dns.query.udp(q, resolver.address, port=resolver.port, timeout=timeout)
+        except (dns.exception.DNSException, OSError):
+            return None
+        if not r.flags & dns.flags.AD:
+            what = "the CNAME" if rdtype == dns.rdatatype.CNAME else "the TLSA RRset"
+            return f"{what} at {name} is not DNSSEC-secure"
+    return None

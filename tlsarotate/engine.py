@@ -112,7 +112,7 @@ class Engine:
         owners = tuple(svc.owners)
         published = provider.read(svc.zone, owners)
         try:
-            observation = self._observer(svc).observe(svc.zone, owners)
+            observation = self._observer(svc).observe(svc.zone, (*owners, *svc.aliases))
         except TlsarotateError as e:
             log.warning("service %s: %s", svc.name, e)
             observation = None

@@ -16,6 +16,7 @@ import dns.name
 from dns.rdtypes.ANY.TLSA import TLSA
 
 from tlsarotate.change import TlsaRRset
+from tlsarotate.cname import Cname
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,9 @@ class ServerAnswer:
     signed: Mapping[dns.name.Name, bool | None] = field(default_factory=dict)
     sig_problem: str | None = None  # first signature problem, in words
     min_rrsig_expiry: float | None = None  # earliest RRSIG expiration seen (epoch seconds)
+    # names served as a CNAME (no TLSA there: ``rrsets`` holds None; ``signed``: the CNAME's
+    # RRSIG), and the in-zone names their chains lead to, asked as owners too (cname.py)
+    cnames: Mapping[dns.name.Name, Cname] = field(default_factory=dict)
 
     def serves(
         self, expected: Mapping[dns.name.Name, TlsaRRset | None], require_signed: bool

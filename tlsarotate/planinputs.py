@@ -100,4 +100,5 @@ def plan_input(
         min_validity=svc.next_min_validity,
         limits=svc.limits,
         first=first,
+        aliases=tuple(svc.aliases),
     )

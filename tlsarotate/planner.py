@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 import dns.name
 from dns.rdtypes.ANY.TLSA import TLSA
 
-from tlsarotate import bootstrap, phases, records, safety, timefmt
+from tlsarotate import bootstrap, cname, phases, records, safety, timefmt
 from tlsarotate.change import OwnerChange, TlsaRRset, ZoneChange, published_digest
 from tlsarotate.material import DEFAULT_MIN_VALIDITY, Material, unfit
 from tlsarotate.observation import Observation
@@ -117,6 +117,8 @@ class PlanInput:
     limits: safety.Limits = field(default_factory=safety.Limits)
     # certificates with nothing deployed yet (a first issuance): planned by tlsarotate.bootstrap
     first: tuple[bootstrap.FirstSlot, ...] = ()
+    # shared_owner: the names that must be CNAMEs to owners[0] on every server (cname.py)
+    aliases: tuple[dns.name.Name, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -172,10 +174,17 @@ def plan(inp: PlanInput) -> Plan:
         if obs is not None
         else ["the authoritative servers could not be observed"]
     )
+    # shared_owner: an alias not leading to it leaves its senders another RRset (or none);
+    # an owner that is a CNAME itself cannot hold TLSA
+    aliases = cname.observe_aliases(
+        obs.servers if obs else (), inp.aliases, inp.owners, inp.zone, require_signed
+    )
+    lagging = [*lagging, *aliases.lagging]
     visible = not lagging
     # ``State.retiring`` is record text on disk: parsed here, once
     retiring = parse_retiring(inp.state.retiring)
     observed_ttl = obs.max_ttl(inp.owners) if obs is not None else 0
+    observed_ttl = max(observed_ttl, aliases.cname_ttl)  # a cache holds CNAMEs for theirs
     st = phases.after_observation(
         inp.state,
         digest=published_digest(inp.published, inp.owners),
@@ -189,6 +198,8 @@ def plan(inp: PlanInput) -> Plan:
         now=inp.now,
         safety_margin=inp.safety_margin,
     )
+    if aliases.lagging:
+        st = cname.while_broken(st, max(inp.ttl, st.ttl_seen, aliases.own_ttl))
     ours = ours_still_published(inp.slots, inp.owners, inp.state.ours, retiring, current)
     st = phases.with_ours(st, ours)
     books = Ownership(inp.slots, inp.owners, inp.params, inp.owners_mode, retiring, current, ours)
@@ -240,6 +251,9 @@ def plan(inp: PlanInput) -> Plan:
             "sign the zone, or set allow_unsigned: true for this service",
         )
 
+    if aliases.owner:
+        return done(BLOCKED, aliases.owner[0], waiting_for=aliases.owner)
+
     if inp.first:
         # 0. a first issuance: install at once where no records exist, else publish and wait
         first = bootstrap.step(inp, st, current, books.want, lagging)
@@ -271,6 +285,14 @@ def plan(inp: PlanInput) -> Plan:
             what = [f"add the records of {whose(added, inp.slots)}"] if added else []
             what += [f"set the TTL to {inp.ttl}"] if ttl_off else []
             return done(PUBLISH, " and ".join(what), change=change)
+
+    if aliases.broken:
+        return done(
+            BLOCKED,
+            f"no retire or swap while a host's TLSA name does not lead to the shared owner "
+            f"{inp.owners[0]}: {aliases.broken[0]}",
+            waiting_for=aliases.broken,
+        )
 
     # 2. nothing else may happen until every authoritative server serves the current RRset
     if not visible:

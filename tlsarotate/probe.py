@@ -1,7 +1,9 @@
 """``tlsarotate probe HOST``: what every address of HOST serves, against the published TLSA.
 
 Steps: resolve every A and AAAA of HOST; fetch the TLSA RRset of ``_PORT._tcp.HOST`` from
-every authoritative server (or read it from ``--tlsa-from FILE``); connect to each address
+every authoritative server, following a CNAME there (a shared ``_dane`` RRset, RFC 7671 §7:
+each step's RRSIG validated, at most 8 steps, loops named), or read it from ``--tlsa-from
+FILE``; connect to each address
 concurrently (STARTTLS as needed) and take the full served chain (this module: the gather
 step, I/O); judge each chain with :func:`tlsarotate.verdict.diagnose` and DNS and chain
 together (:mod:`tlsarotate.probe_judge`, pure); print (:mod:`tlsarotate.probe_render`).
@@ -47,7 +49,11 @@ JSON output (``--output json``), one object::
                      "records": [...] | null, "signed": true|false|null}],
         "min_rrsig_expiry": "2030-01-01T00:00:00+00:00" | null,
         "resolver": null | {"server": "127.0.0.1:53", "rcode": "NOERROR", "ad": bool,
-                            "records": [...], "error": str|null}
+                            "records": [...], "error": str|null,
+                            "cname_chain": [names] | null},   # the CNAMEs in its answer
+        "cname_chain": ["_25._tcp.mx.example.com.", "_dane.example.com."] | null
+                                           # a CNAME at the owner (RFC 7671 §7), followed
+                                           # on the authoritative servers, into other zones
       },
       "addresses": [
         {"address": "192.0.2.1", "port": 25,

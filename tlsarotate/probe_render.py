@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+import dns.name
 from dns.rdtypes.ANY.TLSA import TLSA
 
 from tlsarotate import jsondoc, records, timefmt
@@ -52,6 +53,7 @@ def report_json(rep: ProbeReport) -> dict[str, object]:
             "servers": [_server_json(s) for s in t.servers],
             "min_rrsig_expiry": timefmt.iso(t.min_rrsig_expiry),
             "resolver": _resolver_json(t.resolver) if t.resolver is not None else None,
+            "cname_chain": _names(t.cname_chain),
         },
         "addresses": [_address_json(a) for a in rep.addresses],
         "problems": list(t.problems),
@@ -81,7 +83,12 @@ def _resolver_json(r: ResolverAnswer) -> dict[str, object]:
         "ad": r.ad,
         "records": r.records,
         "error": r.error,
+        "cname_chain": _names(r.cname_chain),
     }
+
+
+def _names(chain: list[dns.name.Name] | None) -> list[str] | None:
+    return [n.to_text() for n in chain] if chain else None
 
 
 def _address_json(a: AddressResult) -> dict[str, object]:
@@ -164,6 +171,8 @@ def _tlsa_lines(rep: ProbeReport) -> list[str]:
             agree = "servers agree" if len(t.variants) <= 1 else "SERVERS DISAGREE"
             where = f"dns, {len(answering)} of {len(t.servers)} server(s) answered, {agree}"
             where += f", DNSSEC {t.dnssec}"
+    if t.cname_chain:
+        out.append(f"{rep.owner.to_text()} is a CNAME: {' -> '.join(map(str, t.cname_chain))}")
     out.append(f"{rep.owner.to_text()} TLSA ({where}):")
     if not t.variants:
         out.append("  (no answer)")
@@ -179,7 +188,8 @@ def _tlsa_lines(rep: ProbeReport) -> list[str]:
     r = t.resolver
     if r is not None and not r.error:  # (an error is listed with the others below)
         ad = "AD set (validated)" if r.ad else "no AD bit (NOT validated)"
-        out.append(f"resolver {r.server}: {r.rcode}, {ad}")
+        via = f", via {' -> '.join(map(str, r.cname_chain))}" if r.cname_chain else ""
+        out.append(f"resolver {r.server}: {r.rcode}, {ad}{via}")
     for p in t.problems:
         out.append(f"DNS PROBLEM: {p}")
     for p in t.insecure:

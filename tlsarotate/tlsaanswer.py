@@ -32,6 +32,7 @@ class ResolverAnswer:
     ad: bool = False
     records: list[str] = field(default_factory=list)
     error: str | None = None
+    cname_chain: list[dns.name.Name] | None = None  # the CNAMEs in its answer, owner first
 
 
 @dataclass
@@ -48,3 +49,6 @@ class TlsaAnswer:
     problems: list[str] = field(default_factory=list)  # bogus: DANE fails because of these
     insecure: list[str] = field(default_factory=list)  # DANE does not apply because of these
     errors: list[str] = field(default_factory=list)  # could not check
+    # the CNAME chain from the owner to the name holding the records (RFC 7671 §7), as the
+    # authoritative servers serve it; None: the owner holds them itself
+    cname_chain: list[dns.name.Name] | None = None

@@ -91,6 +91,7 @@ RULES: dict[str, Callable[[int], int]] = {
     "unpublished": lambda n: 2 if n >= 1 else 0,  # each such owner is a CRITICAL finding
     "warnings": lambda n: 1 if n >= 1 else 0,
     "criticals": lambda n: 2 if n >= 1 else 0,
+    "broken_aliases": lambda n: 2 if n >= 1 else 0,  # each is a CRITICAL finding (judge_alias)
     "cert_expiry": lambda s: 1 if s < CERT else 0,  # even expired: WARNING (no next one)
     "rrsig_expiry": lambda s: 2 if s < 0 else (1 if s < RRSIG else 0),
 }
@@ -99,6 +100,7 @@ BOUNDARIES = {
     "unpublished": [1],
     "warnings": [1],
     "criticals": [1],
+    "broken_aliases": [1],
     "cert_expiry": [CERT, 0],
     "rrsig_expiry": [RRSIG, 0],
 }

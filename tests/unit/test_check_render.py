@@ -122,7 +122,7 @@ def test_json_parses_with_the_documented_keys() -> None:
     assert doc["perfdata"]["unpublished"] is None  # not known: null, never 0
     assert doc["tlsrpt"] is None and doc["perfdata"]["tlsrpt_failed"] is None  # not configured
     (svc,) = doc["services"]
-    assert list(svc) == ["name", "zone", "owners", "endpoints", "certificates"]
+    assert list(svc) == ["name", "zone", "owners", "endpoints", "certificates", "aliases"]
     (own,) = svc["owners"]
     assert list(own) == ["owner", "records", "servers", "consistent", "signed", "rrsig_expiry"]
     assert own["records"] == [records.to_text(RD)] and own["signed"] is None

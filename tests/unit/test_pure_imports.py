@@ -59,6 +59,7 @@ PURE_MODULES = (
     "tlsarotate.tlsrpt.render",
     "tlsarotate.tlsrpt.record",
     "tlsarotate.bootstrap",
+    "tlsarotate.cname",
     "tlsarotate.fqdn",
 )
 

@@ -159,7 +159,7 @@ def test_owner_names_hash_once_and_behave_as_plain_names() -> None:
         assert again == owner and hash(again) == hash(owner)
     assert owner.parent() == dns.name.from_text("_tcp.mx.example.test.")
     # the hash is kept, not recomputed per lookup (the point of the class)
-    assert owner._hash == hash(plain)
+    assert isinstance(owner, records.OwnerName) and owner._hash == hash(plain)
     assert owner.to_text() == owner.to_text() == "_25._tcp.MX.Example.test."
     assert owner.to_text(omit_final_dot=True) == "_25._tcp.MX.Example.test"
     assert str(owner) == owner.to_text() and owner.to_unicode() == "_25._tcp.MX.Example.test."

@@ -64,7 +64,7 @@ def gather(
     def observe(s: Service) -> tuple[Observation | None, str | None]:
         try:
             obs = observer_for(s, lambda: _provider(cfg, s), timeout)
-            return obs.observe(s.zone, s.owners), None
+            return obs.observe(s.zone, [*s.owners, *s.aliases]), None
         except TlsarotateError as e:
             return None, str(e)
 
@@ -102,7 +102,8 @@ def gather(
         ]
         for i, host, port, a, mode, efut in ep_futs:
             s = services[i]
-            owner = records.owner_name(host, port, s.protocol)
+            # shared_owner: the records the endpoint is judged by (its CNAME is judged apart)
+            owner = s.shared_owner or records.owner_name(host, port, s.protocol)
             endpoints[i].append(Endpoint(s.name, host, port, owner, a, mode, efut.result()))
 
     return CheckFacts(

@@ -32,10 +32,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 
 from tlsarotate import material, records, timefmt
 from tlsarotate.certinfo import not_after
 from tlsarotate.check.facts import CheckFacts, ServiceFacts, SlotFacts, TlsrptFacts
+from tlsarotate.check.judge_alias import judge_aliases
 from tlsarotate.check.judge_endpoint import judge_endpoint
 from tlsarotate.check.readiness import (
     missing_on_servers,
@@ -108,7 +110,8 @@ def judge(facts: CheckFacts) -> CheckReport:
         endpoints = tuple(
             judge_endpoint(ep, obs, deployed_leaves, findings, now) for ep in sf.endpoints
         )
-        services.append(_service_report(sf, certs, bad_owners, endpoints))
+        aliases = judge_aliases(s, obs, findings)
+        services.append(replace(_service_report(sf, certs, bad_owners, endpoints), aliases=aliases))
 
     gate = None
     if facts.gate_cert is not None:
@@ -142,8 +145,19 @@ def judge(facts: CheckFacts) -> CheckReport:
         cert_expiry_no_next_min_seconds=seconds_left(cert_alone_min),
         rrsig_expiry_min_seconds=seconds_left(rrsig_min),
         tlsrpt_failed=tlsrpt.total if tlsrpt is not None else None,
+        broken_aliases=_broken_aliases(services),
     )
     return CheckReport(now, tuple(services), tuple(findings), gate, perf, tlsrpt)
+
+
+def _broken_aliases(services: Sequence[ServiceReport]) -> int | None:
+    """How many host TLSA names do not lead to their shared owner (None: no service has one,
+    or one was not known and none is broken)."""
+    aliases = [a for r in services for a in r.aliases]
+    if not aliases:
+        return None
+    broken = sum(1 for a in aliases if a.ok is False)
+    return broken if broken or all(a.ok for a in aliases) else None
 
 
 TLSRPT_SHOWN = 3  # failure groups named in the finding (the rest are counted)

@@ -29,7 +29,9 @@
                                        "expires_in_seconds": int|null},
                           "next": null | {... same ...},
                           "swap_readiness": null | {"ready": bool, "published": bool,
-                                                    "missing": [str], "detail": str}}]
+                                                    "missing": [str], "detail": str}}],
+        "aliases": [{"alias": str, "owner": str,   # shared_owner: each host's TLSA name
+                     "ok": bool|null, "problems": [str]}]   # ok null: not known
       }],
       "next_gate": null | {"file": str, "ok": bool, "missing": [str]},
       "tlsrpt": null | {"window_seconds": int, "reports": int, "failed_sessions": int,
@@ -43,7 +45,8 @@
                    "cert_expiry_min_seconds": int|null,          # earliest deployed certificate
                    "cert_expiry_no_next_min_seconds": int|null,  # ... of those with no next one
                    "rrsig_expiry_min_seconds": int|null,
-                   "tlsrpt_failed": int|null}   # null: no reports directory configured
+                   "tlsrpt_failed": int|null,   # null: no reports directory configured
+                   "broken_aliases": int|null}  # null: no shared_owner, or not known
     }
 
 When the check cannot run at all (config error, ...) the document has the same keys with
@@ -196,6 +199,15 @@ def _service(r: ServiceReport, now: float) -> dict[str, object]:
         "owners": owners,
         "endpoints": [_endpoint(ep) for ep in r.endpoints],
         "certificates": [_cert(c, now) for c in r.certs],
+        "aliases": [
+            {
+                "alias": a.name.to_text(),
+                "owner": a.owner.to_text(),
+                "ok": a.ok,
+                "problems": list(a.problems),
+            }
+            for a in r.aliases
+        ],
     }
 
 

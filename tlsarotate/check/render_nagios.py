@@ -17,6 +17,7 @@ PERF_THRESHOLDS: dict[str, tuple[str, str]] = {
     "unpublished": ("", "0"),  # an owner whose records reject a deployed certificate: CRITICAL
     "warnings": ("0", ""),
     "criticals": ("", "0"),
+    "broken_aliases": ("", "0"),  # shared_owner: a host TLSA name not leading to it: CRITICAL
     # seconds left of the earliest certificate with no next one: WARNING below 14 days
     "cert_expiry": (f"{CERT_WARN_SECONDS}:", ""),
     # seconds left of the earliest RRSIG: WARNING below 3 days, CRITICAL once expired
@@ -39,6 +40,7 @@ def render(rep: CheckReport) -> str:
         ("cert_expiry", p.cert_expiry_no_next_min_seconds, "s"),
         ("rrsig_expiry", p.rrsig_expiry_min_seconds, "s"),
         ("tlsrpt_failed", p.tlsrpt_failed, ""),
+        ("broken_aliases", p.broken_aliases, ""),
     ]
     thresholds = dict(PERF_THRESHOLDS)
     if rep.tlsrpt is not None:  # the configured thresholds: WARNING from warn, CRITICAL from crit

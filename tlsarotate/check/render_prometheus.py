@@ -31,6 +31,10 @@ why (``_observed``, ``_up``), so ``== 0`` alerts fire on real breakage and ``_ob
   (``tlsrpt_record``, ``owner`` its ``_smtp._tls`` name) as the provider holds it is the
   configured one, 0 when it is missing or another; absent when it could not be read (a
   WARNING says why) or the service has none
+- ``tlsarotate_tlsa_alias_ok{service,alias,owner}`` (only for services with ``shared_owner``)
+  1 when every server serves the host's TLSA name ``alias`` as a CNAME (chain) to the shared
+  ``owner``, validly signed; 0 when one does not (its senders see other records, or none);
+  absent when a server did not answer
 - ``tlsarotate_build_info{version}`` 1, the tlsarotate that wrote the file
 
 Names follow Prometheus' conventions: ``_timestamp_seconds`` for Unix times, ``_seconds`` for
@@ -114,6 +118,22 @@ def render(rep: CheckReport) -> str:
         "1 when every server's TLSA answer has a valid RRSIG (absent: not known)",
         lambda r, o: o.signed,
     )
+    if any(r.aliases for r in rep.services):
+        metric(
+            "tlsarotate_tlsa_alias_ok",
+            "1 when every server serves the host's TLSA name as a CNAME to the shared owner "
+            "(absent: not known)",
+        )
+        for r in rep.services:
+            for a in r.aliases:
+                if a.ok is not None:
+                    sample(
+                        "tlsarotate_tlsa_alias_ok",
+                        int(a.ok),
+                        service=r.service.name,
+                        alias=a.name.to_text(),
+                        owner=a.owner.to_text(),
+                    )
     metric("tlsarotate_tlsa_rrsig_expiry_timestamp_seconds", "earliest RRSIG expiry")
     for r in rep.services:
         exps = [s.min_rrsig_expiry for s in (r.observation.servers if r.observation else ())]

@@ -26,6 +26,9 @@ def render(rep: CheckReport) -> str:
             ]
             state = max((f.severity for f in mine), default=OK, key=_rank)
             out.append(f"  {STATUS[state]:<8} {owner}")
+        for a in r.aliases:
+            state = OK if a.ok else (UNKNOWN if a.ok is None else CRITICAL)
+            out.append(f"  {STATUS[state]:<8} {a.name} CNAME -> {a.owner}")
         for er in r.endpoints:
             ep = er.endpoint
             est = "OK" if er.ok else ("UNKNOWN" if er.ok is None else "CRITICAL")

@@ -75,6 +75,17 @@ class OwnerReport:
 
 
 @dataclass(frozen=True)
+class AliasReport:
+    """A host's TLSA name under ``shared_owner``: does it lead there (a CNAME chain, signed) on
+    every server? ``ok`` None: a server did not answer (and none showed a problem)."""
+
+    name: dns.name.Name
+    owner: dns.name.Name
+    ok: bool | None
+    problems: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class ServiceReport:
     service: Service
     observation: Observation | None
@@ -84,6 +95,7 @@ class ServiceReport:
     endpoints: tuple[EndpointReport, ...]
     certs: tuple[CertReport, ...]
     tlsrpt_record: TxtPlan | None = None  # the TLSRPT record, read and compared (tlsrpt_record)
+    aliases: tuple[AliasReport, ...] = ()  # shared_owner: each host's CNAME to it
 
 
 @dataclass(frozen=True)
@@ -110,6 +122,8 @@ class PerfData:
     cert_expiry_no_next_min_seconds: int | None  # ... of those with no next one
     rrsig_expiry_min_seconds: int | None
     tlsrpt_failed: int | None = None  # TLSRPT failed sessions in the window (None: not read)
+    # shared_owner: host TLSA names not leading to it (None: no shared owner, or not known)
+    broken_aliases: int | None = None
 
 
 @dataclass(frozen=True)

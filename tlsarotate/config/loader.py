@@ -130,7 +130,7 @@ def _across_services(doc: YamlFile, node: yaml.Node, services: tuple[Service, ..
                 f"service name {s.name!r} is already used by services[{seen_names[s.name]}]",
             )
         seen_names[s.name] = i
-        for o in s.owners:
+        for o in (*s.owners, *s.aliases):
             if o in owners and owners[o] != s.name:
                 raise doc.err(
                     snode,

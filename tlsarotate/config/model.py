@@ -124,17 +124,33 @@ class Service:
     # (max_stale_removals, max_stale_share)
     limits: safety.Limits = field(default_factory=safety.Limits)
     tlsrpt_record: TlsrptRecord | None = None  # None: the TXT record is not managed
+    # shared_owner (RFC 7671 §7): the one owner whose TLSA RRset the tool manages; each host's
+    # _PORT._PROTO.HOST (``aliases``) must be a CNAME (chain) to it, published by the operator
+    shared_owner: dns.name.Name | None = None
 
     @property
     def owners(self) -> list[dns.name.Name]:
+        """The owners whose TLSA RRsets this service writes."""
+        if self.shared_owner is not None:
+            return [self.shared_owner]
+        return self.base_names
+
+    @property
+    def base_names(self) -> list[dns.name.Name]:
+        """Every host's TLSA base name, _PORT._PROTO.HOST (RFC 6698 §3)."""
         return list(_owners(self.hosts, self.ports, self.protocol))
+
+    @property
+    def aliases(self) -> list[dns.name.Name]:
+        """The base names that must be CNAMEs to ``shared_owner`` (none without one)."""
+        return self.base_names if self.shared_owner is not None else []
 
 
 @functools.lru_cache(maxsize=4096)
 def _owners(
     hosts: tuple[str, ...], ports: tuple[int, ...], protocol: str
 ) -> tuple[dns.name.Name, ...]:
-    """A service's TLSA owner names, made once: every command asks for them per step, and the
+    """A service's TLSA base names, made once: every command asks for them per step, and the
     same name objects make the planner's per-owner dicts cheap (a lookup by the very key)."""
     return tuple(records.owner_name(h, p, protocol) for h in hosts for p in ports)
 

@@ -47,6 +47,7 @@ SERVICE_KEYS = {
     "max_stale_removals": False,
     "max_stale_share": False,
     "tlsrpt_record": False,
+    "shared_owner": False,
 }
 
 TLSRPT_RECORD_KEYS = {"domain": False, "rua": True}

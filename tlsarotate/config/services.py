@@ -13,7 +13,7 @@ from tlsarotate.config import slots
 from tlsarotate.config.model import CertSlot, ProviderConfig, Service, TlsrptRecord
 from tlsarotate.config.nameservers import Nameserver, parse_nameserver
 from tlsarotate.config.schema import NAME_RE, SERVICE_KEYS, TLSRPT_RECORD_KEYS
-from tlsarotate.config.yamlnode import YamlFile
+from tlsarotate.config.yamlnode import Entries, YamlFile
 from tlsarotate.errors import RecordError
 
 
@@ -136,6 +136,7 @@ def service(
         if "tlsrpt_record" in m
         else None
     )
+    shared = _shared_owner(doc, m, kp, zone, hosts, ports, proto, observe)
     return Service(
         name,
         zone,
@@ -154,7 +155,41 @@ def service(
         min_validity,
         limits,
         tlsrpt_record,
+        shared,
     )
+
+
+def _shared_owner(
+    doc: YamlFile,
+    m: Entries,
+    kp: str,
+    zone: dns.name.Name,
+    hosts: tuple[str, ...],
+    ports: tuple[int, ...],
+    proto: str,
+    observe: str,
+) -> dns.name.Name | None:
+    """``shared_owner:``: a name inside the zone, none of the hosts' base names, and only with
+    ``observe: dns`` (the CNAMEs are checked on the authoritative servers)."""
+    if "shared_owner" not in m:
+        return None
+    node, k = m["shared_owner"][1], f"{kp}.shared_owner"
+    owner = doc.fqdn(node, k)
+    if not owner.is_subdomain(zone):
+        raise doc.err(node, k, f"{owner.to_text()} is not inside zone {zone.to_text()}")
+    if owner == zone:
+        raise doc.err(node, k, "the zone apex cannot be the shared owner")
+    if any(owner == records.owner_name(h, p, proto) for h in hosts for p in ports):
+        raise doc.err(
+            node, k, f"{owner.to_text()} is a host's own TLSA name: it must be a CNAME to this"
+        )
+    if observe != "dns":
+        raise doc.err(
+            node,
+            k,
+            "needs observe: dns (each host's CNAME is checked on the authoritative servers)",
+        )
+    return owner
 
 
 def _params(doc: YamlFile, node: yaml.Node, kp: str) -> tuple[records.Params, ...]:
