@@ -93,6 +93,8 @@ RULES: dict[str, Callable[[int], int]] = {
     "criticals": lambda n: 2 if n >= 1 else 0,
     "cert_expiry": lambda s: 1 if s < CERT else 0,  # even expired: WARNING (no next one)
     "rrsig_expiry": lambda s: 2 if s < 0 else (1 if s < RRSIG else 0),
+    # each configured key type an endpoint refuses is a CRITICAL finding
+    "key_types_missing": lambda n: 2 if n >= 1 else 0,
 }
 BOUNDARIES = {
     "failing": [1],
@@ -101,6 +103,7 @@ BOUNDARIES = {
     "criticals": [1],
     "cert_expiry": [CERT, 0],
     "rrsig_expiry": [RRSIG, 0],
+    "key_types_missing": [1],
 }
 
 

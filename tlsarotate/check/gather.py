@@ -11,7 +11,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
-from tlsarotate import certfiles, config, material, planner, records
+from tlsarotate import certfiles, config, keytypes, material, planner, records
 from tlsarotate.check.facts import CheckFacts, Endpoint, ServiceFacts, SlotFacts, TlsrptFacts
 from tlsarotate.config import CertSlot, Config, Service
 from tlsarotate.dnslookup import resolve_addresses
@@ -59,6 +59,9 @@ def gather(
     store = make_store(cfg)
     endpoints: list[list[Endpoint]] = [[] for _ in services]
     address_errors: list[list[tuple[str, str]]] = [[] for _ in services]
+    slots = [tuple(_slot_facts(slot) for slot in s.certificates) for s in services]
+    # RSA and ECDSA slots side by side: one handshake per key type, each offering only it
+    handshakes = [_handshake_types(ss) for ss in slots]
 
     def observe(s: Service) -> tuple[Observation | None, str | None]:
         try:
@@ -73,6 +76,10 @@ def gather(
         except TlsarotateError as e:
             return [], str(e)
 
+    def handshake(a: str, port: int, mode: str, host: str, kt: str | None) -> ServedChain:
+        only = {"key_type": kt} if kt else {}  # offer only that key type's suites and sigalgs
+        return fetch(a, port, mode, timeout, host.rstrip("."), **only)
+
     with ThreadPoolExecutor(max_workers=MAX_WORKERS) as pool:
         obs_futs = [pool.submit(observe, s) for s in services]
         addr_futs = {
@@ -82,7 +89,8 @@ def gather(
             for h in s.hosts
         }
         observed = [f.result() for f in obs_futs]
-        todo: list[tuple[int, str, int, str, str]] = []  # (service, host, port, address, mode)
+        # (service, host, port, address, mode, key type)
+        todo: list[tuple[int, str, int, str, str, str | None]] = []
         for (i, host), fut in addr_futs.items():
             s = services[i]
             addrs, err = fut.result()
@@ -94,20 +102,20 @@ def gather(
                 starttls = (
                     v.starttls if v is not None and port == (v.port or s.ports[0]) else "auto"
                 )
-                todo += [(i, host, port, a, starttls) for a in addrs]
+                todo += [(i, host, port, a, starttls, kt) for a in addrs for kt in handshakes[i]]
         ep_futs = [
-            (i, host, port, a, mode, pool.submit(fetch, a, port, mode, timeout, host.rstrip(".")))
-            for i, host, port, a, mode in todo
+            (i, host, port, a, mode, kt, pool.submit(handshake, a, port, mode, host, kt))
+            for i, host, port, a, mode, kt in todo
         ]
-        for i, host, port, a, mode, efut in ep_futs:
+        for i, host, port, a, mode, kt, efut in ep_futs:
             s = services[i]
             owner = records.owner_name(host, port, s.protocol)
-            endpoints[i].append(Endpoint(s.name, host, port, owner, a, mode, efut.result()))
+            endpoints[i].append(Endpoint(s.name, host, port, owner, a, mode, efut.result(), kt))
 
     return CheckFacts(
         now=now,
         services=tuple(
-            _service_facts(s, store, *observed[i], address_errors[i], endpoints[i])
+            _service_facts(s, store, *observed[i], address_errors[i], endpoints[i], slots[i])
             for i, s in enumerate(services)
         ),
         safety_margin=cfg.safety_margin,
@@ -137,6 +145,7 @@ def _service_facts(
     observe_error: str | None,
     address_errors: list[tuple[str, str]],
     endpoints: list[Endpoint],
+    slots: tuple[SlotFacts, ...],
 ) -> ServiceFacts:
     try:
         state: State | None = store.load(s.name)
@@ -156,8 +165,17 @@ def _service_facts(
         state=state,
         state_error=state_error,
         slot_inputs=slot_inputs,
-        slots=tuple(_slot_facts(slot) for slot in s.certificates),
+        slots=slots,
     )
+
+
+def _handshake_types(slots: tuple[SlotFacts, ...]) -> tuple[str | None, ...]:
+    """The key types to handshake for: each of RSA and ECDSA when the deployed certificates
+    hold both; else (None,), one handshake taking what the server prefers."""
+    types = keytypes.distinct(
+        keytypes.of_spki(sf.deployed.spki) for sf in slots if sf.deployed is not None
+    )
+    return types if len(types) > 1 else (None,)
 
 
 def _slot_facts(slot: CertSlot) -> SlotFacts:

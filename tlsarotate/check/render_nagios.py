@@ -17,6 +17,8 @@ PERF_THRESHOLDS: dict[str, tuple[str, str]] = {
     "unpublished": ("", "0"),  # an owner whose records reject a deployed certificate: CRITICAL
     "warnings": ("0", ""),
     "criticals": ("", "0"),
+    # a configured key type (RSA and ECDSA slots) an endpoint does not serve: CRITICAL
+    "key_types_missing": ("", "0"),
     # seconds left of the earliest certificate with no next one: WARNING below 14 days
     "cert_expiry": (f"{CERT_WARN_SECONDS}:", ""),
     # seconds left of the earliest RRSIG: WARNING below 3 days, CRITICAL once expired
@@ -39,6 +41,7 @@ def render(rep: CheckReport) -> str:
         ("cert_expiry", p.cert_expiry_no_next_min_seconds, "s"),
         ("rrsig_expiry", p.rrsig_expiry_min_seconds, "s"),
         ("tlsrpt_failed", p.tlsrpt_failed, ""),
+        ("key_types_missing", p.key_types_missing, ""),
     ]
     thresholds = dict(PERF_THRESHOLDS)
     if rep.tlsrpt is not None:  # the configured thresholds: WARNING from warn, CRITICAL from crit

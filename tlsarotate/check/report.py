@@ -108,6 +108,9 @@ class PerfData:
     cert_expiry_no_next_min_seconds: int | None  # ... of those with no next one
     rrsig_expiry_min_seconds: int | None
     tlsrpt_failed: int | None = None  # TLSRPT failed sessions in the window (None: not read)
+    # handshakes of a configured key type (RSA and ECDSA slots side by side) that the server
+    # refused: that certificate is not served (None: no service has slots of both types)
+    key_types_missing: int | None = None
 
 
 @dataclass(frozen=True)
