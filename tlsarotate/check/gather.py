@@ -1,5 +1,6 @@
 """The I/O of ``tlsarotate check``: observe every zone, resolve and probe every endpoint
-(concurrently), read the certificate files, the rollover state and the TLSRPT reports.
+(concurrently; once per key type where the slots hold RSA and ECDSA certificates), read the
+certificate files, the rollover state and the TLSRPT reports.
 
 Nothing is judged here: errors that do not stop the check are kept as text in the facts
 (:mod:`tlsarotate.check.facts`) for :mod:`tlsarotate.check.judge` to report.
