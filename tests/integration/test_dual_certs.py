@@ -350,3 +350,66 @@ def test_probe_saves_each_key_types_chain(rsa: Chain, ecdsa: Chain, tmp_path: Pa
     assert len(set(saved)) == 2
     leaves = {material.parse(p.read_bytes(), p).spki_sha256 for p in saved}
     assert leaves == {spki(rsa), spki(ecdsa)}
+
+
+# ---------------------------------------------------------------------------------------------
+# the whole rollover of the RSA slot, through the CLI
+
+ZONE_FILE = """$TTL 300
+$ORIGIN example.test.
+@       IN SOA ns1 hostmaster 2026010100 3600 600 86400 300
+        IN NS   ns1
+ns1     IN A    192.0.2.53
+mx      IN A    127.0.0.1
+"""
+
+
+def test_apply_rolls_the_rsa_slot_of_a_dual_postfix(
+    rsa: Chain, ecdsa: Chain, tmp_path: Path, ca: pki.Issued
+) -> None:
+    """``apply --wait`` rolls the RSA slot of a Postfix serving both types from its own
+    smtpd_tls_chain_files: publish, wait the TTL, swap the combined file, ``postfix reload``,
+    verify on an RSA handshake (Postfix would present the untouched ECDSA certificate to a
+    handshake offering both, and the swap was rolled back), retire the old RSA record."""
+    nxt = pair(tmp_path, ca, "rsa-next", "rsa2048")
+    combined = tmp_path / "next-rsa.pem"
+    combined.write_bytes(nxt.leaf.key_pem + nxt.fullchain.read_bytes())
+    combined.chmod(0o600)
+    with postfix(rsa, ecdsa) as pf:
+        (ecdsa_file,) = pf.more_chain_files
+        owner = records.owner_name(HOST, 25)
+        zone = tmp_path / "example.test.zone"
+        zone.write_text(ZONE_FILE + "".join(f"{owner} 2 IN TLSA {rec(c)}\n" for c in (rsa, ecdsa)))
+        cfg = tmp_path / "config.yaml"
+        cfg.write_text(f"""\
+state_dir: {tmp_path / "state"}
+safety_margin: 0
+providers:
+  local: {{type: zonefile, path: {zone}}}
+services:
+  - name: mail
+    zone: example.test.
+    provider: local
+    hosts: [{HOST}]
+    ttl: 2
+    records: ["3 1 1"]
+    observe: provider
+    certificates:
+      - name: rsa
+        deployed: {{combined: {pf.chain_file}}}
+        next: {{combined: {combined}}}
+        reload: [postfix, -c, {pf.dir}, reload]
+        verify: {{starttls: smtp, host: 127.0.0.1, port: {pf.port}, timeout: 5}}
+      - name: ecdsa
+        deployed: {{combined: {ecdsa_file}}}
+""")
+        proc = run_cli("-c", cfg, "apply", "--wait", timeout=180)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        got = {
+            kt: fetch_chain("127.0.0.1", pf.port, "smtp", 10, HOST, key_type=kt).der[0]
+            for kt in keytypes.KEY_TYPES
+        }
+    assert got == {"rsa": mat(nxt).chain_der[0], "ecdsa": mat(ecdsa).chain_der[0]}
+    lines = [ln for ln in zone.read_text().splitlines() if not ln.lstrip().startswith(";")]
+    published = {ln.split(" TLSA ")[1] for ln in lines if " TLSA " in ln}
+    assert published == {rec(nxt), rec(ecdsa)}  # the old RSA record retired, ECDSA kept
