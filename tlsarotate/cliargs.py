@@ -249,6 +249,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ADDR",
         help="probe this address instead of resolving HOST (repeatable)",
     )
+    pr.add_argument(
+        "--key-type",
+        choices=["all", "rsa", "ecdsa"],
+        default="all",
+        help="offer only this certificate key type; all (default): one result per key type "
+        "the server serves (RSA and ECDSA side by side)",
+    )
     pr.add_argument("--save-chain", metavar="DIR", help="write each served chain here as PEM")
     pr.add_argument("--timeout", type=TIMEOUT, default=10.0, help="per-connection timeout")
     pr.add_argument(*OUTPUT, choices=["text", "json"], default="text", help=OUTPUT_HELP)

@@ -21,6 +21,7 @@ import time
 
 from cryptography import x509
 
+from tlsarotate import certinfo, keytypes, material
 from tlsarotate.served import (
     ServedChain,
     is_ip,
@@ -35,9 +36,10 @@ class _ProbeFailure(Exception):
     """Internal: one line describing why the probe stopped; ``unreachable``: the address was
     not reached or did not answer in time (:attr:`ServedChain.unreachable`)."""
 
-    def __init__(self, message: str, unreachable: bool = False) -> None:
+    def __init__(self, message: str, unreachable: bool = False, tls: bool = False) -> None:
         super().__init__(message)
         self.unreachable = unreachable
+        self.tls = tls  # the TLS handshake itself failed (the dialogue before it worked)
 
 
 class _Conn:
@@ -244,12 +246,36 @@ _DIALOGUES = {"smtp": _starttls_smtp, "imap": _starttls_imap, "pop3": _starttls_
 # TLS
 
 
-def _handshake(c: _Conn, server_name: str | None) -> tuple[tuple[bytes, ...], str, str | None]:
+def _restrict(ctx: object, key_type: str) -> None:
+    """Offer only what a ``key_type`` certificate can serve: its TLS 1.2 cipher suites and its
+    signature algorithms (TLS 1.3 picks the certificate by these alone)."""
+    from cryptography.hazmat.bindings.openssl.binding import Binding
+    from OpenSSL import SSL
+
+    assert isinstance(ctx, SSL.Context)
+    ctx.set_cipher_list(keytypes.CIPHERS[key_type].encode())
+    lib = Binding.lib
+    sigalgs = keytypes.SIGALGS[key_type].encode()
+    if (
+        getattr(lib, "Cryptography_HAS_SIGALGS", 0)
+        and hasattr(lib, "SSL_CTX_set1_sigalgs_list")
+        and lib.SSL_CTX_set1_sigalgs_list(ctx._context, sigalgs) == 1
+    ):
+        return
+    ctx.set_max_proto_version(SSL.TLS1_2_VERSION)  # no sigalgs control: the cipher suites decide
+
+
+def _handshake(
+    c: _Conn, server_name: str | None, key_type: str | None = None
+) -> tuple[tuple[bytes, ...], str, str | None]:
     from cryptography.hazmat.primitives.serialization import Encoding
     from OpenSSL import SSL
 
     ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
     ctx.set_verify(SSL.VERIFY_NONE, None)  # no verification here: DANE decides
+    if key_type is not None:
+        _restrict(ctx, key_type)
+    only = f" (offering only {keytypes.label(key_type)} certificates)" if key_type else ""
     conn = SSL.Connection(ctx, c.sock)
     if server_name and not is_ip(server_name):
         conn.set_tlsext_host_name(server_name.encode("idna"))
@@ -268,12 +294,12 @@ def _handshake(c: _Conn, server_name: str | None) -> tuple[tuple[bytes, ...], st
             code = e.args[0] if e.args and isinstance(e.args[0], int) else -1
             if code <= 0:
                 raise _ProbeFailure(
-                    "connection closed by the server during the TLS handshake"
+                    f"connection closed by the server during the TLS handshake{only}", tls=True
                 ) from None
             os_err = OSError(code, str(e.args[1]) if len(e.args) > 1 else "")
             raise _os_failure(os_err, " during the TLS handshake") from None
         except SSL.Error as e:
-            raise _ProbeFailure(f"TLS handshake failed: {_ssl_reason(e)}") from None
+            raise _ProbeFailure(f"TLS handshake failed: {_ssl_reason(e)}{only}", tls=True) from None
     chain = conn.get_peer_cert_chain(as_cryptography=True) or []
     if not chain:
         cert = conn.get_peer_certificate(as_cryptography=True)
@@ -318,9 +344,12 @@ def fetch_chain(
     starttls: str,
     timeout: float,
     server_name: str | None = None,
+    key_type: str | None = None,
 ) -> ServedChain:
     """Connect to ``address``:``port``, do STARTTLS if asked (``auto`` picks by port), run a
     TLS handshake sending ``server_name`` as SNI, and return the chain the server sent.
+    ``key_type`` (``rsa``, ``ecdsa``: :mod:`tlsarotate.keytypes`) offers only what a
+    certificate of that type can serve, so a server with several must present that one.
 
     Never raises for network or protocol problems; see :attr:`ServedChain.error`.
     """
@@ -344,20 +373,39 @@ def fetch_chain(
                     f"the server sent data after its STARTTLS reply: {_show(c.buf)} "
                     "(command injection or a broken server)"
                 )
-        der, version, cipher = _handshake(c, sni)
+        der, version, cipher = _handshake(c, sni, key_type)
         for depth, cert in enumerate(der):
             try:
-                x509.load_der_x509_certificate(cert)
+                parsed = x509.load_der_x509_certificate(cert)
             except ValueError as e:
                 raise _ProbeFailure(
                     f"the server sent a certificate at depth {depth} that cannot be parsed: {e}"
                 ) from None
-        return ServedChain(address, port, mode, sni, der, version, cipher)
+            if depth == 0 and key_type is not None:
+                got = keytypes.of_spki(material.spki_of_cert(parsed))
+                if got != key_type:
+                    raise _ProbeFailure(
+                        f"asked for an {keytypes.label(key_type)} certificate, the server sent "
+                        f"one with key {certinfo.key_type(parsed)}",
+                        tls=True,
+                    )
+        return ServedChain(address, port, mode, sni, der, version, cipher, key_type=key_type)
     except _ProbeFailure as e:
-        return ServedChain(address, port, mode, sni, error=str(e), unreachable=e.unreachable)
+        return ServedChain(
+            address,
+            port,
+            mode,
+            sni,
+            error=str(e),
+            unreachable=e.unreachable,
+            key_type=key_type,
+            tls_refused=e.tls,
+        )
     except Exception as e:  # never raise for a remote problem; keep it one line
         msg = str(e).replace("\n", " ") or type(e).__name__
-        return ServedChain(address, port, mode, sni, error=f"probe failed: {msg}")
+        return ServedChain(
+            address, port, mode, sni, error=f"probe failed: {msg}", key_type=key_type
+        )
     finally:
         if sock is not None:
             with contextlib.suppress(OSError):

@@ -3,6 +3,10 @@
 Postfix does not fail a reload when key and certificate do not match: it logs a warning and
 silently stops offering STARTTLS. Only a probe tells, so a slot with ``verify:`` is probed after
 the reload (a few tries: a reload takes a moment); any other answer rolls the swap back.
+
+The handshake offers only what a certificate of the installed one's key type can serve (RSA or
+ECDSA, :mod:`tlsarotate.keytypes`): a server with an RSA and an ECDSA certificate side by side
+must present the one just installed, whichever it prefers.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 
+from tlsarotate import keytypes
 from tlsarotate.clock import Clock, SystemClock
 from tlsarotate.config import CertSlot, Service
 from tlsarotate.dnslookup import resolve_addresses
@@ -44,13 +49,15 @@ def verify_live(
     except TlsarotateError as e:
         return str(e)
     want = installed.chain_der[0]
+    key_type = keytypes.of_spki(installed.spki)
+    only = {"key_type": key_type} if key_type else {}  # Ed25519 and others: unrestricted
     problem: str | None = None
     for attempt in range(ATTEMPTS):
         if attempt:
             clock.sleep(PAUSE)  # a reload takes a moment: look again
         problem = None
         for addr in addresses:
-            served = fetch(addr, port, v.starttls, v.timeout, server_name=sni)
+            served = fetch(addr, port, v.starttls, v.timeout, server_name=sni, **only)
             where = format_endpoint(addr, port)
             if served.error:
                 problem = f"after the reload, {where} answered: {served.error}"

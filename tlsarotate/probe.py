@@ -24,6 +24,12 @@ STARTTLS smtp (``--starttls smtp`` on any port, or ``auto`` on 25/587) and impli
 (SMTP submission, RFC 8314) use RFC 7672's SMTP rules (usages 0 and 1 unusable); every other
 protocol validates usages 0/1 with PKIX against ``$SSL_CERT_FILE`` or the system bundle.
 
+Key types: a server may serve an RSA and an ECDSA certificate side by side, and present the one
+the client's offer allows. ``--key-type all`` (default) takes what the server prefers, then
+offers each other type alone (:mod:`tlsarotate.keytypes`): each certificate served is judged on
+its own, one entry per address and key type; a type the server refuses is listed in
+``not_served`` (not an error). ``--key-type rsa|ecdsa`` offers only that type.
+
 Exit codes: 0 every address authenticated; 2 DANE fails for any address (or for all of
 them, by DNS); 1 something could not be checked (an address unreachable, no DNS answer) when
 nothing fails; 3 no DANE for some address (nothing fails, everything was checked): DANE does
@@ -62,6 +68,8 @@ JSON output (``--output json``), one object::
          "summary": str | null,            # why, DNS and chain together
          "error": str|null,
          "tls_version": "TLSv1.3"|null, "cipher": str|null, "server_name": str|null,
+         "key_type": "rsa" | "ecdsa" | null,      # the served leaf's (null: another type)
+         "key_type_offered": "rsa" | "ecdsa" | null,   # the handshake offered only this
          "chain": [{"depth": 0, "subject": str, "issuer": str, "not_before": iso,
                     "not_after": iso, "key_type": "EC P-256", "spki_sha256": hex,
                     "cert_sha256": hex, "names": [str], "ca": bool}],
@@ -72,6 +80,10 @@ JSON output (``--output json``), one object::
                                     "authenticates": bool, "reason": str}]}],
          "saved_chain": "/dir/file.pem" | null}
       ],
+      "key_types": "all" | "rsa" | "ecdsa",   # --key-type; all: one entry in "addresses"
+                           # per key type an address serves (RSA and ECDSA side by side)
+      "not_served": [{"address": str, "port": int, "key_type": "rsa" | "ecdsa",
+                      "reason": str}],   # (all) offered alone, that type was refused
       "problems": [str],   # DNS-side reasons DANE fails for every address (bogus)
       "insecure": [str],   # DNS-side reasons there is no DANE (unsigned zone, no AD bit)
       "errors": [str],     # things that could not be checked
@@ -93,7 +105,7 @@ from pathlib import Path
 import dns.exception
 import dns.name
 
-from tlsarotate import records
+from tlsarotate import keytypes, records
 from tlsarotate.config import Nameserver, parse_nameserver
 from tlsarotate.dnslookup import (
     NameserverObserverFactory,
@@ -105,7 +117,7 @@ from tlsarotate.errors import TlsarotateError
 from tlsarotate.fsutil import atomic_write
 from tlsarotate.handshake import fetch_chain
 from tlsarotate.pkix import Trust
-from tlsarotate.probe_judge import Gathered, ProbeReport, judge
+from tlsarotate.probe_judge import ALL, Gathered, NotServed, ProbeReport, judge
 from tlsarotate.probe_render import render_json, render_text
 from tlsarotate.served import ServedChain, is_ip, resolve_starttls, speaks_smtp
 from tlsarotate.tlsaanswer import TlsaAnswer
@@ -135,10 +147,14 @@ def run_probe(
     observer_factory: NameserverObserverFactory = nameserver_observer,
     addresses: Sequence[str] | None = None,
     trust: Trust | None = None,
+    key_type: str = ALL,
 ) -> ProbeReport:
     """Everything ``probe`` does except printing. Raises TlsarotateError for bad input.
 
     ``addresses`` probes these instead of resolving ``host`` (a server not yet in DNS).
+    ``key_type``: ``rsa`` or ``ecdsa`` offers only that key type (one handshake per address);
+    ``all`` takes what the server prefers, then offers each other type alone: one result per
+    key type served (:func:`handshakes`).
     ``trust``: PKIX trust anchors for usages 0/1 off SMTP (default
     :func:`tlsarotate.pkix.system_trust`)."""
     host = host.rstrip(".")
@@ -187,8 +203,15 @@ def run_probe(
                 addrs = []
                 errors.append(str(e))
         sni = None if is_ip(host) else host
-        futures = [pool.submit(fetch, a, port, mode, timeout, sni) for a in addrs]
-        served = [f.result() for f in futures]
+        futures = [
+            pool.submit(handshakes, fetch, a, port, mode, timeout, sni, key_type) for a in addrs
+        ]
+        served: list[ServedChain] = []
+        not_served: list[NotServed] = []
+        for f in futures:
+            got, missing = f.result()
+            served += got
+            not_served += missing
         if tlsa_future is not None:
             tlsa = tlsa_future.result()
         else:
@@ -200,12 +223,48 @@ def run_probe(
     gathered = Gathered(
         host, port, owner, mode, speaks_smtp(mode, port), tlsa, served, saved, errors
     )
-    return judge(gathered, trust)
+    rep = judge(gathered, trust)
+    rep.key_types = key_type
+    rep.not_served = not_served
+    return rep
+
+
+def handshakes(
+    fetch: Callable[..., ServedChain],
+    address: str,
+    port: int,
+    mode: str,
+    timeout: float,
+    sni: str | None,
+    key_type: str = ALL,
+) -> tuple[list[ServedChain], list[NotServed]]:
+    """The handshakes with one address: one offering only ``key_type``; or (``all``) one
+    taking what the server prefers and then one offering each other key type alone
+    (:data:`tlsarotate.keytypes.KEY_TYPES`), so a server serving RSA and ECDSA side by side
+    shows both. With ``all``, a type the server then refuses is not served (it is named, not
+    an error: the server works, with the other certificate)."""
+    if key_type != ALL:
+        return [fetch(address, port, mode, timeout, sni, key_type=key_type)], []
+    first = fetch(address, port, mode, timeout, sni)
+    if not first.ok:
+        return [first], []
+    served, missing = [first], []
+    preferred = keytypes.of_spki(records.spki_of_der(first.der[0]) or b"")
+    for other in keytypes.KEY_TYPES:
+        if other == preferred:
+            continue
+        got = fetch(address, port, mode, timeout, sni, key_type=other)
+        if got.ok:
+            served.append(got)
+        else:
+            missing.append(NotServed(address, port, other, got.error or "no certificate"))
+    return served, missing
 
 
 def _save(directory: str, host: str, s: ServedChain) -> str:
     pem = "".join(ssl.DER_cert_to_PEM_cert(d) for d in s.der).encode()
-    name = f"{host}_{s.port}_{s.address}.pem".replace(":", "-")
+    kind = f"_{s.key_type}" if s.key_type else ""  # a second key type's chain beside the first
+    name = f"{host}_{s.port}_{s.address}{kind}.pem".replace(":", "-")
     path = Path(directory) / name
     try:
         atomic_write(path, pem)
@@ -229,6 +288,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
         nameservers=nameservers,
         save_chain=args.save_chain,
         addresses=args.address,
+        key_type=args.key_type,
     )
     sys.stdout.write(render_json(rep) if args.output == "json" else render_text(rep))
     return rep.exit_code

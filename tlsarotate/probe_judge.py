@@ -15,12 +15,14 @@ from dataclasses import dataclass, field
 
 import dns.name
 
+from tlsarotate import keytypes, records
 from tlsarotate.pkix import Trust
 from tlsarotate.served import ServedChain
 from tlsarotate.tlsaanswer import TlsaAnswer
 from tlsarotate.verdict import AUTHENTICATED, FAILS, NO_DANE, Verdict, diagnose
 
 RANK = {AUTHENTICATED: 0, NO_DANE: 1, FAILS: 2}  # the worse verdict wins
+ALL = "all"  # --key-type all: every key type the server serves (tlsarotate.keytypes)
 
 # the chain of one address against each RRset variant (labels: the servers serving it)
 Variants = list[tuple[tuple[str, ...], Verdict]]
@@ -41,6 +43,17 @@ class Gathered:
     errors: Sequence[str] = ()  # could not check (e.g. the address lookup)
 
 
+@dataclass(frozen=True)
+class NotServed:
+    """A key type an address does not serve: offered alone, the handshake failed (after one
+    taking what the server prefers worked)."""
+
+    address: str
+    port: int
+    key_type: str  # rsa | ecdsa
+    reason: str  # what the handshake offering only that type got
+
+
 @dataclass
 class AddressResult:
     served: ServedChain
@@ -53,6 +66,14 @@ class AddressResult:
     def ok(self) -> bool:
         return self.dane == AUTHENTICATED
 
+    @property
+    def key_type(self) -> str | None:
+        """The served leaf's key type (rsa, ecdsa; None: another, or nothing served), else
+        the one the handshake offered alone."""
+        if self.served.der:
+            return keytypes.of_spki(records.spki_of_der(self.served.der[0]) or b"")
+        return self.served.key_type
+
 
 @dataclass
 class ProbeReport:
@@ -64,6 +85,8 @@ class ProbeReport:
     addresses: list[AddressResult]
     errors: list[str] = field(default_factory=list)
     smtp: bool = False  # RFC 7672 rules applied (the protocol is SMTP)
+    key_types: str = ALL  # --key-type: all, rsa or ecdsa
+    not_served: list[NotServed] = field(default_factory=list)  # (all) types an address lacks
 
     @property
     def dane(self) -> str | None:

@@ -10,10 +10,11 @@ import json
 import dns.name
 from dns.rdtypes.ANY.TLSA import TLSA
 
-from tlsarotate import jsondoc, records, timefmt
+from tlsarotate import jsondoc, keytypes, records, timefmt
 from tlsarotate.certinfo import CertInfo, chain_info
 from tlsarotate.dane import RecordCheck
 from tlsarotate.probe_judge import RANK, AddressResult, ProbeReport
+from tlsarotate.served import format_endpoint
 from tlsarotate.tlsaanswer import ResolverAnswer, TlsaServerAnswer
 from tlsarotate.verdict import AUTHENTICATED, FAILS, NO_DANE, Verdict
 
@@ -56,6 +57,11 @@ def report_json(rep: ProbeReport) -> dict[str, object]:
             "cname_chain": _names(t.cname_chain),
         },
         "addresses": [_address_json(a) for a in rep.addresses],
+        "key_types": rep.key_types,
+        "not_served": [
+            {"address": n.address, "port": n.port, "key_type": n.key_type, "reason": n.reason}
+            for n in rep.not_served
+        ],
         "problems": list(t.problems),
         "insecure": list(t.insecure),
         "errors": [*rep.errors, *t.errors],
@@ -103,6 +109,8 @@ def _address_json(a: AddressResult) -> dict[str, object]:
         "tls_version": s.tls_version,
         "cipher": s.cipher,
         "server_name": s.server_name,
+        "key_type": a.key_type,
+        "key_type_offered": s.key_type,
         "chain": [cert_json(c) for c in chain_info(s.der)] if s.der else [],
         "verdicts": [{"servers": list(labels), **verdict_json(v)} for labels, v in a.verdicts],
         "saved_chain": a.saved,
@@ -154,6 +162,13 @@ def render_text(rep: ProbeReport) -> str:
     for a in rep.addresses:
         out.append("")
         out += _address_lines(a)
+    if rep.not_served:
+        out.append("")
+    for n in rep.not_served:
+        out.append(
+            f"{format_endpoint(n.address, n.port)}: serves no {keytypes.label(n.key_type)} "
+            f"certificate ({n.reason})"
+        )
     out.append("")
     out.append("result: " + result_line(rep))
     return "\n".join(out) + "\n"
@@ -206,7 +221,8 @@ def _address_lines(a: AddressResult) -> list[str]:
     head = f"{s.endpoint} ({proto})"
     if s.error:
         return [f"{head}: ERROR {s.error}"]
-    out.append(f"{head}: {s.tls_version}, {s.cipher}")
+    kind = f", {keytypes.label(a.key_type)} certificate" if a.key_type else ""
+    out.append(f"{head}: {s.tls_version}, {s.cipher}{kind}")
     out.append("  served chain:")
     for c in chain_info(s.der):
         out.append(f"    {c.depth} subject {c.subject}")
@@ -247,22 +263,25 @@ def result_line(rep: ProbeReport) -> str:
     n = len(rep.addresses)
     count = {d: sum(1 for a in rep.addresses if a.dane == d) for d in RANK}
     unreachable = sum(1 for a in rep.addresses if not a.served.ok)
+    # several key types served by one address (RSA and ECDSA): one result per handshake
+    several = len({a.served.address for a in rep.addresses}) < n
+    unit = "handshake(s) (one per key type and address)" if several else "address(es)"
     if rep.exit_code == 0:
-        return f"all {n} address(es) pass DANE (authenticated)"
+        return f"all {n} {unit} pass DANE (authenticated)"
     parts = []
     if rep.tlsa.problems:
         parts.append("DNS makes DANE fail for every address: a DANE sender defers mail")
     elif count[FAILS]:
-        parts.append(f"{count[FAILS]} of {n} address(es) fail DANE: a DANE sender defers mail")
+        parts.append(f"{count[FAILS]} of {n} {unit} fail DANE: a DANE sender defers mail")
     if count[NO_DANE]:
         parts.append(
-            f"no DANE for {count[NO_DANE]} of {n} address(es): a sender delivers without "
+            f"no DANE for {count[NO_DANE]} of {n} {unit}: a sender delivers without "
             "DANE authentication"
         )
     if count[AUTHENTICATED] and parts:
         parts.append(f"{count[AUTHENTICATED]} of {n} authenticated")
     if unreachable:
-        parts.append(f"{unreachable} of {n} address(es) could not be probed")
+        parts.append(f"{unreachable} of {n} {unit} could not be probed")
     if not parts:
         parts.append("could not check" if n else "no addresses to probe")
     return "; ".join(parts)

@@ -29,6 +29,12 @@ class ServedChain:
     # the error means the address was not reached or did not answer in time (nothing could be
     # checked), not that it served something broken
     unreachable: bool = False
+    # the handshake offered only what a certificate of this key type can serve (rsa, ecdsa:
+    # tlsarotate.keytypes); None: whatever the server prefers
+    key_type: str | None = None
+    # the error came from the TLS handshake itself (the server was reached and spoke its
+    # protocol): with ``key_type``, it serves no certificate of that type
+    tls_refused: bool = False
 
     @property
     def ok(self) -> bool:

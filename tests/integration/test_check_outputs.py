@@ -94,6 +94,8 @@ RULES: dict[str, Callable[[int], int]] = {
     "broken_aliases": lambda n: 2 if n >= 1 else 0,  # each is a CRITICAL finding (judge_alias)
     "cert_expiry": lambda s: 1 if s < CERT else 0,  # even expired: WARNING (no next one)
     "rrsig_expiry": lambda s: 2 if s < 0 else (1 if s < RRSIG else 0),
+    # each configured key type an endpoint refuses is a CRITICAL finding
+    "key_types_missing": lambda n: 2 if n >= 1 else 0,
 }
 BOUNDARIES = {
     "failing": [1],
@@ -103,6 +105,7 @@ BOUNDARIES = {
     "broken_aliases": [1],
     "cert_expiry": [CERT, 0],
     "rrsig_expiry": [RRSIG, 0],
+    "key_types_missing": [1],
 }
 
 

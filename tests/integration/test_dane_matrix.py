@@ -396,9 +396,14 @@ def _probe_as_465(host: str, port: int, named_port: int) -> dict[str, object]:
     real (high) port."""
 
     def fetch(
-        address: str, _port: int, mode: str, timeout: float, server_name: str | None = None
+        address: str,
+        _port: int,
+        mode: str,
+        timeout: float,
+        server_name: str | None = None,
+        key_type: str | None = None,
     ) -> ServedChain:
-        return fetch_chain(address, port, mode, timeout, server_name)
+        return fetch_chain(address, port, mode, timeout, server_name, key_type)
 
     rep = run_probe(
         host,

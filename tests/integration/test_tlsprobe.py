@@ -4,6 +4,7 @@ an SMTP server whose replies arrive byte by byte and in odd chunks, on 127.0.0.1
 # ruff: noqa: F811
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable
 
 import pytest
@@ -13,6 +14,7 @@ from tests.support.servers import free_port
 from tests.support.tls_servers import (  # noqa: F401
     LOOPBACKS,
     Chain,
+    ScriptedServer,
     ServerPool,
     chains,
     servers,
@@ -166,3 +168,93 @@ def test_a_certificate_cryptography_cannot_parse_is_one_line(
     assert not got.der
     assert got.error is not None and "\n" not in got.error
     assert "certificate at depth 1 that cannot be parsed" in got.error
+
+
+# ---------------------------------------------------------------------------------------------
+# key types: a server with an RSA and an ECDSA certificate side by side (OpenSSL picks the one
+# the client's cipher suites and signature algorithms allow)
+
+
+def _dual(
+    servers: ServerPool, chains: Callable[..., Chain], mode: str, tls12: bool = False
+) -> tuple[ScriptedServer, Chain, Chain]:
+    """A scripted server holding an ECDSA and an RSA certificate (``tls12``: at most TLS 1.2,
+    where the cipher suites decide)."""
+    ec = chains(f"dual-ec-{mode}")
+    rsa = chains(f"dual-rsa-{mode}", kind="rsa2048")
+    srv = servers.scripted(ec, mode)
+    srv.ctx.load_cert_chain(str(rsa.fullchain), str(rsa.key))
+    if tls12:
+        srv.ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    return srv, rsa, ec
+
+
+@pytest.mark.parametrize("tls12", [False, True], ids=["tls13", "tls12"])
+@pytest.mark.parametrize(("mode", "starttls"), [("implicit", "none"), ("smtp-odd", "smtp")])
+def test_key_type_picks_that_certificate_of_a_dual_server(
+    mode: str, starttls: str, tls12: bool, servers: ServerPool, chains: Callable[..., Chain]
+) -> None:
+    srv, rsa, ec = _dual(servers, chains, mode, tls12)
+    for kt, ch in (("rsa", rsa), ("ecdsa", ec), ("rsa", rsa)):
+        got = fetch_chain("127.0.0.1", srv.port, starttls, 10, "mx.example.test", key_type=kt)
+        assert got.error is None, got.error
+        assert got.der == _ders(ch) and got.key_type == kt
+        assert got.tls_version == ("TLSv1.2" if tls12 else "TLSv1.3")
+        if tls12:  # the TLS 1.2 suite is authenticated by that key type
+            assert got.cipher and got.cipher.startswith(
+                "ECDHE-RSA-" if kt == "rsa" else "ECDHE-ECDSA-"
+            )
+
+
+@pytest.mark.parametrize("tls12", [False, True], ids=["tls13", "tls12"])
+def test_a_key_type_the_server_lacks_is_a_refused_handshake(
+    tls12: bool, servers: ServerPool, chains: Callable[..., Chain]
+) -> None:
+    srv = servers.scripted(chains("only-ec"), "implicit")
+    if tls12:
+        srv.ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    got = fetch_chain("127.0.0.1", srv.port, "none", 10, "mx.example.test", key_type="rsa")
+    assert not got.ok and not got.der
+    assert got.tls_refused and not got.unreachable and got.key_type == "rsa"
+    assert got.error and "(offering only RSA certificates)" in got.error and "\n" not in got.error
+    ec = fetch_chain("127.0.0.1", srv.port, "none", 10, "mx.example.test", key_type="ecdsa")
+    assert ec.ok and ec.key_type == "ecdsa"
+    anyone = fetch_chain("127.0.0.1", srv.port, "none", 10, "mx.example.test")
+    assert anyone.ok and anyone.key_type is None and not anyone.tls_refused
+    # a refused connection is unreachable, never "does not serve that key type"
+    srv.stop()
+    gone = fetch_chain("127.0.0.1", srv.port, "none", 10, "mx.example.test", key_type="rsa")
+    assert gone.unreachable and not gone.tls_refused
+
+
+def test_without_sigalgs_bindings_a_key_type_caps_the_handshake_at_tls12(
+    servers: ServerPool, chains: Callable[..., Chain], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cryptography without SSL_CTX_set1_sigalgs_list: TLS 1.3 cannot be restricted, so the
+    handshake stays at TLS 1.2, where the cipher suites pick the certificate."""
+    from cryptography.hazmat.bindings.openssl import binding
+
+    class NoSigalgs:
+        Cryptography_HAS_SIGALGS = 0
+
+    srv, rsa, ec = _dual(servers, chains, "implicit")
+    monkeypatch.setattr(binding.Binding, "lib", NoSigalgs())
+    for kt, ch in (("rsa", rsa), ("ecdsa", ec)):
+        got = fetch_chain("127.0.0.1", srv.port, "none", 10, "mx.example.test", key_type=kt)
+        assert got.error is None, got.error
+        assert got.der == _ders(ch) and got.tls_version == "TLSv1.2"
+
+
+def test_a_leaf_of_another_key_type_than_offered_is_one_line(
+    servers: ServerPool, chains: Callable[..., Chain], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Should a server present another key type than the only one offered, that is the
+    endpoint's error, not a result of the type asked for."""
+    from tlsarotate import handshake
+
+    srv = servers.scripted(chains("ec-anyway"), "implicit")
+    real = handshake._handshake
+    monkeypatch.setattr(handshake, "_handshake", lambda c, sni, kt=None: real(c, sni))
+    got = fetch_chain("127.0.0.1", srv.port, "none", 10, "mx.example.test", key_type="rsa")
+    assert not got.ok and got.tls_refused
+    assert got.error == "asked for an RSA certificate, the server sent one with key EC P-256"

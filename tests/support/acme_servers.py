@@ -371,6 +371,8 @@ class Postfix:
     port: int
     chain_file: Path  # smtpd_tls_chain_files: private key then full chain, one file
     hostname: str
+    # more key+chain files smtpd serves beside it (an RSA and an ECDSA certificate side by side)
+    more_chain_files: tuple[Path, ...] = ()
 
     @property
     def log(self) -> Path:
@@ -450,9 +452,14 @@ def served_leaf(host: str, port: int, timeout: float = 10) -> bytes | None:
 
 
 def start_postfix(
-    key_pem: bytes, fullchain_pem: bytes, hostname: str = "mx.example.test"
+    key_pem: bytes,
+    fullchain_pem: bytes,
+    hostname: str = "mx.example.test",
+    more: Sequence[tuple[bytes, bytes]] = (),
 ) -> Postfix:
-    """A private Postfix instance in its own directory under the system temp dir.
+    """A private Postfix instance in its own directory under the system temp dir. ``more``:
+    further (key, full chain) pairs it serves side by side (``smtpd_tls_chain_files`` lists
+    every file: an RSA and an ECDSA certificate), in ``chain-2.pem``, ``chain-3.pem``, ...
 
     Not under pytest's tmp_path: that lives in a 0700 directory the ``postfix`` user cannot
     traverse ("open lock file .../data/master.lock: Permission denied")."""
@@ -466,9 +473,15 @@ def start_postfix(
         shutil.chown(d / "data", "postfix")
         port = free_port()
         chain = d / "chain.pem"
-        pf = Postfix(d, port, chain, hostname)
+        extra = tuple(d / f"chain-{n}.pem" for n in range(2, len(more) + 2))
+        pf = Postfix(d, port, chain, hostname, extra)
         pf.install_chain(key_pem, fullchain_pem)
-        (d / "main.cf").write_text(MAIN_CF.format(dir=d, hostname=hostname, chain=chain))
+        from tlsarotate.fsutil import atomic_write
+
+        for path, (k, full) in zip(extra, more, strict=True):
+            atomic_write(path, k + full, mode=0o600)
+        files = ", ".join(str(p) for p in (chain, *extra))
+        (d / "main.cf").write_text(MAIN_CF.format(dir=d, hostname=hostname, chain=files))
         (d / "master.cf").write_text(MASTER_CF.format(port=port))
         pf.start()
     except BaseException:
@@ -483,11 +496,14 @@ def start_postfix(
 
 @contextlib.contextmanager
 def postfix_running(
-    key_pem: bytes, fullchain_pem: bytes, hostname: str = "mx.example.test"
+    key_pem: bytes,
+    fullchain_pem: bytes,
+    hostname: str = "mx.example.test",
+    more: Sequence[tuple[bytes, bytes]] = (),
 ) -> Iterator[Postfix]:
     """A started :func:`start_postfix` instance, stopped and its directory removed afterwards
     (removed even when stopping fails)."""
-    pf = start_postfix(key_pem, fullchain_pem, hostname)
+    pf = start_postfix(key_pem, fullchain_pem, hostname, more)
     try:
         yield pf
     finally:

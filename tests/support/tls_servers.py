@@ -328,9 +328,11 @@ def openssl_dane(
     starttls: str | None = "smtp",
     timeout: float = 20,
     ee_namechecks: bool = False,
+    extra: Sequence[str] = (),
 ) -> OracleResult:
     """``openssl s_client`` with ``-dane_tlsa_rrdata`` for each record; ok = rc 0 and
-    "Verification: OK" (anything else: not ok).
+    "Verification: OK" (anything else: not ok). ``extra``: more s_client options (``-sigalgs
+    ...``, ``-cipher ...``: offer one certificate key type).
 
     ``-dane_ee_no_namechecks`` is passed unless ``ee_namechecks``: OpenSSL by default checks
     the host name even for a DANE-EE(3) match, while RFC 7672 §3.1.1 (and Postfix, which sets
@@ -345,7 +347,7 @@ def openssl_dane(
         cmd += ["-dane_tlsa_rrdata", rr]
     if not ee_namechecks:
         cmd += ["-dane_ee_no_namechecks"]
-    cmd += ["-verify_return_error"]
+    cmd += ["-verify_return_error", *extra]
     proc = subprocess.run(
         cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout
     )

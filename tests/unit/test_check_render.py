@@ -138,6 +138,7 @@ def test_json_parses_with_the_documented_keys() -> None:
         "error",
         "summary",
         "spki_sha256",
+        "key_type",
     }
     (c,) = svc["certificates"]
     assert list(c) == ["slot", "deployed", "next", "swap_readiness"]

@@ -35,6 +35,7 @@ PURE_MODULES = (
     "tlsarotate.dane",
     "tlsarotate.verdict",
     "tlsarotate.certinfo",
+    "tlsarotate.keytypes",
     "tlsarotate.retry",
     "tlsarotate.served",
     "tlsarotate.tlsaanswer",

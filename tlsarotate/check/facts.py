@@ -21,7 +21,9 @@ from tlsarotate.tlsrpt.record import TxtPlan
 
 @dataclass(frozen=True)
 class Endpoint:
-    """One address of one host and port, and the chain it served."""
+    """One address of one host and port, and the chain it served. ``key_type`` (rsa, ecdsa):
+    the handshake offered only that key type, for a service whose slots hold both (one
+    Endpoint per type and address); None: one handshake, whatever the server prefers."""
 
     service: str
     host: str
@@ -30,6 +32,7 @@ class Endpoint:
     address: str
     starttls: str
     served: ServedChain
+    key_type: str | None = None
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """The I/O of ``tlsarotate check``: observe every zone, resolve and probe every endpoint
-(concurrently), read the certificate files, the rollover state and the TLSRPT reports.
+(concurrently; once per key type where the slots hold RSA and ECDSA certificates), read the
+certificate files, the rollover state and the TLSRPT reports.
 
 Nothing is judged here: errors that do not stop the check are kept as text in the facts
 (:mod:`tlsarotate.check.facts`) for :mod:`tlsarotate.check.judge` to report.
@@ -12,7 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
-from tlsarotate import certfiles, config, material, planner, records
+from tlsarotate import certfiles, config, keytypes, material, planner, records
 from tlsarotate.check.facts import CheckFacts, Endpoint, ServiceFacts, SlotFacts, TlsrptFacts
 from tlsarotate.config import CertSlot, Config, Service
 from tlsarotate.dnslookup import resolve_addresses
@@ -60,6 +61,9 @@ def gather(
     store = make_store(cfg)
     endpoints: list[list[Endpoint]] = [[] for _ in services]
     address_errors: list[list[tuple[str, str]]] = [[] for _ in services]
+    slots = [tuple(_slot_facts(slot) for slot in s.certificates) for s in services]
+    # RSA and ECDSA slots side by side: one handshake per key type, each offering only it
+    handshakes = [_handshake_types(ss) for ss in slots]
 
     def observe(s: Service) -> tuple[Observation | None, str | None]:
         try:
@@ -74,6 +78,10 @@ def gather(
         except TlsarotateError as e:
             return [], str(e)
 
+    def handshake(a: str, port: int, mode: str, host: str, kt: str | None) -> ServedChain:
+        only = {"key_type": kt} if kt else {}  # offer only that key type's suites and sigalgs
+        return fetch(a, port, mode, timeout, host.rstrip("."), **only)
+
     with ThreadPoolExecutor(max_workers=MAX_WORKERS) as pool:
         obs_futs = [pool.submit(observe, s) for s in services]
         addr_futs = {
@@ -83,7 +91,8 @@ def gather(
             for h in s.hosts
         }
         observed = [f.result() for f in obs_futs]
-        todo: list[tuple[int, str, int, str, str]] = []  # (service, host, port, address, mode)
+        # (service, host, port, address, mode, key type)
+        todo: list[tuple[int, str, int, str, str, str | None]] = []
         for (i, host), fut in addr_futs.items():
             s = services[i]
             addrs, err = fut.result()
@@ -95,22 +104,22 @@ def gather(
                 starttls = (
                     v.starttls if v is not None and port == (v.port or s.ports[0]) else "auto"
                 )
-                todo += [(i, host, port, a, starttls) for a in addrs]
+                todo += [(i, host, port, a, starttls, kt) for a in addrs for kt in handshakes[i]]
         ep_futs = [
-            (i, host, port, a, mode, pool.submit(fetch, a, port, mode, timeout, host.rstrip(".")))
-            for i, host, port, a, mode in todo
+            (i, host, port, a, mode, kt, pool.submit(handshake, a, port, mode, host, kt))
+            for i, host, port, a, mode, kt in todo
         ]
-        for i, host, port, a, mode, efut in ep_futs:
+        for i, host, port, a, mode, kt, efut in ep_futs:
             s = services[i]
             # shared_owner: the records the endpoint is judged by (its CNAME is judged apart)
             owner = s.shared_owner or records.owner_name(host, port, s.protocol)
-            endpoints[i].append(Endpoint(s.name, host, port, owner, a, mode, efut.result()))
+            endpoints[i].append(Endpoint(s.name, host, port, owner, a, mode, efut.result(), kt))
 
     return CheckFacts(
         now=now,
         services=tuple(
             dataclasses.replace(
-                _service_facts(s, store, *observed[i], address_errors[i], endpoints[i]),
+                _service_facts(s, store, *observed[i], address_errors[i], endpoints[i], slots[i]),
                 **_tlsrpt_record(cfg, s),
             )
             for i, s in enumerate(services)
@@ -154,6 +163,7 @@ def _service_facts(
     observe_error: str | None,
     address_errors: list[tuple[str, str]],
     endpoints: list[Endpoint],
+    slots: tuple[SlotFacts, ...],
 ) -> ServiceFacts:
     try:
         state: State | None = store.load(s.name)
@@ -173,8 +183,17 @@ def _service_facts(
         state=state,
         state_error=state_error,
         slot_inputs=slot_inputs,
-        slots=tuple(_slot_facts(slot) for slot in s.certificates),
+        slots=slots,
     )
+
+
+def _handshake_types(slots: tuple[SlotFacts, ...]) -> tuple[str | None, ...]:
+    """The key types to handshake for: each of RSA and ECDSA when the deployed certificates
+    hold both; else (None,), one handshake taking what the server prefers."""
+    types = keytypes.distinct(
+        keytypes.of_spki(sf.deployed.spki) for sf in slots if sf.deployed is not None
+    )
+    return types if len(types) > 1 else (None,)
 
 
 def _slot_facts(slot: CertSlot) -> SlotFacts:

@@ -34,9 +34,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import replace
 
-from tlsarotate import material, records, timefmt
+from tlsarotate import keytypes, material, records, timefmt
 from tlsarotate.certinfo import not_after
-from tlsarotate.check.facts import CheckFacts, ServiceFacts, SlotFacts, TlsrptFacts
+from tlsarotate.check.facts import CheckFacts, Endpoint, ServiceFacts, SlotFacts, TlsrptFacts
 from tlsarotate.check.judge_alias import judge_aliases
 from tlsarotate.check.judge_endpoint import judge_endpoint
 from tlsarotate.check.readiness import (
@@ -96,6 +96,7 @@ def judge(facts: CheckFacts) -> CheckReport:
         certs: list[CertReport] = []
         bad_owners: set[str] = set()
         deployed_leaves: set[bytes] = set()
+        typed: dict[str | None, list[SlotFacts]] = {}  # the readable slots by key type
         for slot in sf.slots:
             cert, exp, alone, failed = _judge_slot(facts, sf, slot, findings)
             certs.append(cert)
@@ -103,12 +104,13 @@ def judge(facts: CheckFacts) -> CheckReport:
             unpublished += len(failed)  # per certificate: two failing at one owner count 2
             if slot.deployed is not None:
                 deployed_leaves.add(slot.deployed.chain_der[0])
+                typed.setdefault(keytypes.of_spki(slot.deployed.spki), []).append(slot)
             cert_min = _earliest(cert_min, exp)
             cert_alone_min = _earliest(cert_alone_min, exp if alone else None)
         gate_missing += _gate_missing(facts, sf, findings)
         findings += _tlsrpt_record_findings(sf)
         endpoints = tuple(
-            judge_endpoint(ep, obs, deployed_leaves, findings, now) for ep in sf.endpoints
+            _judge_typed(ep, obs, deployed_leaves, typed, findings, now) for ep in sf.endpoints
         )
         aliases = judge_aliases(s, obs, findings)
         services.append(replace(_service_report(sf, certs, bad_owners, endpoints), aliases=aliases))
@@ -146,6 +148,7 @@ def judge(facts: CheckFacts) -> CheckReport:
         rrsig_expiry_min_seconds=seconds_left(rrsig_min),
         tlsrpt_failed=tlsrpt.total if tlsrpt is not None else None,
         broken_aliases=_broken_aliases(services),
+        key_types_missing=_key_types_missing(eps),
     )
     return CheckReport(now, tuple(services), tuple(findings), gate, perf, tlsrpt)
 
@@ -158,6 +161,31 @@ def _broken_aliases(services: Sequence[ServiceReport]) -> int | None:
         return None
     broken = sum(1 for a in aliases if a.ok is False)
     return broken if broken or all(a.ok for a in aliases) else None
+
+
+def _key_types_missing(eps: Sequence[EndpointReport]) -> int | None:
+    """Handshakes offering one configured key type that the server refused (None: none was
+    restricted to a key type)."""
+    typed = [er.endpoint for er in eps if er.endpoint.key_type is not None]
+    return sum(1 for ep in typed if ep.served.tls_refused) if typed else None
+
+
+def _judge_typed(
+    ep: Endpoint,
+    obs: Observation | None,
+    deployed_leaves: set[bytes],
+    typed: dict[str | None, list[SlotFacts]],
+    findings: list[Finding],
+    now: float,
+) -> EndpointReport:
+    """An endpoint of one key type (RSA and ECDSA slots side by side) must serve that type's
+    slot; any other endpoint one of the deployed certificates."""
+    if ep.key_type is None:
+        return judge_endpoint(ep, obs, deployed_leaves, findings, now)
+    mine = typed.get(ep.key_type, [])
+    leaves = {sl.deployed.chain_der[0] for sl in mine if sl.deployed is not None}
+    names = ", ".join(f"slot {sl.slot.name!r}" for sl in mine)
+    return judge_endpoint(ep, obs, leaves, findings, now, names)
 
 
 TLSRPT_SHOWN = 3  # failure groups named in the finding (the rest are counted)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from tlsarotate import records
+from tlsarotate import keytypes, records
 from tlsarotate.check.facts import Endpoint
 from tlsarotate.check.report import CRITICAL, UNKNOWN, WARNING, EndpointReport, Finding
 from tlsarotate.observation import Observation
@@ -22,14 +22,22 @@ def judge_endpoint(
     deployed_leaves: set[bytes],
     findings: list[Finding],
     now: float,
+    slots: str = "",
 ) -> EndpointReport:
     """Does the chain the endpoint served pass DANE against every RRset the servers serve at
-    its owner (and match every parameter combination present)? Appends the findings."""
+    its owner (and match every parameter combination present)? Appends the findings.
+
+    An endpoint of one key type (``ep.key_type``) must serve the deployed certificate of that
+    type's slot(s) (``deployed_leaves``, named by ``slots``); a handshake that the server
+    refuses for that type means a configured certificate is not served: CRITICAL."""
     s = ep.served
     o = ep.owner.to_text()
-    label = f"{o} at {format_endpoint(ep.address, ep.port)}"
+    kind = keytypes.label(ep.key_type) if ep.key_type else ""
+    label = f"{o} at {format_endpoint(ep.address, ep.port)}" + (f" ({kind})" if kind else "")
     if not s.ok:
         err = s.error or "no certificate"
+        if ep.key_type and s.tls_refused:
+            err = f"serves no {kind} certificate{slots and f' ({slots})'}: {err}"
         # not reached: "could not check" (UNKNOWN) rather than "DANE is broken" (CRITICAL)
         sev = UNKNOWN if s.unreachable else CRITICAL
         findings.append(Finding(sev, ep.service, f"{label}: {err}", owner=o, address=ep.address))
@@ -59,7 +67,8 @@ def judge_endpoint(
             Finding(
                 WARNING,
                 ep.service,
-                f"{label} serves a certificate that is not the deployed file (reload pending?)",
+                f"{label} serves a certificate that is not the deployed file"
+                f"{slots and f' of {slots}'} (reload pending?)",
                 owner=o,
                 address=ep.address,
             )

@@ -22,7 +22,9 @@
                     "rrsig_expiry": iso|null}],
         "endpoints": [{"host": str, "port": int, "owner": str, "address": str,
                        "ok": bool|null, "error": str|null, "summary": str|null,
-                       "spki_sha256": str|null}],
+                       "spki_sha256": str|null,
+                       "key_type": "rsa"|"ecdsa"|null}],   # the handshake offered only this
+                                 # key type (RSA and ECDSA slots: one entry per type); null: any
         "certificates": [{"slot": str,
                           "deployed": {"file": str, "spki_sha256": str, "not_after": iso|null,
                                        "not_after_unix": int|null,
@@ -46,7 +48,9 @@
                    "cert_expiry_no_next_min_seconds": int|null,  # ... of those with no next one
                    "rrsig_expiry_min_seconds": int|null,
                    "tlsrpt_failed": int|null,   # null: no reports directory configured
-                   "broken_aliases": int|null}  # null: no shared_owner, or not known
+                   "broken_aliases": int|null,  # null: no shared_owner, or not known
+                   "key_types_missing": int|null}   # handshakes of a configured key type
+                                 # the server refused; null: no service has RSA and ECDSA slots
     }
 
 When the check cannot run at all (config error, ...) the document has the same keys with
@@ -222,6 +226,7 @@ def _endpoint(er: EndpointReport) -> dict[str, object]:
         "error": ep.served.error,
         "summary": er.summary,
         "spki_sha256": _leaf_spki(ep.served),
+        "key_type": ep.key_type,
     }
 
 

@@ -18,6 +18,8 @@ PERF_THRESHOLDS: dict[str, tuple[str, str]] = {
     "warnings": ("0", ""),
     "criticals": ("", "0"),
     "broken_aliases": ("", "0"),  # shared_owner: a host TLSA name not leading to it: CRITICAL
+    # a configured key type (RSA and ECDSA slots) an endpoint does not serve: CRITICAL
+    "key_types_missing": ("", "0"),
     # seconds left of the earliest certificate with no next one: WARNING below 14 days
     "cert_expiry": (f"{CERT_WARN_SECONDS}:", ""),
     # seconds left of the earliest RRSIG: WARNING below 3 days, CRITICAL once expired
@@ -41,6 +43,7 @@ def render(rep: CheckReport) -> str:
         ("rrsig_expiry", p.rrsig_expiry_min_seconds, "s"),
         ("tlsrpt_failed", p.tlsrpt_failed, ""),
         ("broken_aliases", p.broken_aliases, ""),
+        ("key_types_missing", p.key_types_missing, ""),
     ]
     thresholds = dict(PERF_THRESHOLDS)
     if rep.tlsrpt is not None:  # the configured thresholds: WARNING from warn, CRITICAL from crit

@@ -19,6 +19,9 @@ why (``_observed``, ``_up``), so ``== 0`` alerts fire on real breakage and ``_ob
 - ``tlsarotate_endpoint_up{service,owner,address}`` 1 when a chain was fetched
 - ``tlsarotate_endpoint_dane_ok{service,owner,address}`` 1 ok, 0 fails DANE (absent when
   the endpoint could not be reached or its TLSA records are not known)
+- both endpoint metrics carry a ``key_type`` label ("rsa", "ecdsa") for a service whose slots
+  hold RSA and ECDSA certificates side by side: one handshake per type, so a type the server
+  does not serve is ``endpoint_up 0`` and ``endpoint_dane_ok 0`` with that label
 - ``tlsarotate_cert_expiry_timestamp_seconds{service,slot,which="deployed"|"next"}`` the
   certificate's notAfter as a Unix timestamp (alert on ``... - time() < 14*86400``; the old
   name ``tlsarotate_cert_expiry_seconds``, which held the same timestamp, is gone)
@@ -47,6 +50,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from tlsarotate import __version__
+from tlsarotate.check.facts import Endpoint
 from tlsarotate.check.report import UNKNOWN, CheckReport, OwnerReport, ServiceReport
 
 
@@ -145,27 +149,24 @@ def render(rep: CheckReport) -> str:
                 service=r.service.name,
                 zone=r.service.zone.to_text(),
             )
+
+    def endpoint_labels(r: ServiceReport, ep: Endpoint) -> dict[str, str]:
+        kind = {"key_type": ep.key_type} if ep.key_type else {}
+        return dict(service=r.service.name, owner=ep.owner.to_text(), address=ep.address, **kind)
+
     metric("tlsarotate_endpoint_up", "1 when the endpoint served a certificate chain")
     for r in rep.services:
         for er in r.endpoints:
             sample(
                 "tlsarotate_endpoint_up",
                 int(er.endpoint.served.ok),
-                service=r.service.name,
-                owner=er.endpoint.owner.to_text(),
-                address=er.endpoint.address,
+                **endpoint_labels(r, er.endpoint),
             )
     metric("tlsarotate_endpoint_dane_ok", "1 when the served chain passes DANE")
     for r in rep.services:
         for er in r.endpoints:
             if er.ok is not None:
-                sample(
-                    "tlsarotate_endpoint_dane_ok",
-                    int(er.ok),
-                    service=r.service.name,
-                    owner=er.endpoint.owner.to_text(),
-                    address=er.endpoint.address,
-                )
+                sample("tlsarotate_endpoint_dane_ok", int(er.ok), **endpoint_labels(r, er.endpoint))
     expiries = [
         (c.slot, which, int(info.not_after), r.service.name)
         for r in rep.services

@@ -3,7 +3,7 @@ problem, worst first, then the Nagios status line."""
 
 from __future__ import annotations
 
-from tlsarotate import timefmt
+from tlsarotate import keytypes, timefmt
 from tlsarotate.check.report import CRITICAL, OK, STATUS, UNKNOWN, WARNING, CheckReport
 from tlsarotate.served import format_endpoint
 
@@ -32,8 +32,10 @@ def render(rep: CheckReport) -> str:
         for er in r.endpoints:
             ep = er.endpoint
             est = "OK" if er.ok else ("UNKNOWN" if er.ok is None else "CRITICAL")
+            kind = f" ({keytypes.label(ep.key_type)})" if ep.key_type else ""
             out.append(
-                f"  {est:<8} {ep.owner} at {format_endpoint(ep.address, ep.port)}: {er.summary}"
+                f"  {est:<8} {ep.owner} at {format_endpoint(ep.address, ep.port)}{kind}: "
+                f"{er.summary}"
             )
         for c in r.certs:
             sr = c.swap_readiness

@@ -124,6 +124,9 @@ class PerfData:
     tlsrpt_failed: int | None = None  # TLSRPT failed sessions in the window (None: not read)
     # shared_owner: host TLSA names not leading to it (None: no shared owner, or not known)
     broken_aliases: int | None = None
+    # handshakes of a configured key type (RSA and ECDSA slots side by side) that the server
+    # refused: that certificate is not served (None: no service has slots of both types)
+    key_types_missing: int | None = None
 
 
 @dataclass(frozen=True)
