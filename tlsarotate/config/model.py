@@ -113,6 +113,9 @@ class Service:
     # how many records nobody accounts for one write may remove without ``apply --force``
     # (max_stale_removals, max_stale_share)
     limits: safety.Limits = field(default_factory=safety.Limits)
+    # ca_set: files (or directories of them) holding the CA certificates the usage 0/2
+    # records pin, one record per CA (tlsarotate.caset); empty: the served chain's issuer
+    ca_set: tuple[Path, ...] = ()
 
     @property
     def owners(self) -> list[dns.name.Name]:

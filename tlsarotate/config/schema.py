@@ -46,6 +46,8 @@ SERVICE_KEYS = {
     "next_min_days": False,
     "max_stale_removals": False,
     "max_stale_share": False,
+    # CA sets for DANE-TA (issue #13): the CA certificates the 2 x x records pin
+    "ca_set": False,
 }
 
 SLOT_KEYS = {

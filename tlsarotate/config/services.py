@@ -4,6 +4,7 @@ parameters, the certificate slots and how the rollover observes and treats the o
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 import yaml
 
@@ -12,7 +13,7 @@ from tlsarotate.config import slots
 from tlsarotate.config.model import CertSlot, ProviderConfig, Service
 from tlsarotate.config.nameservers import Nameserver, parse_nameserver
 from tlsarotate.config.schema import NAME_RE, SERVICE_KEYS
-from tlsarotate.config.yamlnode import YamlFile
+from tlsarotate.config.yamlnode import Entries, YamlFile
 from tlsarotate.errors import RecordError
 
 
@@ -130,6 +131,7 @@ def service(
         if "max_stale_share" in m
         else safety.DEFAULT_MAX_STALE_SHARE,
     )
+    ca_set = _ca_set(doc, m, kp, params)
     return Service(
         name,
         zone,
@@ -147,7 +149,27 @@ def service(
         owners_mode,
         min_validity,
         limits,
+        ca_set,
     )
+
+
+def _ca_set(
+    doc: YamlFile, m: Entries, kp: str, params: tuple[records.Params, ...]
+) -> tuple[Path, ...]:
+    """``ca_set:``: the files (or directories) of the CA certificates usage 0/2 records pin."""
+    if "ca_set" not in m:
+        return ()
+    node = m["ca_set"][1]
+    if not any(p.usage in (0, 2) for p in params):
+        raise doc.err(
+            node,
+            f"{kp}.ca_set",
+            "only meaningful with a usage 2 (DANE-TA) or 0 entry in records, e.g. \"2 1 1\"",
+        )
+    paths = doc.sequence(node, f"{kp}.ca_set", doc.path)
+    if len(set(paths)) != len(paths):
+        raise doc.err(node, f"{kp}.ca_set", "names a file twice")
+    return paths
 
 
 def _params(doc: YamlFile, node: yaml.Node, kp: str) -> tuple[records.Params, ...]:
