@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 
 import dns.name
 
@@ -66,13 +67,23 @@ def load_slots(
     return tuple(out)
 
 
+def _ca_files(path: Path) -> list[Path]:
+    """The file itself, or the files in a directory (not the hidden ones)."""
+    if not path.is_dir():
+        return [path]
+    try:
+        return sorted(p for p in path.iterdir() if not p.name.startswith("."))
+    except OSError as e:
+        raise MaterialError(f"{path}: cannot list the directory: {e.strerror}") from None
+
+
 def load_ca_set(svc: Service) -> tuple[caset.CaCert, ...]:
     """The CA certificates of a service's ``ca_set`` (each file, or each file in a named
     directory), one of each. :class:`ConfigError` in one line naming the service and file."""
     out: dict[str, caset.CaCert] = {}
     for path in svc.ca_set:
-        files = sorted(p for p in path.iterdir() if not p.name.startswith(".")) if path.is_dir() else [path]
         try:
+            files = _ca_files(path)
             if not files:
                 raise MaterialError(f"{path}: an empty directory, expected CA certificate files")
             for f in files:

@@ -195,12 +195,17 @@ def _pins(
         for p in caset.ta_params(inp.params):
             rd = records.build(nxt, p)
             published = all(rd in current[o] for o in inp.owners)
-            safe = published and visible and not any(
-                c.records is None
-                or any(
-                    records.to_text(rd) not in c.records.get(o.to_text(), []) for o in inp.owners
+            safe = (
+                published
+                and visible
+                and not any(
+                    c.records is None
+                    or any(
+                        records.to_text(rd) not in c.records.get(o.to_text(), [])
+                        for o in inp.owners
+                    )
+                    for c in st.cached
                 )
-                for c in st.cached
             )
             out.append(Pin(slot.name, p, caset.issuer_name(nxt), in_set, published, safe))
     return tuple(out)

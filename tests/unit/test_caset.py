@@ -28,7 +28,9 @@ NOW = dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc).timestamp()
 P211, P311 = records.parse_params("2 1 1"), records.parse_params("3 1 1")
 PARAMS = (P311, P211)
 ROOT = pki.make_ca("root", not_before=START, days=3650)
-R10, R11, R12 = (pki.make_ca(f"R{i}", issuer=ROOT, not_before=START, days=900) for i in (10, 11, 12))
+R10, R11, R12 = (
+    pki.make_ca(f"R{i}", issuer=ROOT, not_before=START, days=900) for i in (10, 11, 12)
+)
 
 
 def ca(issued: pki.Issued) -> caset.CaCert:
@@ -161,7 +163,7 @@ def test_parse_refuses_a_leaf_in_one_line_naming_the_file() -> None:
         caset.parse(cert.cert_pem + R11.cert_pem, "bundle.pem")
     assert str(e.value).startswith("bundle.pem: CN=mx.example.test is not a CA certificate")
     assert "\n" not in str(e.value)
-    with pytest.raises(MaterialError, match="^junk.pem: not a PEM or DER"):
+    with pytest.raises(MaterialError, match=r"^junk\.pem: not a PEM or DER"):
         caset.parse(b"garbage", "junk.pem")
 
 

@@ -58,6 +58,7 @@ PURE_MODULES = (
     "tlsarotate.tlsrpt.summary",
     "tlsarotate.tlsrpt.render",
     "tlsarotate.bootstrap",
+    "tlsarotate.caset",
     "tlsarotate.fqdn",
 )
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import dns.name
 
-from tlsarotate import material, planner
+from tlsarotate import caset, material, planner
 from tlsarotate.config import CertSlot, Service, Tlsrpt
 from tlsarotate.observation import Observation
 from tlsarotate.served import ServedChain
@@ -53,6 +53,9 @@ class ServiceFacts:
     state_error: str | None
     slot_inputs: tuple[planner.SlotInput, ...] | None  # None: not every file readable
     slots: tuple[SlotFacts, ...]
+    # config ``ca_set``: the CA certificates as read (ca_set_error: why they could not be)
+    ca_set: tuple[caset.CaCert, ...] = ()
+    ca_set_error: str | None = None
 
 
 @dataclass(frozen=True)

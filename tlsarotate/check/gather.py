@@ -11,7 +11,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
-from tlsarotate import certfiles, config, material, planner, records
+from tlsarotate import caset, certfiles, config, material, planner, records
 from tlsarotate.check.facts import CheckFacts, Endpoint, ServiceFacts, SlotFacts, TlsrptFacts
 from tlsarotate.config import CertSlot, Config, Service
 from tlsarotate.dnslookup import resolve_addresses
@@ -19,7 +19,7 @@ from tlsarotate.engine import make_providers
 from tlsarotate.errors import TlsarotateError
 from tlsarotate.handshake import fetch_chain
 from tlsarotate.observation import Observation
-from tlsarotate.planinputs import load_slots
+from tlsarotate.planinputs import load_ca_set, load_slots
 from tlsarotate.providers.base import Provider, ProviderContext
 from tlsarotate.served import ServedChain
 from tlsarotate.service_observer import ObserverFactory, observer_for
@@ -147,6 +147,7 @@ def _service_facts(
         slot_inputs: tuple[planner.SlotInput, ...] | None = load_slots(s)
     except TlsarotateError:
         slot_inputs = None  # the unreadable file is reported per certificate
+    cas, cas_error = _ca_set(s)
     return ServiceFacts(
         service=s,
         observation=observation,
@@ -157,7 +158,16 @@ def _service_facts(
         state_error=state_error,
         slot_inputs=slot_inputs,
         slots=tuple(_slot_facts(slot) for slot in s.certificates),
+        ca_set=cas,
+        ca_set_error=cas_error,
     )
+
+
+def _ca_set(s: Service) -> tuple[tuple[caset.CaCert, ...], str | None]:
+    try:
+        return load_ca_set(s), None
+    except TlsarotateError as e:
+        return (), str(e)
 
 
 def _slot_facts(slot: CertSlot) -> SlotFacts:

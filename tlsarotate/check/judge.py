@@ -30,10 +30,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 
 from tlsarotate import material, records, timefmt
 from tlsarotate.certinfo import not_after
 from tlsarotate.check.facts import CheckFacts, ServiceFacts, SlotFacts, TlsrptFacts
+from tlsarotate.check.judge_caset import judge_ca_set
 from tlsarotate.check.judge_endpoint import judge_endpoint
 from tlsarotate.check.readiness import (
     missing_on_servers,
@@ -105,7 +107,8 @@ def judge(facts: CheckFacts) -> CheckReport:
         endpoints = tuple(
             judge_endpoint(ep, obs, deployed_leaves, findings, now) for ep in sf.endpoints
         )
-        services.append(_service_report(sf, certs, bad_owners, endpoints))
+        report = _service_report(sf, certs, bad_owners, endpoints)
+        services.append(replace(report, ca_set=judge_ca_set(sf, now, findings)))
 
     gate = None
     if facts.gate_cert is not None:
@@ -239,7 +242,7 @@ def _judge_slot(
         failed = _deployed_findings(s, name, dep, obs, findings)
         if nxt is not None:
             readiness = swap_readiness(
-                s, nxt, obs, sf.state, now, facts.safety_margin, sf.slot_inputs
+                s, nxt, obs, sf.state, now, facts.safety_margin, sf.slot_inputs, sf.ca_set
             )
     return CertReport(name, deployed, next_info, readiness), exp, nxt is None, failed
 

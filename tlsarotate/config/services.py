@@ -164,7 +164,7 @@ def _ca_set(
         raise doc.err(
             node,
             f"{kp}.ca_set",
-            "only meaningful with a usage 2 (DANE-TA) or 0 entry in records, e.g. \"2 1 1\"",
+            'only meaningful with a usage 2 (DANE-TA) or 0 entry in records, e.g. "2 1 1"',
         )
     paths = doc.sequence(node, f"{kp}.ca_set", doc.path)
     if len(set(paths)) != len(paths):
