@@ -84,6 +84,17 @@ def pins(cas: Sequence[CaCert], params: Iterable[Params]) -> set[TLSA]:
     return {ca.pin(p) for ca in cas for p in ta_params(params)}
 
 
+def pinned_by(cas: Sequence[CaCert], params: Iterable[Params], rds: Iterable[TLSA]) -> str:
+    """The CAs of the set whose records are among ``rds``, in words ("" when none):
+    "CN=R11" or "2 CA certificates (CN=R11, CN=R12)"."""
+    got = set(rds)
+    ta = ta_params(params)
+    names = [ca.subject for ca in cas if any(ca.pin(p) in got for p in ta)]
+    if len(names) <= 1:
+        return "".join(names)
+    return f"{len(names)} CA certificates ({', '.join(names)})"
+
+
 def member(cas: Sequence[CaCert], chain_der: Sequence[bytes], params: Iterable[Params]) -> bool:
     """Is the CA above this chain's leaf in the set: does each configured usage 0/2
     parameter's record of some CA in the set match the chain?"""

@@ -324,7 +324,10 @@ def plan(inp: PlanInput) -> Plan:
         change = _target(inp, {o: current[o] | books.want[o] for o in inp.owners})
         if change is not None:
             added = [rd for rds in missing.values() for rd in rds]
-            what = [f"add the records of {whose(added, inp.slots)}"] if added else []
+            certs = [rd for rd in added if rd not in pinned]
+            what = [f"add the records of {whose(certs, inp.slots)}"] if certs else []
+            cas = caset.pinned_by(inp.ca_set, inp.params, added)
+            what += [f"pin {cas} of ca_set"] if cas else []
             what += [f"set the TTL to {inp.ttl}"] if ttl_off else []
             return done(PUBLISH, " and ".join(what), change=change)
 

@@ -249,10 +249,48 @@ def test_ca_set_rollover_on_bind(rig: Rig) -> None:
     assert 'tlsarotate_ca_set_expiry_timestamp_seconds{service="mail",ca="CN=R11"} ' in text
 
 
-def test_ca_set_file_that_is_no_ca_is_one_line(rig: Rig) -> None:
-    leaf = pki.make_leaf(rig.cas["R10"], [HOST])
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        ("leaf", "is not a CA certificate"),
+        ("garbage", "not a PEM or DER certificate file"),
+        ("empty-dir", "an empty directory, expected CA certificate files"),
+    ],
+)
+def test_a_bad_ca_set_file_is_one_line_and_writes_nothing(
+    rig: Rig, content: str, needle: str
+) -> None:
     bad = rig.tmp / "cas/leaf.pem"
-    bad.write_bytes(leaf.cert_pem)
-    for cmd in ("validate", "plan", "apply"):
-        out = run_cli("-c", rig.cfg.path, cmd)
-        assert_one_line_error(out, "ca_set", str(bad), "is not a CA certificate")
+    if content == "leaf":
+        bad.write_bytes(pki.make_leaf(rig.cas["R10"], [HOST]).cert_pem)
+    elif content == "garbage":
+        bad.write_bytes(b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+    else:
+        bad = rig.tmp / "cas"
+        rig.pin_set()
+    rig.next_from("R11")  # a write would be due
+    before = rig.served()
+    for cmd in ("validate", "plan", "apply", "check"):
+        out = run_cli("-c", rig.cfg.path, cmd, *(["--no-live"] if cmd == "check" else []))
+        if cmd == "check":  # UNKNOWN, the reason in a finding
+            assert out.returncode == 3 and needle in out.stdout, out.stdout + out.stderr
+            continue
+        assert_one_line_error(out, "ca_set", str(bad), needle)
+    assert rig.served() == before and rig.reloads == []
+
+
+def test_ca_set_needs_a_usage_2_record(tmp_path: Path) -> None:
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(
+        "providers: {p: {type: memory, zones: [example.test.]}}\n"
+        "services:\n"
+        "  - name: mail\n"
+        "    zone: example.test.\n"
+        "    provider: p\n"
+        "    hosts: [mx1.example.test]\n"
+        "    records: ['3 1 1']\n"
+        "    ca_set: [cas.pem]\n"
+        "    certificate: {deployed: {cert: c.pem, key: k.pem}}\n"
+    )
+    out = run_cli("-c", cfg, "validate")
+    assert_one_line_error(out, f"{cfg}:8: services[0].ca_set: only meaningful with a usage 2")

@@ -107,6 +107,7 @@ def test_every_ca_of_the_set_is_pinned_beside_the_served_chain() -> None:
     p = plan(ee(DEPLOYED) | pins(R10), (R10, R11, R12))
     assert p.phase == phases.PUBLISH
     assert added(p) == pins(R11, R12)
+    assert p.summary == "pin 2 CA certificates (CN=R11, CN=R12) of ca_set"
 
 
 def test_a_next_certificate_of_a_pinned_ca_swaps_with_no_write() -> None:
@@ -155,6 +156,7 @@ def test_the_served_issuer_is_published_even_when_outside_the_set() -> None:
     p = plan(ee(DEPLOYED), (R11,))
     assert p.phase == phases.PUBLISH
     assert added(p) == pins(R10, R11)
+    assert p.summary == "add the records of the deployed certificate and pin CN=R11 of ca_set"
 
 
 def test_parse_refuses_a_leaf_in_one_line_naming_the_file() -> None:
