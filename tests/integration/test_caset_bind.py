@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import dns.flags
 import dns.rdataclass
 import dns.rdatatype
 import pytest
@@ -23,7 +24,15 @@ import pytest
 from tests.support import schemas
 from tests.support.helpers import assert_one_line_error, run_cli
 from tests.support.recorder import Recorder
-from tests.support.servers import BindServers, bind, bind_servers, query  # noqa: F401
+from tests.support.servers import (  # noqa: F401
+    BindServers,
+    Unbound,
+    bind,
+    bind_servers,
+    query,
+    unbound,
+)
+from tests.support.tls_servers import Chain, SmtpdServer, openssl_dane
 from tlsarotate import caset, certfiles, config, material, phases, pki, records
 from tlsarotate.engine import Engine, make_providers
 from tlsarotate.providers.base import ProviderContext
@@ -247,6 +256,34 @@ def test_ca_set_rollover_on_bind(rig: Rig) -> None:
     assert 'tlsarotate_ca_set_published{service="mail",ca="CN=R11"} 1' in text
     assert 'tlsarotate_ca_set_retired_records{service="mail"} 0' in text
     assert 'tlsarotate_ca_set_expiry_timestamp_seconds{service="mail",ca="CN=R11"} ' in text
+
+
+def test_ca_set_pins_authenticate_the_served_chain_through_unbound_and_openssl(
+    rig: Rig, unbound: Unbound
+) -> None:
+    """After a CA-set rollover (R10 -> R11, a new key), a validating resolver serves the
+    pins with AD, and openssl (an independent DANE verifier) accepts the chain an SMTP server
+    serves from the deployed files with the 2 1 1 records alone, and with the 3 1 1 alone;
+    R10's pin alone (a CA of the set that issued nothing served) does not verify it."""
+    rig.next_from("R11")
+    assert rig.run()[-1] == phases.IDLE and len(rig.reloads) == 1
+    owner = rig.cfg.services[0].owners[0]
+    answer = unbound.resolver().resolve(owner, "TLSA")
+    assert answer.response.flags & dns.flags.AD  # DNSSEC-validated
+    texts = {records.to_text(rd) for rd in answer}
+    assert texts == {rig.ee(rig.deployed()), rig.pin("R10"), rig.pin("R11")}
+    d = rig.tmp / "deployed"
+    leaf = pki.Issued(rig.deployed_key(), rig.deployed().chain[0])
+    chain = Chain(leaf, (rig.cas["R11"],), d / "fullchain.pem", d / "privkey.pem")
+    server = SmtpdServer("127.0.0.1", chain).start()
+    try:
+        pins = [t for t in texts if t.startswith("2 ")]
+        ee = [t for t in texts if t.startswith("3 ")]
+        for rrdata, ok in ((pins, True), (ee, True), ([rig.pin("R10")], False)):
+            got = openssl_dane("127.0.0.1", server.port, HOST, rrdata)
+            assert got.ok is ok, (rrdata, got.output)
+    finally:
+        server.stop()
 
 
 @pytest.mark.parametrize(
