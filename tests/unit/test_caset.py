@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
+from pathlib import Path
 
 import dns.name
 import pytest
@@ -13,6 +14,10 @@ from dns.rdtypes.ANY.TLSA import TLSA
 
 from tlsarotate import caset, material, phases, pki, planner, records
 from tlsarotate.change import TlsaRRset, published_digest
+from tlsarotate.check.facts import CheckFacts, ServiceFacts, SlotFacts
+from tlsarotate.check.judge import judge
+from tlsarotate.check.report import STATUS, CheckReport
+from tlsarotate.config import CertPaths, CertSlot, Service
 from tlsarotate.errors import MaterialError
 from tlsarotate.material import Material
 from tlsarotate.observation import Observation, ServerAnswer
@@ -174,3 +179,89 @@ def test_parse_reads_every_certificate_of_a_bundle() -> None:
     assert [c.subject for c in got] == ["CN=R10", "CN=R11"]
     assert caset.member(got, DEPLOYED.chain_der, PARAMS)
     assert not caset.member(got[1:], DEPLOYED.chain_der, PARAMS)
+
+
+# --- check: the CA set judged (tlsarotate.check.judge_caset) ---------------------------------
+
+
+def check(
+    published: set[TLSA],
+    cas: tuple[caset.CaCert, ...],
+    now: float = NOW,
+    error: str | None = None,
+) -> tuple[CheckReport, list[str]]:
+    slot = CertSlot("default", CertPaths(cert=Path("/c.pem"), key=Path("/k.pem")), None)
+    svc = Service(
+        name="mail",
+        zone=ZONE,
+        provider="p",
+        hosts=(HOST,),
+        ports=(25,),
+        protocol="tcp",
+        ttl=TTL,
+        params=PARAMS,
+        certificates=(slot,),
+        ca_set=(Path("/cas"),),
+    )
+    answer = ServerAnswer(
+        "ns1", "192.0.2.1", rrsets={OWNER: TlsaRRset.of(TTL, published)}, signed={OWNER: True}
+    )
+    sf = ServiceFacts(
+        service=svc,
+        observation=Observation(ZONE, (answer,), zone_signed=True),
+        observe_error=None,
+        address_errors=(),
+        endpoints=(),
+        state=None,
+        state_error=None,
+        slot_inputs=None,
+        slots=(SlotFacts(slot, DEPLOYED),),
+        ca_set=cas,
+        ca_set_error=error,
+    )
+    rep = judge(CheckFacts(now, (sf,), 0))
+    return rep, [f"{STATUS[f.severity]} {f.message}" for f in rep.findings]
+
+
+def test_check_is_ok_when_every_pin_is_published_and_the_issuer_pinned() -> None:
+    rep, found = check(ee(DEPLOYED) | pins(R10, R11), (ca(R10), ca(R11)))
+    assert found == [] and rep.exit_code == 0
+    (svc,) = rep.services
+    assert svc.ca_set is not None
+    assert [(c.subject, c.published) for c in svc.ca_set.cas] == [
+        ("CN=R10", True),
+        ("CN=R11", True),
+    ]
+    assert svc.ca_set.issuer_in_set == (("default", True),)
+
+
+def test_check_warns_about_an_unpublished_pin_an_expiring_ca_and_the_issuer_outside() -> None:
+    soon = R11.cert.not_valid_after_utc.timestamp() - 5 * 86400
+    rep, found = check(ee(DEPLOYED) | pins(R10), (ca(R11),), now=soon)
+    assert rep.exit_code == 1  # WARNING: the served chain is still matched
+    assert any(f.startswith("WARNING ca_set: CN=R11 (") and "expires in 5d" in f for f in found)
+    assert any("issued by CN=R10, which is not in ca_set" in f for f in found), found
+    (svc,) = rep.services
+    assert svc.ca_set is not None
+    assert [(c.subject, c.published) for c in svc.ca_set.cas] == [("CN=R11", False)]
+    assert svc.ca_set.retired == ()  # R10's pin is the served issuer's: not awaiting retirement
+
+
+def test_check_warns_about_pins_of_cas_dropped_from_the_set() -> None:
+    rep, found = check(ee(DEPLOYED) | pins(R10, R11, R12), (ca(R10), ca(R11)))
+    assert rep.exit_code == 1
+    (svc,) = rep.services
+    assert svc.ca_set is not None
+    assert svc.ca_set.retired == ((OWNER.to_text(), records.to_text(ca(R12).pin(P211))),)
+    assert [f for f in found if "pins a CA that is not in ca_set" in f] == [
+        f"WARNING {OWNER}: 2 1 1 {ca(R12).pin(P211).cert.hex()[:12]}… pins a CA that is not in "
+        "ca_set (awaiting retirement: `tlsarotate apply` removes it)"
+    ]
+
+
+def test_check_expired_ca_and_unreadable_set() -> None:
+    late = R11.cert.not_valid_after_utc.timestamp() + 86400
+    _, found = check(ee(DEPLOYED) | pins(R10, R11), (ca(R10), ca(R11)), now=late)
+    assert any(f.startswith("WARNING ca_set: CN=R11") and "expired 1d" in f for f in found), found
+    rep, found = check(ee(DEPLOYED) | pins(R10), (), error="service 'mail' ca_set: /cas/x: boom")
+    assert rep.exit_code == 3 and found == ["UNKNOWN service 'mail' ca_set: /cas/x: boom"]
