@@ -240,6 +240,7 @@ def plan(inp: PlanInput) -> Plan:
         visible=visible,
         now=inp.now,
         safety_margin=inp.safety_margin,
+        served=obs.served(inp.owners) if obs is not None else (),
     )
     pinned = frozenset(caset.pins(inp.ca_set, inp.params))  # the CA set's records: ours too
     ours = ours_still_published(inp.slots, inp.owners, inp.state.ours, retiring | pinned, current)

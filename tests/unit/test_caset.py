@@ -265,3 +265,56 @@ def test_check_expired_ca_and_unreadable_set() -> None:
     assert any(f.startswith("WARNING ca_set: CN=R11") and "expired 1d" in f for f in found), found
     rep, found = check(ee(DEPLOYED) | pins(R10), (), error="service 'mail' ca_set: /cas/x: boom")
     assert rep.exit_code == 3 and found == ["UNKNOWN service 'mail' ca_set: /cas/x: boom"]
+
+
+def test_a_server_that_goes_back_to_records_without_the_pin_keeps_the_swap_waiting() -> None:
+    """Found by the CA-set invariant machine: the set goes {R10, R11} -> {R10} -> {R10, R11}
+    while a lagging secondary still serves the first RRset. The third RRset equals the first,
+    so it is visible at once; then the secondary catches up with the second (without R11's
+    pin) and only later with the third. Those answers may be cached: a certificate of R11 must
+    wait their TTL after every server serves the third RRset again."""
+    nxt = leaf(R11)
+    third = ee(DEPLOYED, nxt) | pins(R10, R11)
+    second = ee(DEPLOYED, nxt) | pins(R10)
+
+    def observe(*served: set[TLSA]) -> Observation:
+        return Observation(
+            ZONE,
+            tuple(
+                ServerAnswer(
+                    f"ns{i}",
+                    "192.0.2.1",
+                    rrsets={OWNER: TlsaRRset.of(TTL, rds)},
+                    signed={OWNER: True},
+                )
+                for i, rds in enumerate(served)
+            ),
+            zone_signed=True,
+        )
+
+    def step(st: State, obs: Observation, now: float) -> planner.Plan:
+        return planner.plan(
+            planner.PlanInput(
+                service="mail",
+                zone=ZONE,
+                owners=(OWNER,),
+                ttl=TTL,
+                params=PARAMS,
+                slots=(planner.SlotInput("default", DEPLOYED, nxt),),
+                published={OWNER: TlsaRRset.of(TTL, third)},
+                observation=obs,
+                state=st,
+                now=now,
+                safety_margin=0,
+                hosts=(HOST,),
+                ca_set=(ca(R10), ca(R11)),
+            )
+        )
+
+    p = step(settled(third), observe(third, second), NOW)
+    assert p.phase == phases.WAIT_PROPAGATION
+    p = step(p.state, observe(third, third), NOW + 10)
+    assert p.phase == phases.WAIT_TTL and p.ready_at == NOW + 10 + TTL
+    assert [(x.published, x.safe) for x in p.pins] == [(True, False)]
+    p = step(p.state, observe(third, third), NOW + 10 + TTL)
+    assert p.phase == phases.SWAP
