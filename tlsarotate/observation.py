@@ -83,9 +83,7 @@ class Observation:
                 groups.setdefault(rr.records if rr else frozenset(), []).append(s.label)
         return [(tuple(labels), rrset) for rrset, labels in groups.items()]
 
-    def served(
-        self, owners: Iterable[dns.name.Name]
-    ) -> list[tuple[dict[str, list[str]], int]]:
+    def served(self, owners: Iterable[dns.name.Name]) -> list[tuple[dict[str, list[str]], int]]:
         """What each answering server serves at ``owners`` (owner -> record texts; an owner
         without records is left out) and the largest TTL it serves them with."""
         out = []
