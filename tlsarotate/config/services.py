@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from tlsarotate import material, records, safety
+from tlsarotate import caset, material, records, safety
 from tlsarotate.config import slots
 from tlsarotate.config.model import CertSlot, ProviderConfig, Service
 from tlsarotate.config.nameservers import Nameserver, parse_nameserver
@@ -149,7 +149,7 @@ def service(
         owners_mode,
         min_validity,
         limits,
-        ca_set,
+        ca_set=ca_set,
     )
 
 
@@ -160,7 +160,7 @@ def _ca_set(
     if "ca_set" not in m:
         return ()
     node = m["ca_set"][1]
-    if not any(p.usage in (0, 2) for p in params):
+    if not caset.ta_params(params):
         raise doc.err(
             node,
             f"{kp}.ca_set",
