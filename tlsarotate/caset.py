@@ -102,6 +102,14 @@ def member(cas: Sequence[CaCert], chain_der: Sequence[bytes], params: Iterable[P
     return all(any(records.matches(ca.pin(p), chain_der) for ca in cas) for p in wanted)
 
 
+def outside(m: material.Material) -> str:
+    """Why a certificate whose issuer is not in the set is not installed, in words."""
+    return (
+        f"is issued by {issuer_name(m)}, which is not in ca_set: add that CA certificate to "
+        "ca_set (its 2 x x records are then published, and the swap follows after the wait)"
+    )
+
+
 def issuer_name(m: material.Material) -> str:
     """The subject of the CA certificate after the leaf (the one a 2 x x record pins)."""
     if len(m.chain) > 1:

@@ -412,13 +412,7 @@ def plan(inp: PlanInput) -> Plan:
         )
         blockers = [u for u in why if u.blocking]
         if inp.ca_set and not caset.member(inp.ca_set, nxt.chain_der, inp.params):
-            blockers.append(
-                Unfit(
-                    f"is issued by {caset.issuer_name(nxt)}, which is not in ca_set: add that "
-                    "CA certificate to ca_set (its 2 x x records are then published, and the "
-                    "swap follows after the wait)"
-                )
-            )
+            blockers.append(Unfit(caset.outside(nxt)))
         if blockers:
             problems.append(
                 f"next certificate {slot.name!r} ({nxt.source}) "

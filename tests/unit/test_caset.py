@@ -12,7 +12,7 @@ import dns.name
 import pytest
 from dns.rdtypes.ANY.TLSA import TLSA
 
-from tlsarotate import caset, material, phases, pki, planner, records
+from tlsarotate import bootstrap, caset, material, phases, pki, planner, records
 from tlsarotate.change import TlsaRRset, published_digest
 from tlsarotate.check.facts import CheckFacts, ServiceFacts, SlotFacts
 from tlsarotate.check.judge import judge
@@ -318,3 +318,27 @@ def test_a_server_that_goes_back_to_records_without_the_pin_keeps_the_swap_waiti
     assert [(x.published, x.safe) for x in p.pins] == [(True, False)]
     p = step(p.state, observe(third, third), NOW + 10 + TTL)
     assert p.phase == phases.SWAP
+
+
+def test_a_first_certificate_of_a_ca_outside_the_set_is_not_installed() -> None:
+    first = bootstrap.FirstSlot("default", leaf(R12))
+    answer = ServerAnswer("ns1", "192.0.2.1", rrsets={OWNER: None}, signed={OWNER: True})
+    p = planner.plan(
+        planner.PlanInput(
+            service="mail",
+            zone=ZONE,
+            owners=(OWNER,),
+            ttl=TTL,
+            params=PARAMS,
+            slots=(),
+            published={},
+            observation=Observation(ZONE, (answer,), zone_signed=True),
+            state=State("mail"),
+            now=NOW,
+            hosts=(HOST,),
+            first=(first,),
+            ca_set=(ca(R10), ca(R11)),
+        )
+    )
+    assert p.phase == phases.BLOCKED and p.install == ()
+    assert "is issued by CN=R12, which is not in ca_set" in p.summary

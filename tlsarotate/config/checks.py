@@ -69,8 +69,7 @@ def _check_ca_set(cfg: Config, s: Service, when: float) -> list[str]:
         if nxt is not None and not caset.member(cas, nxt.chain_der, s.params):
             raise ConfigError(
                 f"service {s.name!r} certificate {slot.name!r}: next certificate "
-                f"{slot.next.describe() if slot.next else ''} is issued by "
-                f"{caset.issuer_name(nxt)}, which is not in ca_set; it will not be swapped in",
+                f"{slot.next.describe() if slot.next else ''} {caset.outside(nxt)}",
                 file=cfg.path,
             )
     expired = [c.subject for c in cas if c.not_after <= when]
