@@ -208,6 +208,9 @@ def test_ca_set_rollover_on_bind(rig: Rig) -> None:
         engine.run(rig.cfg.services, wait=True, deadline=time.time() + 60)
         sent.append(engine.providers["bind"].sent.get("UPDATE", 0))  # type: ignore[attr-defined]
         assert sent == [0] and rig.deployed().same_as(nxt) and len(rig.reloads) == 1
+        val = run_cli("-c", rig.cfg.path, "validate")
+        assert val.returncode == 0, val.stderr
+        assert "mail: ca_set pins 2 CA certificate(s): CN=R10, CN=R11" in val.stdout
         # 2. a renewal by R12, not in the set: blocked, plan and validate name the missing pin
         #    (its own 3 1 1 is published first, as for any next certificate)
         rig.next_from("R12")
@@ -238,6 +241,8 @@ def test_ca_set_rollover_on_bind(rig: Rig) -> None:
         assert doc["services"][0]["ca_set"]["retired"] == [
             {"owner": owner.to_text(), "record": rig.pin("R10")}
         ]
+        text = run_cli("-c", rig.cfg.path, "check", "--no-live")
+        assert text.returncode == 1 and "pins a CA that is not in ca_set" in text.stdout
         seen = rig.run()
         assert phases.CLEANUP in seen, seen
         assert rig.served() == {rig.ee(rig.deployed()), rig.pin("R11"), rig.pin("R12")}
