@@ -266,12 +266,17 @@ def test_ca_set_rollover_on_bind(rig: Rig) -> None:
 def test_ca_set_pins_authenticate_the_served_chain_through_unbound_and_openssl(
     rig: Rig, unbound: Unbound
 ) -> None:
-    """After a CA-set rollover (R10 -> R11, a new key), a validating resolver serves the
-    pins with AD, and openssl (an independent DANE verifier) accepts the chain an SMTP server
-    serves from the deployed files with the 2 1 1 records alone, and with the 3 1 1 alone;
-    R10's pin alone (a CA of the set that issued nothing served) does not verify it."""
+    """After a CA-set rollover (R10 -> R11, a new key, `apply --wait`), a validating resolver
+    serves the pins with AD, and openssl (an independent DANE verifier) accepts the chain an
+    SMTP server serves from the deployed files with the 2 1 1 records alone, and with the
+    3 1 1 alone; R10's pin alone (a CA of the set that issued nothing served) does not."""
     rig.next_from("R11")
-    assert rig.run()[-1] == phases.IDLE and len(rig.reloads) == 1
+    # from the CLI this time, as a deploy hook runs it
+    cfg = rig.cfg.path
+    cfg.write_text(cfg.read_text().replace("[reload-mail-service]", "[/bin/true]"))
+    out = run_cli("-c", cfg, "apply", "--wait")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert rig.deployed().chain[1].subject == rig.cas["R11"].cert.subject
     owner = rig.cfg.services[0].owners[0]
     answer = unbound.resolver().resolve(owner, "TLSA")
     assert answer.response.flags & dns.flags.AD  # DNSSEC-validated
