@@ -241,8 +241,8 @@ def test_ca_set_rollover_on_bind(rig: Rig) -> None:
         assert doc["services"][0]["ca_set"]["retired"] == [
             {"owner": owner.to_text(), "record": rig.pin("R10")}
         ]
-        text = run_cli("-c", rig.cfg.path, "check", "--no-live")
-        assert text.returncode == 1 and "pins a CA that is not in ca_set" in text.stdout
+        plain = run_cli("-c", rig.cfg.path, "check", "--no-live")
+        assert plain.returncode == 1 and "pins a CA that is not in ca_set" in plain.stdout
         seen = rig.run()
         assert phases.CLEANUP in seen, seen
         assert rig.served() == {rig.ee(rig.deployed()), rig.pin("R11"), rig.pin("R12")}
