@@ -189,6 +189,7 @@ def check(
     cas: tuple[caset.CaCert, ...],
     now: float = NOW,
     error: str | None = None,
+    state: State | None = None,
 ) -> tuple[CheckReport, list[str]]:
     slot = CertSlot("default", CertPaths(cert=Path("/c.pem"), key=Path("/k.pem")), None)
     svc = Service(
@@ -212,7 +213,7 @@ def check(
         observe_error=None,
         address_errors=(),
         endpoints=(),
-        state=None,
+        state=state,
         state_error=None,
         slot_inputs=None,
         slots=(SlotFacts(slot, DEPLOYED),),
@@ -248,7 +249,12 @@ def test_check_warns_about_an_unpublished_pin_an_expiring_ca_and_the_issuer_outs
 
 
 def test_check_warns_about_pins_of_cas_dropped_from_the_set() -> None:
-    rep, found = check(ee(DEPLOYED) | pins(R10, R11, R12), (ca(R10), ca(R11)))
+    published = ee(DEPLOYED) | pins(R10, R11, R12)
+    _, found = check(published, (ca(R10), ca(R11)))  # no state: the planner keeps it
+    assert next(f for f in found if "pins a CA" in f).endswith(
+        "kept as another writer's: `apply --force-cleanup` removes it)"
+    )
+    rep, found = check(published, (ca(R10), ca(R11)), state=settled(published))
     assert rep.exit_code == 1
     (svc,) = rep.services
     assert svc.ca_set is not None
@@ -342,3 +348,10 @@ def test_a_first_certificate_of_a_ca_outside_the_set_is_not_installed() -> None:
     )
     assert p.phase == phases.BLOCKED and p.install == ()
     assert "is issued by CN=R12, which is not in ca_set" in p.summary
+
+
+def test_without_ours_in_the_state_a_dropped_cas_pin_is_kept_as_foreign() -> None:
+    published = ee(DEPLOYED) | pins(R10, R11)
+    p = plan(published, (R10,), state=settled(published, ours=None))
+    assert p.phase == phases.IDLE and p.change is None
+    assert [m.record for m in p.foreign] == [ca(R11).pin(P211)]

@@ -5,7 +5,8 @@
 - a deployed certificate whose issuer is not in the set: WARNING (its 2 x x records stay
   published while it is served; a CRITICAL is ``judge``'s when they are not published at all);
 - a published usage 0/2 record, of a configured parameter, for a CA that is neither in the set
-  nor the issuer of a deployed certificate: WARNING (awaiting retirement by ``apply``);
+  nor the issuer of a deployed certificate: WARNING (awaiting retirement by ``apply``, or kept
+  as another writer's when the state does not say this instance published it);
 - a ``ca_set`` file that cannot be read: UNKNOWN.
 """
 
@@ -82,12 +83,19 @@ def judge_ca_set(sf: ServiceFacts, now: float, findings: list[Finding]) -> CaSet
             if any(records.matches(rd, chain) for chain in chains):
                 continue
             retired.append((o, text))
+            ours = sf.state.ours if sf.state is not None else None
+            if s.owners_mode == "exclusive" or (ours is not None and text in ours.get(o, ())):
+                why = "awaiting retirement: `tlsarotate apply` removes it"
+            else:  # the planner keeps what this instance is not known to have published
+                why = (
+                    "not known to be published by this tlsarotate, so kept as another "
+                    "writer's: `apply --force-cleanup` removes it"
+                )
             findings.append(
                 Finding(
                     WARNING,
                     s.name,
-                    f"{o}: {short_record(rd)} pins a CA that is not in ca_set "
-                    "(awaiting retirement: `tlsarotate apply` removes it)",
+                    f"{o}: {short_record(rd)} pins a CA that is not in ca_set ({why})",
                     owner=o,
                 )
             )
