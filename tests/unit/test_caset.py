@@ -12,7 +12,7 @@ import dns.name
 import pytest
 from dns.rdtypes.ANY.TLSA import TLSA
 
-from tlsarotate import bootstrap, caset, material, phases, pki, planner, records
+from tlsarotate import bootstrap, caset, material, phases, pki, plan_render, planner, records
 from tlsarotate.change import TlsaRRset, published_digest
 from tlsarotate.check.facts import CheckFacts, ServiceFacts, SlotFacts
 from tlsarotate.check.judge import judge
@@ -131,6 +131,19 @@ def test_a_pin_just_published_waits_for_caches_and_plan_says_so() -> None:
     p = plan(published, (R10, R11), nxt, st)
     assert p.phase == phases.WAIT_TTL and p.ready_at == NOW + 100
     assert [(x.published, x.safe) for x in p.pins] == [(True, False)]
+    assert "  pin: next certificate 'default' needs 2 1 1 of CN=R11: published, not safe yet" in (
+        plan_render.plan_text(p, NOW)
+    )
+    assert plan_render.plan_json(p, NOW)["pins"] == [
+        {
+            "certificate": "default",
+            "params": "2 1 1",
+            "ca": "CN=R11",
+            "in_ca_set": True,
+            "published": True,
+            "safe": False,
+        }
+    ]
 
 
 def test_a_next_certificate_of_a_ca_outside_the_set_is_blocked_naming_it() -> None:
