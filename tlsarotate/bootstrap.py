@@ -31,9 +31,9 @@ from typing import TYPE_CHECKING
 import dns.name
 from dns.rdtypes.ANY.TLSA import TLSA
 
-from tlsarotate import phases, records, timefmt
+from tlsarotate import caset, phases, records, timefmt
 from tlsarotate.errors import RecordError
-from tlsarotate.material import Material, unfit
+from tlsarotate.material import Material, Unfit, unfit
 from tlsarotate.state import State
 
 if TYPE_CHECKING:
@@ -109,6 +109,8 @@ def step(
         where = f"first certificate {f.name!r} ({f.next.source})"
         notes += [f"{where} {u.reason}" for u in why if not u.blocking]
         blockers = [u for u in why if u.blocking]
+        if inp.ca_set and not caset.member(inp.ca_set, f.next.chain_der, inp.params):
+            blockers.append(Unfit(caset.outside(f.next)))
         if blockers:
             problems.append(f"{where} " + "; ".join(u.reason for u in blockers))
             if all(u.until is not None for u in blockers):

@@ -87,6 +87,23 @@ class Observation:
                 groups.setdefault(rr.records if rr else frozenset(), []).append(s.label)
         return [(tuple(labels), rrset) for rrset, labels in groups.items()]
 
+    def served(self, owners: Iterable[dns.name.Name]) -> list[tuple[dict[str, list[str]], int]]:
+        """What each answering server serves at ``owners`` (owner -> record texts; an owner
+        without records is left out) and the largest TTL it serves them with."""
+        out = []
+        for s in self.servers:
+            if s.error:
+                continue
+            recs: dict[str, list[str]] = {}
+            ttl = 0
+            for o in owners:
+                rr = s.rrsets.get(o)
+                if rr is not None and rr.records:
+                    recs[o.to_text()] = sorted(rr.texts())
+                    ttl = max(ttl, rr.ttl)
+            out.append((recs, ttl))
+        return out
+
     def max_ttl(self, owners: Iterable[dns.name.Name] | None = None) -> int:
         """The largest TTL any server returned for these owners (0 if none)."""
         wanted = None if owners is None else set(owners)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import dns.name
 from dns.rdtypes.ANY.TLSA import TLSA
 
-from tlsarotate import records
+from tlsarotate import caset, records
 from tlsarotate.errors import RecordError
 from tlsarotate.material import Material
 from tlsarotate.records import Params
@@ -34,6 +34,7 @@ OLD_CERTIFICATE = "old certificate"
 OLD_PARAMETERS = "old parameters"
 FOREIGN = "foreign"
 FORCED = "foreign (forced)"
+OLD_CA = "CA no longer in ca_set"  # ours, usage 0/2, pinning a CA the set no longer names
 FOREIGN_REASON = (
     "not published by this tlsarotate (another host's, or there before it kept track of its "
     "records): kept; `owners: exclusive` in the config or `apply --force-cleanup` removes it"
@@ -46,7 +47,7 @@ class ClassifiedRecord:
 
     owner: dns.name.Name
     record: TLSA
-    why: str  # STALE | OLD_CERTIFICATE | OLD_PARAMETERS | FOREIGN | FORCED
+    why: str  # STALE | OLD_CERTIFICATE | OLD_PARAMETERS | OLD_CA | FOREIGN | FORCED
 
 
 def parse_retiring(texts: Iterable[str]) -> frozenset[TLSA]:
@@ -113,8 +114,10 @@ class Ownership:
         retiring: frozenset[TLSA],
         current: Mapping[dns.name.Name, set[TLSA]],
         ours: Mapping[str, Sequence[str]],
+        ca_set: Sequence[caset.CaCert] = (),
     ) -> None:
         self.slots = slots
+        self.ca_set = ca_set
         self.cfg = set(params)
         self.retiring = retiring
         self.mode = mode
@@ -161,17 +164,25 @@ class Ownership:
     def _records(self, params: Sequence[Params], owner: dns.name.Name | None = None) -> set[TLSA]:
         """Our certificates' records for these parameters (the deployed and next ones, and the
         keep-ahead key's selector-1 records). Configured parameters were checked when the config
-        was loaded; another writer's (``owner`` given) may not apply: a note says so."""
-        out: set[TLSA] = set()
+        was loaded; another writer's (``owner`` given) may not apply: a note says so. With a CA
+        set, the usage 0/2 records are one per CA in it, and the deployed chain's issuer while it
+        is served; a next certificate's issuer outside the set is not pinned (its swap waits)."""
+        pinned = caset.pins(self.ca_set, params)
+        out: set[TLSA] = set(pinned)
         for slot in self.slots:
             certs = [slot.deployed] + ([slot.replacement] if slot.replacement is not None else [])
             for m in certs:
                 for p in params:
+                    outside = bool(self.ca_set) and p.usage in caset.TA_USAGES
                     if owner is None:
-                        out.add(records.build(m, p))
+                        rd = records.build(m, p)
+                        if not (outside and m is not slot.deployed and rd not in pinned):
+                            out.add(rd)
                         continue
                     try:
-                        out.add(records.build(m, p))
+                        rd = records.build(m, p)
+                        if not (outside and m is not slot.deployed and rd not in pinned):
+                            out.add(rd)
                     except RecordError as e:
                         self.notes.append(
                             f"{owner}: certificate {slot.name!r} cannot match the other writer's "
@@ -185,7 +196,7 @@ class Ownership:
         return out
 
     def classify(self, owner: dns.name.Name, rd: TLSA) -> str:
-        """WANT | FOREIGN | OLD_PARAMETERS | OLD_CERTIFICATE | FORCED | STALE."""
+        """WANT | FOREIGN | OLD_PARAMETERS | OLD_CERTIFICATE | OLD_CA | FORCED | STALE."""
         if rd in self.want[owner]:
             return WANT
         if rd in self.foreign[owner]:
@@ -197,6 +208,8 @@ class Ownership:
                 return OLD_PARAMETERS if records.params_of(rd) not in keep else WANT
         if rd in self.retiring:
             return OLD_CERTIFICATE
+        if self.ca_set and rd.usage in caset.TA_USAGES and rd not in self.unclaimed[owner]:
+            return OLD_CA  # ours: a CA dropped from the set (never one the served chain uses)
         if self.mode == "force" and rd in self.unclaimed[owner]:
             return FORCED
         return STALE

@@ -137,12 +137,16 @@ def after_observation(
     visible: bool,
     now: float,
     safety_margin: int,
+    served: Sequence[tuple[Mapping[str, list[str]], int]] = (),
 ) -> State:
     """Fold one observation into the state: when did the current RRset (``digest``, whose
     records are ``published``: owner -> texts) become visible, which TTL may caches still hold
     from before it (``hold_ttl``), and which older RRsets they may still hold (``cached``).
     ``observed_ttl`` is the largest TTL seen (served or published), ``ttl`` the configured one,
-    ``visible`` whether every authoritative server serves ``digest``."""
+    ``visible`` whether every authoritative server serves ``digest``. ``served``: what each
+    answering server serves (owner -> texts, and its largest TTL): one that serves other
+    records than ``published`` (a server that went back to an RRset already gone elsewhere)
+    makes caches able to hold them again, until it is visible again plus their TTL."""
     if st.digest != digest:
         if st.digest is None:
             # no history (first run, or state lost): assume caches may hold an unknown RRset
@@ -165,6 +169,24 @@ def after_observation(
         )
         st = remember(st, "published", now)
     st = st.with_(ttl_seen=max(st.ttl_seen, observed_ttl))
+    # a server serving other records (one that went back to an RRset already gone from the
+    # others): caches may hold them again, until every server serves ``published`` plus TTL
+    again: list[CachedRRset] = []
+    for recs, t in served:
+        if _differs(recs, published) and not any(
+            c.until is None and c.records is not None and not _differs(c.records, recs)
+            for c in [*st.cached, *again]
+        ):
+            again.append(CachedRRset({o: sorted(v) for o, v in recs.items()}, t))
+    if again:
+        st = st.with_(cached=bounded([*st.cached, *again]))
+    if visible and st.visible_since is not None and any(c.until is None for c in st.cached):
+        st = st.with_(
+            cached=[
+                c if c.until is not None else replace(c, until=expires_at(now, c.ttl))
+                for c in st.cached
+            ]
+        )
     if visible and st.visible_since is None:
         # from now on nobody serves the older RRsets: caches drop them within their TTL
         st = st.with_(
@@ -180,6 +202,11 @@ def after_observation(
     if len(kept) != len(st.cached):
         st = st.with_(cached=kept)
     return st
+
+
+def _differs(a: Mapping[str, list[str]], b: Mapping[str, list[str]]) -> bool:
+    """Do two RRset maps (owner -> texts) hold other records at some owner?"""
+    return any(set(a.get(o, ())) != set(b.get(o, ())) for o in {*a, *b})
 
 
 def bounded(cached: list[CachedRRset]) -> list[CachedRRset]:

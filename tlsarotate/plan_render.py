@@ -9,7 +9,8 @@ JSON plan schema (``plan --output json``, ``apply --output json``)::
        "summary": "...", "pending": bool,
        "changes": [{"op": "add"|"remove", "owner": "_25._tcp.mx.example.com.", "ttl": 3600,
                     "record": "3 1 1 <hex>",
-                    "why": "stale"|"old certificate"|"old parameters"|"foreign (forced)"|null}],
+                    "why": "stale"|"old certificate"|"old parameters"|"foreign (forced)"
+                           |"CA no longer in ca_set"|null}],
        "swap": ["default"],
        "ready_at": "2026-11-28T21:00:00Z"|null, "ready_in": 192|null,
        "waiting_for": ["ns2.example.com 192.0.2.2: serial 2026112801, still serving ..."],
@@ -18,7 +19,13 @@ JSON plan schema (``plan --output json``, ``apply --output json``)::
                         "reason": "... removes 2 of 4 records that no certificate ..."}],
        "foreign": [{"owner": "...", "record": "3 1 1 <hex>", "why": "foreign",
                     "reason": "not published by this tlsarotate ... kept; ..."}],
+       "pins": [{"certificate": "default", "params": "2 1 1", "ca": "CN=R11,O=...",
+                 "in_ca_set": true, "published": true, "safe": false}],
        "warnings": ["..."]}]}
+
+``pins`` (with ``ca_set`` only): the usage 0/2 records each next certificate needs before
+its swap, its issuer's, and whether every owner publishes them and every RRset a cache may
+still hold has them (``safe``).
 """
 
 from __future__ import annotations
@@ -79,6 +86,17 @@ def plan_json(p: Plan, now: float) -> dict[str, Any]:
             for m in p.foreign
         ],
         "needs_force": [u.to_json() for u in p.unsafe],
+        "pins": [
+            {
+                "certificate": x.slot,
+                "params": str(x.params),
+                "ca": x.ca,
+                "in_ca_set": x.in_set,
+                "published": x.published,
+                "safe": x.safe,
+            }
+            for x in p.pins
+        ],
         "warnings": list(p.warnings),
     }
 
@@ -108,6 +126,17 @@ def plan_text(p: Plan, now: float) -> list[str]:
         )
     for name in p.install:
         out.append(f"  swap: install the next certificate {name!r}")
+    for x in p.pins:
+        state = (
+            "not in ca_set"
+            if not x.in_set
+            else "published, safe"
+            if x.safe
+            else "published, not safe yet"
+            if x.published
+            else "not published"
+        )
+        out.append(f"  pin: next certificate {x.slot!r} needs {x.params} of {x.ca}: {state}")
     for w in p.waiting_for:
         out.append(f"  waiting for: {w}")
     if p.phase not in (phases.IDLE, phases.BLOCKED):

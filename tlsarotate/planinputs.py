@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 
 import dns.name
 
-from tlsarotate import bootstrap, nextkey, planner
+from tlsarotate import bootstrap, caset, nextkey, planner
 from tlsarotate.change import TlsaRRset
 from tlsarotate.config import CertPaths, Service, deployed_link_check, load_cert
-from tlsarotate.errors import ConfigError, TlsarotateError
+from tlsarotate.errors import ConfigError, MaterialError, TlsarotateError
+from tlsarotate.fsutil import read_file
 from tlsarotate.material import Material
 from tlsarotate.observation import Observation
 from tlsarotate.state import State
@@ -65,6 +67,34 @@ def load_slots(
     return tuple(out)
 
 
+def _ca_files(path: Path) -> list[Path]:
+    """The file itself, or the files in a directory (not the hidden ones)."""
+    if not path.is_dir():
+        return [path]
+    try:
+        return sorted(p for p in path.iterdir() if not p.name.startswith("."))
+    except OSError as e:
+        raise MaterialError(f"{path}: cannot list the directory: {e.strerror}") from None
+
+
+def load_ca_set(svc: Service) -> tuple[caset.CaCert, ...]:
+    """The CA certificates of a service's ``ca_set`` (each file, or each file in a named
+    directory), one of each. :class:`ConfigError` in one line naming the service and file."""
+    out: dict[str, caset.CaCert] = {}
+    for path in svc.ca_set:
+        try:
+            files = _ca_files(path)
+            if not files:
+                raise MaterialError(f"{path}: an empty directory, expected CA certificate files")
+            for f in files:
+                data = read_file(f, "CA certificate file", error=MaterialError)
+                for ca in caset.parse(data, str(f)):
+                    out.setdefault(ca.fingerprint, ca)
+        except TlsarotateError as e:
+            raise ConfigError(f"service {svc.name!r} ca_set: {e}") from None
+    return tuple(out.values())
+
+
 def plan_input(
     svc: Service,
     slots: tuple[planner.SlotInput, ...],
@@ -77,11 +107,13 @@ def plan_input(
     first: tuple[bootstrap.FirstSlot, ...] = (),
     ttl: int | None = None,
     owners: tuple[dns.name.Name, ...] | None = None,
+    ca_set: tuple[caset.CaCert, ...] | None = None,
 ) -> planner.PlanInput:
     """What the planner needs to know about one configured service; ``ttl``: the TTL its
     provider applies for the configured one, when that differs (default: ``svc.ttl``);
     ``owners``: the names ``published`` and ``observation`` were read for, when the caller has
-    them (the planner's lookups then find the very same objects)."""
+    them (the planner's lookups then find the very same objects); ``ca_set``: the service's
+    CA certificates when the caller read them (default: read here)."""
     return planner.PlanInput(
         service=svc.name,
         zone=svc.zone,
@@ -101,4 +133,5 @@ def plan_input(
         limits=svc.limits,
         first=first,
         aliases=tuple(svc.aliases),
+        ca_set=load_ca_set(svc) if ca_set is None else ca_set,
     )

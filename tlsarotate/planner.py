@@ -43,13 +43,14 @@ from dataclasses import dataclass, field
 import dns.name
 from dns.rdtypes.ANY.TLSA import TLSA
 
-from tlsarotate import bootstrap, cname, phases, records, safety, timefmt
+from tlsarotate import bootstrap, caset, cname, phases, records, safety, timefmt
 from tlsarotate.change import OwnerChange, TlsaRRset, ZoneChange, published_digest
-from tlsarotate.material import DEFAULT_MIN_VALIDITY, Material, unfit
+from tlsarotate.material import DEFAULT_MIN_VALIDITY, Material, Unfit, unfit
 from tlsarotate.observation import Observation
 from tlsarotate.ownership import (
     FORCED,
     FOREIGN,
+    OLD_CA,
     OLD_CERTIFICATE,
     OLD_PARAMETERS,
     STALE,
@@ -119,6 +120,23 @@ class PlanInput:
     first: tuple[bootstrap.FirstSlot, ...] = ()
     # shared_owner: the names that must be CNAMEs to owners[0] on every server (cname.py)
     aliases: tuple[dns.name.Name, ...] = ()
+    # config ``ca_set``: the CA certificates the usage 0/2 records pin (empty: the issuer of
+    # each chain itself), see tlsarotate.caset
+    ca_set: tuple[caset.CaCert, ...] = ()
+
+
+@dataclass(frozen=True)
+class Pin:
+    """A usage 0/2 record a next certificate needs before it is swapped in: its issuer's
+    record for one parameter, whether every owner publishes it, and whether every RRset a cache
+    may still hold has it too (``safe``)."""
+
+    slot: str
+    params: Params
+    ca: str  # the issuer's subject
+    in_set: bool  # the issuer is in the configured ca_set (always True without one)
+    published: bool
+    safe: bool
 
 
 @dataclass(frozen=True)
@@ -136,6 +154,7 @@ class Plan:
     warnings: tuple[str, ...] = ()
     foreign: tuple[ClassifiedRecord, ...] = ()  # other writers' records: kept, never removed
     unsafe: tuple[safety.Unsafe, ...] = ()  # why ``change`` needs ``apply --force`` (safety.py)
+    pins: tuple[Pin, ...] = ()  # the 2 x x records the next certificates need (with ca_set)
 
     @property
     def pending(self) -> bool:
@@ -159,6 +178,39 @@ def _target(inp: PlanInput, per_owner: Mapping[dns.name.Name, set[TLSA]]) -> Zon
             continue
         changes.append(OwnerChange(owner, old, new))
     return ZoneChange(inp.zone, tuple(changes)) if changes else None
+
+
+def _pins(
+    inp: PlanInput, current: Mapping[dns.name.Name, set[TLSA]], st: State, visible: bool
+) -> tuple[Pin, ...]:
+    """With a CA set: the usage 0/2 records each next certificate needs before its swap, and
+    whether they are published (every owner) and safe (visible on every server, and in every
+    RRset a cache may still hold)."""
+    if not inp.ca_set:
+        return ()
+    out = []
+    for slot in inp.slots:
+        nxt = slot.replacement
+        if nxt is None or len(nxt.chain_der) < 2:
+            continue
+        in_set = caset.member(inp.ca_set, nxt.chain_der, inp.params)
+        for p in caset.ta_params(inp.params):
+            rd = records.build(nxt, p)
+            published = all(rd in current[o] for o in inp.owners)
+            safe = (
+                published
+                and visible
+                and not any(
+                    c.records is None
+                    or any(
+                        records.to_text(rd) not in c.records.get(o.to_text(), [])
+                        for o in inp.owners
+                    )
+                    for c in st.cached
+                )
+            )
+            out.append(Pin(slot.name, p, caset.issuer_name(nxt), in_set, published, safe))
+    return tuple(out)
 
 
 def plan(inp: PlanInput) -> Plan:
@@ -197,12 +249,16 @@ def plan(inp: PlanInput) -> Plan:
         visible=visible,
         now=inp.now,
         safety_margin=inp.safety_margin,
+        served=obs.served(inp.owners) if obs is not None else (),
     )
     if aliases.lagging:
         st = cname.while_broken(st, max(inp.ttl, st.ttl_seen, aliases.own_ttl))
-    ours = ours_still_published(inp.slots, inp.owners, inp.state.ours, retiring, current)
+    pinned = frozenset(caset.pins(inp.ca_set, inp.params))  # the CA set's records: ours too
+    ours = ours_still_published(inp.slots, inp.owners, inp.state.ours, retiring | pinned, current)
     st = phases.with_ours(st, ours)
-    books = Ownership(inp.slots, inp.owners, inp.params, inp.owners_mode, retiring, current, ours)
+    books = Ownership(
+        inp.slots, inp.owners, inp.params, inp.owners_mode, retiring, current, ours, inp.ca_set
+    )
     warnings: list[str] = []
     if inp.state.rebuilt:
         warnings.append(f"{inp.state.rebuilt}; treating the published records as visible from now")
@@ -217,7 +273,7 @@ def plan(inp: PlanInput) -> Plan:
     def marked(*kinds: str) -> list[ClassifiedRecord]:
         return [ClassifiedRecord(o, rd, k) for o, rd, k in kinds_seen if k in kinds]
 
-    stale = tuple(marked(STALE, OLD_CERTIFICATE, FORCED))
+    stale = tuple(marked(STALE, OLD_CERTIFICATE, FORCED, OLD_CA))
     if inp.first:  # a first certificate's records are nobody's stale ones
         stale = tuple(
             m
@@ -241,6 +297,7 @@ def plan(inp: PlanInput) -> Plan:
             warnings=tuple(warnings),
             foreign=foreign,
             unsafe=safety.judge(change, gone, inp.limits),
+            pins=_pins(inp, current, st, visible),
             **kw,  # type: ignore[arg-type]
         )
 
@@ -282,7 +339,10 @@ def plan(inp: PlanInput) -> Plan:
         change = _target(inp, {o: current[o] | books.want[o] for o in inp.owners})
         if change is not None:
             added = [rd for rds in missing.values() for rd in rds]
-            what = [f"add the records of {whose(added, inp.slots)}"] if added else []
+            certs = [rd for rd in added if rd not in pinned]
+            what = [f"add the records of {whose(certs, inp.slots)}"] if certs else []
+            cas = caset.pinned_by(inp.ca_set, inp.params, added)
+            what += [f"pin {cas} of ca_set"] if cas else []
             what += [f"set the TTL to {inp.ttl}"] if ttl_off else []
             return done(PUBLISH, " and ".join(what), change=change)
 
@@ -315,6 +375,8 @@ def plan(inp: PlanInput) -> Plan:
                 summary = "remove the records of other writers (--force-cleanup)"
             elif any(m.why == OLD_CERTIFICATE for m in removals):
                 summary = "retire the records of the replaced certificate"
+            elif any(m.why == OLD_CA for m in removals):
+                summary = "retire the records of CAs no longer in ca_set"
             else:
                 summary = "remove stale records that match no certificate in use"
             return done(CLEANUP, summary, change=change, removals=tuple(removals))
@@ -371,6 +433,8 @@ def plan(inp: PlanInput) -> Plan:
             if not u.blocking
         )
         blockers = [u for u in why if u.blocking]
+        if inp.ca_set and not caset.member(inp.ca_set, nxt.chain_der, inp.params):
+            blockers.append(Unfit(caset.outside(nxt)))
         if blockers:
             problems.append(
                 f"next certificate {slot.name!r} ({nxt.source}) "

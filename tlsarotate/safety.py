@@ -29,13 +29,19 @@ import dns.name
 from dns.rdtypes.ANY.TLSA import TLSA
 
 from tlsarotate.change import ZoneChange
-from tlsarotate.ownership import FORCED, OLD_CERTIFICATE, OLD_PARAMETERS, ClassifiedRecord
+from tlsarotate.ownership import (
+    FORCED,
+    OLD_CA,
+    OLD_CERTIFICATE,
+    OLD_PARAMETERS,
+    ClassifiedRecord,
+)
 
 DEFAULT_MAX_STALE_REMOVALS = 2
 DEFAULT_MAX_STALE_SHARE = 0.4
 
 #: why a record may go without --force: someone accounts for it
-ACCOUNTED = frozenset({OLD_CERTIFICATE, OLD_PARAMETERS, FORCED})
+ACCOUNTED = frozenset({OLD_CERTIFICATE, OLD_PARAMETERS, FORCED, OLD_CA})
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,8 @@ records at once) is accepted: it waits for the operator's --force, and (a)-(c) h
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import os
 import shutil
 import sys
@@ -31,7 +33,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from tests.support.world import Crash, SimWorld
-from tlsarotate import phases, records
+from tlsarotate import caset, phases, pki, records
 from tlsarotate.errors import SwapError, UnsafeChangeError
 
 PARAM_SETS = [("3 1 1",), ("3 1 1", "3 0 1"), ("3 0 1",), ("3 1 1", "3 1 2"), ("3 1 2",)]
@@ -140,6 +142,106 @@ TestRollover = Rollover.TestCase
 TestRollover.settings = settings(
     # 500 in CI (the issue's floor); TLSAROTATE_EXAMPLES=N for a quicker or longer local run
     max_examples=int(os.environ.get("TLSAROTATE_EXAMPLES", "500")),
+    stateful_step_count=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+
+
+# --- CA sets for DANE-TA (config ca_set, tlsarotate.caset) -----------------------------------
+
+
+class CaSetWorld(SimWorld):
+    """The simulated world with ``2 1 1`` pinned to a set of intermediates (``ca_set``, a
+    directory of one file per CA): each certificate's chain carries the CA that issued it."""
+
+    def __init__(self, tmp: Path) -> None:
+        start = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=400)
+        root = pki.make_ca("root", days=3650, not_before=start)
+        self.cas = [
+            pki.make_ca(f"R{i}", issuer=root, days=3650, not_before=start) for i in range(3)
+        ]
+        self.issuer = 0  # the CA the next renewal comes from
+        self.next_issuer = 0
+        super().__init__(tmp, params=("3 1 1", "2 1 1"), ttl=TTL, lags=(0.0, 0.0), margin=0)
+        (tmp / "cas").mkdir()
+        self.service = dataclasses.replace(self.service, ca_set=(tmp / "cas",))
+        self.cfg = dataclasses.replace(self.cfg, services=(self.service,))
+        self.in_set: list[int] = []
+        self.set_ca_set([0, 1])
+
+    def _leaf(self, names: list[str], key: pki.PrivateKey | None) -> pki.Issued:
+        ca = self.cas[self.issuer]
+        return pki.make_leaf(ca, names, key=key, days=3650, not_before=self.not_before)
+
+    def _write_pair(self, d: Path, leaf: pki.Issued) -> None:  # type: ignore[override]
+        (d / "fullchain.pem").write_bytes(pki.fullchain_pem(leaf, self.cas[self.issuer]))
+        (d / "privkey.pem").write_bytes(leaf.key_pem)
+
+    def renew_from(self, ca: int, reuse: bool) -> None:
+        self.issuer = self.next_issuer = ca
+        self.new_next(reuse=reuse)
+
+    def set_ca_set(self, cas: list[int]) -> None:
+        d = self.tmp / "cas"
+        for f in d.iterdir():
+            f.unlink()
+        for i in cas:
+            (d / f"R{i}.pem").write_bytes(self.cas[i].cert_pem)
+        self.in_set = list(cas)
+
+    def pins(self) -> set[str]:
+        p211 = records.parse_params("2 1 1")
+        return {records.to_text(caset.CaCert("-", self.cas[i].cert).pin(p211)) for i in self.in_set}
+
+
+class CaSetRollover(Rollover):
+    """The same properties (a)-(d) while renewals come from any CA of three, pinned or not,
+    and the CA set changes under the rollover; (c) covers the served issuer's ``2 1 1``: it
+    is never removed, in the set or not."""
+
+    def __init__(self) -> None:
+        RuleBasedStateMachine.__init__(self)
+        shm = "/dev/shm" if Path("/dev/shm").is_dir() else None
+        self.dir = Path(tempfile.mkdtemp(prefix="tlsarotate-hyp-ca-", dir=shm))
+        try:
+            self.world = CaSetWorld(self.dir)
+        except BaseException:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise
+
+    @rule(ca=st.integers(0, 2), reuse=st.booleans())
+    def renew(self, ca: int, reuse: bool) -> None:  # type: ignore[override]
+        assert isinstance(self.world, CaSetWorld)
+        self.world.renew_from(ca, reuse)
+
+    @rule(cas=st.sets(st.integers(0, 2), min_size=1))
+    def change_params(self, cas: set[int]) -> None:  # type: ignore[override]
+        """(here: the CA set changes, the parameters stay 3 1 1 + 2 1 1)"""
+        assert isinstance(self.world, CaSetWorld)
+        self.world.set_ca_set(sorted(cas))
+
+    @rule()
+    def converges(self) -> None:
+        """(d), once the next certificate's issuer is in the set: idle, the next certificate
+        deployed, and published exactly its 3 1 1 and one 2 1 1 per CA of the set."""
+        w = self.world
+        assert isinstance(w, CaSetWorld)
+        w.set_ca_set(sorted({*w.in_set, w.next_issuer}))
+        w.crash_at, w.fail_reload = None, 0
+        w.observer.down = [False, False]
+        plans = w.engine(force=True).run([w.service], wait=True, deadline=w.clock.now() + 100 * TTL)
+        w.check()
+        assert [p.phase for p in plans] == [phases.IDLE], [p.summary for p in plans]
+        assert w.deployed().same_as(w.next()) and w.served.same_as(w.next())
+        ee = records.to_text(records.build(w.next(), records.parse_params("3 1 1")))
+        assert w.published_texts() == {ee} | w.pins()
+
+
+TestCaSetRollover = CaSetRollover.TestCase
+TestCaSetRollover.settings = settings(
+    # a fifth of the main machine's examples (TLSAROTATE_EXAMPLES scales both)
+    max_examples=max(1, int(os.environ.get("TLSAROTATE_EXAMPLES", "500")) // 5),
     stateful_step_count=25,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],

@@ -61,6 +61,7 @@ PURE_MODULES = (
     "tlsarotate.tlsrpt.record",
     "tlsarotate.bootstrap",
     "tlsarotate.cname",
+    "tlsarotate.caset",
     "tlsarotate.fqdn",
 )
 

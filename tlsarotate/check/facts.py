@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import dns.name
 
-from tlsarotate import material, planner
+from tlsarotate import caset, material, planner
 from tlsarotate.config import CertSlot, Service, Tlsrpt
 from tlsarotate.observation import Observation
 from tlsarotate.served import ServedChain
@@ -60,6 +60,9 @@ class ServiceFacts:
     # the TLSRPT record (tlsrpt_record) as the provider holds it, compared with the config
     tlsrpt_record: TxtPlan | None = None
     tlsrpt_record_error: str | None = None  # it could not be read
+    # config ``ca_set``: the CA certificates as read (ca_set_error: why they could not be)
+    ca_set: tuple[caset.CaCert, ...] = ()
+    ca_set_error: str | None = None
 
 
 @dataclass(frozen=True)

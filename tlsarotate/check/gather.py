@@ -13,7 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
-from tlsarotate import certfiles, config, keytypes, material, planner, records
+from tlsarotate import caset, certfiles, config, keytypes, material, planner, records
 from tlsarotate.check.facts import CheckFacts, Endpoint, ServiceFacts, SlotFacts, TlsrptFacts
 from tlsarotate.config import CertSlot, Config, Service
 from tlsarotate.dnslookup import resolve_addresses
@@ -21,7 +21,7 @@ from tlsarotate.engine import make_providers
 from tlsarotate.errors import TlsarotateError
 from tlsarotate.handshake import fetch_chain
 from tlsarotate.observation import Observation
-from tlsarotate.planinputs import load_slots
+from tlsarotate.planinputs import load_ca_set, load_slots
 from tlsarotate.providers.base import Provider, ProviderContext
 from tlsarotate.served import ServedChain
 from tlsarotate.service_observer import ObserverFactory, observer_for
@@ -174,6 +174,7 @@ def _service_facts(
         slot_inputs: tuple[planner.SlotInput, ...] | None = load_slots(s)
     except TlsarotateError:
         slot_inputs = None  # the unreadable file is reported per certificate
+    cas, cas_error = _ca_set(s)
     return ServiceFacts(
         service=s,
         observation=observation,
@@ -184,6 +185,8 @@ def _service_facts(
         state_error=state_error,
         slot_inputs=slot_inputs,
         slots=slots,
+        ca_set=cas,
+        ca_set_error=cas_error,
     )
 
 
@@ -194,6 +197,13 @@ def _handshake_types(slots: tuple[SlotFacts, ...]) -> tuple[str | None, ...]:
         keytypes.of_spki(sf.deployed.spki) for sf in slots if sf.deployed is not None
     )
     return types if len(types) > 1 else (None,)
+
+
+def _ca_set(s: Service) -> tuple[tuple[caset.CaCert, ...], str | None]:
+    try:
+        return load_ca_set(s), None
+    except TlsarotateError as e:
+        return (), str(e)
 
 
 def _slot_facts(slot: CertSlot) -> SlotFacts:

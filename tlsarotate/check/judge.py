@@ -38,6 +38,7 @@ from tlsarotate import keytypes, material, records, timefmt
 from tlsarotate.certinfo import not_after
 from tlsarotate.check.facts import CheckFacts, Endpoint, ServiceFacts, SlotFacts, TlsrptFacts
 from tlsarotate.check.judge_alias import judge_aliases
+from tlsarotate.check.judge_caset import judge_ca_set
 from tlsarotate.check.judge_endpoint import judge_endpoint
 from tlsarotate.check.readiness import (
     missing_on_servers,
@@ -113,7 +114,8 @@ def judge(facts: CheckFacts) -> CheckReport:
             _judge_typed(ep, obs, deployed_leaves, typed, findings, now) for ep in sf.endpoints
         )
         aliases = judge_aliases(s, obs, findings)
-        services.append(replace(_service_report(sf, certs, bad_owners, endpoints), aliases=aliases))
+        report = _service_report(sf, certs, bad_owners, endpoints)
+        services.append(replace(report, aliases=aliases, ca_set=judge_ca_set(sf, now, findings)))
 
     gate = None
     if facts.gate_cert is not None:
@@ -284,7 +286,7 @@ def _judge_slot(
         failed = _deployed_findings(s, name, dep, obs, findings)
         if nxt is not None:
             readiness = swap_readiness(
-                s, nxt, obs, sf.state, now, facts.safety_margin, sf.slot_inputs
+                s, nxt, obs, sf.state, now, facts.safety_margin, sf.slot_inputs, sf.ca_set
             )
     return CertReport(name, deployed, next_info, readiness), exp, nxt is None, failed
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import dns.name
 from dns.rdtypes.ANY.TLSA import TLSA
 
-from tlsarotate import material, phases, planner, records, timefmt
+from tlsarotate import caset, material, phases, planner, records, timefmt
 from tlsarotate.check.report import SwapReadiness
 from tlsarotate.config import Service
 from tlsarotate.dane import short_record
@@ -73,6 +73,7 @@ def swap_readiness(
     now: float,
     safety_margin: int,
     slots: tuple[planner.SlotInput, ...] | None,
+    ca_set: tuple[caset.CaCert, ...] = (),
 ) -> SwapReadiness:
     """Is it safe to install the next certificate now? Its records must be published on every
     authoritative server, and (with the service's rollover ``state``) the planner must agree
@@ -106,7 +107,9 @@ def swap_readiness(
         )
     first = next((s for s in obs.servers if not s.error), None)
     published_rr = {o: rr for o, rr in (first.rrsets.items() if first else ()) if rr is not None}
-    plan = planner.plan(plan_input(service, slots, published_rr, obs, state, now, safety_margin))
+    plan = planner.plan(
+        plan_input(service, slots, published_rr, obs, state, now, safety_margin, ca_set=ca_set)
+    )
     if plan.phase == phases.SWAP:
         return SwapReadiness(True, True, (), "published and old enough")
     if plan.phase == phases.WAIT_TTL and plan.ready_at is not None:

@@ -34,6 +34,12 @@
                                                     "missing": [str], "detail": str}}],
         "aliases": [{"alias": str, "owner": str,   # shared_owner: each host's TLSA name
                      "ok": bool|null, "problems": [str]}]   # ok null: not known
+        "ca_set": {                        # only with ca_set configured
+          "cas": [{"subject": str, "file": str, "not_after": iso, "not_after_unix": int,
+                   "expires_in_seconds": int,
+                   "published": bool|null}],  # its 2 x x records on every server, every owner
+          "issuer_in_set": [{"slot": str, "in_set": bool}],   # each deployed certificate's
+          "retired": [{"owner": str, "record": str}]}         # pins of CAs no longer in it
       }],
       "next_gate": null | {"file": str, "ok": bool, "missing": [str]},
       "tlsrpt": null | {"window_seconds": int, "reports": int, "failed_sessions": int,
@@ -68,6 +74,7 @@ from tlsarotate import jsondoc, records, timefmt
 from tlsarotate.check.report import (
     STATUS,
     UNKNOWN,
+    CaSetReport,
     CertInfo,
     CertReport,
     CheckReport,
@@ -197,7 +204,7 @@ def _service(r: ServiceReport, now: float) -> dict[str, object]:
                 ),
             }
         )
-    return {
+    out: dict[str, object] = {
         "name": r.service.name,
         "zone": r.service.zone.to_text(),
         "owners": owners,
@@ -212,6 +219,27 @@ def _service(r: ServiceReport, now: float) -> dict[str, object]:
             }
             for a in r.aliases
         ],
+    }
+    if r.ca_set is not None:  # only with ca_set configured
+        out["ca_set"] = _ca_set(r.ca_set, now)
+    return out
+
+
+def _ca_set(c: CaSetReport, now: float) -> dict[str, object]:
+    return {
+        "cas": [
+            {
+                "subject": ca.subject,
+                "file": ca.file,
+                "not_after": timefmt.iso(ca.not_after),
+                "not_after_unix": int(ca.not_after),
+                "expires_in_seconds": int(ca.not_after - now),
+                "published": ca.published,
+            }
+            for ca in c.cas
+        ],
+        "issuer_in_set": [{"slot": s, "in_set": ok} for s, ok in c.issuer_in_set],
+        "retired": [{"owner": o, "record": t} for o, t in c.retired],
     }
 
 

@@ -38,6 +38,12 @@ why (``_observed``, ``_up``), so ``== 0`` alerts fire on real breakage and ``_ob
   1 when every server serves the host's TLSA name ``alias`` as a CNAME (chain) to the shared
   ``owner``, validly signed; 0 when one does not (its senders see other records, or none);
   absent when a server did not answer
+- with ``ca_set`` (DANE-TA CA sets): ``tlsarotate_ca_set_expiry_timestamp_seconds{service,ca}``
+  each pinned CA's notAfter, ``tlsarotate_ca_set_published{service,ca}`` 1 when every server
+  serves its records at every owner, 0 when one does not (absent: not known),
+  ``tlsarotate_ca_set_issuer_pinned{service,slot}`` 1 when the deployed certificate's issuer
+  is in the set, 0 when not, and ``tlsarotate_ca_set_retired_records{service}`` the published
+  records of CAs no longer in the set (awaiting retirement)
 - ``tlsarotate_build_info{version}`` 1, the tlsarotate that wrote the file
 
 Names follow Prometheus' conventions: ``_timestamp_seconds`` for Unix times, ``_seconds`` for
@@ -207,6 +213,7 @@ def render(rep: CheckReport) -> str:
                 service=r.service.name,
                 owner=rec.name.to_text(),
             )
+    _ca_sets(out, rep)
     t = rep.tlsrpt
     if t is not None:
         metric("tlsarotate_tlsrpt_reports", "TLSRPT reports whose range ended in the window")
@@ -218,3 +225,30 @@ def render(rep: CheckReport) -> str:
         for d, mx, rt, n in t.failed:
             sample("tlsarotate_tlsrpt_failed_sessions", n, policy_domain=d, mx=mx, result_type=rt)
     return out.text()
+
+
+def _ca_sets(out: _Lines, rep: CheckReport) -> None:
+    """The metrics of the services' ``ca_set`` (none when no service has one)."""
+    sets = [(r.service.name, r.ca_set) for r in rep.services if r.ca_set is not None]
+    if not sets:
+        return
+    name = "tlsarotate_ca_set_expiry_timestamp_seconds"
+    out.metric(name, "notAfter of each CA certificate in ca_set (Unix time)")
+    for svc, c in sets:
+        for ca in c.cas:
+            out.sample(name, int(ca.not_after), service=svc, ca=ca.subject)
+    name = "tlsarotate_ca_set_published"
+    out.metric(name, "1 when every server serves the CA's 2 x x records (absent: not known)")
+    for svc, c in sets:
+        for ca in c.cas:
+            if ca.published is not None:
+                out.sample(name, int(ca.published), service=svc, ca=ca.subject)
+    name = "tlsarotate_ca_set_issuer_pinned"
+    out.metric(name, "1 when the deployed certificate's issuer is in ca_set")
+    for svc, c in sets:
+        for slot, ok in c.issuer_in_set:
+            out.sample(name, int(ok), service=svc, slot=slot)
+    name = "tlsarotate_ca_set_retired_records"
+    out.metric(name, "published records of CAs no longer in ca_set (awaiting retirement)")
+    for svc, c in sets:
+        out.sample(name, len(c.retired), service=svc)

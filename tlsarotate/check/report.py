@@ -96,6 +96,30 @@ class ServiceReport:
     certs: tuple[CertReport, ...]
     tlsrpt_record: TxtPlan | None = None  # the TLSRPT record, read and compared (tlsrpt_record)
     aliases: tuple[AliasReport, ...] = ()  # shared_owner: each host's CNAME to it
+    ca_set: CaSetReport | None = None  # None: no ca_set configured
+
+
+@dataclass(frozen=True)
+class CaPinReport:
+    """One CA of a service's ``ca_set``."""
+
+    subject: str
+    file: str
+    not_after: float  # Unix time
+    # every server serves its record for each usage 0/2 parameter at every owner (None: a
+    # server did not answer)
+    published: bool | None
+
+
+@dataclass(frozen=True)
+class CaSetReport:
+    """A service's ``ca_set`` judged (tlsarotate.check.judge_caset)."""
+
+    cas: tuple[CaPinReport, ...]
+    # slot -> whether its deployed certificate's issuer is in the set (a slot not read: absent)
+    issuer_in_set: tuple[tuple[str, bool], ...]
+    # (owner, record) published for a CA no longer in the set, awaiting retirement
+    retired: tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,35 @@ def check_files(cfg: Config, now: float | None = None) -> list[str]:
                 f"service {s.name!r} (provider {pc.name}, {pc.type}): {e}", file=cfg.path
             ) from None
         lines.extend(_check_slots(cfg, s, when))
+        lines.extend(_check_ca_set(cfg, s, when))
     return lines
+
+
+def _check_ca_set(cfg: Config, s: Service, when: float) -> list[str]:
+    """A service's ``ca_set``: every file a CA certificate, and each next certificate issued
+    by one of them (else the swap would refuse it). One line naming the CAs."""
+    if not s.ca_set:
+        return []
+    from tlsarotate import caset
+    from tlsarotate.planinputs import load_ca_set
+
+    try:
+        cas = load_ca_set(s)
+    except ConfigError as e:
+        raise ConfigError(e.message, file=cfg.path) from None
+    for slot in s.certificates:
+        nxt = load_cert(slot.next) if slot.next else None  # loaded (and checked) above
+        if nxt is not None and not caset.member(cas, nxt.chain_der, s.params):
+            raise ConfigError(
+                f"service {s.name!r} certificate {slot.name!r}: next certificate "
+                f"{slot.next.describe() if slot.next else ''} {caset.outside(nxt)}",
+                file=cfg.path,
+            )
+    expired = [c.subject for c in cas if c.not_after <= when]
+    return [
+        f"{s.name}: ca_set pins {len(cas)} CA certificate(s): {', '.join(c.subject for c in cas)}"
+        + (f"; note: expired: {', '.join(expired)}" if expired else "")
+    ]
 
 
 def _check_slots(cfg: Config, s: Service, when: float) -> list[str]:

@@ -127,6 +127,9 @@ class Service:
     # shared_owner (RFC 7671 §7): the one owner whose TLSA RRset the tool manages; each host's
     # _PORT._PROTO.HOST (``aliases``) must be a CNAME (chain) to it, published by the operator
     shared_owner: dns.name.Name | None = None
+    # ca_set: files (or directories of them) holding the CA certificates the usage 0/2
+    # records pin, one record per CA (tlsarotate.caset); empty: the served chain's issuer
+    ca_set: tuple[Path, ...] = ()
 
     @property
     def owners(self) -> list[dns.name.Name]:

@@ -48,6 +48,8 @@ SERVICE_KEYS = {
     "max_stale_share": False,
     "tlsrpt_record": False,
     "shared_owner": False,
+    # CA sets for DANE-TA (issue #13): the CA certificates the 2 x x records pin
+    "ca_set": False,
 }
 
 TLSRPT_RECORD_KEYS = {"domain": False, "rua": True}

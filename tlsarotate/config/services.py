@@ -4,11 +4,12 @@ parameters, the certificate slots and how the rollover observes and treats the o
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 import dns.name
 import yaml
 
-from tlsarotate import material, records, safety
+from tlsarotate import caset, material, records, safety
 from tlsarotate.config import slots
 from tlsarotate.config.model import CertSlot, ProviderConfig, Service, TlsrptRecord
 from tlsarotate.config.nameservers import Nameserver, parse_nameserver
@@ -137,6 +138,7 @@ def service(
         else None
     )
     shared = _shared_owner(doc, m, kp, zone, hosts, ports, proto, observe)
+    ca_set = _ca_set(doc, m, kp, params)
     return Service(
         name,
         zone,
@@ -156,6 +158,7 @@ def service(
         limits,
         tlsrpt_record,
         shared,
+        ca_set=ca_set,
     )
 
 
@@ -190,6 +193,25 @@ def _shared_owner(
             "needs observe: dns (each host's CNAME is checked on the authoritative servers)",
         )
     return owner
+
+
+def _ca_set(
+    doc: YamlFile, m: Entries, kp: str, params: tuple[records.Params, ...]
+) -> tuple[Path, ...]:
+    """``ca_set:``: the files (or directories) of the CA certificates usage 0/2 records pin."""
+    if "ca_set" not in m:
+        return ()
+    node = m["ca_set"][1]
+    if not caset.ta_params(params):
+        raise doc.err(
+            node,
+            f"{kp}.ca_set",
+            'only meaningful with a usage 2 (DANE-TA) or 0 entry in records, e.g. "2 1 1"',
+        )
+    paths = doc.sequence(node, f"{kp}.ca_set", doc.path)
+    if len(set(paths)) != len(paths):
+        raise doc.err(node, f"{kp}.ca_set", "names a file twice")
+    return paths
 
 
 def _params(doc: YamlFile, node: yaml.Node, kp: str) -> tuple[records.Params, ...]:
