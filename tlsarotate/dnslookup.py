@@ -179,6 +179,54 @@ def lookup_tlsa(
     return ans
 
 
+def lookup_host_tlsa(
+    host: str,
+    port: int,
+    timeout: float,
+    nameservers: Sequence[Nameserver] = (),
+    resolver: Nameserver | None = None,
+    observer_factory: NameserverObserverFactory = nameserver_observer,
+) -> tuple[dns.name.Name, TlsaAnswer]:
+    """The TLSA owner and RRset of ``host`` on ``port``, its name CNAME-expanded as RFC 7671
+    §7 and RFC 7672 §2.2.2 ask: when ``host`` is a CNAME (chain) and every step is
+    DNSSEC-signed, the TLSA base domain is the chain's end; failing that (no TLSA records
+    there, or an expansion that is not secure), ``host`` itself."""
+    original = records.owner_name(host, port)
+    chain, expansion = expand_host(host, timeout, nameservers, resolver, observer_factory)
+    if chain is not None and expansion == "secure":
+        expanded = records.owner_name(chain[-1].to_text(), port)
+        ans = lookup_tlsa(expanded, timeout, nameservers, resolver, observer_factory)
+        found = any(rs for _, rs in ans.variants) or ans.problems or ans.errors
+        if found:
+            ans.host_cname_chain, ans.host_expansion = chain, expansion
+            return expanded, ans
+        expansion = f"secure, but {expanded.to_text()} holds no TLSA records"
+    ans = lookup_tlsa(original, timeout, nameservers, resolver, observer_factory)
+    ans.host_cname_chain, ans.host_expansion = chain, expansion
+    return original, ans
+
+
+def expand_host(
+    host: str,
+    timeout: float,
+    nameservers: Sequence[Nameserver] = (),
+    resolver: Nameserver | None = None,
+    observer_factory: NameserverObserverFactory = nameserver_observer,
+) -> tuple[list[dns.name.Name] | None, str | None]:
+    """The CNAME chain at ``host`` (None: it is no alias) and whether its expansion is secure
+    ("secure", or in words why not), as its zones' authoritative servers serve it: the same
+    walk as a TLSA owner's (each CNAME's RRSIG validated, across zones)."""
+    name = dns.name.from_text(host.rstrip(".") + ".")
+    ans = TlsaAnswer(source="dns")
+    _lookup(ans, name, timeout, nameservers, None, observer_factory, [name])
+    if not ans.cname_chain:
+        return None, None
+    why = [*ans.problems, *ans.insecure, *ans.errors]
+    if not why and ans.dnssec != "signed":
+        why = [f"DNSSEC {ans.dnssec}"]
+    return list(ans.cname_chain), "secure" if not why else f"not secure ({why[0]})"
+
+
 def _lookup(
     ans: TlsaAnswer,
     name: dns.name.Name,

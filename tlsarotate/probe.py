@@ -99,7 +99,7 @@ import argparse
 import ssl
 import sys
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import dns.exception
@@ -109,7 +109,7 @@ from tlsarotate import keytypes, records
 from tlsarotate.config import Nameserver, parse_nameserver
 from tlsarotate.dnslookup import (
     NameserverObserverFactory,
-    lookup_tlsa,
+    lookup_host_tlsa,
     nameserver_observer,
     resolve_addresses,
 )
@@ -188,12 +188,13 @@ def run_probe(
         raise TlsarotateError(f"--address {bad[0]!r} is not an IP address")
 
     errors: list[str] = []
+    tlsa_now: TlsaAnswer | None = None
+    if file_records is None:
+        # first: the host may be an alias whose target is the TLSA base domain (and the SNI)
+        owner, tlsa_now = lookup_host_tlsa(
+            host, port, timeout, nameservers, resolver, observer_factory
+        )
     with ThreadPoolExecutor(max_workers=MAX_WORKERS) as pool:
-        tlsa_future: Future[TlsaAnswer] | None = None
-        if file_records is None:
-            tlsa_future = pool.submit(
-                lookup_tlsa, owner, timeout, nameservers, resolver, observer_factory
-            )
         if addresses:
             addrs = list(dict.fromkeys(addresses))
         else:
@@ -203,6 +204,12 @@ def run_probe(
                 addrs = []
                 errors.append(str(e))
         sni = None if is_ip(host) else host
+        if (
+            tlsa_now is not None
+            and tlsa_now.host_cname_chain
+            and owner != records.owner_name(host, port)
+        ):
+            sni = tlsa_now.host_cname_chain[-1].to_text(omit_final_dot=True)  # RFC 7672 §8.1
         futures = [
             pool.submit(handshakes, fetch, a, port, mode, timeout, sni, key_type) for a in addrs
         ]
@@ -212,8 +219,8 @@ def run_probe(
             got, missing = f.result()
             served += got
             not_served += missing
-        if tlsa_future is not None:
-            tlsa = tlsa_future.result()
+        if tlsa_now is not None:
+            tlsa = tlsa_now
         else:
             tlsa = TlsaAnswer(source=f"file:{tlsa_from}")
             assert file_records is not None

@@ -55,6 +55,8 @@ def report_json(rep: ProbeReport) -> dict[str, object]:
             "min_rrsig_expiry": timefmt.iso(t.min_rrsig_expiry),
             "resolver": _resolver_json(t.resolver) if t.resolver is not None else None,
             "cname_chain": _names(t.cname_chain),
+            "host_cname_chain": _names(t.host_cname_chain),
+            "host_expansion": t.host_expansion,
         },
         "addresses": [_address_json(a) for a in rep.addresses],
         "key_types": rep.key_types,
@@ -186,6 +188,12 @@ def _tlsa_lines(rep: ProbeReport) -> list[str]:
             agree = "servers agree" if len(t.variants) <= 1 else "SERVERS DISAGREE"
             where = f"dns, {len(answering)} of {len(t.servers)} server(s) answered, {agree}"
             where += f", DNSSEC {t.dnssec}"
+    if t.host_cname_chain:
+        out.append(
+            f"host {rep.host} is a CNAME: {' -> '.join(map(str, t.host_cname_chain))} "
+            f"(expansion {t.host_expansion}): TLSA base domain "
+            f"{rep.owner.parent().parent().to_text()}"
+        )
     if t.cname_chain:
         out.append(f"{rep.owner.to_text()} is a CNAME: {' -> '.join(map(str, t.cname_chain))}")
     out.append(f"{rep.owner.to_text()} TLSA ({where}):")

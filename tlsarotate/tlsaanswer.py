@@ -52,3 +52,8 @@ class TlsaAnswer:
     # the CNAME chain from the owner to the name holding the records (RFC 7671 §7), as the
     # authoritative servers serve it; None: the owner holds them itself
     cname_chain: list[dns.name.Name] | None = None
+    # the host name itself is a CNAME (chain) (RFC 7671 §7, RFC 7672 §2.2.2): the chain, host
+    # first; ``host_expansion``: "secure" (the TLSA base domain is the chain's end, the host
+    # name only if the end holds no TLSA records) or why it is not (the host name is used)
+    host_cname_chain: list[dns.name.Name] | None = None
+    host_expansion: str | None = None

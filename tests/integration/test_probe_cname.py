@@ -47,9 +47,9 @@ class World:
         self.names.append((zone, name))
         cname(self.bind, zone, name, target)
 
-    def probe(self) -> tuple[int, dict[str, Any]]:
+    def probe(self, host: str = HOST) -> tuple[int, dict[str, Any]]:
         args = [
-            "probe", HOST, "--port", str(self.port), "--starttls", "smtp", "--output", "json",
+            "probe", host, "--port", str(self.port), "--starttls", "smtp", "--output", "json",
             "--resolver", f"{self.unbound.address}:{self.unbound.port}",
             "--nameserver", f"127.0.0.1:{self.bind.port}",
             "--nameserver", f"[::1]:{self.bind.port}",
@@ -127,3 +127,62 @@ def test_a_cname_loop_fails(world: tuple[World, Chain]) -> None:
     assert any(
         f"CNAME loop: {w.owner} -> _loop.example.test. -> {w.owner}" in p for p in doc["problems"]
     )
+
+
+# The host name itself an alias (RFC 7671 §7, RFC 7672 §2.2.2): the TLSA base domain is the
+# CNAME's target when the expansion is secure, failing that the host name.
+
+
+def test_a_host_that_is_a_secure_alias_is_looked_up_at_its_target(
+    world: tuple[World, Chain],
+) -> None:
+    w, chain = world
+    publish(w.bind, "example.test.", w.owner, [rec(chain)])
+    w.cname("example.test.", "alias.example.test.", f"{HOST}.")
+    rc, doc = w.probe("alias.example.test")
+    assert rc == 0, doc
+    assert doc["dane"] == "authenticated"
+    assert doc["owner"] == w.owner
+    assert doc["tlsa"]["host_cname_chain"] == ["alias.example.test.", f"{HOST}."]
+    assert doc["tlsa"]["host_expansion"] == "secure"
+    p = run_cli(
+        "probe", "alias.example.test", "--port", w.port, "--starttls", "smtp",
+        "--address", "127.0.0.1", "--nameserver", f"127.0.0.1:{w.bind.port}",
+    )  # fmt: skip
+    assert (
+        f"host alias.example.test is a CNAME: alias.example.test. -> {HOST}. (expansion "
+        f"secure): TLSA base domain {HOST}." in p.stdout
+    ), p.stdout
+
+
+def test_a_secure_alias_whose_target_has_no_tlsa_falls_back_to_the_host_name(
+    world: tuple[World, Chain],
+) -> None:
+    w, chain = world
+    own = f"_{w.port}._tcp.alias2.example.test."
+    publish(w.bind, "example.test.", own, [rec(chain)])
+    w.cname("example.test.", "alias2.example.test.", f"{HOST}.")
+    try:
+        rc, doc = w.probe("alias2.example.test")
+    finally:
+        publish(w.bind, "example.test.", own, [])
+    assert rc == 0, doc
+    assert doc["owner"] == own
+    assert doc["tlsa"]["host_expansion"].startswith(f"secure, but _{w.port}._tcp.{HOST}.")
+
+
+def test_an_alias_into_an_unsigned_zone_uses_the_host_name(world: tuple[World, Chain]) -> None:
+    w, chain = world
+    own = f"_{w.port}._tcp.alias3.example.test."
+    publish(w.bind, "unsigned.test.", f"_{w.port}._tcp.mx.unsigned.test.", [rec(chain)])
+    publish(w.bind, "example.test.", own, [rec(chain)])
+    w.cname("example.test.", "alias3.example.test.", "mx.unsigned.test.")
+    try:
+        rc, doc = w.probe("alias3.example.test")
+    finally:
+        publish(w.bind, "example.test.", own, [])
+    assert rc == 0, doc
+    assert doc["dane"] == "authenticated"
+    assert doc["owner"] == own  # not the target's records in the unsigned zone
+    assert doc["tlsa"]["host_expansion"].startswith("not secure (")
+    assert "unsigned.test." in doc["tlsa"]["host_expansion"]
