@@ -113,6 +113,10 @@ class Service:
     # how many records nobody accounts for one write may remove without ``apply --force``
     # (max_stale_removals, max_stale_share)
     limits: safety.Limits = field(default_factory=safety.Limits)
+    # how the DNS observer reads each server: query (one TLSA query per owner) or axfr (one
+    # zone transfer per zone, signed with the provider's TSIG key; per-owner queries where a
+    # server refuses it)
+    observe_read: str = "query"
 
     @property
     def owners(self) -> list[dns.name.Name]:

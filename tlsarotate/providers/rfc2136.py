@@ -176,6 +176,10 @@ class RFC2136Provider(Provider):
     def _dns_key(self) -> dns.tsig.Key | None:
         return self.key.dns_key() if self.key else None
 
+    def transfer_key(self) -> dns.tsig.Key | None:
+        """The provider's TSIG key also signs the observer's transfers (``observe_read``)."""
+        return self._dns_key()
+
     def _retrying(self, what: str, fn: Callable[[], T]) -> T:
         """``fn()``, tried up to ``retries`` times on timeouts and refused or lost connections."""
         try:
