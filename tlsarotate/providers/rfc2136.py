@@ -66,6 +66,7 @@ from tlsarotate.providers import rfc2136_msg as msg
 from tlsarotate.providers.base import Capabilities, Option, Provider, ProviderContext, WriteToken
 from tlsarotate.providers.secrets import check_private_file
 from tlsarotate.providers.tsig import ALGORITHMS, DEFAULT_ALGORITHM, load_key
+from tlsarotate.tcpdns import TcpChannel
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +127,7 @@ class RFC2136Provider(Provider):
         self.retries = int(self.opts["retries"])
         self.read_mode = str(self.opts["read"])
         self.sent: collections.Counter[str] = collections.Counter()
+        self._queries = TcpChannel(self.server, self.port, self.timeout)
 
     # ---- config ------------------------------------------------------------------------
     @staticmethod
@@ -159,9 +161,16 @@ class RFC2136Provider(Provider):
         """ONE attempt: send ``message`` over TCP to the server and return the answer.
 
         The only place that touches the network for UPDATE and QUERY (AXFR goes through
-        :meth:`_transfer`); tests and the fault harness wrap or replace it."""
+        :meth:`_transfer`); tests and the fault harness wrap or replace it. Queries (``read:
+        query``, ``is_live``) share one TCP connection (:class:`~tlsarotate.tcpdns.TcpChannel`);
+        each UPDATE has its own."""
         self.sent[dns.opcode.to_text(message.opcode())] += 1
+        if message.opcode() == dns.opcode.QUERY:
+            return self._queries.exchange(message)
         return dns.query.tcp(message, self.server, timeout=self.timeout, port=self.port)
+
+    def close(self) -> None:
+        self._queries.close()
 
     def _transfer(self, zone: dns.name.Name) -> dns.zone.Zone:
         """ONE attempt at a TSIG-signed AXFR of ``zone``."""
