@@ -21,7 +21,7 @@ def test_each_record_text_is_parsed_once(monkeypatch: pytest.MonkeyPatch) -> Non
         parsed.append(text)
         return real(text)
 
-    monkeypatch.setattr(state.records, "from_text", counted)
+    monkeypatch.setattr(records, "from_text", counted)
     state._is_record_text.cache_clear()
     for _ in range(5):
         assert state.parse(raw).records == owners
