@@ -243,11 +243,12 @@ def swap_lags(lay: gen.Layout) -> list[float]:
     out = []
     for s in lay.services:
         hist = json.loads((lay.dir / "state" / f"{s.name}.json").read_text())["history"]
-        visible = [h["t"] for h in hist if h["event"] == "visible"]
         swap = [h["t"] for h in hist if h["event"] == "swap"]
+        # the visibility of the RRset published for the swap: the last one before it
+        visible = [h["t"] for h in hist if h["event"] == "visible" and swap and h["t"] <= swap[0]]
         if not visible or not swap:
             raise SystemExit(f"{s.name}: no visible/swap in the history: {hist}")
-        out.append(swap[0] - (visible[0] + lay.ttl))
+        out.append(swap[0] - (visible[-1] + lay.ttl))
     return out
 
 
