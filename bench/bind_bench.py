@@ -3,6 +3,7 @@
 hand-written ``nsupdate`` batch per zone making the same change, side by side in one run.
 
     python bench/bind_bench.py --owners 2000 --zones 20      # primary + secondary, 20 zones
+    python bench/bind_bench.py --owners 2000 --zones 20 --read axfr --observe-read axfr
     python bench/bind_bench.py --owners 5000 --zones 1       # 5,000 owners of one service
 
 The bench starts its own BIND 9 primary + secondary (tests/support/servers.py: TSIG, inline
@@ -25,6 +26,7 @@ tsig-keygen). Not a test; nothing here runs in CI.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import shutil
 import sys
@@ -235,17 +237,58 @@ def timed_nsupdate(bind: BindServers, scripts: dict[str, list[str]]) -> Run:
     return Run(time.perf_counter() - start, cpu, rss, 0, "", "")
 
 
+def swap_lags(lay: gen.Layout) -> list[float]:
+    """Per service, seconds from ``visible + TTL`` (the earliest safe swap; safety_margin 0)
+    to the swap, from the history in its state file."""
+    out = []
+    for s in lay.services:
+        hist = json.loads((lay.dir / "state" / f"{s.name}.json").read_text())["history"]
+        swap = [h["t"] for h in hist if h["event"] == "swap"]
+        # the visibility of the RRset published for the swap: the last one before it
+        visible = [h["t"] for h in hist if h["event"] == "visible" and swap and h["t"] <= swap[0]]
+        if not visible or not swap:
+            raise SystemExit(f"{s.name}: no visible/swap in the history: {hist}")
+        out.append(swap[0] - (visible[-1] + lay.ttl))
+    return out
+
+
+def run_swap(bind: LoggedBind, lay: gen.Layout, initial: dict[str, set[tuple[str, str]]]) -> int:
+    """``apply --wait`` through the whole rollover (publish, propagation, TTL, swap, cleanup);
+    prints how long after ``visible + TTL`` each service's swap came."""
+    restore(bind, lay, initial)
+    r = run(tlsarotate("-c", str(lay.config), "apply", "--wait"))
+    lags = sorted(swap_lags(lay))
+    print(f"apply --wait, TTL {lay.ttl}s: {r.wall:.1f}s wall, {r.cpu:.1f}s CPU")
+    print(
+        f"swap after visible + TTL, {len(lags)} services: min {lags[0]:+.2f}s, median "
+        f"{lags[len(lags) // 2]:+.2f}s, max {lags[-1]:+.2f}s"
+    )
+    return 0 if lags[0] >= 0 else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--owners", type=int, default=2000)
     ap.add_argument("--zones", type=int, default=20)
     ap.add_argument("--read", default="query", choices=("query", "axfr"), help="rfc2136 read")
+    ap.add_argument(
+        "--observe-read",
+        default="query",
+        choices=("query", "axfr"),
+        help="the services' observe_read (how the observer reads each server)",
+    )
+    ap.add_argument(
+        "--swap-ttl",
+        type=int,
+        help="instead: `apply --wait` through the swap with this TTL; print the swap's delay",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the directory (printed)")
     a = ap.parse_args(argv)
     if not shutil.which("nsupdate"):
         raise SystemExit("nsupdate not found: apt-get install -y bind9-dnsutils")
     tmp = Path(tempfile.mkdtemp(prefix="bind-bench-"))
-    lay = gen.generate(tmp / "in", a.owners, a.zones, a.zones, target="rfc2136")
+    ttl = {"ttl": a.swap_ttl} if a.swap_ttl else {}
+    lay = gen.generate(tmp / "in", a.owners, a.zones, a.zones, target="rfc2136", **ttl)
     zones = [BindZone(z, extra="\n".join(lines)) for z, lines in lay.zone_lines.items()]
     bind = LoggedBind(tmp / "bind", zones, notify_delay=0)
     t = time.monotonic()
@@ -258,9 +301,11 @@ def main(argv: list[str] | None = None) -> int:
         opts = bind.provider_options(read=a.read, timeout=10)
         opts["tsig_key_file"] = str(opts["tsig_key_file"])
         ns = [f"{PRIMARY_ADDR}:{bind.port}", f"[{SECONDARY_ADDR}]:{bind.port}"]
-        gen.write_config(lay, rfc2136=opts, nameservers=ns)
+        gen.write_config(lay, rfc2136=opts, nameservers=ns, observe_read=a.observe_read)
         run(tlsarotate("-c", str(lay.config), "validate"))
         initial = {z: tlsa_set(bind, z) for z in lay.zones}
+        if a.swap_ttl:
+            return run_swap(bind, lay, initial)
         want = {z: set(v) for z, v in initial.items()}
         fewest = sum(
             len(chunks(z, [x for s in lay.services if s.zone == z for x in next_adds(lay, s)]))
@@ -295,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(
         f"apply (publish) of {a.owners} owners in {a.zones} zones on BIND primary + secondary "
-        f"(rfc2136, read: {a.read}) vs one nsupdate batch per zone"
+        f"(rfc2136, read: {a.read}; observe_read: {a.observe_read}) vs one nsupdate batch per zone"
     )
     print(f"end state: tlsarotate {'as expected' if same_ours else 'WRONG'}, "
           f"nsupdate {'as expected' if same_ref else 'WRONG'}")  # fmt: skip

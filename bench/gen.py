@@ -136,9 +136,11 @@ def write_config(
     lay: Layout,
     rfc2136: Mapping[str, Any] | None = None,
     nameservers: Sequence[str] = (),
+    observe_read: str | None = None,
 ) -> Path:
     """The config for ``lay``: zonefile providers (one per zone), or one ``rfc2136`` provider
-    with ``rfc2136`` as its options and ``observe: dns`` against ``nameservers``."""
+    with ``rfc2136`` as its options and ``observe: dns`` against ``nameservers`` (with
+    ``observe_read`` when given)."""
     out = ["# written by bench/gen.py", "state_dir: state", "safety_margin: 0", "providers:"]
     if rfc2136 is None:
         for k, zone in enumerate(lay.zones):
@@ -163,6 +165,8 @@ def write_config(
             out.append("    observe: provider")
         else:
             out.append(f"    nameservers: [{', '.join(repr(n) for n in nameservers)}]")
+            if observe_read:
+                out.append(f"    observe_read: {observe_read}")
         c = f"certs/{s.name}"
         out += [
             "    certificate:",

@@ -175,7 +175,20 @@ class Engine:
     def step(self, services: Iterable[Service], act: bool) -> list[Plan]:
         """Plan every service; when ``act``, perform the writes (one per zone) and swaps."""
         svcs = list(services)
-        plans = [self.evaluate(s) for s in svcs]
+        plans: list[Plan] = []
+        swapped: set[str] = set()
+        failed: BaseException | None = None
+        for s in svcs:
+            plans.append(self.evaluate(s))
+            p = plans[-1]
+            if act and p.install and not p.change and failed is None:
+                # a due swap waits for no other service's look (N services: not N looks late);
+                # a failure is raised where the swaps used to fail, after the writes
+                swapped.add(s.name)
+                try:
+                    self._swap(s, p)
+                except TlsarotateError as e:
+                    failed = e
         if not act:
             return plans
         # a write the safety thresholds hold back is not made (the others are), then refused
@@ -216,8 +229,10 @@ class Engine:
                     f"{prov_name}: the write to {zone} is made; the provider {why}; "
                     "asking the authoritative servers next"
                 )
+        if failed is not None:
+            raise failed
         for svc, p in zip(svcs, plans, strict=True):
-            if p.install:
+            if p.install and svc.name not in swapped:
                 self._swap(svc, p)
         if refused:
             raise UnsafeChangeError(

@@ -4,7 +4,9 @@ authoritative servers serve. Tests pass their own :data:`ObserverFactory`.
 
 ``observe: provider`` (a zone file, the demo: no servers to ask) trusts the provider's own read,
 with the TTLs its servers hand out; otherwise the DNS observer asks the zone's NS set, or the
-configured nameservers (instead of it, or with ``nameservers_mode: add`` besides it).
+configured nameservers (instead of it, or with ``nameservers_mode: add`` besides it), one query
+per owner, or with ``observe_read: axfr`` one zone transfer per server
+(:class:`~tlsarotate.zonetransfer.TransferObserver`, signed with the provider's TSIG key).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from tlsarotate.change import TlsaRRset
 from tlsarotate.config import Service
 from tlsarotate.observation import Observer, ProviderObserver
 from tlsarotate.providers.base import Provider
+from tlsarotate.zonetransfer import TransferObserver
 
 ObserverFactory = Callable[[Service, Callable[[], Provider], float], Observer]
 """(service, its provider (made only when needed), timeout per query in seconds) -> observer."""
@@ -44,8 +47,9 @@ def observer_for(service: Service, provider: Callable[[], Provider], timeout: fl
     if service.observe == "provider":
         prov = provider()
         return ProviderObserver(AsServed(prov), prov.name)
-    return DnsObserver(
-        tuple(service.nameservers) or None,
-        timeout=timeout,
-        replace=service.nameservers_mode == "replace",
-    )
+    servers = tuple(service.nameservers) or None
+    replace = service.nameservers_mode == "replace"
+    if service.observe_read == "axfr":
+        key = provider().transfer_key()
+        return TransferObserver(servers, timeout=timeout, replace=replace, key=key)
+    return DnsObserver(servers, timeout=timeout, replace=replace)

@@ -11,6 +11,7 @@ line what is wrong), :func:`from_stored` is what a store's ``load`` returns for 
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -215,8 +216,13 @@ def _is_records(v: Any) -> bool:
 
 
 def _is_record(v: Any) -> bool:
-    if not isinstance(v, str):
-        return False
+    return isinstance(v, str) and _is_record_text(v)
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_record_text(v: str) -> bool:
+    """Whether ``v`` parses as a TLSA record (remembered: a state holds the same few records at
+    every owner, and is loaded several times a step)."""
     try:
         records.from_text(v)
     except RecordError:

@@ -448,6 +448,20 @@ CASES: list[tuple[str, Callable[[str], str], str, Marker, tuple[str, ...]]] = [
         ("must be dns or provider",),
     ),
     (
+        "observe-read-bogus",
+        insert_after("    ttl: 300\n", "    observe_read: ixfr\n"),
+        "services[0].observe_read",
+        "observe_read: ixfr",
+        ("must be query or axfr",),
+    ),
+    (
+        "observe-read-without-dns",
+        insert_after("    ttl: 300\n", "    observe: provider\n    observe_read: axfr\n"),
+        "services[0].observe_read",
+        "observe_read: axfr",
+        ("only meaningful with observe: dns",),
+    ),
+    (
         "nameservers-mode-bogus",
         insert_after(
             "    ttl: 300\n", "    nameservers: [192.0.2.1]\n    nameservers_mode: merge\n"

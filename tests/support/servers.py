@@ -364,6 +364,8 @@ controls {{ }};
             self._options(
                 s, f"listen-on {{ none; }}; listen-on-v6 port {self.port} {{ {SECONDARY_ADDR}; }};"
             ),
+            # the key too: an observer's TSIG-signed transfer (observe_read: axfr)
+            f'include "{self.key_file}";',
         ]
         for z in self.zones.values():
             self._write_zone_file(z)

@@ -731,3 +731,47 @@ def test_a_write_not_live_yet_says_what_happens_next(tmp_path: Path) -> None:
         "right after the write; asking the authoritative servers next"
     )
     assert not any("reported live" in e for e in events)
+
+
+def test_a_due_swap_comes_right_after_its_own_look(tmp_path: Path) -> None:
+    """N services due in one step: each one's swap follows its own look, not all N looks (at
+    2,000 owners the last swap came the looks of every other service late)."""
+    import shutil
+
+    from tlsarotate import config
+
+    w = SimWorld(tmp_path, ttl=300, margin=0)
+    w.new_next()
+    paths = {}
+    for which in ("deployed", "next"):
+        d = tmp_path / f"web-{which}"
+        d.mkdir()
+        for f in ("fullchain.pem", "privkey.pem"):
+            shutil.copy(tmp_path / which / f, d / f)
+        paths[which] = config.CertPaths(cert=d / "fullchain.pem", key=d / "privkey.pem")
+    slot = config.CertSlot("web", paths["deployed"], paths["next"], reload=("reload",))
+    svc2 = dataclasses.replace(
+        w.service, name="web", hosts=("www.example.test.",), ports=(443,), certificates=(slot,)
+    )
+    for o in svc2.owners:
+        w.provider.data[w.service.zone][o] = TlsaRRset.of(
+            300, records.build_all(w.deployed(), svc2.params)
+        )
+    w.cfg = dataclasses.replace(w.cfg, services=(w.service, svc2))
+    engine = w.engine()
+    engine.cfg = w.cfg
+    engine.run([w.service, svc2], wait=False)  # publish both, then the TTL wait
+    w.clock.advance(301)
+    order: list[str] = []
+    engine = w.engine()
+    engine.cfg = w.cfg
+    engine.on_plan = lambda p: order.append(f"plan {p.service} {p.phase}")
+    engine.on_event = order.append
+    engine.step([w.service, svc2], act=True)
+    looks = [x for x in order if x.startswith("plan ")]
+    assert looks == [f"plan {w.service.name} swap", "plan web swap"]
+    installs = [i for i, x in enumerate(order) if "installing" in x]
+    assert len(installs) == 2
+    # the first service's swap is made before the second service is even looked at
+    assert installs[0] < order.index("plan web swap") < installs[1]
+    assert order[installs[0]].startswith(f"{w.service.name}: installing")

@@ -130,6 +130,10 @@ class Service:
     # ca_set: files (or directories of them) holding the CA certificates the usage 0/2
     # records pin, one record per CA (tlsarotate.caset); empty: the served chain's issuer
     ca_set: tuple[Path, ...] = ()
+    # how the DNS observer reads each server: query (one TLSA query per owner) or axfr (one
+    # zone transfer per zone, signed with the provider's TSIG key; per-owner queries where a
+    # server refuses it)
+    observe_read: str = "query"
 
     @property
     def owners(self) -> list[dns.name.Name]:

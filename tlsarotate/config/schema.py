@@ -40,6 +40,7 @@ SERVICE_KEYS = {
     "certificates": False,
     "allow_unsigned": False,
     "observe": False,
+    "observe_read": False,
     "nameservers": False,
     "nameservers_mode": False,
     "owners": False,

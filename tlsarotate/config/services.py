@@ -83,6 +83,17 @@ def service(
         observe = doc.string(m["observe"][1], f"{kp}.observe")
         if observe not in ("dns", "provider"):
             raise doc.err(m["observe"][1], f"{kp}.observe", "must be dns or provider")
+    observe_read = "query"
+    if "observe_read" in m:
+        observe_read = doc.string(m["observe_read"][1], f"{kp}.observe_read")
+        if observe_read not in ("query", "axfr"):
+            raise doc.err(m["observe_read"][1], f"{kp}.observe_read", "must be query or axfr")
+        if observe != "dns":
+            raise doc.err(
+                m["observe_read"][1],
+                f"{kp}.observe_read",
+                "only meaningful with observe: dns (the servers are asked)",
+            )
     ns: tuple[Nameserver, ...] = ()
     if "nameservers" in m:
         ns = doc.sequence(
@@ -159,6 +170,7 @@ def service(
         tlsrpt_record,
         shared,
         ca_set=ca_set,
+        observe_read=observe_read,
     )
 
 

@@ -83,6 +83,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar, overload
 
 import dns.name
+import dns.tsig
 
 from tlsarotate.change import TlsaRRset, TxtRRset, ZoneChange
 from tlsarotate.clock import Clock, SystemClock
@@ -344,6 +345,11 @@ class Provider(ABC):
         """The TTL servers hand out for records stored with ``ttl`` as :meth:`read` returns it
         (Cloudflare stores 1 for "automatic" and serves 300)."""
         return ttl
+
+    def transfer_key(self) -> dns.tsig.Key | None:
+        """The TSIG key zone transfers from the zone's servers are signed with
+        (``observe_read: axfr``); None: unsigned."""
+        return None
 
     def recover(self, zone: dns.name.Name) -> str | None:
         """Finish a write to ``zone`` that a killed run left half done (the zone file written,

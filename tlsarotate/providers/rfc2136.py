@@ -67,6 +67,7 @@ from tlsarotate.providers import rfc2136_msg as msg
 from tlsarotate.providers.base import Capabilities, Option, Provider, ProviderContext, WriteToken
 from tlsarotate.providers.secrets import check_private_file
 from tlsarotate.providers.tsig import ALGORITHMS, DEFAULT_ALGORITHM, load_key
+from tlsarotate.tcpdns import TcpChannel
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,7 @@ class RFC2136Provider(Provider):
         self.retries = int(self.opts["retries"])
         self.read_mode = str(self.opts["read"])
         self.sent: collections.Counter[str] = collections.Counter()
+        self._queries = TcpChannel(self.server, self.port, self.timeout)
 
     # ---- config ------------------------------------------------------------------------
     @staticmethod
@@ -160,9 +162,16 @@ class RFC2136Provider(Provider):
         """ONE attempt: send ``message`` over TCP to the server and return the answer.
 
         The only place that touches the network for UPDATE and QUERY (AXFR goes through
-        :meth:`_transfer`); tests and the fault harness wrap or replace it."""
+        :meth:`_transfer`); tests and the fault harness wrap or replace it. Queries (``read:
+        query``, ``is_live``) share one TCP connection (:class:`~tlsarotate.tcpdns.TcpChannel`);
+        each UPDATE has its own."""
         self.sent[dns.opcode.to_text(message.opcode())] += 1
+        if message.opcode() == dns.opcode.QUERY:
+            return self._queries.exchange(message)
         return dns.query.tcp(message, self.server, timeout=self.timeout, port=self.port)
+
+    def close(self) -> None:
+        self._queries.close()
 
     def _transfer(self, zone: dns.name.Name) -> dns.zone.Zone:
         """ONE attempt at a TSIG-signed AXFR of ``zone``."""
@@ -176,6 +185,10 @@ class RFC2136Provider(Provider):
 
     def _dns_key(self) -> dns.tsig.Key | None:
         return self.key.dns_key() if self.key else None
+
+    def transfer_key(self) -> dns.tsig.Key | None:
+        """The provider's TSIG key also signs the observer's transfers (``observe_read``)."""
+        return self._dns_key()
 
     def _retrying(self, what: str, fn: Callable[[], T]) -> T:
         """``fn()``, tried up to ``retries`` times on timeouts and refused or lost connections."""
