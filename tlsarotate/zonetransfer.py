@@ -126,6 +126,8 @@ class TransferObserver(DnsObserver):
             self._check(_sigs_over(z, zone, dns.rdatatype.SOA), soa, zone, keys, sigs)
         chain = _Nsec(z, zone)
         for owner in owners:
+            if owner in got.rrsets:  # already asked, on a CNAME chain (shared_owner's aliases)
+                continue
             if _needs_query(z, zone, owner, chain):
                 self._observe_owner(t, zone, owner, keys, got, sigs)
                 continue
@@ -157,6 +159,7 @@ class TransferObserver(DnsObserver):
             signed=got.signed,
             sig_problem=sigs.problem,
             min_rrsig_expiry=sigs.min_expiry,
+            cnames=got.cnames,  # a CNAME is asked by query (_needs_query), its chain followed
         )
         return answer, keys is not None
 

@@ -179,6 +179,28 @@ def test_an_alias_that_is_not_a_cname_blocks_the_swap(rig: Rig) -> None:
     assert rig.deployed().spki != before.spki
 
 
+def test_observe_read_axfr_follows_the_aliases_too(rig: Rig) -> None:
+    # the zone-transfer observer asks a CNAME by query and follows its chain, as the
+    # per-owner one does: the same rollover, the same block on a repointed alias
+    text = rig.config.read_text()
+    rig.config.write_text(
+        text.replace("    shared_owner:", "    observe_read: axfr\n    shared_owner:")
+    )
+    rc, out, err = rig.cli("apply", "--wait")
+    assert rc == 0, (out, err)
+    before = rig.deployed()
+    rig.write("next")
+    set_cname(rig.bind, alias(HOSTS[1]), "_other.example.test.")
+    rc, out, err = rig.cli("apply", "--wait")
+    assert rc == 1, (out, err)
+    assert "_25._tcp.mx2.example.test. is a CNAME to _other.example.test." in out + err
+    assert "refused the transfer" not in err
+    set_cname(rig.bind, alias(HOSTS[1]), SHARED)
+    rc, out, err = rig.cli("apply", "--wait")
+    assert rc == 0, (out, err)
+    assert rig.deployed().spki != before.spki
+
+
 def test_an_alias_missing_on_every_server_is_blocked_after_publishing(rig: Rig) -> None:
     set_cname(rig.bind, alias(HOSTS[2]), None)
     rc, out, err = rig.cli("apply", "--wait")
