@@ -11,7 +11,6 @@ line what is wrong), :func:`from_stored` is what a store's ``load`` returns for 
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import re
@@ -216,13 +215,10 @@ def _is_records(v: Any) -> bool:
 
 
 def _is_record(v: Any) -> bool:
-    return isinstance(v, str) and _is_record_text(v)
-
-
-@functools.lru_cache(maxsize=4096)
-def _is_record_text(v: str) -> bool:
-    """Whether ``v`` parses as a TLSA record (remembered: a state holds the same few records at
-    every owner, and is loaded several times a step)."""
+    """Whether ``v`` is a TLSA record's text (``records.from_text`` remembers each text it
+    parsed: a state holds the same few records at every owner, loaded several times a step)."""
+    if not isinstance(v, str):
+        return False
     try:
         records.from_text(v)
     except RecordError:
