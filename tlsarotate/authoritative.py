@@ -99,6 +99,20 @@ class _Answer:
     signed: dict[dns.name.Name, bool | None] = field(default_factory=dict)
     cnames: dict[dns.name.Name, Cname] = field(default_factory=dict)
 
+    def served_by(self, t: Target, serial: int | None, sigs: _Sigs) -> ServerAnswer:
+        """What server ``t`` was seen to serve: these answers, its serial, its signatures."""
+        return ServerAnswer(
+            label=t.label,
+            address=t.address,
+            port=t.port,
+            rrsets=self.rrsets,
+            serial=serial,
+            signed=self.signed,
+            sig_problem=sigs.problem,
+            min_rrsig_expiry=sigs.min_expiry,
+            cnames=self.cnames,
+        )
+
 
 class DnsObserver:
     """See the module docstring. ``nameservers``: a Service's configured servers."""
@@ -236,18 +250,7 @@ class DnsObserver:
                     self._observe_owner(t, zone, owner, keys, got, sigs)
         except _QueryFailed as e:
             return ServerAnswer(t.label, t.address, t.port, error=str(e), serial=serial), None
-        answer = ServerAnswer(
-            label=t.label,
-            address=t.address,
-            port=t.port,
-            rrsets=got.rrsets,
-            serial=serial,
-            signed=got.signed,
-            sig_problem=sigs.problem,
-            min_rrsig_expiry=sigs.min_expiry,
-            cnames=got.cnames,
-        )
-        return answer, keys is not None
+        return got.served_by(t, serial, sigs), keys is not None
 
     def _observe_owner(
         self,

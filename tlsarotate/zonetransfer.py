@@ -150,18 +150,8 @@ class TransferObserver(DnsObserver):
                 section = _sigs_over(z, rr.name, dns.rdatatype.NSEC)
                 ok = self._check(section, rr, zone, keys, sigs) and ok
             got.signed[owner] = ok
-        answer = ServerAnswer(
-            label=t.label,
-            address=t.address,
-            port=t.port,
-            rrsets=got.rrsets,
-            serial=serial,
-            signed=got.signed,
-            sig_problem=sigs.problem,
-            min_rrsig_expiry=sigs.min_expiry,
-            cnames=got.cnames,  # a CNAME is asked by query (_needs_query), its chain followed
-        )
-        return answer, keys is not None
+        # (a CNAME is asked by query (_needs_query), its chain followed: got.cnames)
+        return got.served_by(t, serial, sigs), keys is not None
 
 
 class _Nsec:
